@@ -1,1 +1,16 @@
+//! kubevet proves that the examples and operators of a Kubernetes project still work.
+//!
+//! The flow, one module per stage: [`suite`] (the suite file) → [`plan`] (cases from the
+//! examples) → [`kubernetes`] (all cluster access) → [`run`] (each case: apply, wait, collect,
+//! clean up) → [`report`] (JUnit, result files, summary).
 
+pub mod assertions;
+pub mod duration;
+pub mod error;
+pub mod kubernetes;
+pub mod plan;
+pub mod profile;
+pub mod report;
+pub mod run;
+pub mod suite;
+pub mod yaml;

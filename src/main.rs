@@ -1,1 +1,203 @@
-fn main() {}
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kubevet::{
+    error::{self, Error},
+    kubernetes::Cluster,
+    plan::{self, PlanRow},
+    report,
+    run::{self, Outcome, RunOptions},
+    suite,
+};
+
+/// kubevet proves that the examples and operators of a Kubernetes project still work: every
+/// example runs in its own namespace and is judged by its workload's own terminal state.
+#[derive(Parser)]
+#[command(name = "kubevet", version, about, long_about = None)]
+struct Cli {
+    /// Log lines as text or JSON (on standard error).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More detail in the log (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct SuiteArgs {
+    /// The suite file (default: kubevet.yaml here or in the nearest parent up to the repository root).
+    #[arg(long)]
+    suite: Option<PathBuf>,
+    /// Only the examples whose path (relative to the suite) or case id matches; repeatable.
+    #[arg(long = "select", value_name = "GLOB")]
+    select: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every example of the suite on a cluster and report.
+    Run {
+        #[command(flatten)]
+        suite: SuiteArgs,
+        /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context (default: the current one).
+        #[arg(long)]
+        context: Option<String>,
+        /// Where evidence goes: one folder per case.
+        #[arg(long, default_value = "kubevet-artifacts")]
+        artifacts: PathBuf,
+        /// JUnit report file (default: <artifacts>/junit.xml).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Cases run at once (default: the suite's defaults.concurrency).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Start no more cases after the first failure.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Leave the namespaces of cases that did not pass, for a look.
+        #[arg(long)]
+        keep_on_failure: bool,
+    },
+    /// Print the plan: every case, its file, profile, timeout and tier.
+    List {
+        #[command(flatten)]
+        suite: SuiteArgs,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "kubevet=info",
+        1 => "kubevet=debug",
+        _ => "kubevet=trace,kube=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+fn list(args: SuiteArgs, output: Output) -> Result<i32, Error> {
+    let suite = suite::load(&suite::locate(args.suite.as_deref())?)?;
+    let cases = plan::plan(&suite, &args.select)?;
+    let rows: Vec<PlanRow> = cases.iter().map(PlanRow::from).collect();
+    match output {
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?);
+        }
+        Output::Table => {
+            let w = |f: fn(&PlanRow) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);
+            let (wi, wf, wp) = (w(|r| r.id.len(), 2), w(|r| r.file.len(), 4), w(|r| r.profile.len(), 7));
+            println!("{:<wi$}  {:<wf$}  {:<wp$}  {:>8}  TIER", "ID", "FILE", "PROFILE", "TIMEOUT");
+            for r in &rows {
+                let mut line = format!(
+                    "{:<wi$}  {:<wf$}  {:<wp$}  {:>8}  {}",
+                    r.id,
+                    r.file,
+                    r.profile,
+                    r.timeout,
+                    r.tier.unwrap_or("-")
+                );
+                if let Some(skip) = r.skip {
+                    line.push_str(&format!("  (skipped: {skip})"));
+                }
+                if let Some(problem) = r.problem {
+                    line.push_str(&format!("  (error: {problem})"));
+                }
+                println!("{line}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_suite(
+    args: SuiteArgs,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    artifacts: PathBuf,
+    junit: Option<PathBuf>,
+    concurrency: Option<usize>,
+    fail_fast: bool,
+    keep_on_failure: bool,
+) -> Result<i32, Error> {
+    // Bad input is found before the cluster is touched.
+    let suite = suite::load(&suite::locate(args.suite.as_deref())?)?;
+    let cases = plan::plan(&suite, &args.select)?;
+    if cases.is_empty() {
+        return Err(Error::Usage(format!(
+            "no example matches the suite's globs (and --select) under {}",
+            suite.root.display()
+        )));
+    }
+    let cluster = Arc::new(Cluster::connect(kubeconfig.as_deref(), context.as_deref()).await?);
+    let options = RunOptions { artifacts: artifacts.clone(), concurrency, fail_fast, keep_on_failure };
+    let report = run::run(&suite, cases, cluster.clone(), options).await;
+    let junit_path = junit.unwrap_or_else(|| artifacts.join("junit.xml"));
+    let xml = report::junit(&suite.name, &cluster.server_version, &report)
+        .to_string()
+        .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
+    report::write_atomically(&junit_path, xml.as_bytes())
+        .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", junit_path.display())))?;
+    print!("{}", report::summary(&report));
+    println!("JUnit: {}  artifacts: {}", junit_path.display(), artifacts.display());
+    tracing::info!(requests = cluster.requests(), "API requests sent");
+    if report.interrupted {
+        return Ok(error::EXIT_INTERRUPTED);
+    }
+    let failed =
+        report.results.iter().any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error | Outcome::Interrupted));
+    Ok(if failed { error::EXIT_CASE_FAILED } else { 0 })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let outcome = match cli.command {
+        Command::List { suite, output } => list(suite, output),
+        Command::Run { suite, kubeconfig, context, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
+            match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(run_suite(
+                    suite,
+                    kubeconfig,
+                    context,
+                    artifacts,
+                    junit,
+                    concurrency,
+                    fail_fast,
+                    keep_on_failure,
+                )),
+                Err(e) => Err(Error::Infrastructure(format!("cannot start the async runtime: {e}"))),
+            }
+        }
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("kubevet: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

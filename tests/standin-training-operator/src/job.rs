@@ -109,11 +109,7 @@ impl JobView {
             .map(|(rtype, rs)| ReplicaSpec {
                 rtype: rtype.clone(),
                 replicas: rs.get("replicas").and_then(Value::as_i64).unwrap_or(1),
-                restart_policy: rs
-                    .get("restartPolicy")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Never")
-                    .to_string(),
+                restart_policy: rs.get("restartPolicy").and_then(Value::as_str).unwrap_or("Never").to_string(),
                 template: rs.get("template").cloned().unwrap_or_else(|| json!({})),
             })
             .collect();
@@ -126,16 +122,13 @@ impl JobView {
             uid: obj.uid().unwrap_or_default(),
             replicas,
             status: obj.data.get("status").cloned().unwrap_or_else(|| json!({})),
-            backoff_limit: run_policy
-                .and_then(|r| r.get("backoffLimit"))
-                .and_then(Value::as_i64),
+            backoff_limit: run_policy.and_then(|r| r.get("backoffLimit")).and_then(Value::as_i64),
             clean_pod_policy: run_policy
                 .and_then(|r| r.get("cleanPodPolicy"))
                 .and_then(Value::as_str)
                 .unwrap_or("None")
                 .to_string(),
-            all_workers_must_succeed: spec.get("successPolicy").and_then(Value::as_str)
-                == Some("AllWorkers"),
+            all_workers_must_succeed: spec.get("successPolicy").and_then(Value::as_str) == Some("AllWorkers"),
         })
     }
 
@@ -144,16 +137,11 @@ impl JobView {
     }
 
     fn condition_true(&self, ctype: &str) -> bool {
-        self.conditions()
-            .iter()
-            .any(|c| c["type"] == ctype && c["status"] == "True")
+        self.conditions().iter().any(|c| c["type"] == ctype && c["status"] == "True")
     }
 
     fn conditions(&self) -> Vec<Value> {
-        self.status["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.status["conditions"].as_array().cloned().unwrap_or_default()
     }
 
     pub fn desired_pods(&self) -> Vec<DesiredPod> {
@@ -175,29 +163,14 @@ impl JobView {
 
     fn labels(&self, rtype: &str, index: Option<i64>) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::from([
-            (
-                "training.kubeflow.org/job-name".to_string(),
-                self.name.clone(),
-            ),
-            (
-                "training.kubeflow.org/operator-name".to_string(),
-                self.framework.operator_name().to_string(),
-            ),
-            (
-                "training.kubeflow.org/replica-type".to_string(),
-                rtype.to_lowercase(),
-            ),
+            ("training.kubeflow.org/job-name".to_string(), self.name.clone()),
+            ("training.kubeflow.org/operator-name".to_string(), self.framework.operator_name().to_string()),
+            ("training.kubeflow.org/replica-type".to_string(), rtype.to_lowercase()),
         ]);
         if let Some(i) = index {
-            labels.insert(
-                "training.kubeflow.org/replica-index".to_string(),
-                i.to_string(),
-            );
+            labels.insert("training.kubeflow.org/replica-index".to_string(), i.to_string());
             if i == 0 && self.framework.chief_types().contains(&rtype) {
-                labels.insert(
-                    "training.kubeflow.org/job-role".to_string(),
-                    "master".to_string(),
-                );
+                labels.insert("training.kubeflow.org/job-role".to_string(), "master".to_string());
             }
         }
         labels
@@ -216,11 +189,7 @@ impl JobView {
             Framework::PyTorch => {
                 let has_master = self.spec_of("Master").is_some();
                 let world: i64 = self.replicas.iter().map(|r| r.replicas).sum();
-                let rank = if pod.rtype == "Master" || !has_master {
-                    pod.index
-                } else {
-                    pod.index + 1
-                };
+                let rank = if pod.rtype == "Master" || !has_master { pod.index } else { pod.index + 1 };
                 let master = if has_master { "master" } else { "worker" };
                 vec![
                     json!({"name": "MASTER_PORT", "value": port.to_string()}),
@@ -237,9 +206,7 @@ impl JobView {
                     .map(|r| {
                         let rt = r.rtype.to_lowercase();
                         let hosts = (0..r.replicas)
-                            .map(|i| {
-                                format!("{}-{rt}-{i}.{}.svc:{port}", self.name, self.namespace)
-                            })
+                            .map(|i| format!("{}-{rt}-{i}.{}.svc:{port}", self.name, self.namespace))
                             .collect();
                         (rt, hosts)
                     })
@@ -255,14 +222,9 @@ impl JobView {
     }
 
     pub fn build_pod(&self, pod: &DesiredPod) -> Pod {
-        let spec = self
-            .spec_of(&pod.rtype)
-            .expect("desired pods come from replica specs");
+        let spec = self.spec_of(&pod.rtype).expect("desired pods come from replica specs");
         let mut template = spec.template.clone();
-        let mut metadata = template
-            .get("metadata")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let mut metadata = template.get("metadata").cloned().unwrap_or_else(|| json!({}));
         let mut labels: BTreeMap<String, String> =
             serde_json::from_value(metadata["labels"].clone()).unwrap_or_default();
         labels.extend(self.labels(&pod.rtype, Some(pod.index)));
@@ -277,17 +239,13 @@ impl JobView {
         });
         let env = self.env_for(pod);
         if let Some(containers) = pod_spec["containers"].as_array_mut() {
-            for c in containers
-                .iter_mut()
-                .filter(|c| c["name"] == self.framework.default_container())
-            {
+            for c in containers.iter_mut().filter(|c| c["name"] == self.framework.default_container()) {
                 let mut all = c["env"].as_array().cloned().unwrap_or_default();
                 all.extend(env.iter().cloned());
                 c["env"] = json!(all);
             }
         }
-        serde_json::from_value(json!({"metadata": metadata, "spec": pod_spec}))
-            .unwrap_or_else(|_| Pod::default())
+        serde_json::from_value(json!({"metadata": metadata, "spec": pod_spec})).unwrap_or_else(|_| Pod::default())
     }
 
     pub fn build_service(&self, pod: &DesiredPod) -> Service {
@@ -321,9 +279,7 @@ impl JobView {
         let kind = self.framework.kind();
         let job = format!("{}/{}", self.namespace, self.name);
         for r in &self.replicas {
-            let failed = pods_of(pods, &r.rtype)
-                .filter(|p| phase(p) == "Failed")
-                .count();
+            let failed = pods_of(pods, &r.rtype).filter(|p| phase(p) == "Failed").count();
             if failed > 0 {
                 return Verdict::Failed(format!(
                     "{kind} {job} is failed because {failed} {} replica(s) failed.",
@@ -342,16 +298,10 @@ impl JobView {
         let succeeded = |rtype: &str, index: i64| {
             pods_of(pods, rtype).any(|p| replica_index(p) == Some(index) && phase(p) == "Succeeded")
         };
-        let chief = self
-            .framework
-            .chief_types()
-            .iter()
-            .find(|t| self.spec_of(t).is_some());
+        let chief = self.framework.chief_types().iter().find(|t| self.spec_of(t).is_some());
         let done = match (chief, self.spec_of("Worker")) {
             (Some(chief), _) => succeeded(chief, 0),
-            (None, Some(workers))
-                if self.framework == Framework::PyTorch || self.all_workers_must_succeed =>
-            {
+            (None, Some(workers)) if self.framework == Framework::PyTorch || self.all_workers_must_succeed => {
                 (0..workers.replicas).all(|i| succeeded("Worker", i))
             }
             (None, Some(_)) => succeeded("Worker", 0),
@@ -360,11 +310,7 @@ impl JobView {
         if done {
             return Verdict::Succeeded(format!("{kind} {job} successfully completed."));
         }
-        if pods.iter().any(|p| phase(p) == "Running") {
-            Verdict::Running
-        } else {
-            Verdict::Created
-        }
+        if pods.iter().any(|p| phase(p) == "Running") { Verdict::Running } else { Verdict::Created }
     }
 
     pub fn next_status(&self, verdict: &Verdict, pods: &[Pod]) -> Value {
@@ -383,37 +329,17 @@ impl JobView {
                                        "message": message, "lastUpdateTime": now, "lastTransitionTime": now}));
             }
         };
-        set(
-            "Created",
-            "True",
-            format!("{kind}Created"),
-            format!("{kind} {} is created.", self.name),
-        );
+        set("Created", "True", format!("{kind}Created"), format!("{kind} {} is created.", self.name));
         let job = format!("{}/{}", self.namespace, self.name);
         match verdict {
             Verdict::Created => {}
-            Verdict::Running => set(
-                "Running",
-                "True",
-                format!("{kind}Running"),
-                format!("{kind} {job} is running."),
-            ),
+            Verdict::Running => set("Running", "True", format!("{kind}Running"), format!("{kind} {job} is running.")),
             Verdict::Succeeded(msg) => {
-                set(
-                    "Running",
-                    "False",
-                    format!("{kind}Running"),
-                    format!("{kind} {job} is running."),
-                );
+                set("Running", "False", format!("{kind}Running"), format!("{kind} {job} is running."));
                 set("Succeeded", "True", format!("{kind}Succeeded"), msg.clone());
             }
             Verdict::Failed(msg) => {
-                set(
-                    "Running",
-                    "False",
-                    format!("{kind}Running"),
-                    format!("{kind} {job} is running."),
-                );
+                set("Running", "False", format!("{kind}Running"), format!("{kind} {job} is running."));
                 set("Failed", "True", format!("{kind}Failed"), msg.clone());
             }
         }
@@ -432,11 +358,7 @@ impl JobView {
             })
             .collect();
         let mut status = json!({"conditions": conditions, "replicaStatuses": replica_statuses});
-        status["startTime"] = self
-            .status
-            .get("startTime")
-            .cloned()
-            .unwrap_or_else(|| json!(now));
+        status["startTime"] = self.status.get("startTime").cloned().unwrap_or_else(|| json!(now));
         if let Some(t) = self.status.get("completionTime") {
             status["completionTime"] = t.clone();
         } else if matches!(verdict, Verdict::Succeeded(_)) {
@@ -460,22 +382,15 @@ impl JobView {
 
 fn pods_of<'a>(pods: &'a [Pod], rtype: &str) -> impl Iterator<Item = &'a Pod> {
     let wanted = rtype.to_lowercase();
-    pods.iter()
-        .filter(move |p| p.labels().get("training.kubeflow.org/replica-type") == Some(&wanted))
+    pods.iter().filter(move |p| p.labels().get("training.kubeflow.org/replica-type") == Some(&wanted))
 }
 
 fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending")
 }
 
 fn replica_index(pod: &Pod) -> Option<i64> {
-    pod.labels()
-        .get("training.kubeflow.org/replica-index")?
-        .parse()
-        .ok()
+    pod.labels().get("training.kubeflow.org/replica-index")?.parse().ok()
 }
 
 fn restart_count(pod: &Pod) -> i64 {
@@ -524,52 +439,29 @@ mod tests {
             "Worker": {"replicas": 2, "template": template()}}),
         );
         assert_eq!(j.desired_pods().len(), 3);
-        let pods = [
-            pod("Master", 0, "Succeeded"),
-            pod("Worker", 0, "Running"),
-            pod("Worker", 1, "Running"),
-        ];
-        assert_eq!(
-            j.judge(&pods),
-            Verdict::Succeeded("PyTorchJob ns/j successfully completed.".into())
-        );
+        let pods = [pod("Master", 0, "Succeeded"), pod("Worker", 0, "Running"), pod("Worker", 1, "Running")];
+        assert_eq!(j.judge(&pods), Verdict::Succeeded("PyTorchJob ns/j successfully completed.".into()));
         let status = j.next_status(&j.judge(&pods), &pods);
         let conds = status["conditions"].as_array().expect("conditions");
-        assert!(
-            conds
-                .iter()
-                .any(|c| c["type"] == "Succeeded" && c["reason"] == "PyTorchJobSucceeded")
-        );
+        assert!(conds.iter().any(|c| c["type"] == "Succeeded" && c["reason"] == "PyTorchJobSucceeded"));
         assert_eq!(status["replicaStatuses"]["Worker"]["active"], 2);
     }
 
     #[test]
     fn a_failed_pod_fails_the_job_with_the_real_message() {
-        let j = job(
-            Framework::PyTorch,
-            json!({"Master": {"replicas": 1, "template": template()}}),
-        );
+        let j = job(Framework::PyTorch, json!({"Master": {"replicas": 1, "template": template()}}));
         let v = j.judge(&[pod("Master", 0, "Failed")]);
-        assert_eq!(
-            v,
-            Verdict::Failed("PyTorchJob ns/j is failed because 1 Master replica(s) failed.".into())
-        );
+        assert_eq!(v, Verdict::Failed("PyTorchJob ns/j is failed because 1 Master replica(s) failed.".into()));
     }
 
     #[test]
     fn tfjob_without_chief_succeeds_on_worker_zero() {
-        let j = job(
-            Framework::TensorFlow,
-            json!({"Worker": {"replicas": 2, "template": template()}}),
-        );
+        let j = job(Framework::TensorFlow, json!({"Worker": {"replicas": 2, "template": template()}}));
         assert!(matches!(
             j.judge(&[pod("Worker", 0, "Succeeded"), pod("Worker", 1, "Running")]),
             Verdict::Succeeded(_)
         ));
-        assert_eq!(
-            j.judge(&[pod("Worker", 1, "Succeeded"), pod("Worker", 0, "Running")]),
-            Verdict::Running
-        );
+        assert_eq!(j.judge(&[pod("Worker", 1, "Succeeded"), pod("Worker", 0, "Running")]), Verdict::Running);
     }
 
     #[test]
@@ -581,43 +473,20 @@ mod tests {
             "Worker": {"replicas": 1, "template": template()}}),
         );
         let desired = j.desired_pods();
-        let worker = desired
-            .iter()
-            .find(|d| d.rtype == "Worker")
-            .expect("worker");
+        let worker = desired.iter().find(|d| d.rtype == "Worker").expect("worker");
         let p = j.build_pod(worker);
         assert_eq!(p.metadata.name.as_deref(), Some("j-worker-0"));
         assert_eq!(p.labels()["training.kubeflow.org/replica-type"], "worker");
-        let env = p.spec.as_ref().expect("spec").containers[0]
-            .env
-            .clone()
-            .expect("env");
-        assert!(
-            env.iter()
-                .any(|e| e.name == "RANK" && e.value.as_deref() == Some("1"))
-        );
-        let master = j.build_pod(
-            desired
-                .iter()
-                .find(|d| d.rtype == "Master")
-                .expect("master"),
-        );
-        assert_eq!(
-            master.spec.expect("spec").restart_policy.as_deref(),
-            Some("Never")
-        );
-        assert_eq!(
-            master.metadata.labels.expect("labels")["training.kubeflow.org/job-role"],
-            "master"
-        );
+        let env = p.spec.as_ref().expect("spec").containers[0].env.clone().expect("env");
+        assert!(env.iter().any(|e| e.name == "RANK" && e.value.as_deref() == Some("1")));
+        let master = j.build_pod(desired.iter().find(|d| d.rtype == "Master").expect("master"));
+        assert_eq!(master.spec.expect("spec").restart_policy.as_deref(), Some("Never"));
+        assert_eq!(master.metadata.labels.expect("labels")["training.kubeflow.org/job-role"], "master");
     }
 
     #[test]
     fn unchanged_verdict_keeps_condition_timestamps() {
-        let mut j = job(
-            Framework::PyTorch,
-            json!({"Master": {"replicas": 1, "template": template()}}),
-        );
+        let mut j = job(Framework::PyTorch, json!({"Master": {"replicas": 1, "template": template()}}));
         let pods = [pod("Master", 0, "Running")];
         let first = j.next_status(&Verdict::Running, &pods);
         j.status = first.clone();

@@ -47,9 +47,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = format!("training.kubeflow.org/job-name={name}");
-    let existing = pods
-        .list(&kube::api::ListParams::default().labels(&selector))
-        .await?;
+    let existing = pods.list(&kube::api::ListParams::default().labels(&selector)).await?;
 
     for wanted in job.desired_pods() {
         if !existing.items.iter().any(|p| p.name_any() == wanted.name) {
@@ -61,10 +59,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             }
         }
         if services.get_opt(&wanted.name).await?.is_none() {
-            match services
-                .create(&PostParams::default(), &job.build_service(&wanted))
-                .await
-            {
+            match services.create(&PostParams::default(), &job.build_service(&wanted)).await {
                 Ok(_) => {}
                 Err(e) if already_exists(&e) => {}
                 Err(e) => return Err(e.into()),
@@ -77,8 +72,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     if Some(&status) != obj.data.get("status") {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ctx.resource);
         let patch = serde_json::json!({ "status": status });
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         info!(job = %name, verdict = ?verdict, "status updated");
     }
     if matches!(verdict, Verdict::Succeeded(_) | Verdict::Failed(_)) {
@@ -103,11 +97,7 @@ async fn run_controller(client: Client, framework: Framework) {
     let resource = ApiResource::from_gvk_with_plural(&gvk, framework.plural());
     let jobs: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let pods: Api<Pod> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx {
-        client,
-        framework,
-        resource: resource.clone(),
-    });
+    let ctx = Arc::new(Ctx { client, framework, resource: resource.clone() });
     info!(kind = framework.kind(), "controller starting");
     Controller::new_with(jobs, watcher::Config::default(), resource)
         .owns_with(pods, (), watcher::Config::default())
@@ -120,9 +110,7 @@ async fn run_controller(client: Client, framework: Framework) {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let client = match Client::try_default().await {
         Ok(c) => c,
@@ -132,8 +120,5 @@ async fn main() {
         }
     };
     info!("TEST STAND-IN for the Kubeflow training operator; not the real operator");
-    tokio::join!(
-        run_controller(client.clone(), Framework::PyTorch),
-        run_controller(client, Framework::TensorFlow),
-    );
+    tokio::join!(run_controller(client.clone(), Framework::PyTorch), run_controller(client, Framework::TensorFlow),);
 }

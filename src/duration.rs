@@ -1,0 +1,84 @@
+//! Durations as users write them in suite files (`90s`, `10m`, `1h30m`, `500ms`) and as
+//! kubevet prints them (Go's style, `10m0s`, which Kubernetes users already read daily).
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let err = || format!("invalid duration {text:?}: expected a number and a unit, like 90s, 10m, 1h30m or 500ms");
+        let mut total = Duration::ZERO;
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(err());
+        }
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(err)?;
+            let number: f64 = rest[..digits].parse().map_err(|_| err())?;
+            rest = &rest[digits..];
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let seconds = match &rest[..unit_len] {
+                "ms" => number / 1000.0,
+                "s" => number,
+                "m" => number * 60.0,
+                "h" => number * 3600.0,
+                _ => return Err(err()),
+            };
+            total += Duration::from_secs_f64(seconds);
+            rest = &rest[unit_len..];
+        }
+        Ok(Dur(total))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms < 1000 {
+            return write!(f, "{ms}ms");
+        }
+        let (h, m, s) = (ms / 3_600_000, (ms / 60_000) % 60, (ms % 60_000) as f64 / 1000.0);
+        let s = if s.fract() == 0.0 { format!("{s:.0}") } else { format!("{s:.1}") };
+        match (h, m) {
+            (0, 0) => write!(f, "{s}s"),
+            (0, m) => write!(f, "{m}m{s}s"),
+            (h, m) => write!(f, "{h}h{m}m{s}s"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Dur::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_users_write() {
+        assert_eq!(Dur::parse("90s"), Ok(Dur(Duration::from_secs(90))));
+        assert_eq!(Dur::parse("1h30m"), Ok(Dur(Duration::from_secs(5400))));
+        assert_eq!(Dur::parse("500ms"), Ok(Dur(Duration::from_millis(500))));
+        assert_eq!(Dur::parse("1.5m"), Ok(Dur(Duration::from_secs(90))));
+        assert!(Dur::parse("10").is_err());
+        assert!(Dur::parse("10 minutes").is_err());
+        assert!(Dur::parse("").is_err());
+    }
+
+    #[test]
+    fn prints_like_go() {
+        assert_eq!(Dur(Duration::from_secs(600)).to_string(), "10m0s");
+        assert_eq!(Dur(Duration::from_secs(20)).to_string(), "20s");
+        assert_eq!(Dur(Duration::from_millis(2500)).to_string(), "2.5s");
+        assert_eq!(Dur(Duration::from_secs(3725)).to_string(), "1h2m5s");
+        assert_eq!(Dur(Duration::from_millis(40)).to_string(), "40ms");
+    }
+}

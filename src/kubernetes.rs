@@ -1,0 +1,319 @@
+//! All of kubevet's access to Kubernetes lives here: connecting, discovery, applying,
+//! watching, reading logs and events, deleting. Every request goes through one counting layer,
+//! so the cost of a run in API requests can be measured.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{Stream, TryStreamExt};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kube::{
+    Api, Client, Config,
+    api::{DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy},
+    client::ClientBuilder,
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{ApiResource, GroupVersionKind},
+    discovery::{Discovery, Scope},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::{Value, json};
+use tokio::sync::RwLock;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+
+pub const FIELD_MANAGER: &str = "kubevet";
+pub const LABEL_RUN: &str = "kubevet.dev/run";
+pub const LABEL_CASE: &str = "kubevet.dev/case";
+
+/// A kind the cluster serves, and whether its objects live in a namespace.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// What applying an object did: its identity and the server's copy of it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+pub struct Cluster {
+    client: Client,
+    discovery: RwLock<Discovery>,
+    pub server_version: String,
+    requests: Arc<AtomicU64>,
+}
+
+fn infrastructure(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Infrastructure(format!("{what}: {e}"))
+}
+
+/// A short text for a failed request: the API server's own message where there is one.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
+
+impl Cluster {
+    pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Cluster> {
+        let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+        let config = match kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?
+            }
+            None if context.is_some() => {
+                Config::from_kubeconfig(&options).await.map_err(|e| Error::Usage(format!("--context: {e}")))?
+            }
+            None => Config::infer()
+                .await
+                .map_err(|e| infrastructure("no cluster configured (KUBECONFIG, ~/.kube/config or in-cluster)", e))?,
+        };
+        let cluster_url = config.cluster_url.to_string();
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = requests.clone();
+        let client = ClientBuilder::try_from(config)
+            .map_err(|e| infrastructure("building the Kubernetes client", e))?
+            .with_layer(&tower::util::MapRequestLayer::new(move |req| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                req
+            }))
+            .build();
+        let version = client
+            .apiserver_version()
+            .await
+            .map_err(|e| infrastructure(&format!("cluster at {cluster_url} unreachable"), describe(&e)))?;
+        // Discovery::run, not run_aggregated: against servers without aggregated discovery
+        // (before 1.26) the aggregated call "succeeds" with zero groups.
+        let discovery = Discovery::new(client.clone())
+            .run()
+            .await
+            .map_err(|e| infrastructure("API discovery failed", describe(&e)))?;
+        Ok(Cluster { client, discovery: RwLock::new(discovery), server_version: version.git_version, requests })
+    }
+
+    /// API requests sent so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The kind behind an apiVersion and kind; discovery is refreshed once on a miss, since
+    /// CRDs appear when an operator is installed.
+    pub async fn kind(&self, api_version: &str, kind: &str) -> Result<Kind, String> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let lookup = |d: &Discovery| {
+            d.resolve_gvk(&gvk).map(|(resource, caps)| Kind { resource, namespaced: caps.scope == Scope::Namespaced })
+        };
+        if let Some(found) = lookup(&*self.discovery.read().await) {
+            return Ok(found);
+        }
+        let mut discovery = self.discovery.write().await;
+        if let Some(found) = lookup(&discovery) {
+            return Ok(found);
+        }
+        debug!(api_version, kind, "kind not in discovery; refreshing");
+        let fresh = Discovery::new(self.client.clone())
+            .run()
+            .await
+            .map_err(|e| format!("API discovery failed: {}", describe(&e)))?;
+        *discovery = fresh;
+        lookup(&discovery).ok_or_else(|| {
+            format!("the cluster does not serve {kind} ({api_version}): is its CRD installed, or the operator that brings it?")
+        })
+    }
+
+    pub fn dynamic(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) if kind.namespaced => Api::namespaced_with(self.client.clone(), ns, &kind.resource),
+            _ => Api::all_with(self.client.clone(), &kind.resource),
+        }
+    }
+
+    pub fn pods(&self, namespace: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Applies by server-side apply. A server that rejects a field it does not know (Kubernetes
+    /// before 1.2x answers 500 "field not declared in schema" for, e.g., CEL rules in a CRD)
+    /// gets a create or replace instead, which drops such fields; kubevet says so.
+    pub async fn apply(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, String> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let kind_name = object["kind"].as_str().unwrap_or_default();
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = self.kind(api_version, kind_name).await?;
+        let namespace = kind.namespaced.then(|| namespace.unwrap_or("default").to_string());
+        let mut body = object.clone();
+        match &namespace {
+            Some(ns) => body["metadata"]["namespace"] = json!(ns),
+            None => {
+                if let Some(meta) = body["metadata"].as_object_mut() {
+                    meta.remove("namespace");
+                }
+            }
+        }
+        let api = self.dynamic(&kind, namespace.as_deref());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch(&name, &params, &Patch::Apply(&body)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status))
+                if status.code == 500 && status.message.contains("field not declared in schema") =>
+            {
+                warn!(
+                    server = %self.server_version, object = %format!("{kind_name}/{name}"), reason = %status.message,
+                    "server-side apply rejected a field this server does not know; using create/replace, which drops it"
+                );
+                self.create_or_replace(&api, &name, &body).await?;
+            }
+            Err(e) => return Err(format!("applying {kind_name}/{name}: {}", describe(&e))),
+        }
+        Ok(Applied { kind, namespace, name })
+    }
+
+    async fn create_or_replace(&self, api: &Api<DynamicObject>, name: &str, body: &Value) -> Result<(), String> {
+        let object: DynamicObject = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match api.create(&params, &object).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                let current = api.get(name).await.map_err(|e| describe(&e))?;
+                let mut replacement = object;
+                replacement.metadata.resource_version = current.metadata.resource_version;
+                api.replace(name, &params, &replacement).await.map(|_| ()).map_err(|e| describe(&e))
+            }
+            Err(e) => Err(format!("creating {name}: {}", describe(&e))),
+        }
+    }
+
+    pub async fn create_namespace(&self, name: &str, labels: BTreeMap<String, String>) -> Result<(), String> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).map_err(|e| e.to_string())?;
+        api.create(&PostParams::default(), &ns)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("creating namespace {name}: {}", describe(&e)))
+    }
+
+    /// The object's state, as long as it exists, for as long as the stream is polled.
+    pub fn watch_object(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> impl Stream<Item = Result<Option<DynamicObject>, String>> + use<> {
+        kube::runtime::watcher::watch_object(self.dynamic(kind, namespace), name).map_err(|e| e.to_string())
+    }
+
+    /// Every change to a pod of the namespace.
+    pub fn watch_pods(&self, namespace: &str) -> impl Stream<Item = Result<Pod, String>> + use<> {
+        watcher(self.pods(namespace), watcher::Config::default()).applied_objects().map_err(|e| e.to_string())
+    }
+
+    pub async fn list_pods(&self, namespace: &str) -> Result<Vec<Pod>, String> {
+        self.pods(namespace).list(&ListParams::default()).await.map(|l| l.items).map_err(|e| describe(&e))
+    }
+
+    pub async fn get(&self, applied: &Applied) -> Result<Value, String> {
+        let api = self.dynamic(&applied.kind, applied.namespace.as_deref());
+        let obj = api.get(&applied.name).await.map_err(|e| describe(&e))?;
+        serde_json::to_value(obj).map_err(|e| e.to_string())
+    }
+
+    pub async fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Result<String, String> {
+        let params = LogParams { container: Some(container.into()), previous, ..Default::default() };
+        self.pods(namespace).logs(pod, &params).await.map_err(|e| describe(&e))
+    }
+
+    pub async fn events(&self, namespace: &str) -> Result<Vec<Event>, String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        api.list(&ListParams::default()).await.map(|l| l.items).map_err(|e| describe(&e))
+    }
+
+    pub async fn delete(&self, applied: &Applied) -> Result<(), String> {
+        let api = self.dynamic(&applied.kind, applied.namespace.as_deref());
+        match api.delete(&applied.name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    /// Deletes the namespace quickly: workloads first (so their controllers stop recreating
+    /// pods), then the pods with no grace period, then the namespace; then waits, watching,
+    /// until it is gone. On timeout, says what is left and why.
+    pub async fn delete_namespace(&self, name: &str, workloads: &[Applied], timeout: Duration) -> Result<(), String> {
+        for w in workloads {
+            let _ = self.delete(w).await;
+        }
+        let force = DeleteParams {
+            grace_period_seconds: Some(0),
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let _ = self.pods(name).delete_collection(&force, &ListParams::default()).await;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
+            Err(e) => return Err(format!("deleting namespace {name}: {}", describe(&e))),
+        }
+        let gone = kube::runtime::wait::await_condition(api.clone(), name, |ns: Option<&Namespace>| ns.is_none());
+        match tokio::time::timeout(timeout, gone).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("waiting for namespace {name} to go: {e}")),
+            Err(_) => Err(self.why_namespace_stays(name, timeout).await),
+        }
+    }
+
+    async fn why_namespace_stays(&self, name: &str, waited: Duration) -> String {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut why = format!("namespace {name} still there after {}", crate::duration::Dur(waited));
+        if let Ok(ns) = api.get(name).await {
+            let conditions = ns.status.and_then(|s| s.conditions).unwrap_or_default();
+            for c in conditions.iter().filter(|c| c.status == "True") {
+                why.push_str(&format!("; {}: {}", c.type_, c.message.as_deref().unwrap_or("")));
+            }
+            if let Some(finalizers) = ns.spec.and_then(|s| s.finalizers).filter(|f| !f.is_empty()) {
+                why.push_str(&format!("; finalizers: {}", finalizers.join(", ")));
+            }
+        }
+        why
+    }
+
+    /// Namespaces of earlier or interrupted runs, by label.
+    pub async fn namespaces_of_run(&self, run_id: &str) -> Vec<String> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let params = ListParams::default().labels(&format!("{LABEL_RUN}={run_id}"));
+        api.list(&params)
+            .await
+            .map(|l| l.items.into_iter().filter_map(|n| n.metadata.name).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A label value Kubernetes accepts: at most 63 characters of [a-z0-9A-Z._-], alphanumeric at the ends.
+pub fn label_value(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .take(63)
+        .collect();
+    cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}

@@ -1,0 +1,187 @@
+//! From a suite to its cases: every example file the suite's globs match is one case, its
+//! workload objects recognised by a profile and everything else applied with them.
+
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobMatcher};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    assertions::LogAssertion,
+    duration::Dur,
+    error::{Error, Result},
+    profile::Profile,
+    suite::{Expect, Suite},
+    yaml::{self, Document},
+};
+
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Index into the case's objects.
+    pub object: usize,
+    pub profile: Profile,
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Unique, file-name safe: the example's path with separators turned into dots.
+    pub id: String,
+    /// The example's path relative to the suite; the JUnit test name.
+    pub name: String,
+    pub path: PathBuf,
+    pub objects: Vec<Document>,
+    pub workloads: Vec<Workload>,
+    pub timeout: Dur,
+    pub tier: Option<String>,
+    pub expect: Expect,
+    pub skip: Option<String>,
+    pub logs: Vec<LogAssertion>,
+    /// Why the case cannot run at all (reported as an error, never silently passed).
+    pub problem: Option<String>,
+}
+
+impl Case {
+    /// The profile named in reports: the first workload's.
+    pub fn profile_name(&self) -> &str {
+        self.workloads.first().map(|w| w.profile.name.as_str()).unwrap_or("none")
+    }
+}
+
+/// A row of `kubevet list`.
+#[derive(Debug, Serialize)]
+pub struct PlanRow<'a> {
+    pub id: &'a str,
+    pub file: &'a str,
+    pub profile: &'a str,
+    pub timeout: String,
+    pub tier: Option<&'a str>,
+    pub skip: Option<&'a str>,
+    pub problem: Option<&'a str>,
+}
+
+impl<'a> From<&'a Case> for PlanRow<'a> {
+    fn from(c: &'a Case) -> Self {
+        PlanRow {
+            id: &c.id,
+            file: &c.name,
+            profile: c.profile_name(),
+            timeout: c.timeout.to_string(),
+            tier: c.tier.as_deref(),
+            skip: c.skip.as_deref(),
+            problem: c.problem.as_deref(),
+        }
+    }
+}
+
+/// Example files under the suite's root, `.gitignore` respected, in path order.
+fn example_files(suite: &Suite) -> Vec<(PathBuf, String)> {
+    let mut files: Vec<(PathBuf, String)> = ignore::WalkBuilder::new(&suite.root)
+        .require_git(false)
+        .build()
+        .filter_map(|entry| entry.ok())
+        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let rel = e.path().strip_prefix(&suite.root).ok()?.to_string_lossy().replace('\\', "/");
+            let included = suite.include.iter().any(|g| g.is_match(&rel));
+            let excluded = suite.exclude.iter().any(|g| g.is_match(&rel));
+            (included && !excluded).then(|| (e.path().to_path_buf(), rel))
+        })
+        .collect();
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    files
+}
+
+fn case_id(rel: &str) -> String {
+    let stem = rel.strip_suffix(".yaml").or_else(|| rel.strip_suffix(".yml")).unwrap_or(rel);
+    stem.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '.' })
+        .collect()
+}
+
+fn check_object(path: &Path, doc: &Document) -> Result<()> {
+    let at = |msg: &str| Error::input(path, doc.line, doc.column, msg.to_string());
+    if !doc.value.is_object() {
+        return Err(at("this document is not a Kubernetes object (a mapping with apiVersion, kind and metadata.name)"));
+    }
+    for (pointer, what) in [("/apiVersion", "apiVersion"), ("/kind", "kind"), ("/metadata/name", "metadata.name")] {
+        if doc.value.pointer(pointer).and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(at(&format!("object without {what}"))
+                .with_hint("every document of an example must be a complete Kubernetes object"));
+        }
+    }
+    Ok(())
+}
+
+pub fn plan(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
+    let selectors: Vec<GlobMatcher> = select
+        .iter()
+        .map(|s| {
+            Glob::new(s)
+                .map(|g| g.compile_matcher())
+                .map_err(|e| Error::Usage(format!("--select {s:?}: invalid glob: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let mut cases = Vec::new();
+    for (path, rel) in example_files(suite) {
+        let id = case_id(&rel);
+        if !selectors.is_empty() && !selectors.iter().any(|s| s.is_match(&rel) || s.is_match(&id)) {
+            continue;
+        }
+        let objects = yaml::documents(&path, &yaml::read(&path)?)?;
+        for doc in &objects {
+            check_object(&path, doc)?;
+        }
+        let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
+        let forced = overrides.iter().rev().find_map(|o| o.profile.as_deref());
+        let workloads: Vec<Workload> = objects
+            .iter()
+            .enumerate()
+            .filter_map(|(i, doc)| {
+                let api_version = doc.value["apiVersion"].as_str().unwrap_or_default();
+                let kind = doc.value["kind"].as_str().unwrap_or_default();
+                suite
+                    .profiles
+                    .iter()
+                    .filter(|p| forced.is_none_or(|f| f == p.name))
+                    .find(|p| p.matches(api_version, kind))
+                    .map(|p| Workload { object: i, profile: p.clone() })
+            })
+            .collect();
+        let problem = workloads.is_empty().then(|| {
+            let kinds: Vec<String> = objects
+                .iter()
+                .map(|d| format!("{} {}", d.value["apiVersion"].as_str().unwrap_or(""), d.value["kind"].as_str().unwrap_or("")))
+                .collect();
+            format!(
+                "no workload in this example: none of its objects ({}) matches a profile; add a profile for its kind to the suite, or exclude the file",
+                if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }
+            )
+        });
+        let first_profile = workloads.first().map(|w| &w.profile);
+        let timeout = overrides
+            .iter()
+            .rev()
+            .find_map(|o| o.timeout)
+            .or_else(|| first_profile.and_then(|p| p.timeout))
+            .or(suite.defaults.timeout)
+            .or_else(|| first_profile.map(|p| p.default_timeout))
+            .unwrap_or(Dur(std::time::Duration::from_secs(600)));
+        let mut logs: Vec<LogAssertion> = first_profile.map(|p| p.logs.clone()).unwrap_or_default();
+        logs.extend(overrides.iter().flat_map(|o| o.logs.iter().cloned()));
+        cases.push(Case {
+            id,
+            name: rel,
+            path,
+            objects,
+            workloads,
+            timeout,
+            tier: overrides.iter().rev().find_map(|o| o.tier.clone()),
+            expect: overrides.iter().rev().find_map(|o| o.expect).unwrap_or(Expect::Success),
+            skip: overrides.iter().rev().find_map(|o| o.skip.clone()),
+            logs,
+            problem,
+        });
+    }
+    Ok(cases)
+}

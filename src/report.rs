@@ -1,0 +1,112 @@
+//! Reports of a run: the JUnit file CI systems read (flat, deterministic, with the evidence
+//! in system-out) and the summary table people read.
+
+use std::{io::Write, path::Path, time::Duration};
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::run::{CaseResult, Outcome, RunReport};
+
+pub fn junit(suite_name: &str, server_version: &str, run: &RunReport) -> Report {
+    let mut suite = TestSuite::new(suite_name);
+    suite.add_property(Property::new("kubernetes.version", server_version));
+    suite.add_property(Property::new("kubevet.run", run.run_id.as_str()));
+    suite.add_property(Property::new("kubevet.version", env!("CARGO_PKG_VERSION")));
+    if run.interrupted {
+        suite.add_property(Property::new("kubevet.interrupted", "true"));
+    }
+    suite.set_time(Duration::from_secs_f64(run.seconds));
+    for r in &run.results {
+        suite.add_test_case(test_case(r, server_version));
+    }
+    let mut report = Report::new("kubevet");
+    report.set_time(Duration::from_secs_f64(run.seconds));
+    report.add_test_suite(suite);
+    report
+}
+
+fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
+    let reason = r.reason.clone().unwrap_or_default();
+    let status = match r.outcome {
+        Outcome::Passed => TestCaseStatus::success(),
+        Outcome::Skipped => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(reason.as_str());
+            s
+        }
+        Outcome::Failed | Outcome::Error | Outcome::Interrupted => {
+            let kind = if r.outcome == Outcome::Failed { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+            let mut s = TestCaseStatus::non_success(kind);
+            s.set_message(reason.as_str());
+            s.set_type(match r.outcome {
+                Outcome::Interrupted => "interrupted",
+                Outcome::Error => "error",
+                _ => "failure",
+            });
+            s
+        }
+    };
+    let mut case = TestCase::new(r.name.as_str(), status);
+    case.set_classname(r.profile.as_str());
+    case.set_time(Duration::from_secs_f64(r.seconds));
+    case.add_property(Property::new("kubernetes.version", server_version));
+    case.add_property(Property::new("profile", r.profile.as_str()));
+    case.add_property(Property::new("timeout", r.timeout.as_str()));
+    if let Some(ns) = &r.namespace {
+        case.add_property(Property::new("namespace", ns.as_str()));
+    }
+    if let Some(tier) = &r.tier {
+        case.add_property(Property::new("tier", tier.as_str()));
+    }
+    if r.outcome != Outcome::Skipped {
+        let mut out = format!("artifacts: {}\n", r.artifacts.display());
+        for p in &r.phases {
+            out.push_str(&format!("phase {}: {:.2}s\n", p.name, p.seconds));
+        }
+        if let Some(cleanup) = &r.cleanup {
+            out.push_str(&format!("cleanup: {cleanup}\n"));
+        }
+        if let Some(tail) = &r.log_tail {
+            out.push_str(tail);
+            out.push('\n');
+        }
+        case.set_system_out(out);
+    }
+    case
+}
+
+/// Writes the file whole or not at all: a reader never sees half a report.
+pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The table printed at the end of a run.
+pub fn summary(run: &RunReport) -> String {
+    let name_width = run.results.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let mut out = format!("{:<name_width$}  {:<11}  {:>8}  REASON\n", "CASE", "OUTCOME", "TIME");
+    for r in &run.results {
+        let reason = r.reason.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        out.push_str(&format!("{:<name_width$}  {:<11}  {:>7.1}s  {reason}\n", r.name, r.outcome.label(), r.seconds));
+    }
+    let count = |o: Outcome| run.results.iter().filter(|r| r.outcome == o).count();
+    out.push_str(&format!(
+        "{} passed, {} failed, {} errors, {} skipped, {} interrupted in {:.1}s\n",
+        count(Outcome::Passed),
+        count(Outcome::Failed),
+        count(Outcome::Error),
+        count(Outcome::Skipped),
+        count(Outcome::Interrupted),
+        run.seconds
+    ));
+    out
+}

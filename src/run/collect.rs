@@ -1,0 +1,264 @@
+//! Evidence for every case, pass or fail, into `<artifacts>/<case-id>/`: the final state of
+//! every applied object (Secret values redacted), every pod's state and the logs of all its
+//! containers (init containers and previous instances too), and the namespace's events.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::ResourceExt;
+use serde_json::Value;
+
+use crate::kubernetes::{Applied, Cluster};
+
+/// One container's log as collected.
+#[derive(Debug, Clone)]
+pub struct ContainerLog {
+    pub pod: String,
+    pub container: String,
+    pub replica: Option<String>,
+    pub text: String,
+    pub failed: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub pods: Vec<String>,
+    pub logs: Vec<ContainerLog>,
+    pub problems: Vec<String>,
+}
+
+impl Evidence {
+    /// The end of the log that best explains a failure: a failed container's, else the first.
+    pub fn failing_tail(&self, lines: usize) -> Option<String> {
+        let log = self.logs.iter().find(|l| l.failed).or_else(|| self.logs.first())?;
+        let all: Vec<&str> = log.text.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        Some(format!(
+            "--- last {} lines of pod {} container {} ---\n{tail}",
+            all.len().min(lines),
+            log.pod,
+            log.container
+        ))
+    }
+}
+
+/// A name safe to use as one path component.
+pub fn file_name(text: &str) -> String {
+    let cleaned: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "_".to_string(),
+        rest => rest.to_string(),
+    }
+}
+
+fn write(path: &Path, content: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(content.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Keeps the end of a log, where failures show, within `limit` bytes, and says what was cut.
+pub fn cap(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[kubevet: the first {start} bytes of this log were cut; the limit is {limit} bytes]\n{}", &text[start..])
+}
+
+fn redact(mut object: Value) -> Value {
+    if object["kind"] == "Secret" {
+        for field in ["data", "stringData"] {
+            if let Some(map) = object[field].as_object_mut() {
+                for v in map.values_mut() {
+                    *v = Value::String("<redacted by kubevet>".into());
+                }
+            }
+        }
+        if let Some(annotations) = object.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+    }
+    object
+}
+
+fn to_yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# kubevet could not render this object: {e}\n"))
+}
+
+fn container_failed(pod: &Pod, container: &str) -> bool {
+    let status = pod.status.clone().unwrap_or_default();
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter(|c| c.name == container)
+        .any(|c| {
+            let terminated = c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+            terminated.is_some_and(|t| t.exit_code != 0) || c.state.as_ref().is_some_and(|s| s.waiting.is_some())
+        })
+}
+
+fn restarted(pod: &Pod, container: &str) -> bool {
+    let status = pod.status.clone().unwrap_or_default();
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .any(|c| c.name == container && c.restart_count > 0)
+}
+
+fn event_line(e: &Event) -> (String, String) {
+    let time = e
+        .event_time
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0.to_string()))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| t.0.to_string()))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()))
+        .unwrap_or_default();
+    let object = format!(
+        "{}/{}",
+        e.involved_object.kind.as_deref().unwrap_or(""),
+        e.involved_object.name.as_deref().unwrap_or("")
+    );
+    let line = format!(
+        "{time} {} {} {object}: {}",
+        e.type_.as_deref().unwrap_or(""),
+        e.reason.as_deref().unwrap_or(""),
+        e.message.as_deref().unwrap_or("").trim()
+    );
+    (time, line)
+}
+
+pub struct Collect<'a> {
+    pub cluster: &'a Cluster,
+    pub dir: PathBuf,
+    pub namespace: &'a str,
+    pub applied: &'a [Applied],
+    pub replica_label: Option<&'a str>,
+    pub log_limit: usize,
+}
+
+impl Collect<'_> {
+    pub async fn run(self) -> Evidence {
+        let mut evidence = Evidence::default();
+        let mut note = |r: Result<(), String>| {
+            if let Err(e) = r {
+                evidence.problems.push(e);
+            }
+        };
+        for applied in self.applied {
+            let file = self.dir.join("objects").join(file_name(&format!(
+                "{}.{}.yaml",
+                applied.kind.resource.kind.to_lowercase(),
+                applied.name
+            )));
+            match self.cluster.get(applied).await {
+                Ok(obj) => note(write(&file, &to_yaml(&redact(obj)))),
+                Err(e) => note(write(&file, &format!("# could not read {}: {e}\n", applied.name))),
+            }
+        }
+        let pods = match self.cluster.list_pods(self.namespace).await {
+            Ok(pods) => pods,
+            Err(e) => {
+                evidence.problems.push(format!("listing pods: {e}"));
+                Vec::new()
+            }
+        };
+        for pod in &pods {
+            let pod_name = pod.name_any();
+            let pod_dir = self.dir.join("pods").join(file_name(&pod_name));
+            let state = serde_json::to_value(pod).map(|v| to_yaml(&redact(v))).unwrap_or_default();
+            if let Err(e) = write(&pod_dir.join("pod.yaml"), &state) {
+                evidence.problems.push(e);
+            }
+            let spec = pod.spec.clone().unwrap_or_default();
+            let names = spec.init_containers.iter().flatten().chain(spec.containers.iter()).map(|c| c.name.clone());
+            for container in names {
+                for previous in [false, true] {
+                    if previous && !restarted(pod, &container) {
+                        continue;
+                    }
+                    let suffix = if previous { ".previous.log" } else { ".log" };
+                    let file = pod_dir.join(format!("{}{suffix}", file_name(&container)));
+                    let text = match self.cluster.logs(self.namespace, &pod_name, &container, previous).await {
+                        Ok(text) => text,
+                        Err(e) => format!("[kubevet: no log: {e}]\n"),
+                    };
+                    if let Err(e) = write(&file, &cap(&text, self.log_limit)) {
+                        evidence.problems.push(e);
+                    }
+                    if !previous {
+                        evidence.logs.push(ContainerLog {
+                            pod: pod_name.clone(),
+                            container: container.clone(),
+                            replica: self.replica_label.and_then(|l| pod.labels().get(l).cloned()),
+                            failed: container_failed(pod, &container),
+                            text,
+                        });
+                    }
+                }
+            }
+            evidence.pods.push(pod_name);
+        }
+        match self.cluster.events(self.namespace).await {
+            Ok(events) => {
+                let mut lines: Vec<(String, String)> = events.iter().map(event_line).collect();
+                lines.sort();
+                let text: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+                if let Err(e) = write(&self.dir.join("events.txt"), &text) {
+                    evidence.problems.push(e);
+                }
+            }
+            Err(e) => evidence.problems.push(format!("listing events: {e}")),
+        }
+        evidence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn caps_keep_the_end_and_say_how_much_was_cut() {
+        let capped = cap("0123456789", 4);
+        assert_eq!(capped, "[kubevet: the first 6 bytes of this log were cut; the limit is 4 bytes]\n6789");
+        assert_eq!(cap("short", 10), "short");
+        assert!(cap("ééé", 3).ends_with("é"));
+    }
+
+    #[test]
+    fn names_become_safe_file_names() {
+        assert_eq!(file_name("../etc/passwd"), "_etc_passwd");
+        assert_eq!(file_name("worker-0"), "worker-0");
+        assert_eq!(file_name(""), "_");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = redact(json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"token": "c2VjcmV0"}}));
+        assert_eq!(s["data"]["token"], "<redacted by kubevet>");
+    }
+}

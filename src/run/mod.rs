@@ -1,0 +1,311 @@
+//! Running a plan: cases in parallel up to the concurrency, each in its own namespace; stop
+//! starting cases on an interrupt (or on the first failure with fail-fast); clean every
+//! namespace up without holding a slot; wait until they are all gone.
+
+mod case;
+mod collect;
+mod wait;
+
+use std::{path::PathBuf, sync::Arc, time::SystemTime};
+
+use serde::Serialize;
+use tokio::{
+    sync::{Semaphore, watch},
+    task::JoinSet,
+    time::Instant,
+};
+use tracing::{info, warn};
+
+use crate::{
+    kubernetes::{Applied, Cluster},
+    plan::Case,
+    suite::Suite,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// The case could not be judged: no workload, or kubevet could not watch it.
+    Error,
+    Skipped,
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Passed => "PASS",
+            Outcome::Failed => "FAIL",
+            Outcome::Error => "ERROR",
+            Outcome::Skipped => "SKIP",
+            Outcome::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub seconds: f64,
+}
+
+impl Phase {
+    fn since(name: &'static str, start: Instant) -> Phase {
+        Phase { name, seconds: start.elapsed().as_secs_f64() }
+    }
+}
+
+/// What became of one case; written as `result.json` and read by the reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseResult {
+    pub id: String,
+    pub name: String,
+    pub profile: String,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub timeout: String,
+    pub tier: Option<String>,
+    pub namespace: Option<String>,
+    pub phases: Vec<Phase>,
+    pub seconds: f64,
+    pub pods: Vec<String>,
+    pub cluster_scoped: Vec<String>,
+    pub artifacts: PathBuf,
+    pub log_tail: Option<String>,
+    pub cleanup: Option<String>,
+    pub collect_problems: Vec<String>,
+    #[serde(skip)]
+    started: Instant,
+    /// When the workload's end was recorded (the moment that matters for detection latency).
+    #[serde(skip)]
+    pub ended: Option<SystemTime>,
+}
+
+impl CaseResult {
+    fn new(case: &Case, artifacts: PathBuf) -> CaseResult {
+        CaseResult {
+            id: case.id.clone(),
+            name: case.name.clone(),
+            profile: case.profile_name().to_string(),
+            outcome: Outcome::Error,
+            reason: None,
+            timeout: case.timeout.to_string(),
+            tier: case.tier.clone(),
+            namespace: None,
+            phases: Vec::new(),
+            seconds: 0.0,
+            pods: Vec::new(),
+            cluster_scoped: Vec::new(),
+            artifacts,
+            log_tail: None,
+            cleanup: None,
+            collect_problems: Vec::new(),
+            started: Instant::now(),
+            ended: None,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, reason: Option<String>) {
+        self.outcome = outcome;
+        self.reason = reason;
+        self.seconds = self.started.elapsed().as_secs_f64();
+    }
+
+    fn not_run(case: &Case, artifacts: PathBuf, outcome: Outcome, reason: String) -> CaseResult {
+        let mut r = CaseResult::new(case, artifacts);
+        r.finish(outcome, Some(reason));
+        r
+    }
+
+    fn write(&self) {
+        if self.outcome == Outcome::Skipped {
+            return;
+        }
+        let file = self.artifacts.join("result.json");
+        let written = std::fs::create_dir_all(&self.artifacts)
+            .and_then(|_| serde_json::to_vec_pretty(self).map_err(std::io::Error::other))
+            .and_then(|bytes| std::fs::write(&file, bytes));
+        if let Err(e) = written {
+            warn!(file = %file.display(), error = %e, "cannot write result.json");
+        }
+    }
+}
+
+/// What a case leaves for the runner to delete.
+#[derive(Debug)]
+pub struct Cleanup {
+    pub namespace: String,
+    pub workloads: Vec<Applied>,
+    pub cluster_scoped: Vec<Applied>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub artifacts: PathBuf,
+    pub concurrency: Option<usize>,
+    pub fail_fast: bool,
+    pub keep_on_failure: bool,
+}
+
+pub struct RunReport {
+    pub run_id: String,
+    pub results: Vec<CaseResult>,
+    pub interrupted: bool,
+    pub seconds: f64,
+}
+
+/// Fires the cancel signal on SIGINT or SIGTERM.
+fn watch_signals(cancel: watch::Sender<bool>, interrupted: Arc<std::sync::atomic::AtomicBool>) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        warn!("interrupted: starting no more cases, collecting and cleaning up the running ones");
+        interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = cancel.send(true);
+    });
+}
+
+pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options: RunOptions) -> RunReport {
+    let started = Instant::now();
+    let run_id = case::random_hex(8);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_signals(cancel_tx.clone(), interrupted.clone());
+    let concurrency = options.concurrency.unwrap_or(suite.defaults.concurrency).max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let (stop_starting_tx, stop_starting_rx) = watch::channel(None::<String>);
+    let stop_starting_tx = Arc::new(stop_starting_tx);
+    info!(run = %run_id, cases = cases.len(), concurrency, server = %cluster.server_version, "run starting");
+
+    let mut tasks = JoinSet::new();
+    let cases: Vec<Arc<Case>> = cases.into_iter().map(Arc::new).collect();
+    for (index, case) in cases.iter().cloned().enumerate() {
+        let cluster = cluster.clone();
+        let slots = slots.clone();
+        let mut cancel = cancel_rx.clone();
+        let mut stop_starting = stop_starting_rx.clone();
+        let stop_starting_tx = stop_starting_tx.clone();
+        let artifacts = options.artifacts.clone();
+        let defaults = suite.defaults.clone();
+        let run_id = run_id.clone();
+        let options = options.clone();
+        tasks.spawn(async move {
+            let dir = artifacts.join(&case.id);
+            if let Some(reason) = &case.skip {
+                return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason.clone()), None);
+            }
+            if let Some(problem) = &case.problem {
+                let r = CaseResult::not_run(&case, dir, Outcome::Error, problem.clone());
+                r.write();
+                return (index, r, None);
+            }
+            let permit = tokio::select! {
+                permit = slots.acquire_owned() => permit.ok(),
+                _ = cancel.wait_for(|c| *c) => None,
+                _ = stop_starting.wait_for(|s| s.is_some()) => None,
+            };
+            let Some(permit) = permit.filter(|_| !*cancel.borrow() && stop_starting.borrow().is_none()) else {
+                let reason = match stop_starting.borrow().clone() {
+                    Some(why) if !*cancel.borrow() => why,
+                    _ => "not run: the run was interrupted before this case started".to_string(),
+                };
+                return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason), None);
+            };
+            info!(case = %case.name, "case starting");
+            let (result, cleanup) = case::CaseRun {
+                cluster: &cluster,
+                case: &case,
+                run_id: &run_id,
+                artifacts,
+                defaults: &defaults,
+                cancel: cancel.clone(),
+            }
+            .run()
+            .await;
+            drop(permit);
+            info!(case = %case.name, outcome = result.outcome.label(), seconds = format!("{:.1}", result.seconds), reason = result.reason.as_deref().unwrap_or(""), "case ended");
+            if options.fail_fast && matches!(result.outcome, Outcome::Failed | Outcome::Error) {
+                let _ = stop_starting_tx.send(Some(format!("not run: --fail-fast after {} failed", case.name)));
+            }
+            result.write();
+            let keep = options.keep_on_failure && result.outcome != Outcome::Passed;
+            (index, result, cleanup.map(|c| (c, keep, defaults.cleanup_timeout)))
+        });
+    }
+
+    // Namespaces are deleted as cases end, without holding a slot; the run waits for them all.
+    let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
+    let mut cleanups = JoinSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((index, result, cleanup)) = joined else {
+            continue;
+        };
+        match cleanup {
+            Some((cleanup, true, _)) => {
+                let mut result = result;
+                result.cleanup = Some(format!("kept namespace {} (--keep-on-failure)", cleanup.namespace));
+                result.write();
+                results[index] = Some(result);
+            }
+            Some((cleanup, false, timeout)) => {
+                let cluster = cluster.clone();
+                cleanups.spawn(async move {
+                    let mut result = result;
+                    let clock = Instant::now();
+                    for object in &cleanup.cluster_scoped {
+                        if let Err(e) = cluster.delete(object).await {
+                            warn!(object = %object.name, error = %e, "cannot delete a cluster-scoped object");
+                        }
+                    }
+                    if let Err(why) = cluster.delete_namespace(&cleanup.namespace, &cleanup.workloads, timeout.0).await
+                    {
+                        warn!(namespace = %cleanup.namespace, "{why}");
+                        result.cleanup = Some(why);
+                    }
+                    result.phases.push(Phase::since("cleanup", clock));
+                    result.write();
+                    (index, result)
+                });
+            }
+            None => results[index] = Some(result),
+        }
+    }
+    while let Some(joined) = cleanups.join_next().await {
+        if let Ok((index, result)) = joined {
+            results[index] = Some(result);
+        }
+    }
+    let results = results
+        .into_iter()
+        .zip(cases.iter())
+        .map(|(r, case)| {
+            r.unwrap_or_else(|| {
+                CaseResult::not_run(
+                    case,
+                    options.artifacts.join(&case.id),
+                    Outcome::Error,
+                    "kubevet lost this case's result (a task panicked)".into(),
+                )
+            })
+        })
+        .collect();
+    RunReport {
+        run_id,
+        results,
+        interrupted: interrupted.load(std::sync::atomic::Ordering::SeqCst),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}

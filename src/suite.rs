@@ -1,0 +1,391 @@
+//! The suite file, `kubevet.yaml`: where the examples are, defaults, framework profiles and
+//! per-example overrides. Read strictly: an unknown key, a wrong type, a bad glob or regular
+//! expression is an error at its file:line:col.
+
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobMatcher};
+use regex::Regex;
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+use crate::{
+    assertions::{LogAssertion, LogCheck},
+    duration::Dur,
+    error::{Error, Result},
+    profile::{self, Profile, Rule},
+    yaml,
+};
+
+pub const API_VERSION: &str = "kubevet.dev/v1alpha1";
+pub const FILE_NAME: &str = "kubevet.yaml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SuiteFile {
+    api_version: Spanned<String>,
+    kind: Spanned<String>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    examples: ExamplesFile,
+    #[serde(default)]
+    defaults: DefaultsFile,
+    #[serde(default)]
+    profiles: Vec<ProfileFile>,
+    #[serde(default)]
+    overrides: Vec<OverrideFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExamplesFile {
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+}
+
+impl Default for ExamplesFile {
+    fn default() -> Self {
+        ExamplesFile {
+            include: vec![Spanned::new("examples/**/*.yaml".into(), Location::UNKNOWN, Location::UNKNOWN)],
+            exclude: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DefaultsFile {
+    timeout: Option<Dur>,
+    concurrency: Option<usize>,
+    log_limit_bytes: Option<usize>,
+    failure_grace: Option<Dur>,
+    cleanup_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RuleFile {
+    conditions: Option<Vec<String>>,
+    status: Option<String>,
+    field: Option<String>,
+    #[serde(rename = "in")]
+    values: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProfileFile {
+    name: Spanned<String>,
+    api_version: Option<String>,
+    kind: Option<String>,
+    success: Option<Spanned<RuleFile>>,
+    failure: Option<Spanned<RuleFile>>,
+    pods: Option<String>,
+    replica_label: Option<String>,
+    timeout: Option<Dur>,
+    #[serde(default)]
+    logs: Vec<Spanned<LogAssertionFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LogAssertionFile {
+    replica: Option<String>,
+    container: Option<String>,
+    matches: Option<Spanned<String>>,
+    not_matches: Option<Spanned<String>>,
+    value: Option<Spanned<String>>,
+    at_least: Option<f64>,
+    at_most: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct OverrideFile {
+    path: Spanned<String>,
+    timeout: Option<Dur>,
+    expect: Option<Expect>,
+    skip: Option<String>,
+    tier: Option<String>,
+    profile: Option<Spanned<String>>,
+    #[serde(default)]
+    logs: Vec<Spanned<LogAssertionFile>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub timeout: Option<Dur>,
+    pub concurrency: usize,
+    pub log_limit_bytes: usize,
+    /// How long a pod may sit in ImagePullBackOff, ErrImagePull, CreateContainerConfigError or
+    /// Unschedulable before its case fails.
+    pub failure_grace: Dur,
+    pub cleanup_timeout: Dur,
+}
+
+/// Settings for the examples whose path (relative to the suite) matches `pattern`; later
+/// overrides win over earlier ones field by field.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub pattern: GlobMatcher,
+    pub timeout: Option<Dur>,
+    pub expect: Option<Expect>,
+    pub skip: Option<String>,
+    pub tier: Option<String>,
+    pub profile: Option<String>,
+    pub logs: Vec<LogAssertion>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub path: PathBuf,
+    /// The directory the suite's globs and example names are relative to.
+    pub root: PathBuf,
+    pub name: String,
+    pub include: Vec<GlobMatcher>,
+    pub exclude: Vec<GlobMatcher>,
+    pub defaults: Defaults,
+    pub profiles: Vec<Profile>,
+    pub overrides: Vec<Override>,
+}
+
+/// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
+/// up to the repository root.
+pub fn locate(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(Error::Usage(format!("suite file {} does not exist", path.display())))
+        };
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::Usage(format!("current directory: {e}")))?;
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(FILE_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        if dir.join(".git").exists() {
+            break;
+        }
+    }
+    Err(Error::Usage(format!(
+        "no {FILE_NAME} in {} or its parents up to the repository root; write one (see README) or pass --suite FILE",
+        cwd.display()
+    )))
+}
+
+pub fn load(path: &Path) -> Result<Suite> {
+    let text = yaml::read(path)?;
+    let file: SuiteFile = yaml::typed(path, &text)?;
+    let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
+    if file.api_version.value != API_VERSION {
+        return Err(at(
+            &file.api_version.referenced,
+            format!("apiVersion must be {API_VERSION}, not {:?}", file.api_version.value),
+        ));
+    }
+    if file.kind.value != "Suite" {
+        return Err(at(&file.kind.referenced, format!("kind must be Suite, not {:?}", file.kind.value)));
+    }
+    let glob = |g: &Spanned<String>| {
+        Glob::new(&g.value)
+            .map(|g| g.compile_matcher())
+            .map_err(|e| at(&g.referenced, format!("invalid glob {:?}: {e}", g.value)))
+    };
+    let mut profiles = profile::builtins();
+    for p in &file.profiles {
+        let merged = merge_profile(path, p, profiles.iter().find(|b| b.name == p.name.value))?;
+        profiles.retain(|b| b.name != merged.name);
+        profiles.push(merged);
+    }
+    let mut overrides = Vec::new();
+    for o in &file.overrides {
+        if let Some(name) = &o.profile
+            && !profiles.iter().any(|p| p.name == name.value)
+        {
+            let known: Vec<_> = profiles.iter().map(|p| p.name.as_str()).collect();
+            return Err(at(&name.referenced, format!("unknown profile {:?}; known: {}", name.value, known.join(", "))));
+        }
+        overrides.push(Override {
+            pattern: glob(&o.path)?,
+            timeout: o.timeout,
+            expect: o.expect,
+            skip: o.skip.clone(),
+            tier: o.tier.clone(),
+            profile: o.profile.as_ref().map(|p| p.value.clone()),
+            logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
+        });
+    }
+    let d = &file.defaults;
+    let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+    Ok(Suite {
+        path: path.to_path_buf(),
+        name: file.metadata.map(|m| m.name).unwrap_or_else(|| "kubevet".into()),
+        include: file.examples.include.iter().map(glob).collect::<Result<_>>()?,
+        exclude: file.examples.exclude.iter().map(glob).collect::<Result<_>>()?,
+        defaults: Defaults {
+            timeout: d.timeout,
+            concurrency: d.concurrency.unwrap_or(4).max(1),
+            log_limit_bytes: d.log_limit_bytes.unwrap_or(1 << 20),
+            failure_grace: d.failure_grace.unwrap_or(Dur(std::time::Duration::from_secs(10))),
+            cleanup_timeout: d.cleanup_timeout.unwrap_or(Dur(std::time::Duration::from_secs(120))),
+        },
+        root,
+        profiles,
+        overrides,
+    })
+}
+
+fn rule(path: &Path, r: &Spanned<RuleFile>) -> Result<Rule> {
+    let loc = &r.referenced;
+    let v = &r.value;
+    match (&v.conditions, &v.field, &v.values) {
+        (Some(types), None, None) => {
+            Ok(Rule::Conditions { types: types.clone(), status: v.status.clone().unwrap_or_else(|| "True".into()) })
+        }
+        (None, Some(field), Some(values)) if v.status.is_none() => {
+            Ok(Rule::Field { path: field.clone(), values: values.clone() })
+        }
+        _ => Err(Error::input(
+            path,
+            loc.line(),
+            loc.column(),
+            "a rule is either {conditions: [TYPE…], status: \"True\"} or {field: status.phase, in: [VALUE…]}",
+        )),
+    }
+}
+
+fn merge_profile(path: &Path, p: &ProfileFile, base: Option<&Profile>) -> Result<Profile> {
+    let loc = &p.name.referenced;
+    let missing = |what: &str| {
+        Error::input(
+            path,
+            loc.line(),
+            loc.column(),
+            format!("profile {:?} is not built in, so it needs {what}", p.name.value),
+        )
+    };
+    let api_version = p.api_version.clone();
+    let group = match (&api_version, base) {
+        (Some(av), _) => av.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default(),
+        (None, Some(b)) => b.group.clone(),
+        (None, None) => return Err(missing("apiVersion")),
+    };
+    let logs = p.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<Vec<_>>>()?;
+    Ok(Profile {
+        name: p.name.value.clone(),
+        group,
+        kind: p.kind.clone().or_else(|| base.map(|b| b.kind.clone())).ok_or_else(|| missing("kind"))?,
+        success: match &p.success {
+            Some(r) => rule(path, r)?,
+            None => base.map(|b| b.success.clone()).ok_or_else(|| missing("success"))?,
+        },
+        failure: match &p.failure {
+            Some(r) => rule(path, r)?,
+            None => base.map(|b| b.failure.clone()).ok_or_else(|| missing("failure"))?,
+        },
+        pods: p.pods.clone().or_else(|| base.map(|b| b.pods.clone())).ok_or_else(|| missing("pods"))?,
+        replica_label: p.replica_label.clone().or_else(|| base.and_then(|b| b.replica_label.clone())),
+        timeout: p.timeout.or_else(|| base.and_then(|b| b.timeout)),
+        default_timeout: base.map(|b| b.default_timeout).unwrap_or(Dur(std::time::Duration::from_secs(600))),
+        logs: if logs.is_empty() { base.map(|b| b.logs.clone()).unwrap_or_default() } else { logs },
+    })
+}
+
+fn log_assertion(path: &Path, l: &Spanned<LogAssertionFile>) -> Result<LogAssertion> {
+    let v = &l.value;
+    let compile = |s: &Spanned<String>| {
+        Regex::new(&s.value).map_err(|e| {
+            Error::input(path, s.referenced.line(), s.referenced.column(), format!("invalid regular expression: {e}"))
+        })
+    };
+    let check = match (&v.matches, &v.not_matches, &v.value) {
+        (Some(r), None, None) if v.at_least.is_none() && v.at_most.is_none() => LogCheck::Matches(compile(r)?),
+        (None, Some(r), None) if v.at_least.is_none() && v.at_most.is_none() => LogCheck::Absent(compile(r)?),
+        (None, None, Some(r)) if v.at_least.is_some() || v.at_most.is_some() => {
+            let regex = compile(r)?;
+            if regex.captures_len() < 2 {
+                return Err(Error::input(
+                    path,
+                    r.referenced.line(),
+                    r.referenced.column(),
+                    "a value assertion needs a capture group around the number, like 'accuracy=([0-9.]+)'",
+                ));
+            }
+            LogCheck::Threshold { regex, at_least: v.at_least, at_most: v.at_most }
+        }
+        _ => {
+            return Err(Error::input(
+                path,
+                l.referenced.line(),
+                l.referenced.column(),
+                "a log assertion has exactly one of matches, notMatches, or value with atLeast and/or atMost",
+            ));
+        }
+    };
+    Ok(LogAssertion { replica: v.replica.clone(), container: v.container.clone(), check })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Suite> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, text).expect("write");
+        load(&path).map_err(|e| match e {
+            Error::Input { line, column, message, .. } => Error::Usage(format!("{line}:{column}: {message}")),
+            other => other,
+        })
+    }
+
+    #[test]
+    fn strict_errors_point_at_the_key() {
+        let err =
+            load_text("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\ndefaults:\n  timeout: 10m\n  concurency: 3\n")
+                .expect_err("unknown key");
+        assert!(err.to_string().starts_with("5:3: unknown field `concurency`"), "{err}");
+        let err = load_text("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\ndefaults:\n  timeout: ten\n")
+            .expect_err("bad duration");
+        assert!(err.to_string().starts_with("4:12: invalid duration"), "{err}");
+        let err = load_text("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noverrides:\n  - path: a.yaml\n    logs:\n      - matches: '(unclosed'\n")
+            .expect_err("bad regex");
+        assert!(err.to_string().starts_with("6:18: invalid regular expression"), "{err}");
+        let err = load_text("apiVersion: v1\nkind: Suite\n").expect_err("wrong apiVersion");
+        assert!(err.to_string().starts_with("1:13: apiVersion must be kubevet.dev/v1alpha1"), "{err}");
+    }
+
+    #[test]
+    fn profiles_override_builtins_field_by_field_and_add_new_ones() {
+        let suite = load_text(
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nprofiles:\n  - name: pytorchjob\n    timeout: 2m\n  - name: rayjob\n    apiVersion: ray.io/v1\n    kind: RayJob\n    success: {field: status.jobStatus, in: [SUCCEEDED]}\n    failure: {field: status.jobStatus, in: [FAILED]}\n    pods: ray.io/cluster={name}\n",
+        )
+        .expect("valid");
+        let pt = suite.profiles.iter().find(|p| p.name == "pytorchjob").expect("pytorchjob");
+        assert_eq!(pt.timeout.map(|t| t.to_string()).as_deref(), Some("2m0s"));
+        assert_eq!(pt.pods, "training.kubeflow.org/job-name={name}");
+        let ray = suite.profiles.iter().find(|p| p.name == "rayjob").expect("rayjob");
+        assert!(ray.matches("ray.io/v1", "RayJob"));
+        let err = load_text("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nprofiles:\n  - name: x\n    kind: X\n")
+            .expect_err("incomplete");
+        assert!(err.to_string().contains("is not built in, so it needs apiVersion"), "{err}");
+    }
+}
