@@ -1,0 +1,66 @@
+//! SIGINT in the middle of a run: a valid JUnit with every selected case, exit 130, and no
+//! namespace of the run left.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::{junit, kubevet, repo};
+
+#[test]
+fn sigint_leaves_a_valid_report_and_no_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit_path = dir.path().join("junit.xml");
+    let mut child = kubevet()
+        .args(["run", "--suite"])
+        .arg(repo().join("scenarios/interrupt/kubevet.yaml"))
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--artifacts")
+        .arg(dir.path().join("artifacts"))
+        .arg("--junit")
+        .arg(&junit_path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kubevet starts");
+    // Wait until both slots hold a running case, then interrupt.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut started = 0;
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started < 2 && Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("case starting") => started += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(started, 2, "two cases should have started");
+    std::thread::sleep(Duration::from_secs(3));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(kill.success());
+    // Drain stderr so kubevet never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let status = child.wait().expect("kubevet exits");
+    let log = drain.join().unwrap_or_default().join("\n");
+    assert_eq!(status.code(), Some(130), "{log}");
+
+    let cases = junit(&junit_path);
+    assert_eq!(cases.len(), 3, "every selected case is in the report: {cases:#?}");
+    let interrupted: Vec<_> = cases.iter().filter(|c| c["result"] == "error").collect();
+    let skipped: Vec<_> = cases.iter().filter(|c| c["result"] == "skipped").collect();
+    assert_eq!(interrupted.len(), 2, "{cases:#?}");
+    assert!(interrupted.iter().all(|c| c["message"] == "interrupted while it ran"));
+    assert_eq!(skipped.len(), 1, "{cases:#?}");
+    assert!(skipped[0]["message"].as_str().unwrap_or("").contains("interrupted before this case started"));
+
+    let xml = std::fs::read_to_string(&junit_path).expect("junit");
+    let run_id =
+        xml.split("name=\"kubevet.run\" value=\"").nth(1).and_then(|s| s.split('"').next()).expect("run id property");
+    assert_eq!(support::namespaces_of_run(run_id), Vec::<String>::new(), "namespaces left behind");
+}
