@@ -1,1 +1,167 @@
-fn main() {}
+//! Orchestration benchmark: N Jobs of D seconds each at concurrency C on the test cluster,
+//! with the kubelet's part played by bench-pod-completer (as KWOK does), so the figures measure
+//! kubevet: wall time against the ideal ceil(N/C)×D, the time a slot is held beyond the
+//! workload's own D, detection latency, API requests and CPU per case.
+//!
+//! Needs the test cluster (tests/cluster/up). Run: cargo bench --bench orchestration
+//! Environment: KUBEVET_TEST_KUBECONFIG, BENCH_N (200), BENCH_C (20), BENCH_D (2).
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant, UNIX_EPOCH},
+};
+
+use kubevet::{
+    kubernetes::Cluster,
+    plan,
+    run::{self, RunOptions},
+    suite,
+};
+
+const NODE: &str = "kubevet-bench-node";
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// User plus system CPU time of this process, in milliseconds (from /proc, in clock ticks of 10 ms).
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+fn write_suite(dir: &Path, n: usize, c: usize) {
+    std::fs::create_dir_all(dir.join("examples")).expect("suite dir");
+    std::fs::write(
+        dir.join("kubevet.yaml"),
+        format!("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\ndefaults:\n  concurrency: {c}\n  timeout: 2m\n"),
+    )
+    .expect("suite");
+    for i in 0..n {
+        let job = format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: bench-{i}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      nodeName: {NODE}\n      tolerations: [{{operator: Exists}}]\n      containers:\n        - name: main\n          image: kubevet.test/busybox:1.35\n          imagePullPolicy: Never\n"
+        );
+        std::fs::write(dir.join("examples").join(format!("job-{i:03}.yaml")), job).expect("example");
+    }
+}
+
+fn completer(kubeconfig: &Path, d: f64, record: &Path) -> std::process::Child {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "--release", "-p", "bench-pod-completer", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "building bench-pod-completer failed");
+    Command::new(root.join("target/release/bench-pod-completer"))
+        .arg(kubeconfig)
+        .arg(NODE)
+        .arg(d.to_string())
+        .arg(record)
+        .spawn()
+        .expect("bench-pod-completer starts")
+}
+
+fn main() {
+    tracing_subscriber::fmt().with_env_filter("kubevet=warn").with_writer(std::io::stderr).init();
+    let n = env_number("BENCH_N", 200.0) as usize;
+    let c = env_number("BENCH_C", 20.0) as usize;
+    let d = env_number("BENCH_D", 2.0);
+    let kubeconfig = std::env::var_os("KUBEVET_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/kubevet-testcluster/kubeconfig"));
+    assert!(kubeconfig.is_file(), "no test cluster at {}: run tests/cluster/up", kubeconfig.display());
+    let work = tempfile::tempdir().expect("tempdir");
+    write_suite(work.path(), n, c);
+    let record = work.path().join("completions.txt");
+    let mut helper = completer(&kubeconfig, d, &record);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let suite = suite::load(&work.path().join("kubevet.yaml")).expect("suite");
+    let cases = plan::plan(&suite, &[]).expect("plan");
+    let (report, requests, cpu, wall, returned) = runtime.block_on(async {
+        let cluster = Arc::new(Cluster::connect(Some(&kubeconfig), None).await.expect("cluster"));
+        let (cpu0, requests0, start) = (cpu_ms(), cluster.requests(), Instant::now());
+        let options = RunOptions {
+            artifacts: work.path().join("artifacts"),
+            concurrency: None,
+            fail_fast: false,
+            keep_on_failure: false,
+        };
+        let report = run::run(&suite, cases, cluster.clone(), options).await;
+        (report, cluster.requests() - requests0, cpu_ms() - cpu0, start.elapsed(), std::time::SystemTime::now())
+    });
+    let _ = helper.kill();
+    let _ = helper.wait();
+    let _ = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["delete", "node", NODE, "--wait=false"])
+        .output();
+
+    let passed = report.results.iter().filter(|r| r.outcome == run::Outcome::Passed).count();
+    let completions: HashMap<String, f64> = std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').and_then(|(pod, ms)| Some((pod.to_string(), ms.parse().ok()?))))
+        .collect();
+    let unix_ms =
+        |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let mut overhead: Vec<f64> = report.results.iter().map(|r| (r.seconds - d) * 1000.0).collect();
+    let mut detect: Vec<f64> = report
+        .results
+        .iter()
+        .filter_map(|r| {
+            let pod = format!("{}/{}", r.namespace.as_deref()?, r.pods.first()?);
+            Some(unix_ms(r.ended?) - completions.get(&pod)?)
+        })
+        .collect();
+    let last_end = report.results.iter().filter_map(|r| r.finished_at).max().map(unix_ms).unwrap_or(0.0);
+    let wall_s = wall.as_secs_f64();
+    // From the last case giving its slot back to the run returning: waiting for namespaces.
+    let tail_s = ((unix_ms(returned) - last_end) / 1000.0).max(0.0);
+    let ideal_s = (n as f64 / c as f64).ceil() * d;
+    eprintln!(
+        "cases passed: {passed}/{n}; completions recorded: {}; detections measured: {}",
+        completions.len(),
+        detect.len()
+    );
+    for phase in ["apply", "scheduling", "running", "collecting", "cleanup"] {
+        let mut seconds: Vec<f64> = report
+            .results
+            .iter()
+            .flat_map(|r| r.phases.iter().filter(|p| p.name == phase).map(|p| p.seconds * 1000.0))
+            .collect();
+        eprintln!(
+            "phase {phase}: p50_ms={:.0} p99_ms={:.0}",
+            percentile(&mut seconds, 50.0),
+            percentile(&mut seconds, 99.0)
+        );
+    }
+    println!(
+        "orchestration: n={n} concurrency={c} duration_s={d} wall_s={wall_s:.2} ideal_s={ideal_s:.0} wall_over_ideal={:.3} slot_overhead_p50_ms={:.0} slot_overhead_p99_ms={:.0} tail_s={tail_s:.2} requests_per_case={:.1} detect_p50_ms={:.0} detect_p99_ms={:.0} cpu_ms_per_case={:.1}",
+        (wall_s - tail_s) / ideal_s,
+        percentile(&mut overhead, 50.0),
+        percentile(&mut overhead, 99.0),
+        requests as f64 / n as f64,
+        percentile(&mut detect, 50.0),
+        percentile(&mut detect, 99.0),
+        cpu / n as f64,
+    );
+}

@@ -3,7 +3,7 @@
 //! so the cost of a run in API requests can be measured.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     path::Path,
     sync::{
         Arc,
@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::{
     Api, Client, Config,
@@ -24,7 +24,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, watch};
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
@@ -46,6 +46,20 @@ pub struct Applied {
     pub kind: Kind,
     pub namespace: Option<String>,
     pub name: String,
+}
+
+/// Which of a run's namespaces are gone, from one watch for the whole run (instead of one
+/// per namespace). A name counts as gone once a delete was seen, or once a re-list no longer
+/// has it.
+#[derive(Clone)]
+pub struct NamespaceTracker {
+    gone: watch::Receiver<HashSet<String>>,
+}
+
+impl NamespaceTracker {
+    async fn wait_gone(&mut self, name: &str) -> bool {
+        self.gone.wait_for(|gone| gone.contains(name)).await.is_ok()
+    }
 }
 
 pub struct Cluster {
@@ -255,29 +269,77 @@ impl Cluster {
         }
     }
 
-    /// Deletes the namespace quickly: workloads first (so their controllers stop recreating
-    /// pods), then the pods with no grace period, then the namespace; then waits, watching,
-    /// until it is gone. On timeout, says what is left and why.
-    pub async fn delete_namespace(&self, name: &str, workloads: &[Applied], timeout: Duration) -> Result<(), String> {
-        for w in workloads {
+    /// Starts the run's one namespace watch (selected by the run label).
+    pub fn track_namespaces(&self, run_id: &str) -> NamespaceTracker {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let config = watcher::Config::default().labels(&format!("{LABEL_RUN}={run_id}"));
+        let (tx, rx) = watch::channel(HashSet::new());
+        let mut events = Box::pin(watcher(api, config).default_backoff());
+        tokio::spawn(async move {
+            let (mut live, mut relisted) = (HashSet::new(), HashSet::new());
+            while let Some(event) = events.next().await {
+                let name = |ns: &Namespace| ns.metadata.name.clone().unwrap_or_default();
+                match event {
+                    Ok(watcher::Event::Apply(ns)) => {
+                        live.insert(name(&ns));
+                    }
+                    Ok(watcher::Event::Delete(ns)) => {
+                        let gone = name(&ns);
+                        live.remove(&gone);
+                        tx.send_modify(|g| {
+                            g.insert(gone);
+                        });
+                    }
+                    Ok(watcher::Event::Init) => relisted.clear(),
+                    Ok(watcher::Event::InitApply(ns)) => {
+                        relisted.insert(name(&ns));
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let vanished: Vec<String> = live.difference(&relisted).cloned().collect();
+                        live = std::mem::take(&mut relisted);
+                        tx.send_modify(|g| g.extend(vanished));
+                    }
+                    Err(e) => debug!(error = %e, "namespace watch error; it retries"),
+                }
+                if tx.is_closed() {
+                    break;
+                }
+            }
+        });
+        NamespaceTracker { gone: rx }
+    }
+
+    /// Deletes a case's namespace and waits, on the run's namespace watch, until it is gone;
+    /// on timeout, says what is left and why. When the workloads did not finish, they go
+    /// first (so their controllers stop recreating pods), then their pods with no grace
+    /// period, as a stuck namespace otherwise takes a minute or more.
+    pub async fn delete_namespace(
+        &self,
+        name: &str,
+        unfinished: &[Applied],
+        tracker: &mut NamespaceTracker,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        for w in unfinished {
             let _ = self.delete(w).await;
         }
-        let force = DeleteParams {
-            grace_period_seconds: Some(0),
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..Default::default()
-        };
-        let _ = self.pods(name).delete_collection(&force, &ListParams::default()).await;
+        if !unfinished.is_empty() {
+            let force = DeleteParams {
+                grace_period_seconds: Some(0),
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
+            let _ = self.pods(name).delete_collection(&force, &ListParams::default()).await;
+        }
         let api: Api<Namespace> = Api::all(self.client.clone());
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
             Err(e) => return Err(format!("deleting namespace {name}: {}", describe(&e))),
         }
-        let gone = kube::runtime::wait::await_condition(api.clone(), name, |ns: Option<&Namespace>| ns.is_none());
-        match tokio::time::timeout(timeout, gone).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("waiting for namespace {name} to go: {e}")),
+        match tokio::time::timeout(timeout, tracker.wait_gone(name)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("lost the namespace watch while waiting for {name} to go")),
             Err(_) => Err(self.why_namespace_stays(name, timeout).await),
         }
     }
@@ -295,16 +357,6 @@ impl Cluster {
             }
         }
         why
-    }
-
-    /// Namespaces of earlier or interrupted runs, by label.
-    pub async fn namespaces_of_run(&self, run_id: &str) -> Vec<String> {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let params = ListParams::default().labels(&format!("{LABEL_RUN}={run_id}"));
-        api.list(&params)
-            .await
-            .map(|l| l.items.into_iter().filter_map(|n| n.metadata.name).collect())
-            .unwrap_or_default()
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
 use super::{
@@ -68,11 +70,12 @@ impl CaseRun<'_> {
             result.namespace = None;
             return (result, None);
         }
-        let mut cleanup = Cleanup { namespace: namespace.clone(), workloads: Vec::new(), cluster_scoped: Vec::new() };
+        let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
 
         // Cluster-scoped objects first: namespaced ones often refer to them.
         let mut applied: Vec<Applied> = Vec::new();
-        let mut workload_applied: Vec<Option<Applied>> = vec![None; case.objects.len()];
+        // For each object of the file, its index in `applied`.
+        let mut applied_index: Vec<Option<usize>> = vec![None; case.objects.len()];
         let mut order: Vec<usize> = (0..case.objects.len()).collect();
         let mut scoped = Vec::new();
         for &i in &order {
@@ -100,16 +103,16 @@ impl CaseRun<'_> {
                         cleanup.cluster_scoped.push(a.clone());
                     }
                     if case.workloads.iter().any(|w| w.object == i) {
-                        cleanup.workloads.push(a.clone());
-                        workload_applied[i] = Some(a.clone());
+                        cleanup.unfinished.push(a.clone());
                     }
+                    applied_index[i] = Some(applied.len());
                     applied.push(a);
                 }
                 Err(e) => {
                     result.phases.push(Phase::since("apply", clock));
                     let line = case.objects[i].line;
                     result.finish(Outcome::Failed, Some(format!("apply ({}:{line}): {e}", case.name)));
-                    self.collect_into(&mut result, &namespace, &applied, false).await;
+                    self.collect_into(&mut result, &namespace, &applied, (vec![], None), false).await;
                     return (result, Some(cleanup));
                 }
             }
@@ -117,11 +120,9 @@ impl CaseRun<'_> {
         result.phases.push(Phase::since("apply", clock));
         clock = Instant::now();
 
-        let workloads: Vec<_> = case
-            .workloads
-            .iter()
-            .filter_map(|w| workload_applied[w.object].as_ref().map(|a| (a, &w.profile)))
-            .collect();
+        let watched: Vec<(usize, &crate::profile::Profile)> =
+            case.workloads.iter().filter_map(|w| applied_index[w.object].map(|a| (a, &w.profile))).collect();
+        let workloads = watched.iter().map(|(a, profile)| (&applied[*a], *profile)).collect();
         let waited = Wait {
             cluster: self.cluster,
             namespace: &namespace,
@@ -142,7 +143,15 @@ impl CaseRun<'_> {
         }
         result.ended = Some(std::time::SystemTime::now());
         let interrupted = waited.ending == Ending::Interrupted;
-        let evidence = self.collect_into(&mut result, &namespace, &applied, interrupted).await;
+        if matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_)) {
+            cleanup.unfinished.clear();
+        }
+        let mut seen = vec![None; applied.len()];
+        for ((a, _), state) in watched.iter().zip(waited.workloads) {
+            seen[*a] = state;
+        }
+        let evidence =
+            self.collect_into(&mut result, &namespace, &applied, (seen, Some(waited.pods)), interrupted).await;
 
         let (outcome, reason) = match (waited.ending, case.expect) {
             (Ending::Succeeded(why), Expect::Success) => match self.check_logs(&evidence) {
@@ -164,11 +173,13 @@ impl CaseRun<'_> {
         (result, Some(cleanup))
     }
 
+    /// `seen`: what the watches already know (object states by index into `applied`, pods).
     async fn collect_into(
         &self,
         result: &mut CaseResult,
         namespace: &str,
         applied: &[Applied],
+        seen: (Vec<Option<Value>>, Option<Vec<Pod>>),
         hurry: bool,
     ) -> Evidence {
         let clock = Instant::now();
@@ -177,6 +188,8 @@ impl CaseRun<'_> {
             dir: result.artifacts.clone(),
             namespace,
             applied,
+            seen: seen.0,
+            pods: seen.1,
             replica_label: self.case.workloads.first().and_then(|w| w.profile.replica_label.as_deref()),
             log_limit: self.defaults.log_limit_bytes,
         }

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use serde_json::Value;
@@ -155,73 +156,93 @@ pub struct Collect<'a> {
     pub dir: PathBuf,
     pub namespace: &'a str,
     pub applied: &'a [Applied],
+    /// The last state already seen of each applied object, by index; `None` is read again.
+    pub seen: Vec<Option<Value>>,
+    /// The pods already seen; `None` lists them.
+    pub pods: Option<Vec<Pod>>,
     pub replica_label: Option<&'a str>,
     pub log_limit: usize,
 }
 
 impl Collect<'_> {
+    /// Reads everything at once: object states, every container's log, the events.
     pub async fn run(self) -> Evidence {
+        let this = &self;
         let mut evidence = Evidence::default();
-        let mut note = |r: Result<(), String>| {
-            if let Err(e) = r {
-                evidence.problems.push(e);
-            }
-        };
-        for applied in self.applied {
-            let file = self.dir.join("objects").join(file_name(&format!(
-                "{}.{}.yaml",
-                applied.kind.resource.kind.to_lowercase(),
-                applied.name
-            )));
-            match self.cluster.get(applied).await {
-                Ok(obj) => note(write(&file, &to_yaml(&redact(obj)))),
-                Err(e) => note(write(&file, &format!("# could not read {}: {e}\n", applied.name))),
-            }
-        }
-        let pods = match self.cluster.list_pods(self.namespace).await {
-            Ok(pods) => pods,
-            Err(e) => {
+        let pods = match self.pods.clone() {
+            Some(pods) => pods,
+            None => self.cluster.list_pods(self.namespace).await.unwrap_or_else(|e| {
                 evidence.problems.push(format!("listing pods: {e}"));
                 Vec::new()
-            }
+            }),
         };
+        let objects = join_all(self.applied.iter().enumerate().map(|(i, applied)| async move {
+            let state = match this.seen.get(i).cloned().flatten() {
+                Some(seen) => Ok(seen),
+                None => this.cluster.get(applied).await,
+            };
+            let file = format!("{}.{}.yaml", applied.kind.resource.kind.to_lowercase(), applied.name);
+            let text = match state {
+                Ok(obj) => to_yaml(&redact(obj)),
+                Err(e) => format!("# could not read {}: {e}\n", applied.name),
+            };
+            write(&this.dir.join("objects").join(file_name(&file)), &text)
+        }));
+        let wanted: Vec<(&Pod, String, bool)> = pods
+            .iter()
+            .flat_map(|pod| {
+                let spec = pod.spec.clone().unwrap_or_default();
+                let names: Vec<String> = spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .chain(spec.containers.iter())
+                    .map(|c| c.name.clone())
+                    .collect();
+                names.into_iter().flat_map(move |c| {
+                    let previous = restarted(pod, &c);
+                    std::iter::once((pod, c.clone(), false)).chain(previous.then_some((pod, c, true)))
+                })
+            })
+            .collect();
+        let logs = join_all(wanted.iter().map(|(pod, container, previous)| async move {
+            let text = this
+                .cluster
+                .logs(this.namespace, &pod.name_any(), container, *previous)
+                .await
+                .unwrap_or_else(|e| format!("[kubevet: no log: {e}]\n"));
+            (*pod, container.clone(), *previous, text)
+        }));
+        let events = self.cluster.events(self.namespace);
+        let (objects, logs, events) = futures::join!(objects, logs, events);
+
+        evidence.problems.extend(objects.into_iter().filter_map(Result::err));
         for pod in &pods {
-            let pod_name = pod.name_any();
-            let pod_dir = self.dir.join("pods").join(file_name(&pod_name));
             let state = serde_json::to_value(pod).map(|v| to_yaml(&redact(v))).unwrap_or_default();
-            if let Err(e) = write(&pod_dir.join("pod.yaml"), &state) {
+            if let Err(e) = write(&self.dir.join("pods").join(file_name(&pod.name_any())).join("pod.yaml"), &state) {
                 evidence.problems.push(e);
             }
-            let spec = pod.spec.clone().unwrap_or_default();
-            let names = spec.init_containers.iter().flatten().chain(spec.containers.iter()).map(|c| c.name.clone());
-            for container in names {
-                for previous in [false, true] {
-                    if previous && !restarted(pod, &container) {
-                        continue;
-                    }
-                    let suffix = if previous { ".previous.log" } else { ".log" };
-                    let file = pod_dir.join(format!("{}{suffix}", file_name(&container)));
-                    let text = match self.cluster.logs(self.namespace, &pod_name, &container, previous).await {
-                        Ok(text) => text,
-                        Err(e) => format!("[kubevet: no log: {e}]\n"),
-                    };
-                    if let Err(e) = write(&file, &cap(&text, self.log_limit)) {
-                        evidence.problems.push(e);
-                    }
-                    if !previous {
-                        evidence.logs.push(ContainerLog {
-                            pod: pod_name.clone(),
-                            container: container.clone(),
-                            replica: self.replica_label.and_then(|l| pod.labels().get(l).cloned()),
-                            failed: container_failed(pod, &container),
-                            text,
-                        });
-                    }
-                }
-            }
-            evidence.pods.push(pod_name);
+            evidence.pods.push(pod.name_any());
         }
-        match self.cluster.events(self.namespace).await {
+        for (pod, container, previous, text) in logs {
+            let pod_name = pod.name_any();
+            let suffix = if previous { ".previous.log" } else { ".log" };
+            let file =
+                self.dir.join("pods").join(file_name(&pod_name)).join(format!("{}{suffix}", file_name(&container)));
+            if let Err(e) = write(&file, &cap(&text, self.log_limit)) {
+                evidence.problems.push(e);
+            }
+            if !previous {
+                evidence.logs.push(ContainerLog {
+                    replica: self.replica_label.and_then(|l| pod.labels().get(l).cloned()),
+                    failed: container_failed(pod, &container),
+                    pod: pod_name,
+                    container,
+                    text,
+                });
+            }
+        }
+        match events {
             Ok(events) => {
                 let mut lines: Vec<(String, String)> = events.iter().map(event_line).collect();
                 lines.sort();
@@ -232,6 +253,8 @@ impl Collect<'_> {
             }
             Err(e) => evidence.problems.push(format!("listing events: {e}")),
         }
+        evidence.pods.sort();
+        evidence.logs.sort_by(|a, b| (&a.pod, &a.container).cmp(&(&b.pod, &b.container)));
         evidence
     }
 }

@@ -82,6 +82,9 @@ pub struct CaseResult {
     /// When the workload's end was recorded (the moment that matters for detection latency).
     #[serde(skip)]
     pub ended: Option<SystemTime>,
+    /// When the case gave its slot back.
+    #[serde(skip)]
+    pub finished_at: Option<SystemTime>,
 }
 
 impl CaseResult {
@@ -105,6 +108,7 @@ impl CaseResult {
             collect_problems: Vec::new(),
             started: Instant::now(),
             ended: None,
+            finished_at: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl CaseResult {
         self.outcome = outcome;
         self.reason = reason;
         self.seconds = self.started.elapsed().as_secs_f64();
+        self.finished_at = Some(SystemTime::now());
     }
 
     fn not_run(case: &Case, artifacts: PathBuf, outcome: Outcome, reason: String) -> CaseResult {
@@ -138,7 +143,8 @@ impl CaseResult {
 #[derive(Debug)]
 pub struct Cleanup {
     pub namespace: String,
-    pub workloads: Vec<Applied>,
+    /// Workloads that had not finished: deleted before their namespace.
+    pub unfinished: Vec<Applied>,
     pub cluster_scoped: Vec<Applied>,
 }
 
@@ -249,6 +255,7 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
     // Namespaces are deleted as cases end, without holding a slot; the run waits for them all.
     let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
     let mut cleanups = JoinSet::new();
+    let namespaces = cluster.track_namespaces(&run_id);
     while let Some(joined) = tasks.join_next().await {
         let Ok((index, result, cleanup)) = joined else {
             continue;
@@ -262,6 +269,7 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
             }
             Some((cleanup, false, timeout)) => {
                 let cluster = cluster.clone();
+                let mut namespaces = namespaces.clone();
                 cleanups.spawn(async move {
                     let mut result = result;
                     let clock = Instant::now();
@@ -270,7 +278,9 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
                             warn!(object = %object.name, error = %e, "cannot delete a cluster-scoped object");
                         }
                     }
-                    if let Err(why) = cluster.delete_namespace(&cleanup.namespace, &cleanup.workloads, timeout.0).await
+                    if let Err(why) = cluster
+                        .delete_namespace(&cleanup.namespace, &cleanup.unfinished, &mut namespaces, timeout.0)
+                        .await
                     {
                         warn!(namespace = %cleanup.namespace, "{why}");
                         result.cleanup = Some(why);

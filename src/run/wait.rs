@@ -3,7 +3,11 @@
 //! holds, or as soon as a pod has been stuck in a state that cannot heal by itself for longer
 //! than the grace period, or timeout, or interrupt.
 
-use std::{collections::HashMap, pin::Pin, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    pin::Pin,
+    time::Duration,
+};
 
 use futures::{Stream, StreamExt, stream::select_all};
 use k8s_openapi::api::core::v1::Pod;
@@ -44,6 +48,11 @@ pub struct Waited {
     pub ending: Ending,
     /// When the first pod started running, if one did.
     pub running_since: Option<Instant>,
+    /// The last state seen of each workload (None if never seen), so that collecting needs
+    /// no second read.
+    pub workloads: Vec<Option<Value>>,
+    /// The last state seen of every pod of the namespace.
+    pub pods: Vec<Pod>,
 }
 
 enum Change {
@@ -112,7 +121,12 @@ impl Wait<'_> {
                 _ = self.cancel.changed() => break Ending::Interrupted,
             }
         };
-        Waited { ending, running_since: state.running_since }
+        Waited {
+            ending,
+            running_since: state.running_since,
+            workloads: state.last_seen,
+            pods: state.pods.into_values().collect(),
+        }
     }
 }
 
@@ -121,6 +135,7 @@ struct State {
     last_seen: Vec<Option<Value>>,
     succeeded: Vec<bool>,
     running_since: Option<Instant>,
+    pods: BTreeMap<String, Pod>,
     /// (pod, reason) → since when, and the text to report.
     stuck: HashMap<(String, String), (Instant, String)>,
 }
@@ -194,6 +209,7 @@ impl State {
             let entry = self.stuck.entry((name.clone(), key(&reason))).or_insert((Instant::now(), text.clone()));
             entry.1 = text;
         }
+        self.pods.insert(name, pod.clone());
     }
 
     fn earliest_stuck(&self) -> Option<(Instant, String)> {
