@@ -84,17 +84,31 @@ enum Command {
     },
 }
 
+/// Log lines on standard error; on a terminal (text format), a live display of the running
+/// cases above them.
 fn init_logging(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
     let default = match verbose {
         0 => "kubevet=info",
         1 => "kubevet=debug",
         _ => "kubevet=trace,kube=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init(),
+        LogFormat::Text if std::io::stderr().is_terminal() => {
+            let mut live = tracing_indicatif::IndicatifLayer::new();
+            let case_line = "{span_child_prefix}{spinner} {span_name}{{{span_fields}}} {elapsed}";
+            if let Ok(style) = tracing_indicatif::style::ProgressStyle::with_template(case_line) {
+                live = live.with_progress_style(style);
+            }
+            let lines = tracing_subscriber::fmt::layer().with_writer(live.get_stderr_writer());
+            registry.with(lines).with(live).init();
+        }
+        LogFormat::Text => {
+            registry.with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::io::stderr)).init()
+        }
     }
 }
 

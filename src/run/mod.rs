@@ -14,7 +14,8 @@ use tokio::{
     task::JoinSet,
     time::Instant,
 };
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
+use tracing_indicatif::{span_ext::IndicatifSpanExt, style::ProgressStyle};
 
 use crate::{
     kubernetes::{Applied, Cluster},
@@ -196,6 +197,14 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
     let stop_starting_tx = Arc::new(stop_starting_tx);
     info!(run = %run_id, cases = cases.len(), concurrency, server = %cluster.server_version, "run starting");
 
+    // On a terminal the run span is a live counter and each case span a live line under it.
+    let run_span = info_span!("run", id = %run_id);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos}/{len} cases done, {msg} [{elapsed}]") {
+        run_span.pb_set_style(&style);
+    }
+    run_span.pb_set_length(cases.len() as u64);
+    run_span.pb_set_message(&format!("concurrency {concurrency}"));
+    run_span.pb_start();
     let mut tasks = JoinSet::new();
     let cases: Vec<Arc<Case>> = cases.into_iter().map(Arc::new).collect();
     for (index, case) in cases.iter().cloned().enumerate() {
@@ -208,6 +217,7 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
         let defaults = suite.defaults.clone();
         let run_id = run_id.clone();
         let options = options.clone();
+        let case_span = info_span!(parent: &run_span, "case", name = %case.name);
         tasks.spawn(async move {
             let dir = artifacts.join(&case.id);
             if let Some(reason) = &case.skip {
@@ -240,6 +250,7 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
                 cancel: cancel.clone(),
             }
             .run()
+            .instrument(case_span)
             .await;
             drop(permit);
             info!(case = %case.name, outcome = result.outcome.label(), seconds = format!("{:.1}", result.seconds), reason = result.reason.as_deref().unwrap_or(""), "case ended");
@@ -256,7 +267,10 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
     let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
     let mut cleanups = JoinSet::new();
     let namespaces = cluster.track_namespaces(&run_id);
+    let mut done = 0;
     while let Some(joined) = tasks.join_next().await {
+        done += 1;
+        run_span.pb_set_position(done);
         let Ok((index, result, cleanup)) = joined else {
             continue;
         };
