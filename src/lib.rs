@@ -8,6 +8,7 @@ pub mod assertions;
 pub mod duration;
 pub mod error;
 pub mod kubernetes;
+pub mod lint;
 pub mod plan;
 pub mod profile;
 pub mod report;

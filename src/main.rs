@@ -37,6 +37,14 @@ enum Output {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LintOutput {
+    Text,
+    Json,
+    Sarif,
+    Junit,
+}
+
 #[derive(clap::Args)]
 struct SuiteArgs {
     /// The suite file (default: kubevet.yaml here or in the nearest parent up to the repository root).
@@ -75,6 +83,23 @@ enum Command {
         #[arg(long)]
         keep_on_failure: bool,
     },
+    /// Check examples without a cluster: YAML, schemas (CRDs and built-in kinds, strict),
+    /// compiled Kubeflow pipelines, policy rules.
+    Lint {
+        /// Files or directories (default: the suite's examples).
+        paths: Vec<PathBuf>,
+        /// The suite file, for its examples and its lint settings.
+        #[arg(long)]
+        suite: Option<PathBuf>,
+        /// Directories of CRDs to check custom resources against (besides the embedded Kubeflow CRDs); repeatable.
+        #[arg(long = "crds", value_name = "DIR")]
+        crds: Vec<PathBuf>,
+        /// Switch a policy rule off; repeatable.
+        #[arg(long = "allow", value_name = "RULE")]
+        allow: Vec<String>,
+        #[arg(long, value_enum, default_value_t = LintOutput::Text)]
+        output: LintOutput,
+    },
     /// Print the plan: every case, its file, profile, timeout and tier.
     List {
         #[command(flatten)]
@@ -110,6 +135,49 @@ fn init_logging(format: LogFormat, verbose: u8) {
             registry.with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::io::stderr)).init()
         }
     }
+}
+
+fn lint(
+    paths: Vec<PathBuf>,
+    suite_path: Option<PathBuf>,
+    crds: Vec<PathBuf>,
+    allow: Vec<String>,
+    output: LintOutput,
+) -> Result<i32, Error> {
+    use kubevet::lint::{self, LintOptions, Severity};
+    // A suite is needed only to know the examples; its lint settings apply when there is one.
+    let suite = match (&suite_path, paths.is_empty()) {
+        (Some(p), _) => Some(suite::load(p)?),
+        (None, true) => Some(suite::load(&suite::locate(None)?)?),
+        (None, false) => suite::locate(None).ok().map(|p| suite::load(&p)).transpose()?,
+    };
+    for rule in &allow {
+        if !lint::rules::RULES.iter().any(|r| r.name == rule) {
+            let known: Vec<_> = lint::rules::RULES.iter().map(|r| r.name).collect();
+            return Err(Error::Usage(format!("--allow {rule}: no such rule; rules: {}", known.join(", "))));
+        }
+    }
+    let files = match (&suite, paths.is_empty()) {
+        (Some(s), true) => plan::example_files(s).into_iter().map(|(path, _)| path).collect(),
+        _ => lint::expand(&paths)?,
+    };
+    let settings = suite.map(|s| s.lint).unwrap_or_default();
+    let options = LintOptions {
+        allow: settings.allow.into_iter().chain(allow).collect(),
+        crd_dirs: settings.crds.into_iter().chain(crds).collect(),
+    };
+    let report = lint::lint(&files, &options)?;
+    match output {
+        LintOutput::Text => print!("{}", lint::output::text(&report, std::io::stdout().is_terminal())),
+        LintOutput::Json => println!("{}", lint::output::json(&report)),
+        LintOutput::Sarif => println!("{}", lint::output::sarif(&report)),
+        LintOutput::Junit => println!("{}", lint::output::junit(&report)),
+    }
+    if !matches!(output, LintOutput::Text) {
+        eprintln!("{}", lint::output::summary(&report));
+    }
+    let findings = report.count(Severity::Error) + report.count(Severity::Warning);
+    Ok(if findings > 0 { error::EXIT_CASE_FAILED } else { 0 })
 }
 
 fn list(args: SuiteArgs, output: Output) -> Result<i32, Error> {
@@ -191,6 +259,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, cli.verbose);
     let outcome = match cli.command {
         Command::List { suite, output } => list(suite, output),
+        Command::Lint { paths, suite, crds, allow, output } => lint(paths, suite, crds, allow, output),
         Command::Run { suite, kubeconfig, context, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
             match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt.block_on(run_suite(

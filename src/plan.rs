@@ -75,7 +75,7 @@ impl<'a> From<&'a Case> for PlanRow<'a> {
 }
 
 /// Example files under the suite's root, `.gitignore` respected, in path order.
-fn example_files(suite: &Suite) -> Vec<(PathBuf, String)> {
+pub fn example_files(suite: &Suite) -> Vec<(PathBuf, String)> {
     let mut files: Vec<(PathBuf, String)> = ignore::WalkBuilder::new(&suite.root)
         .require_git(false)
         .build()

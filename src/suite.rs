@@ -35,6 +35,26 @@ struct SuiteFile {
     profiles: Vec<ProfileFile>,
     #[serde(default)]
     overrides: Vec<OverrideFile>,
+    #[serde(default)]
+    lint: LintFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LintFile {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    crds: Vec<String>,
+}
+
+/// The suite's `lint:` settings.
+#[derive(Debug, Clone, Default)]
+pub struct LintSettings {
+    /// Policy rules switched off.
+    pub allow: Vec<String>,
+    /// Directories of CRDs, relative to the suite.
+    pub crds: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +182,7 @@ pub struct Suite {
     pub defaults: Defaults,
     pub profiles: Vec<Profile>,
     pub overrides: Vec<Override>,
+    pub lint: LintSettings,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -232,6 +253,15 @@ pub fn load(path: &Path) -> Result<Suite> {
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
         });
     }
+    for rule in &file.lint.allow {
+        if !crate::lint::rules::RULES.iter().any(|r| r.name == rule.value) {
+            let known: Vec<_> = crate::lint::rules::RULES.iter().map(|r| r.name).collect();
+            return Err(at(
+                &rule.referenced,
+                format!("unknown lint rule {:?}; rules: {}", rule.value, known.join(", ")),
+            ));
+        }
+    }
     let d = &file.defaults;
     let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
@@ -246,6 +276,10 @@ pub fn load(path: &Path) -> Result<Suite> {
             log_limit_bytes: d.log_limit_bytes.unwrap_or(1 << 20),
             failure_grace: d.failure_grace.unwrap_or(Dur(std::time::Duration::from_secs(10))),
             cleanup_timeout: d.cleanup_timeout.unwrap_or(Dur(std::time::Duration::from_secs(120))),
+        },
+        lint: LintSettings {
+            allow: file.lint.allow.iter().map(|r| r.value.clone()).collect(),
+            crds: file.lint.crds.iter().map(|c| root.join(c)).collect(),
         },
         root,
         profiles,

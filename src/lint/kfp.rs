@@ -1,0 +1,74 @@
+//! Compiled Kubeflow Pipelines (IR YAML, what `kfp.compiler` writes): the checks the KFP API
+//! server would make on upload, offline.
+
+use serde_json::Value;
+
+use super::{Finding, Severity};
+
+/// A compiled pipeline is a document with `pipelineInfo` and `root` and no `kind`.
+pub fn is_pipeline(doc: &Value) -> bool {
+    doc.get("kind").is_none() && (doc.get("pipelineInfo").is_some() || doc.get("deploymentSpec").is_some())
+}
+
+/// The optional second document of a compiled pipeline: `platforms: {kubernetes: …}`.
+pub fn is_platform_spec(doc: &Value) -> bool {
+    doc.get("kind").is_none() && doc.get("platforms").is_some()
+}
+
+fn finding(pointer: &str, message: String) -> Finding {
+    Finding::new("kfp-pipeline", Severity::Error, pointer, message)
+}
+
+pub fn check(doc: &Value) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match doc.get("schemaVersion").and_then(Value::as_str) {
+        Some("2.1.0") => {}
+        Some(other) => out.push(finding(
+            "/schemaVersion",
+            format!("schemaVersion {other:?} is not supported: compiled pipelines use 2.1.0"),
+        )),
+        None => out.push(finding("", "compiled pipeline without schemaVersion".into())),
+    }
+    if doc.pointer("/pipelineInfo/name").and_then(Value::as_str).is_none_or(|n| n.trim().is_empty()) {
+        out.push(finding(
+            "/pipelineInfo/name",
+            "pipelineInfo.name is empty: the KFP API server rejects a pipeline without a name".into(),
+        ));
+    }
+    if doc.get("root").is_none() {
+        out.push(finding("", "compiled pipeline without root".into()));
+    }
+    let components = doc.get("components").and_then(Value::as_object);
+    let executors = doc.pointer("/deploymentSpec/executors").and_then(Value::as_object);
+    // Every DAG: the root's and each component's.
+    let mut dags: Vec<(String, &Value)> = Vec::new();
+    if let Some(dag) = doc.pointer("/root/dag") {
+        dags.push(("/root/dag".into(), dag));
+    }
+    for (name, component) in components.into_iter().flatten() {
+        if let Some(dag) = component.get("dag") {
+            dags.push((format!("/components/{name}/dag"), dag));
+        }
+        if let Some(label) = component.get("executorLabel").and_then(Value::as_str)
+            && !executors.is_some_and(|e| e.contains_key(label))
+        {
+            out.push(finding(
+                &format!("/components/{name}/executorLabel"),
+                format!("component {name} names executor {label:?}, which deploymentSpec.executors does not define"),
+            ));
+        }
+    }
+    for (at, dag) in dags {
+        for (task, spec) in dag.get("tasks").and_then(Value::as_object).into_iter().flatten() {
+            if let Some(component) = spec.pointer("/componentRef/name").and_then(Value::as_str)
+                && !components.is_some_and(|c| c.contains_key(component))
+            {
+                out.push(finding(
+                    &format!("{at}/tasks/{task}/componentRef/name"),
+                    format!("task {task} refers to component {component:?}, which components does not define"),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,328 @@
+//! `kubevet lint`: the fast tier, no cluster. YAML syntax, object identity, schemas (CRDs and
+//! built-in kinds, strict), compiled Kubeflow pipelines, and policy rules; every finding at
+//! its file:line:col.
+
+pub mod kfp;
+pub mod output;
+pub mod positions;
+pub mod rules;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    error::{Error, Result},
+    yaml,
+};
+use schema::{Lookup, SchemaStore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    /// Information that counts as no finding: something kubevet could not check.
+    Note,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    #[serde(skip)]
+    pub pointer: String,
+    #[serde(skip)]
+    pub span: (usize, usize),
+}
+
+impl Finding {
+    pub fn new(rule: &'static str, severity: Severity, pointer: &str, message: String) -> Finding {
+        Finding {
+            rule,
+            severity,
+            message,
+            file: String::new(),
+            line: 0,
+            column: 0,
+            pointer: pointer.into(),
+            span: (0, 0),
+        }
+    }
+}
+
+/// The checks that are not policy rules, named for reports (they cannot be allowed away).
+pub const CHECKS: &[(&str, &str)] = &[
+    ("yaml-syntax", "the file is not valid YAML (duplicate keys included)"),
+    ("object-identity", "a document lacks apiVersion, kind or metadata.name"),
+    ("schema", "an object does not match its schema (CRD or Kubernetes built-in), unknown fields included"),
+    ("kfp-pipeline", "a compiled Kubeflow pipeline would be rejected on upload"),
+    ("not-checked", "something kubevet could not check: a kind without a schema, CEL rules"),
+];
+
+pub struct FileReport {
+    pub path: PathBuf,
+    /// The path as the user sees it.
+    pub name: String,
+    pub text: String,
+    pub documents: usize,
+    pub findings: Vec<Finding>,
+}
+
+pub struct LintReport {
+    pub files: Vec<FileReport>,
+}
+
+impl LintReport {
+    pub fn documents(&self) -> usize {
+        self.files.iter().map(|f| f.documents).sum()
+    }
+    pub fn count(&self, severity: Severity) -> usize {
+        self.files.iter().flat_map(|f| &f.findings).filter(|f| f.severity == severity).count()
+    }
+}
+
+pub struct LintOptions {
+    pub allow: Vec<String>,
+    pub crd_dirs: Vec<PathBuf>,
+}
+
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "StorageClass",
+    "PriorityClass",
+    "ClusterTrainingRuntime",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+];
+
+/// Every YAML file under a directory, or the file itself.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = ignore::WalkBuilder::new(path)
+                .require_git(false)
+                .build()
+                .filter_map(|e| e.ok())
+                .map(|e| e.into_path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(Error::Usage(format!("{}: no such file or directory", path.display())));
+        }
+    }
+    Ok(files)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("{}: cannot read: {e}", path.display())))
+}
+
+struct Parsed {
+    report: FileReport,
+    documents: Vec<yaml::Document>,
+}
+
+pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
+    let mut store = SchemaStore::default();
+    for file in expand(&options.crd_dirs)? {
+        let text = read(&file)?;
+        for doc in yaml::documents(&file, &text).unwrap_or_default() {
+            if doc.value["kind"] == "CustomResourceDefinition" {
+                store.add_crd(&doc.value, file.display().to_string());
+            }
+        }
+    }
+    let mut parsed = Vec::new();
+    for path in files {
+        let text = read(path)?;
+        let name = path.display().to_string();
+        let mut report = FileReport { path: path.clone(), name, text, documents: 0, findings: Vec::new() };
+        let documents = match yaml::documents(path, &report.text) {
+            Ok(docs) => docs,
+            Err(Error::Input { line, column, message, .. }) => {
+                let rule = "yaml-syntax";
+                let mut f = Finding::new(rule, Severity::Error, "", message);
+                (f.line, f.column) = (line as usize, column as usize);
+                report.findings.push(f);
+                Vec::new()
+            }
+            Err(other) => return Err(other),
+        };
+        // CRDs among the linted files describe the custom resources beside them.
+        for doc in documents.iter().filter(|d| d.value["kind"] == "CustomResourceDefinition") {
+            store.add_crd(&doc.value, report.name.clone());
+        }
+        report.documents = documents.len();
+        parsed.push(Parsed { report, documents });
+    }
+    let files = parsed.into_iter().map(|p| check_file(p, &mut store, options)).collect();
+    Ok(LintReport { files })
+}
+
+fn check_document(doc: &Value, store: &mut SchemaStore) -> Vec<Finding> {
+    if kfp::is_platform_spec(doc) {
+        return Vec::new();
+    }
+    if kfp::is_pipeline(doc) {
+        return kfp::check(doc);
+    }
+    let mut out = Vec::new();
+    for (pointer, what) in [("/apiVersion", "apiVersion"), ("/kind", "kind"), ("/metadata/name", "metadata.name")] {
+        if doc.pointer(pointer).and_then(Value::as_str).is_none_or(str::is_empty) {
+            let at = if doc.pointer(pointer).is_some() { pointer } else { "" };
+            out.push(Finding::new("object-identity", Severity::Error, at, format!("object without {what}")));
+        }
+    }
+    let (Some(api_version), Some(kind)) = (doc["apiVersion"].as_str(), doc["kind"].as_str()) else { return out };
+    match store.lookup(api_version, kind) {
+        Lookup::Found(schema) => {
+            for v in schema.check(doc) {
+                out.push(Finding::new(
+                    "schema",
+                    Severity::Error,
+                    &v.pointer,
+                    format!("{} (against {})", v.message, schema.origin),
+                ));
+            }
+            if schema.cel_rules > 0 {
+                out.push(Finding::new("not-checked", Severity::Note, "/kind", format!(
+                    "{} CEL validation rules (x-kubernetes-validations) of {kind} were not checked; the API server will check them",
+                    schema.cel_rules
+                )));
+            }
+        }
+        Lookup::UnknownVersion(served) => out.push(Finding::new(
+            "schema",
+            Severity::Error,
+            "/apiVersion",
+            format!("{kind} has no version {api_version}; its CRD serves {}", served.join(", ")),
+        )),
+        Lookup::Unknown => out.push(Finding::new(
+            "not-checked",
+            Severity::Note,
+            "/kind",
+            format!(
+                "no schema for {kind} ({api_version}): pass its CRD with --crds, or list the operator that brings it"
+            ),
+        )),
+        Lookup::Broken(e) => out.push(Finding::new("schema", Severity::Error, "/kind", e)),
+    }
+    out.extend(rules::check(doc, !CLUSTER_SCOPED.contains(&kind)));
+    out
+}
+
+fn check_file(parsed: Parsed, store: &mut SchemaStore, options: &LintOptions) -> FileReport {
+    let Parsed { mut report, documents } = parsed;
+    let mut per_doc: Vec<(usize, Vec<Finding>)> = Vec::new();
+    for (i, doc) in documents.iter().enumerate() {
+        let findings: Vec<Finding> = check_document(&doc.value, store)
+            .into_iter()
+            .filter(|f| !options.allow.iter().any(|a| a == f.rule))
+            .collect();
+        if !findings.is_empty() {
+            per_doc.push((i, findings));
+        }
+    }
+    if !per_doc.is_empty() {
+        // Positions are worked out only for files that have something to show.
+        let index = positions::index(&report.text);
+        for (i, findings) in per_doc {
+            let doc = &documents[i];
+            let map = index.iter().find(|m| m.get("").is_some_and(|p| p.line as u64 == doc.line));
+            for mut f in findings {
+                let at = map.and_then(|m| positions::locate(m, &f.pointer));
+                match at {
+                    Some(p) => (f.line, f.column, f.span) = (p.line, p.column, (p.offset, p.len)),
+                    None => (f.line, f.column) = (doc.line as usize, doc.column as usize),
+                }
+                report.findings.push(f);
+            }
+        }
+    }
+    for f in &mut report.findings {
+        f.file = report.name.clone();
+        if f.span == (0, 0) && f.line > 0 {
+            f.span = (line_offset(&report.text, f.line) + f.column.saturating_sub(1), 1);
+        }
+    }
+    report.findings.sort_by_key(|f| (f.line, f.column, f.severity));
+    report
+}
+
+fn line_offset(text: &str, line: usize) -> usize {
+    text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint_text(name: &str, text: &str, allow: &[&str]) -> Vec<(String, usize)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let options = LintOptions { allow: allow.iter().map(|s| s.to_string()).collect(), crd_dirs: vec![] };
+        let report = lint(&[path], &options).expect("lint");
+        report.files[0].findings.iter().map(|f| (f.rule.to_string(), f.line)).collect()
+    }
+
+    const JOB: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: busybox:1.36\n          resources: {requests: {cpu: 10m}}\n";
+
+    #[test]
+    fn a_clean_job_has_no_finding() {
+        assert_eq!(lint_text("ok.yaml", JOB, &[]), vec![]);
+    }
+
+    #[test]
+    fn every_rule_fires_where_it_should() {
+        let bad = JOB
+            .replace("name: j\n", "name: j\n  namespace: kubeflow\n")
+            .replace("restartPolicy: Never", "restartPolicy: OnFailure")
+            .replace("image: busybox:1.36", "image: busybox\n          imagePullPolicy: Always")
+            .replace("          resources: {requests: {cpu: 10m}}\n", "        - image: python:3.12@sha256:abc\n          imagePullPolicy: Always\n          resources: {requests: {cpu: 1}}\n");
+        let found = lint_text("bad.yaml", &bad, &[]);
+        assert_eq!(
+            found,
+            vec![
+                ("hard-coded-namespace".into(), 5),
+                ("restart-policy-hides-failures".into(), 9),
+                ("no-resource-requests".into(), 11),
+                ("image-not-pinned".into(), 12),
+                ("pull-always-unpinned".into(), 13),
+                ("schema".into(), 14),
+                ("container-without-name".into(), 14),
+            ],
+            "{bad}"
+        );
+        let allowed = lint_text("bad.yaml", &bad, &["no-resource-requests", "hard-coded-namespace"]);
+        assert_eq!(allowed.len(), 5);
+    }
+
+    #[test]
+    fn syntax_and_identity_errors_have_positions() {
+        assert_eq!(lint_text("dup.yaml", "kind: Job\nkind: Pod\n", &[]), vec![("yaml-syntax".into(), 2)]);
+        let found = lint_text(
+            "anon.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n",
+            &[],
+        );
+        assert_eq!(found, vec![("object-identity".into(), 1)]);
+    }
+}

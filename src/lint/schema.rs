@@ -1,0 +1,341 @@
+//! Schemas to check objects against: custom resources against their CRD's openAPIV3Schema
+//! (embedded Kubeflow CRDs, `--crds` directories, CRDs found among the linted files), built-in
+//! kinds against the Kubernetes schema of the version kubevet is built for (k8s-openapi's,
+//! v1.33). Both are rewritten from Kubernetes' OpenAPI dialect into strict JSON Schema:
+//! unknown fields are errors, as with `kubectl --validate=strict`.
+
+use std::{collections::HashMap, sync::Arc};
+
+use jsonschema::{Draft, Validator, error::ValidationErrorKind};
+use serde_json::{Value, json};
+
+/// The Kubernetes version of the built-in schemas.
+pub const BUILTIN_VERSION: &str = "1.33";
+
+/// (group, kind, file) of the embedded CRDs; see assets/crds/SOURCES.md for their origin.
+const EMBEDDED: &[(&str, &str, &str)] = &[
+    ("kubeflow.org", "JAXJob", include_str!("../../assets/crds/kubeflow.org/jaxjobs.yaml")),
+    ("kubeflow.org", "MPIJob", include_str!("../../assets/crds/kubeflow.org/mpijobs.yaml")),
+    ("kubeflow.org", "PaddleJob", include_str!("../../assets/crds/kubeflow.org/paddlejobs.yaml")),
+    ("kubeflow.org", "PyTorchJob", include_str!("../../assets/crds/kubeflow.org/pytorchjobs.yaml")),
+    ("kubeflow.org", "TFJob", include_str!("../../assets/crds/kubeflow.org/tfjobs.yaml")),
+    ("kubeflow.org", "XGBoostJob", include_str!("../../assets/crds/kubeflow.org/xgboostjobs.yaml")),
+    (
+        "trainer.kubeflow.org",
+        "ClusterTrainingRuntime",
+        include_str!("../../assets/crds/trainer.kubeflow.org/clustertrainingruntimes.yaml"),
+    ),
+    (
+        "trainer.kubeflow.org",
+        "TrainingRuntime",
+        include_str!("../../assets/crds/trainer.kubeflow.org/trainingruntimes.yaml"),
+    ),
+    ("trainer.kubeflow.org", "TrainJob", include_str!("../../assets/crds/trainer.kubeflow.org/trainjobs.yaml")),
+    ("pipelines.kubeflow.org", "Pipeline", include_str!("../../assets/crds/pipelines.kubeflow.org/pipelines.yaml")),
+    (
+        "pipelines.kubeflow.org",
+        "PipelineVersion",
+        include_str!("../../assets/crds/pipelines.kubeflow.org/pipelineversions.yaml"),
+    ),
+    (
+        "pipelines.kubeflow.org",
+        "ScheduledWorkflow",
+        include_str!("../../assets/crds/pipelines.kubeflow.org/scheduledworkflows.yaml"),
+    ),
+];
+
+pub struct Compiled {
+    validator: Validator,
+    /// CEL rules (`x-kubernetes-validations`) in the schema, which kubevet does not evaluate.
+    pub cel_rules: usize,
+    /// Where the schema came from, for messages.
+    pub origin: String,
+}
+
+/// One problem an object has against its schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl Compiled {
+    pub fn check(&self, object: &Value) -> Vec<Violation> {
+        let object = without_nulls(object);
+        let mut out = Vec::new();
+        for error in self.validator.iter_errors(&object) {
+            let pointer = error.instance_path().as_str().to_string();
+            match error.kind() {
+                ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    for key in unexpected {
+                        out.push(Violation {
+                            pointer: format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1")),
+                            message: format!("unknown field \"{}\"", dotted(&pointer, key)),
+                        });
+                    }
+                }
+                _ => out.push(Violation { message: format!("{}: {error}", dotted(&pointer, "")), pointer }),
+            }
+        }
+        out
+    }
+}
+
+/// `/spec/containers/0` + `image` → `spec.containers[0].image`, as kubectl writes paths.
+fn dotted(pointer: &str, last: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .chain((!last.is_empty()).then(|| last.to_string()))
+    {
+        if seg.chars().all(|c| c.is_ascii_digit()) && !out.is_empty() {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    if out.is_empty() { "(root)".into() } else { out }
+}
+
+/// Kubernetes treats an explicit null as an absent field.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Rewrites Kubernetes' OpenAPI dialect into strict JSON Schema, in place, and counts the CEL
+/// rules it meets.
+pub fn rewrite(schema: &mut Value) -> usize {
+    let Some(map) = schema.as_object_mut() else { return 0 };
+    let mut cel = map.remove("x-kubernetes-validations").and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0);
+    map.remove("description");
+    if map.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) {
+        map.remove("type");
+        map.insert("anyOf".into(), json!([{"type": "integer"}, {"type": "string"}]));
+    }
+    if map.remove("nullable") == Some(Value::Bool(true))
+        && let Some(Value::String(t)) = map.get("type").cloned()
+    {
+        map.insert("type".into(), json!([t, "null"]));
+    }
+    if map.remove("x-kubernetes-embedded-resource") == Some(Value::Bool(true)) {
+        let props = map.entry("properties").or_insert_with(|| json!({}));
+        if let Some(props) = props.as_object_mut() {
+            props.entry("apiVersion").or_insert_with(|| json!({"type": "string"}));
+            props.entry("kind").or_insert_with(|| json!({"type": "string"}));
+            props.entry("metadata").or_insert_with(|| json!({"type": "object"}));
+        }
+    }
+    let open = map.remove("x-kubernetes-preserve-unknown-fields") == Some(Value::Bool(true));
+    if map.contains_key("properties") && !map.contains_key("additionalProperties") && !open {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for key in ["properties", "$defs", "definitions", "patternProperties"] {
+        if let Some(Value::Object(children)) = map.get_mut(key) {
+            cel += children.values_mut().map(rewrite).sum::<usize>();
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(child) = map.get_mut(key) {
+            cel += rewrite(child);
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(children)) = map.get_mut(key) {
+            cel += children.iter_mut().map(rewrite).sum::<usize>();
+        }
+    }
+    cel
+}
+
+fn compile(mut schema: Value, origin: String) -> Result<Compiled, String> {
+    let cel_rules = rewrite(&mut schema);
+    let validator = jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(false)
+        .build(&schema)
+        .map_err(|e| format!("schema from {origin} does not compile: {e}"))?;
+    Ok(Compiled { validator, cel_rules, origin })
+}
+
+/// The openAPIV3Schema of one version of a CRD object, with apiVersion, kind and metadata
+/// allowed at the root as the API server does.
+fn crd_version_schema(crd: &Value, version: &str) -> Option<Value> {
+    let versions = crd.pointer("/spec/versions")?.as_array()?;
+    let v = versions.iter().find(|v| v["name"] == version)?;
+    let mut schema = v
+        .pointer("/schema/openAPIV3Schema")
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert("apiVersion".into(), json!({"type": "string"}));
+        props.insert("kind".into(), json!({"type": "string"}));
+        props.insert("metadata".into(), json!({"type": "object"}));
+    }
+    Some(schema)
+}
+
+macro_rules! builtin_kinds {
+    ($api_version:expr, $kind:expr; $( $av:literal $k:literal => $t:ty ),* $(,)?) => {
+        match ($api_version, $kind) {
+            $( ($av, $k) => serde_json::to_value(schemars::schema_for!($t)).ok(), )*
+            _ => None,
+        }
+    };
+}
+
+/// The built-in schema of a kind, if kubevet knows it.
+fn builtin_schema(api_version: &str, kind: &str) -> Option<Value> {
+    use k8s_openapi::api::{apps, batch, core, networking, policy, rbac};
+    builtin_kinds!(api_version, kind;
+        "v1" "Pod" => core::v1::Pod,
+        "v1" "ConfigMap" => core::v1::ConfigMap,
+        "v1" "Secret" => core::v1::Secret,
+        "v1" "Service" => core::v1::Service,
+        "v1" "ServiceAccount" => core::v1::ServiceAccount,
+        "v1" "PersistentVolumeClaim" => core::v1::PersistentVolumeClaim,
+        "v1" "Namespace" => core::v1::Namespace,
+        "apps/v1" "Deployment" => apps::v1::Deployment,
+        "apps/v1" "StatefulSet" => apps::v1::StatefulSet,
+        "apps/v1" "DaemonSet" => apps::v1::DaemonSet,
+        "batch/v1" "Job" => batch::v1::Job,
+        "batch/v1" "CronJob" => batch::v1::CronJob,
+        "networking.k8s.io/v1" "Ingress" => networking::v1::Ingress,
+        "policy/v1" "PodDisruptionBudget" => policy::v1::PodDisruptionBudget,
+        "rbac.authorization.k8s.io/v1" "Role" => rbac::v1::Role,
+        "rbac.authorization.k8s.io/v1" "RoleBinding" => rbac::v1::RoleBinding,
+        "rbac.authorization.k8s.io/v1" "ClusterRole" => rbac::v1::ClusterRole,
+        "rbac.authorization.k8s.io/v1" "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding,
+    )
+}
+
+pub enum Lookup {
+    Found(Arc<Compiled>),
+    /// A CRD is known for the group and kind, but not this version.
+    UnknownVersion(Vec<String>),
+    /// kubevet has no schema for this kind.
+    Unknown,
+    Broken(String),
+}
+
+/// CRDs and compiled schemas, compiled once per apiVersion and kind.
+#[derive(Default)]
+pub struct SchemaStore {
+    /// (group, kind) → the CRD object and where it came from; embedded ones are parsed on first use.
+    crds: HashMap<(String, String), (Value, String)>,
+    compiled: HashMap<(String, String), Result<Arc<Compiled>, String>>,
+}
+
+impl SchemaStore {
+    /// A CRD found in a file; later ones win over embedded ones.
+    pub fn add_crd(&mut self, crd: &Value, origin: String) {
+        let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = crd.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        self.compiled.retain(|(av, k), _| !(k == &kind && av.starts_with(&format!("{group}/"))));
+        self.crds.insert((group, kind), (crd.clone(), origin));
+    }
+
+    fn crd(&mut self, group: &str, kind: &str) -> Option<&(Value, String)> {
+        let key = (group.to_string(), kind.to_string());
+        if !self.crds.contains_key(&key) {
+            let (_, _, text) = EMBEDDED.iter().find(|(g, k, _)| *g == group && *k == kind)?;
+            let crd: Value = serde_saphyr::from_str(text).ok()?;
+            self.crds.insert(key.clone(), (crd, format!("kubevet's embedded CRD for {kind}.{group}")));
+        }
+        self.crds.get(&key)
+    }
+
+    pub fn lookup(&mut self, api_version: &str, kind: &str) -> Lookup {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(found) = self.compiled.get(&key) {
+            return match found {
+                Ok(c) => Lookup::Found(c.clone()),
+                Err(e) => Lookup::Broken(e.clone()),
+            };
+        }
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let source = match self.crd(group, kind) {
+            Some((crd, origin)) => match crd_version_schema(crd, version) {
+                Some(schema) => Some((schema, origin.clone())),
+                None => {
+                    let served = crd.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten();
+                    return Lookup::UnknownVersion(
+                        served.filter_map(|v| v["name"].as_str().map(str::to_string)).collect(),
+                    );
+                }
+            },
+            None => builtin_schema(api_version, kind).map(|s| (s, format!("the Kubernetes {BUILTIN_VERSION} schema"))),
+        };
+        let Some((schema, origin)) = source else { return Lookup::Unknown };
+        let compiled = compile(schema, origin).map(Arc::new);
+        self.compiled.insert(key, compiled.clone());
+        match compiled {
+            Ok(c) => Lookup::Found(c),
+            Err(e) => Lookup::Broken(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(store: &mut SchemaStore, doc: Value) -> Vec<Violation> {
+        let av = doc["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        match store.lookup(&av, &kind) {
+            Lookup::Found(c) => c.check(&doc),
+            _ => panic!("no schema for {av} {kind}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_deep_in_a_pytorchjob_are_found() {
+        let mut store = SchemaStore::default();
+        let doc = json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "x"},
+            "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "pytorch", "image": "i:1", "imagePullPolcy": "Always", "resources": {"limits": {"cpu": 1}}}]}}}}}});
+        let v = check(&mut store, doc);
+        assert_eq!(
+            v,
+            vec![Violation {
+                pointer: "/spec/pytorchReplicaSpecs/Master/template/spec/containers/0/imagePullPolcy".into(),
+                message: "unknown field \"spec.pytorchReplicaSpecs.Master.template.spec.containers[0].imagePullPolcy\""
+                    .into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn builtin_kinds_are_strict_and_typed() {
+        let mut store = SchemaStore::default();
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "creationTimestamp": null},
+            "spec": {"backoffLimit": "two", "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i:1", "args": ["a"], "ports": [{"containerPort": "http"}]}]}}}});
+        let v = check(&mut store, job);
+        let pointers: Vec<&str> = v.iter().map(|v| v.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/spec/backoffLimit", "/spec/template/spec/containers/0/ports/0/containerPort"], "{v:?}");
+        let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}});
+        assert!(check(&mut store, ok).is_empty());
+    }
+
+    #[test]
+    fn cel_rules_are_counted_not_ignored() {
+        let mut store = SchemaStore::default();
+        let Lookup::Found(c) = store.lookup("trainer.kubeflow.org/v1alpha1", "TrainJob") else {
+            panic!("TrainJob schema")
+        };
+        assert!(c.cel_rules > 0);
+        assert!(matches!(store.lookup("kubeflow.org/v2", "PyTorchJob"), Lookup::UnknownVersion(v) if v == ["v1"]));
+        assert!(matches!(store.lookup("example.com/v1", "Widget"), Lookup::Unknown));
+    }
+}

@@ -1,0 +1,162 @@
+//! `kubevet lint` through the binary, on the real upstream files in ../shared/data and on
+//! fixtures: findings at file:line:col, every output format read by a real consumer, exit codes.
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use support::{kubevet, repo, stderr, stdout};
+
+fn shared_data() -> PathBuf {
+    let dir = repo().join("../shared/data");
+    assert!(dir.is_dir(), "the upstream test data is expected at {} (shared/ beside the repository)", dir.display());
+    dir
+}
+
+fn lint_json(args: &[&str]) -> (i32, Value) {
+    let out =
+        kubevet().current_dir(repo()).arg("lint").args(args).args(["--output", "json"]).output().expect("kubevet runs");
+    let json =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// (file name, line, rule) of every finding, notes included.
+fn findings(report: &Value) -> Vec<(String, u64, String)> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            let file = f["file"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+            (file, f["line"].as_u64().unwrap_or(0), f["rule"].as_str().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn real_upstream_examples_lint_with_the_expected_findings() {
+    let data = shared_data();
+    let (code, report) = lint_json(&[data.join("examples").to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    let found = findings(&report);
+    let expected: Vec<(&str, u64, &str)> = vec![
+        // The compiled pipeline the KFP API server rejects: empty pipelineInfo.name.
+        ("invalid-no_name.yaml", 16, "kfp-pipeline"),
+        // Trainer v2: valid; their CEL rules are reported as not checked.
+        ("01-multi-node.yaml", 31, "not-checked"),
+        ("torch_distributed-runtime.yaml", 16, "not-checked"),
+        ("torch_distributed-runtime.yaml", 37, "no-resource-requests"),
+        // Training operator v1: namespace kubeflow hard-coded, OnFailure, no requests, Always pulls, :latest.
+        ("pytorch-simple.yaml", 2, "not-checked"),
+        ("pytorch-simple.yaml", 5, "hard-coded-namespace"),
+        ("pytorch-simple.yaml", 10, "restart-policy-hides-failures"),
+        ("pytorch-simple.yaml", 14, "no-resource-requests"),
+        ("pytorch-simple.yaml", 16, "pull-always-unpinned"),
+        ("pytorch-simple.yaml", 23, "restart-policy-hides-failures"),
+        ("pytorch-simple.yaml", 27, "no-resource-requests"),
+        ("pytorch-simple.yaml", 29, "pull-always-unpinned"),
+        ("tensorflow-simple.yaml", 2, "not-checked"),
+        ("tensorflow-simple.yaml", 5, "hard-coded-namespace"),
+        ("tensorflow-simple.yaml", 10, "restart-policy-hides-failures"),
+        ("tensorflow-simple.yaml", 14, "no-resource-requests"),
+        ("tensorflow-simple.yaml", 15, "image-not-pinned"),
+        ("xgboostjob.yaml", 2, "not-checked"),
+        ("xgboostjob.yaml", 13, "no-resource-requests"),
+        ("xgboostjob.yaml", 14, "image-not-pinned"),
+        ("xgboostjob.yaml", 18, "pull-always-unpinned"),
+        ("xgboostjob.yaml", 32, "no-resource-requests"),
+        ("xgboostjob.yaml", 33, "image-not-pinned"),
+        ("xgboostjob.yaml", 37, "pull-always-unpinned"),
+    ];
+    let expected: Vec<(String, u64, String)> = expected.into_iter().map(|(f, l, r)| (f.into(), l, r.into())).collect();
+    assert_eq!(found, expected);
+    assert_eq!(
+        (report["files"].as_u64(), report["documents"].as_u64(), report["errors"].as_u64()),
+        (Some(8), Some(8), Some(1))
+    );
+}
+
+#[test]
+fn an_unknown_field_deep_in_a_pod_template_is_found_on_its_line() {
+    let (code, report) = lint_json(&["scenarios/lint/pytorchjob-typo.yaml"]);
+    assert_eq!(code, 1);
+    let f = &report["findings"].as_array().expect("findings")[1];
+    assert_eq!(f["rule"], "schema");
+    assert_eq!((f["line"].as_u64(), f["column"].as_u64()), (Some(20), Some(15)));
+    let message = f["message"].as_str().unwrap_or("");
+    assert!(
+        message
+            .starts_with("unknown field \"spec.pytorchReplicaSpecs.Master.template.spec.containers[0].volumeMount\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn text_output_shows_the_source_line_and_a_caret() {
+    let out = kubevet()
+        .current_dir(repo())
+        .args(["lint", "scenarios/lint/pytorchjob-typo.yaml"])
+        .output()
+        .expect("kubevet runs");
+    let text = stdout(&out);
+    assert!(text.contains("scenarios/lint/pytorchjob-typo.yaml:20:15"), "{text}");
+    assert!(text.contains("20 │               volumeMount:"), "{text}");
+    assert!(text.contains("───┬───"), "{text}");
+    assert!(text.ends_with("kubevet lint: 1 files, 1 documents: 1 errors, 0 warnings, 1 notes\n"), "{text}");
+}
+
+#[test]
+fn malformed_yaml_is_a_finding_with_its_position_and_a_missing_file_is_exit_2() {
+    let (code, report) = lint_json(&["scenarios/lint/malformed.yaml"]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&report), vec![("malformed.yaml".to_string(), 6, "yaml-syntax".to_string())]);
+    let out = kubevet()
+        .current_dir(repo())
+        .args(["lint", "scenarios/lint/no-such-file.yaml"])
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no-such-file.yaml: no such file or directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_suite_picks_the_files_and_allows_rules() {
+    let (code, report) = lint_json(&["--suite", "scenarios/lint/kubevet.yaml"]);
+    let rules: Vec<String> = findings(&report).into_iter().map(|(_, _, r)| r).collect();
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(rules, ["not-checked", "schema"], "the typo is found; the allowed rule is not reported");
+    let (code, report) = lint_json(&["scenarios/lint/clean-job.yaml"]);
+    assert_eq!((code, report["findings"].as_array().map(Vec::len)), (0, Some(0)));
+}
+
+#[test]
+fn sarif_and_junit_outputs_are_well_formed() {
+    let out = kubevet()
+        .current_dir(repo())
+        .args(["lint", "scenarios/lint/pytorchjob-typo.yaml", "--output", "sarif"])
+        .output()
+        .expect("runs");
+    let sarif: Value = serde_json::from_slice(&out.stdout).expect("SARIF is JSON");
+    assert_eq!(sarif["version"], "2.1.0");
+    let result = &sarif["runs"][0]["results"][1];
+    assert_eq!(result["ruleId"], "schema");
+    assert_eq!(result["level"], "error");
+    assert_eq!(result["locations"][0]["physicalLocation"]["region"]["startLine"], 20);
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"].as_array().expect("rules");
+    assert!(rules.iter().any(|r| r["id"] == "image-not-pinned"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = kubevet()
+        .current_dir(repo())
+        .args(["lint", "scenarios/lint/pytorchjob-typo.yaml", "scenarios/lint/clean-job.yaml", "--output", "junit"])
+        .output()
+        .expect("runs");
+    let path = dir.path().join("lint.xml");
+    std::fs::write(&path, &out.stdout).expect("write");
+    let cases = support::junit(&path);
+    assert_eq!(cases.len(), 2);
+    assert_eq!(support::case(&cases, "scenarios/lint/pytorchjob-typo.yaml")["result"], "failure");
+    assert_eq!(support::case(&cases, "scenarios/lint/clean-job.yaml")["result"], "passed");
+}
