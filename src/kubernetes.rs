@@ -153,6 +153,14 @@ impl Cluster {
         })
     }
 
+    /// The cluster's OpenAPI v2 document: the schema of every kind it serves.
+    pub async fn openapi_v2(&self) -> Result<Value, String> {
+        let request = http::Request::get("/openapi/v2").body(Vec::new()).map_err(|e| e.to_string())?;
+        let text =
+            self.client.request_text(request).await.map_err(|e| format!("reading /openapi/v2: {}", describe(&e)))?;
+        serde_json::from_str(&text).map_err(|e| format!("/openapi/v2 is not JSON: {e}"))
+    }
+
     pub fn dynamic(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
             Some(ns) if kind.namespaced => Api::namespaced_with(self.client.clone(), ns, &kind.resource),

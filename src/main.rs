@@ -97,6 +97,12 @@ enum Command {
         /// Switch a policy rule off; repeatable.
         #[arg(long = "allow", value_name = "RULE")]
         allow: Vec<String>,
+        /// Check against this cluster's own schemas (its /openapi/v2) instead of the built-in ones.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context, with --kubeconfig.
+        #[arg(long, requires = "kubeconfig")]
+        context: Option<String>,
         #[arg(long, value_enum, default_value_t = LintOutput::Text)]
         output: LintOutput,
     },
@@ -137,11 +143,24 @@ fn init_logging(format: LogFormat, verbose: u8) {
     }
 }
 
+/// The schemas a cluster serves, for `lint --kubeconfig`.
+fn cluster_openapi(kubeconfig: &std::path::Path, context: Option<&str>) -> Result<(serde_json::Value, String), Error> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
+    runtime.block_on(async {
+        let cluster = Cluster::connect(Some(kubeconfig), context).await?;
+        let openapi = cluster.openapi_v2().await.map_err(Error::Infrastructure)?;
+        Ok((openapi, cluster.server_version.clone()))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn lint(
     paths: Vec<PathBuf>,
     suite_path: Option<PathBuf>,
     crds: Vec<PathBuf>,
     allow: Vec<String>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
     output: LintOutput,
 ) -> Result<i32, Error> {
     use kubevet::lint::{self, LintOptions, Severity};
@@ -162,9 +181,11 @@ fn lint(
         _ => lint::expand(&paths)?,
     };
     let settings = suite.map(|s| s.lint).unwrap_or_default();
+    let cluster_openapi = kubeconfig.as_deref().map(|k| cluster_openapi(k, context.as_deref())).transpose()?;
     let options = LintOptions {
         allow: settings.allow.into_iter().chain(allow).collect(),
         crd_dirs: settings.crds.into_iter().chain(crds).collect(),
+        cluster_openapi,
     };
     let report = lint::lint(&files, &options)?;
     match output {
@@ -259,7 +280,9 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, cli.verbose);
     let outcome = match cli.command {
         Command::List { suite, output } => list(suite, output),
-        Command::Lint { paths, suite, crds, allow, output } => lint(paths, suite, crds, allow, output),
+        Command::Lint { paths, suite, crds, allow, kubeconfig, context, output } => {
+            lint(paths, suite, crds, allow, kubeconfig, context, output)
+        }
         Command::Run { suite, kubeconfig, context, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
             match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt.block_on(run_suite(

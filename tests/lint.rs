@@ -160,3 +160,22 @@ fn sarif_and_junit_outputs_are_well_formed() {
     assert_eq!(support::case(&cases, "scenarios/lint/pytorchjob-typo.yaml")["result"], "failure");
     assert_eq!(support::case(&cases, "scenarios/lint/clean-job.yaml")["result"], "passed");
 }
+
+#[test]
+fn with_a_kubeconfig_the_clusters_own_schema_decides() {
+    let (code, report) = lint_json(&["scenarios/lint/job-newer-fields.yaml"]);
+    assert_eq!((code, report["findings"].as_array().map(Vec::len)), (0, Some(0)), "valid for Kubernetes 1.33");
+    let kubeconfig = support::kubeconfig();
+    let (code, report) =
+        lint_json(&["scenarios/lint/job-newer-fields.yaml", "--kubeconfig", kubeconfig.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    let messages: Vec<&str> =
+        report["findings"].as_array().expect("findings").iter().filter_map(|f| f["message"].as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "unknown field \"spec.suspend\" (against the cluster's schema (Kubernetes v1.20.2))",
+            "unknown field \"spec.podFailurePolicy\" (against the cluster's schema (Kubernetes v1.20.2))",
+        ]
+    );
+}

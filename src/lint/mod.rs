@@ -91,6 +91,8 @@ impl LintReport {
 pub struct LintOptions {
     pub allow: Vec<String>,
     pub crd_dirs: Vec<PathBuf>,
+    /// A cluster's `/openapi/v2` and its version, to check against instead of the built-in schemas.
+    pub cluster_openapi: Option<(Value, String)>,
 }
 
 const CLUSTER_SCOPED: &[&str] = &[
@@ -141,6 +143,9 @@ struct Parsed {
 
 pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
     let mut store = SchemaStore::default();
+    if let Some((openapi, version)) = &options.cluster_openapi {
+        store.use_cluster(openapi.clone(), version);
+    }
     for file in expand(&options.crd_dirs)? {
         let text = read(&file)?;
         for doc in yaml::documents(&file, &text).unwrap_or_default() {
@@ -281,7 +286,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
-        let options = LintOptions { allow: allow.iter().map(|s| s.to_string()).collect(), crd_dirs: vec![] };
+        let options = LintOptions {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            crd_dirs: vec![],
+            cluster_openapi: None,
+        };
         let report = lint(&[path], &options).expect("lint");
         report.files[0].findings.iter().map(|f| (f.rule.to_string(), f.line)).collect()
     }

@@ -119,7 +119,9 @@ pub fn rewrite(schema: &mut Value) -> usize {
     let Some(map) = schema.as_object_mut() else { return 0 };
     let mut cel = map.remove("x-kubernetes-validations").and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0);
     map.remove("description");
-    if map.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) {
+    let swagger_int_or_string = map.get("format").and_then(Value::as_str) == Some("int-or-string");
+    if map.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) || swagger_int_or_string {
+        map.remove("format");
         map.remove("type");
         map.insert("anyOf".into(), json!([{"type": "integer"}, {"type": "string"}]));
     }
@@ -228,21 +230,65 @@ pub enum Lookup {
     Broken(String),
 }
 
+/// A cluster's OpenAPI v2 definitions, indexed by apiVersion and kind.
+struct ClusterSchemas {
+    definitions: Value,
+    by_kind: HashMap<(String, String), String>,
+    version: String,
+}
+
 /// CRDs and compiled schemas, compiled once per apiVersion and kind.
 #[derive(Default)]
 pub struct SchemaStore {
+    /// When set, the cluster's schemas come before the embedded and built-in ones.
+    cluster: Option<ClusterSchemas>,
+    /// CRDs given explicitly (`--crds`, the linted files): they come first of all.
+    explicit: std::collections::HashSet<(String, String)>,
     /// (group, kind) → the CRD object and where it came from; embedded ones are parsed on first use.
     crds: HashMap<(String, String), (Value, String)>,
     compiled: HashMap<(String, String), Result<Arc<Compiled>, String>>,
 }
 
 impl SchemaStore {
-    /// A CRD found in a file; later ones win over embedded ones.
+    /// A CRD found in a file; it wins over the cluster's, embedded and built-in schemas.
     pub fn add_crd(&mut self, crd: &Value, origin: String) {
         let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_string();
         let kind = crd.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().to_string();
         self.compiled.retain(|(av, k), _| !(k == &kind && av.starts_with(&format!("{group}/"))));
+        self.explicit.insert((group.clone(), kind.clone()));
         self.crds.insert((group, kind), (crd.clone(), origin));
+    }
+
+    /// Uses a cluster's `/openapi/v2` for every kind it serves.
+    pub fn use_cluster(&mut self, openapi: Value, version: &str) {
+        let mut definitions = openapi.get("definitions").cloned().unwrap_or_else(|| json!({}));
+        let mut by_kind = HashMap::new();
+        for (name, def) in definitions.as_object().into_iter().flatten() {
+            for gvk in def.get("x-kubernetes-group-version-kind").and_then(Value::as_array).into_iter().flatten() {
+                let (group, v, kind) = (
+                    gvk["group"].as_str().unwrap_or(""),
+                    gvk["version"].as_str().unwrap_or(""),
+                    gvk["kind"].as_str().unwrap_or(""),
+                );
+                let api_version = if group.is_empty() { v.to_string() } else { format!("{group}/{v}") };
+                by_kind.insert((api_version, kind.to_string()), name.clone());
+            }
+        }
+        // Swagger's int-or-string and the rest, rewritten once for every kind.
+        if let Some(defs) = definitions.as_object_mut() {
+            defs.values_mut().for_each(|d| {
+                rewrite(d);
+            });
+        }
+        self.compiled.clear();
+        self.cluster = Some(ClusterSchemas { definitions, by_kind, version: version.to_string() });
+    }
+
+    fn cluster_schema(&self, api_version: &str, kind: &str) -> Option<(Value, String)> {
+        let cluster = self.cluster.as_ref()?;
+        let name = cluster.by_kind.get(&(api_version.to_string(), kind.to_string()))?;
+        let schema = json!({"$ref": format!("#/definitions/{name}"), "definitions": cluster.definitions});
+        Some((schema, format!("the cluster's schema (Kubernetes {})", cluster.version)))
     }
 
     fn crd(&mut self, group: &str, kind: &str) -> Option<&(Value, String)> {
@@ -264,6 +310,16 @@ impl SchemaStore {
             };
         }
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let explicit = self.explicit.contains(&(group.to_string(), kind.to_string()));
+        let from_cluster = if explicit { None } else { self.cluster_schema(api_version, kind) };
+        if let Some((schema, origin)) = from_cluster {
+            let compiled = compile(schema, origin).map(Arc::new);
+            self.compiled.insert(key, compiled.clone());
+            return match compiled {
+                Ok(c) => Lookup::Found(c),
+                Err(e) => Lookup::Broken(e),
+            };
+        }
         let source = match self.crd(group, kind) {
             Some((crd, origin)) => match crd_version_schema(crd, version) {
                 Some(schema) => Some((schema, origin.clone())),
