@@ -17,7 +17,7 @@ use kubevet::lint::{self, LintOptions, Severity, schema::BUILTIN_VERSION};
 const DOCS_PER_FILE: usize = 100;
 
 fn job(i: usize) -> String {
-    let typo = if i % 97 == 0 { "imagePullPolcy" } else { "imagePullPolicy" };
+    let typo = if i.is_multiple_of(97) { "imagePullPolcy" } else { "imagePullPolicy" };
     format!(
         "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: job-{i}\n  labels: {{app: bench, index: \"{i}\"}}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: registry.example/app:1.{i}\n          {typo}: IfNotPresent\n          command: [\"sh\", \"-c\", \"echo {i}\"]\n          env:\n            - {{name: INDEX, value: \"{i}\"}}\n          resources:\n            requests: {{cpu: 100m, memory: 64Mi}}\n            limits: {{memory: 128Mi}}\n"
     )
