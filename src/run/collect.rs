@@ -8,7 +8,7 @@ use std::{
 };
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::ResourceExt;
 use serde_json::Value;
 
@@ -100,32 +100,26 @@ fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# kubevet could not render this object: {e}\n"))
 }
 
+/// The status of one of the pod's containers, init containers included.
+fn container_status(pod: &Pod, container: &str) -> Option<ContainerStatus> {
+    let status = pod.status.as_ref()?;
+    let all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    all.into_iter().find(|c| c.name == container).cloned()
+}
+
 fn container_failed(pod: &Pod, container: &str) -> bool {
-    let status = pod.status.clone().unwrap_or_default();
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .filter(|c| c.name == container)
-        .any(|c| {
-            let terminated = c
-                .state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
-            terminated.is_some_and(|t| t.exit_code != 0) || c.state.as_ref().is_some_and(|s| s.waiting.is_some())
-        })
+    container_status(pod, container).is_some_and(|c| {
+        let terminated = c
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+        terminated.is_some_and(|t| t.exit_code != 0) || c.state.as_ref().is_some_and(|s| s.waiting.is_some())
+    })
 }
 
 fn restarted(pod: &Pod, container: &str) -> bool {
-    let status = pod.status.clone().unwrap_or_default();
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .any(|c| c.name == container && c.restart_count > 0)
+    container_status(pod, container).is_some_and(|c| c.restart_count > 0)
 }
 
 fn event_line(e: &Event) -> (String, String) {
