@@ -104,7 +104,7 @@ fn main() {
             fail_fast: false,
             keep_on_failure: false,
         };
-        let report = run::run(&suite, cases, cluster.clone(), options).await;
+        let report = run::run(&suite, cases, cluster.clone(), options, run::interrupt_signal()).await;
         (report, cluster.requests() - requests0, cpu_ms() - cpu0, start.elapsed(), std::time::SystemTime::now())
     });
     let _ = helper.kill();

@@ -1,12 +1,15 @@
 //! kubevet proves that the examples and operators of a Kubernetes project still work.
 //!
 //! The flow, one module per stage: [`suite`] (the suite file) → [`plan`] (cases from the
-//! examples) → [`kubernetes`] (all cluster access) → [`run`] (each case: apply, wait, collect,
-//! clean up) → [`report`] (JUnit, result files, summary).
+//! examples) → [`kubernetes`] (all cluster access) → [`install`] (the operators under test) →
+//! [`run`] (each case: apply, wait, collect, clean up) → [`report`] (JUnit, result files,
+//! summary). [`lint`] is the tier without a cluster.
 
 pub mod assertions;
+pub mod command;
 pub mod duration;
 pub mod error;
+pub mod install;
 pub mod kubernetes;
 pub mod lint;
 pub mod plan;

@@ -3,6 +3,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand, ValueEnum};
 use kubevet::{
     error::{self, Error},
+    install,
     kubernetes::Cluster,
     plan::{self, PlanRow},
     report,
@@ -257,7 +258,43 @@ async fn run_suite(
     }
     let cluster = Arc::new(Cluster::connect(kubeconfig.as_deref(), context.as_deref()).await?);
     let options = RunOptions { artifacts: artifacts.clone(), concurrency, fail_fast, keep_on_failure };
-    let report = run::run(&suite, cases, cluster.clone(), options).await;
+    let cancel = run::interrupt_signal();
+    // The operators under test, in order, before any case; a failed install stops the run.
+    let mut installs = Vec::new();
+    for operator in &suite.operators {
+        tracing::info!(operator = %operator.name, "installing");
+        let (result, applied) = install::Install {
+            cluster: &cluster,
+            operator,
+            artifacts: &artifacts,
+            grace: suite.defaults.failure_grace.0,
+            log_limit: suite.defaults.log_limit_bytes,
+            cancel: cancel.clone(),
+        }
+        .run()
+        .await;
+        tracing::info!(operator = %operator.name, outcome = result.outcome.label(), reason = result.reason.as_deref().unwrap_or(""), "install ended");
+        let failed = result.outcome != Outcome::Passed;
+        installs.push((result, applied));
+        if failed {
+            break;
+        }
+    }
+    let failed_install = installs.iter().find(|(r, _)| r.outcome != Outcome::Passed).map(|(r, _)| r.name.clone());
+    let mut report = match failed_install {
+        Some(name) => {
+            let reason = format!("not run: {name} failed to install");
+            run::not_run(&cases, &artifacts, &reason, *cancel.borrow())
+        }
+        None => run::run(&suite, cases, cluster.clone(), options, cancel).await,
+    };
+    // Operator logs cover the whole run: collected again at its end.
+    for (result, applied) in &mut installs {
+        if result.outcome == Outcome::Passed {
+            install::collect_logs(&cluster, applied, &result.artifacts, suite.defaults.log_limit_bytes).await;
+        }
+    }
+    report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
     let junit_path = junit.unwrap_or_else(|| artifacts.join("junit.xml"));
     let xml = report::junit(&suite.name, &cluster.server_version, &report)
         .to_string()

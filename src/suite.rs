@@ -37,6 +37,29 @@ struct SuiteFile {
     overrides: Vec<OverrideFile>,
     #[serde(default)]
     lint: LintFile,
+    #[serde(default)]
+    operators: Vec<OperatorFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct OperatorFile {
+    name: String,
+    kustomize: Spanned<String>,
+    #[serde(default)]
+    kustomize_args: Vec<String>,
+    timeout: Option<Dur>,
+}
+
+/// An operator under test, installed before any case.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: String,
+    /// A kustomize directory, rendered with `kubectl kustomize`.
+    pub kustomize: PathBuf,
+    /// Extra arguments for `kubectl kustomize`, such as `--load-restrictor LoadRestrictionsNone`.
+    pub kustomize_args: Vec<String>,
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +206,7 @@ pub struct Suite {
     pub profiles: Vec<Profile>,
     pub overrides: Vec<Override>,
     pub lint: LintSettings,
+    pub operators: Vec<Operator>,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -262,6 +286,20 @@ pub fn load(path: &Path) -> Result<Suite> {
             ));
         }
     }
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut operators = Vec::new();
+    for op in &file.operators {
+        let dir = base.join(&op.kustomize.value);
+        if !dir.is_dir() {
+            return Err(at(&op.kustomize.referenced, format!("kustomize directory {} does not exist", dir.display())));
+        }
+        operators.push(Operator {
+            name: op.name.clone(),
+            kustomize: dir,
+            kustomize_args: op.kustomize_args.clone(),
+            timeout: op.timeout.map(|t| t.0).unwrap_or(std::time::Duration::from_secs(300)),
+        });
+    }
     let d = &file.defaults;
     let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
@@ -284,6 +322,7 @@ pub fn load(path: &Path) -> Result<Suite> {
         root,
         profiles,
         overrides,
+        operators,
     })
 }
 

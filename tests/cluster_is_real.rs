@@ -88,6 +88,10 @@ fn the_standin_operator_runs_a_pytorchjob_to_succeeded() {
     assert_eq!(stdout(&reason), "PyTorchJobSucceeded");
     let master = kubectl(&["-n", &ns.0, "logs", "ok-master-0"]);
     assert_eq!(stdout(&master).trim(), "master rank=0 world=2");
+    // The job succeeds when the Master does; the worker may still be finishing.
+    let done =
+        kubectl(&["-n", &ns.0, "wait", "pod/ok-worker-0", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=60s"]);
+    assert!(done.status.success(), "{}", support::stderr(&done));
     let worker = kubectl(&["-n", &ns.0, "logs", "ok-worker-0"]);
     assert_eq!(stdout(&worker).trim(), "worker rank=1 master=ok-master-0");
     let labels = kubectl(&["-n", &ns.0, "get", "pod", "ok-master-0", "-o", "jsonpath={.metadata.labels}"]);

@@ -3,8 +3,8 @@
 //! namespace up without holding a slot; wait until they are all gone.
 
 mod case;
-mod collect;
-mod wait;
+pub(crate) mod collect;
+pub(crate) mod wait;
 
 use std::{path::PathBuf, sync::Arc, time::SystemTime};
 
@@ -53,7 +53,7 @@ pub struct Phase {
 }
 
 impl Phase {
-    fn since(name: &'static str, start: Instant) -> Phase {
+    pub(crate) fn since(name: &'static str, start: Instant) -> Phase {
         Phase { name, seconds: start.elapsed().as_secs_f64() }
     }
 }
@@ -90,14 +90,22 @@ pub struct CaseResult {
 
 impl CaseResult {
     fn new(case: &Case, artifacts: PathBuf) -> CaseResult {
+        let mut r = CaseResult::named(&case.id, &case.name, case.profile_name(), artifacts);
+        r.timeout = case.timeout.to_string();
+        r.tier = case.tier.clone();
+        r
+    }
+
+    /// A result for something that is not an example (an operator install).
+    pub(crate) fn named(id: &str, name: &str, profile: &str, artifacts: PathBuf) -> CaseResult {
         CaseResult {
-            id: case.id.clone(),
-            name: case.name.clone(),
-            profile: case.profile_name().to_string(),
+            id: id.to_string(),
+            name: name.to_string(),
+            profile: profile.to_string(),
             outcome: Outcome::Error,
             reason: None,
-            timeout: case.timeout.to_string(),
-            tier: case.tier.clone(),
+            timeout: String::new(),
+            tier: None,
             namespace: None,
             phases: Vec::new(),
             seconds: 0.0,
@@ -113,20 +121,20 @@ impl CaseResult {
         }
     }
 
-    fn finish(&mut self, outcome: Outcome, reason: Option<String>) {
+    pub(crate) fn finish(&mut self, outcome: Outcome, reason: Option<String>) {
         self.outcome = outcome;
         self.reason = reason;
         self.seconds = self.started.elapsed().as_secs_f64();
         self.finished_at = Some(SystemTime::now());
     }
 
-    fn not_run(case: &Case, artifacts: PathBuf, outcome: Outcome, reason: String) -> CaseResult {
+    pub fn not_run(case: &Case, artifacts: PathBuf, outcome: Outcome, reason: String) -> CaseResult {
         let mut r = CaseResult::new(case, artifacts);
         r.finish(outcome, Some(reason));
         r
     }
 
-    fn write(&self) {
+    pub(crate) fn write(&self) {
         if self.outcome == Outcome::Skipped {
             return;
         }
@@ -164,8 +172,9 @@ pub struct RunReport {
     pub seconds: f64,
 }
 
-/// Fires the cancel signal on SIGINT or SIGTERM.
-fn watch_signals(cancel: watch::Sender<bool>, interrupted: Arc<std::sync::atomic::AtomicBool>) {
+/// A signal that turns true on SIGINT or SIGTERM; watched from before the first install.
+pub fn interrupt_signal() -> watch::Receiver<bool> {
+    let (cancel, receiver) = watch::channel(false);
     tokio::spawn(async move {
         let term = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -180,17 +189,37 @@ fn watch_signals(cancel: watch::Sender<bool>, interrupted: Arc<std::sync::atomic
             _ = term => {}
         }
         warn!("interrupted: starting no more cases, collecting and cleaning up the running ones");
-        interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = cancel.send(true);
     });
+    receiver
 }
 
-pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options: RunOptions) -> RunReport {
+/// The report of a run whose cases could not start (an operator failed to install).
+pub fn not_run(cases: &[Case], artifacts: &std::path::Path, reason: &str, interrupted: bool) -> RunReport {
+    RunReport {
+        run_id: case::random_hex(8),
+        results: cases
+            .iter()
+            .map(|c| {
+                let outcome = if c.skip.is_some() { Outcome::Skipped } else { Outcome::Error };
+                let why = c.skip.clone().unwrap_or_else(|| reason.to_string());
+                CaseResult::not_run(c, artifacts.join(&c.id), outcome, why)
+            })
+            .collect(),
+        interrupted,
+        seconds: 0.0,
+    }
+}
+
+pub async fn run(
+    suite: &Suite,
+    cases: Vec<Case>,
+    cluster: Arc<Cluster>,
+    options: RunOptions,
+    cancel_rx: watch::Receiver<bool>,
+) -> RunReport {
     let started = Instant::now();
     let run_id = case::random_hex(8);
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    watch_signals(cancel_tx.clone(), interrupted.clone());
     let concurrency = options.concurrency.unwrap_or(suite.defaults.concurrency).max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
     let (stop_starting_tx, stop_starting_rx) = watch::channel(None::<String>);
@@ -326,10 +355,5 @@ pub async fn run(suite: &Suite, cases: Vec<Case>, cluster: Arc<Cluster>, options
             })
         })
         .collect();
-    RunReport {
-        run_id,
-        results,
-        interrupted: interrupted.load(std::sync::atomic::Ordering::SeqCst),
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    RunReport { run_id, results, interrupted: *cancel_rx.borrow(), seconds: started.elapsed().as_secs_f64() }
 }
