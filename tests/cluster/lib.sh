@@ -10,6 +10,7 @@ KV_BIN="$KV_CACHE/$KV_K8S_SRC_VERSION/bin"
 # Everything a running cluster owns; `down` deletes it.
 KV_STATE="${KUBEVET_TESTCLUSTER_STATE:-/var/lib/kubevet-testcluster}"
 KV_KUBECONFIG="$KV_STATE/kubeconfig"
+KV_ETCD_DATA="/dev/shm/kubevet-testcluster-etcd"
 # The kubelet rejects a loopback --node-ip, so the API server reaches it by its Hostname
 # address; naming the node localhost makes that resolve to loopback without editing /etc/hosts.
 KV_NODE_NAME="localhost"
