@@ -9,6 +9,7 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     command,
+    images::{self, Built},
     kubernetes::{Applied, Cluster},
     profile::{self, Profile, Rule},
     run::{
@@ -51,6 +52,8 @@ fn rank(doc: &Value) -> u8 {
 pub struct Install<'a> {
     pub cluster: &'a Cluster,
     pub operator: &'a Operator,
+    /// Images built for this run: the manifests' references to them are rewritten.
+    pub images: &'a [Built],
     pub artifacts: &'a Path,
     pub grace: Duration,
     pub log_limit: usize,
@@ -91,6 +94,9 @@ impl Install<'_> {
         let rendered = command::output("kubectl", &args, None).await?;
         let mut docs = yaml::documents(&op.kustomize, &rendered).map_err(|e| format!("kustomize output: {e}"))?;
         docs.sort_by_key(|d| rank(&d.value));
+        for doc in &mut docs {
+            images::rewrite(&mut doc.value, self.images);
+        }
         for doc in &docs {
             let namespace = doc.value.pointer("/metadata/namespace").and_then(Value::as_str);
             applied.push(self.cluster.apply(&doc.value, namespace).await?);

@@ -9,6 +9,7 @@ pub mod assertions;
 pub mod command;
 pub mod duration;
 pub mod error;
+pub mod images;
 pub mod install;
 pub mod kubernetes;
 pub mod lint;

@@ -3,7 +3,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand, ValueEnum};
 use kubevet::{
     error::{self, Error},
-    install,
+    images, install,
     kubernetes::Cluster,
     plan::{self, PlanRow},
     report,
@@ -249,12 +249,23 @@ async fn run_suite(
 ) -> Result<i32, Error> {
     // Bad input is found before the cluster is touched.
     let suite = suite::load(&suite::locate(args.suite.as_deref())?)?;
-    let cases = plan::plan(&suite, &args.select)?;
+    let mut cases = plan::plan(&suite, &args.select)?;
     if cases.is_empty() {
         return Err(Error::Usage(format!(
             "no example matches the suite's globs (and --select) under {}",
             suite.root.display()
         )));
+    }
+    let mut built = Vec::new();
+    for image in &suite.images {
+        let b = images::build(image).await.map_err(Error::Infrastructure)?;
+        tracing::info!(image = %b.reference, cached = b.cached, "image ready");
+        built.push(b);
+    }
+    for case in &mut cases {
+        for object in &mut case.objects {
+            images::rewrite(&mut object.value, &built);
+        }
     }
     let cluster = Arc::new(Cluster::connect(kubeconfig.as_deref(), context.as_deref()).await?);
     let options = RunOptions { artifacts: artifacts.clone(), concurrency, fail_fast, keep_on_failure };
@@ -266,6 +277,7 @@ async fn run_suite(
         let (result, applied) = install::Install {
             cluster: &cluster,
             operator,
+            images: &built,
             artifacts: &artifacts,
             grace: suite.defaults.failure_grace.0,
             log_limit: suite.defaults.log_limit_bytes,
@@ -295,6 +307,10 @@ async fn run_suite(
         }
     }
     report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
+    for b in &built {
+        report.properties.push((format!("image.{}", b.name), b.reference.clone()));
+        report.properties.push((format!("image.{}.cache", b.name), if b.cached { "hit" } else { "miss" }.into()));
+    }
     let junit_path = junit.unwrap_or_else(|| artifacts.join("junit.xml"));
     let xml = report::junit(&suite.name, &cluster.server_version, &report)
         .to_string()

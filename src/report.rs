@@ -12,6 +12,9 @@ pub fn junit(suite_name: &str, server_version: &str, run: &RunReport) -> Report 
     suite.add_property(Property::new("kubernetes.version", server_version));
     suite.add_property(Property::new("kubevet.run", run.run_id.as_str()));
     suite.add_property(Property::new("kubevet.version", env!("CARGO_PKG_VERSION")));
+    for (name, value) in &run.properties {
+        suite.add_property(Property::new(name.as_str(), value.as_str()));
+    }
     if run.interrupted {
         suite.add_property(Property::new("kubevet.interrupted", "true"));
     }

@@ -39,6 +39,19 @@ struct SuiteFile {
     lint: LintFile,
     #[serde(default)]
     operators: Vec<OperatorFile>,
+    #[serde(default)]
+    images: Vec<ImageFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ImageFile {
+    name: String,
+    context: Spanned<String>,
+    dockerfile: Option<String>,
+    #[serde(default)]
+    build_args: std::collections::BTreeMap<String, String>,
+    target: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +220,7 @@ pub struct Suite {
     pub overrides: Vec<Override>,
     pub lint: LintSettings,
     pub operators: Vec<Operator>,
+    pub images: Vec<crate::images::Image>,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -300,6 +314,17 @@ pub fn load(path: &Path) -> Result<Suite> {
             timeout: op.timeout.map(|t| t.0).unwrap_or(std::time::Duration::from_secs(300)),
         });
     }
+    let mut images = Vec::new();
+    for image in &file.images {
+        let mut resolved = crate::images::resolve(base, &image.name, &image.context.value, image.dockerfile.as_deref());
+        if !resolved.context.is_dir() {
+            let msg = format!("image build context {} does not exist", resolved.context.display());
+            return Err(at(&image.context.referenced, msg));
+        }
+        resolved.build_args = image.build_args.clone();
+        resolved.target = image.target.clone();
+        images.push(resolved);
+    }
     let d = &file.defaults;
     let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
@@ -323,6 +348,7 @@ pub fn load(path: &Path) -> Result<Suite> {
         profiles,
         overrides,
         operators,
+        images,
     })
 }
 

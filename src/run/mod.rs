@@ -167,6 +167,8 @@ pub struct RunOptions {
 
 pub struct RunReport {
     pub run_id: String,
+    /// Extra facts about the run for the report (built images and whether they were cached).
+    pub properties: Vec<(String, String)>,
     pub results: Vec<CaseResult>,
     pub interrupted: bool,
     pub seconds: f64,
@@ -198,6 +200,7 @@ pub fn interrupt_signal() -> watch::Receiver<bool> {
 pub fn not_run(cases: &[Case], artifacts: &std::path::Path, reason: &str, interrupted: bool) -> RunReport {
     RunReport {
         run_id: case::random_hex(8),
+        properties: Vec::new(),
         results: cases
             .iter()
             .map(|c| {
@@ -355,5 +358,11 @@ pub async fn run(
             })
         })
         .collect();
-    RunReport { run_id, results, interrupted: *cancel_rx.borrow(), seconds: started.elapsed().as_secs_f64() }
+    RunReport {
+        run_id,
+        properties: Vec::new(),
+        results,
+        interrupted: *cancel_rx.borrow(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }

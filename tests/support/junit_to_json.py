@@ -24,6 +24,7 @@ for suite in suites:
         props = {p.get("name"): p.get("value") for p in case._elem.iter("property")}
         out.append({
             "suite": suite.name,
+            "suite_properties": {p.name: p.value for p in suite.properties()},
             "suite_tests": suite.tests,
             "name": case.name,
             "classname": case.classname,

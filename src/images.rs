@@ -1,0 +1,175 @@
+//! Images the examples and operators need, built with Docker before the run. Each is tagged
+//! with a hash of what goes into it (the build context's files, the Dockerfile, build
+//! arguments, target), so an unchanged image is found and not rebuilt; examples and operator
+//! manifests that name the image's repository get the built reference.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::command;
+
+/// An image to build, from the suite's `images:`.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The repository examples refer to, such as `example.com/trainer`.
+    pub name: String,
+    pub context: PathBuf,
+    /// Relative to the context.
+    pub dockerfile: String,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub name: String,
+    /// `name:kv-<hash>`.
+    pub reference: String,
+    /// Found already built: the cache was hit.
+    pub cached: bool,
+}
+
+/// The hash of everything that decides the image: files of the context (`.dockerignore`
+/// respected), build arguments and target. The Dockerfile is one of the context's files.
+pub fn content_hash(image: &Image) -> Result<String, String> {
+    let mut files: Vec<PathBuf> = ignore::WalkBuilder::new(&image.context)
+        .standard_filters(false)
+        .add_custom_ignore_filename(".dockerignore")
+        .build()
+        .filter_map(|e| e.ok())
+        .map(|e| e.into_path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in &files {
+        let rel = file.strip_prefix(&image.context).unwrap_or(file);
+        hash.update(rel.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+        hash.update([0]);
+    }
+    for (k, v) in &image.build_args {
+        hash.update(format!("arg {k}={v}\0").as_bytes());
+    }
+    hash.update(
+        format!("dockerfile {}\0target {}\0", image.dockerfile, image.target.as_deref().unwrap_or("")).as_bytes(),
+    );
+    Ok(hash.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect())
+}
+
+/// Builds the image unless an image with the same content hash exists already.
+pub async fn build(image: &Image) -> Result<Built, String> {
+    let reference = format!("{}:kv-{}", image.name, content_hash(image)?);
+    if command::output("docker", &["image", "inspect", "--format", "{{.Id}}", &reference], None).await.is_ok() {
+        return Ok(Built { name: image.name.clone(), reference, cached: true });
+    }
+    let context = image.context.to_string_lossy().to_string();
+    let dockerfile = image.context.join(&image.dockerfile).to_string_lossy().to_string();
+    let mut args: Vec<String> =
+        vec!["build".into(), "--quiet".into(), "-t".into(), reference.clone(), "-f".into(), dockerfile];
+    for (k, v) in &image.build_args {
+        args.extend(["--build-arg".into(), format!("{k}={v}")]);
+    }
+    if let Some(target) = &image.target {
+        args.extend(["--target".into(), target.clone()]);
+    }
+    args.push(context);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command::output("docker", &args, None).await.map_err(|e| format!("building {}: {e}", image.name))?;
+    Ok(Built { name: image.name.clone(), reference, cached: false })
+}
+
+/// The repository of an image reference: without its tag or digest.
+fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => &image[..i],
+        _ => image,
+    }
+}
+
+/// Points every container image of `object` whose repository is a built image's at the built
+/// reference; returns how many it changed.
+pub fn rewrite(object: &mut Value, built: &[Built]) -> usize {
+    let mut changed = 0;
+    match object {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if matches!(key.as_str(), "containers" | "initContainers")
+                    && let Some(containers) = value.as_array_mut()
+                {
+                    for c in containers {
+                        let Some(image) = c.get("image").and_then(Value::as_str) else { continue };
+                        if let Some(b) = built.iter().find(|b| repository(image) == b.name) {
+                            c["image"] = Value::String(b.reference.clone());
+                            changed += 1;
+                        }
+                    }
+                } else {
+                    changed += rewrite(value, built);
+                }
+            }
+        }
+        Value::Array(items) => changed += items.iter_mut().map(|v| rewrite(v, built)).sum::<usize>(),
+        _ => {}
+    }
+    changed
+}
+
+/// The suite's images relative to its directory.
+pub fn resolve(base: &Path, name: &str, context: &str, dockerfile: Option<&str>) -> Image {
+    Image {
+        name: name.to_string(),
+        context: base.join(context),
+        dockerfile: dockerfile.unwrap_or("Dockerfile").to_string(),
+        build_args: BTreeMap::new(),
+        target: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn repositories_ignore_tags_and_digests_but_not_registry_ports() {
+        assert_eq!(repository("example.com/app:1.2"), "example.com/app");
+        assert_eq!(repository("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(repository("localhost:5000/app:v1@sha256:abc"), "localhost:5000/app");
+        assert_eq!(repository("app"), "app");
+    }
+
+    #[test]
+    fn only_matching_container_images_are_rewritten() {
+        let built =
+            [Built { name: "example.com/app".into(), reference: "example.com/app:kv-abc".into(), cached: false }];
+        let mut job = json!({"spec": {"template": {"spec": {
+            "initContainers": [{"name": "i", "image": "example.com/app:dev"}],
+            "containers": [{"name": "c", "image": "example.com/app"}, {"name": "s", "image": "busybox:1.36"}]}}}});
+        assert_eq!(rewrite(&mut job, &built), 2);
+        assert_eq!(job.pointer("/spec/template/spec/containers/0/image"), Some(&json!("example.com/app:kv-abc")));
+        assert_eq!(job.pointer("/spec/template/spec/containers/1/image"), Some(&json!("busybox:1.36")));
+    }
+
+    #[test]
+    fn the_hash_changes_with_a_file_and_an_argument_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        std::fs::write(dir.path().join("data.txt"), "one").expect("write");
+        let mut image = resolve(dir.path(), "app", ".", None);
+        let first = content_hash(&image).expect("hash");
+        assert_eq!(content_hash(&image).expect("hash"), first);
+        std::fs::write(dir.path().join("data.txt"), "two").expect("write");
+        let second = content_hash(&image).expect("hash");
+        assert_ne!(second, first);
+        image.build_args.insert("V".into(), "1".into());
+        assert_ne!(content_hash(&image).expect("hash"), second);
+    }
+}
