@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{junit, kubevet, repo};
+use support::{junit, repo};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -23,15 +23,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// (image reference, cache hit or miss, the example's result)
 fn run(suite: &Path) -> (String, String, String) {
     let artifacts = tempfile::tempdir().expect("tempdir");
-    let out = kubevet()
-        .args(["run", "--suite"])
-        .arg(suite)
-        .arg("--kubeconfig")
-        .arg(support::kubeconfig())
-        .arg("--artifacts")
-        .arg(artifacts.path())
-        .output()
-        .expect("kubevet runs");
+    let out = support::run_suite(suite, artifacts.path());
     assert_eq!(out.status.code(), Some(0), "{}\n{}", support::stdout(&out), support::stderr(&out));
     let cases = junit(&artifacts.path().join("junit.xml"));
     let props = &cases[0]["suite_properties"];

@@ -4,19 +4,11 @@
 
 mod support;
 
-use support::{case, junit, kubectl, kubevet, repo};
+use support::{case, junit, kubectl, repo};
 
 fn run(suite: &str) -> (i32, Vec<serde_json::Value>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = kubevet()
-        .args(["run", "--suite"])
-        .arg(repo().join(suite))
-        .arg("--kubeconfig")
-        .arg(support::kubeconfig())
-        .arg("--artifacts")
-        .arg(dir.path())
-        .output()
-        .expect("kubevet runs");
+    let out = support::run_suite(&repo().join(suite), dir.path());
     let cases = junit(&dir.path().join("junit.xml"));
     (out.status.code().unwrap_or(-1), cases, dir)
 }

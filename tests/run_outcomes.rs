@@ -46,6 +46,8 @@ fn the_outcomes_scenario() {
     assert!(failed.is_empty(), "checks failed (their messages are above): {failed:?}");
 }
 
+/// The command is spelled out (not `support::run_suite`): it also checks that `--junit` puts
+/// the report where asked.
 fn outcomes() -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let artifacts = dir.path().join("artifacts");

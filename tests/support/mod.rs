@@ -28,6 +28,19 @@ pub fn kubevet() -> Command {
     cmd
 }
 
+/// `kubevet run` of a suite on the test cluster, evidence and JUnit into `artifacts`.
+pub fn run_suite(suite: &Path, artifacts: &Path) -> Output {
+    kubevet()
+        .args(["run", "--suite"])
+        .arg(suite)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .arg("--artifacts")
+        .arg(artifacts)
+        .output()
+        .expect("kubevet runs")
+}
+
 pub fn kubectl(args: &[&str]) -> Output {
     Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig()).args(args).output().expect("kubectl runs")
 }
