@@ -80,7 +80,7 @@ fn main() {
     let docs: usize = std::env::var("BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let (files, builtin_files, builtin_docs) = write_corpus(dir.path(), docs);
-    let options = LintOptions { allow: vec![], crd_dirs: vec![], cluster_openapi: None };
+    let options = LintOptions { allow: vec![], crd_dirs: vec![], rendered: vec![], cluster_openapi: None };
 
     let start = Instant::now();
     let report = lint::lint(&files, &options).expect("lint runs");

@@ -87,11 +87,7 @@ impl Install<'_> {
 
     async fn install(&self, applied: &mut Vec<Applied>) -> Result<String, String> {
         let op = self.operator;
-        let path = op.kustomize.to_string_lossy().to_string();
-        let mut args: Vec<&str> = vec!["kustomize"];
-        args.extend(op.kustomize_args.iter().map(String::as_str));
-        args.push(&path);
-        let rendered = command::output("kubectl", &args, None).await?;
+        let rendered = render(op).await?;
         let mut docs = yaml::documents(&op.kustomize, &rendered).map_err(|e| format!("kustomize output: {e}"))?;
         docs.sort_by_key(|d| rank(&d.value));
         for doc in &mut docs {
@@ -138,6 +134,15 @@ impl Install<'_> {
     async fn collect(&self, result: &CaseResult, applied: &[Applied]) -> Evidence {
         collect_logs(self.cluster, applied, &result.artifacts, self.log_limit).await
     }
+}
+
+/// The operator's manifests, as `kubectl kustomize` renders them.
+pub async fn render(operator: &Operator) -> Result<String, String> {
+    let path = operator.kustomize.to_string_lossy().to_string();
+    let mut args: Vec<&str> = vec!["kustomize"];
+    args.extend(operator.kustomize_args.iter().map(String::as_str));
+    args.push(&path);
+    command::output("kubectl", &args, None).await
 }
 
 /// The operator's Deployments and their namespace's pods, with every container's log, into

@@ -144,6 +144,22 @@ fn init_logging(format: LogFormat, verbose: u8) {
     }
 }
 
+/// The suite's operators rendered, for the CRDs among them.
+fn render_operators(operators: &[kubevet::suite::Operator]) -> Result<Vec<(String, String)>, Error> {
+    if operators.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
+    runtime.block_on(async {
+        let mut rendered = Vec::new();
+        for op in operators {
+            let text = install::render(op).await.map_err(|e| Error::Usage(format!("operator {}: {e}", op.name)))?;
+            rendered.push((format!("operator {} ({})", op.name, op.kustomize.display()), text));
+        }
+        Ok(rendered)
+    })
+}
+
 /// The schemas a cluster serves, for `lint --kubeconfig`.
 fn cluster_openapi(kubeconfig: &std::path::Path, context: Option<&str>) -> Result<(serde_json::Value, String), Error> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
@@ -181,11 +197,13 @@ fn lint(
         (Some(s), true) => plan::example_files(s).into_iter().map(|(path, _)| path).collect(),
         _ => lint::expand(&paths)?,
     };
-    let settings = suite.map(|s| s.lint).unwrap_or_default();
+    let settings = suite.as_ref().map(|s| s.lint.clone()).unwrap_or_default();
     let cluster_openapi = kubeconfig.as_deref().map(|k| cluster_openapi(k, context.as_deref())).transpose()?;
+    let rendered = render_operators(suite.as_ref().map(|s| s.operators.as_slice()).unwrap_or_default())?;
     let options = LintOptions {
         allow: settings.allow.into_iter().chain(allow).collect(),
         crd_dirs: settings.crds.into_iter().chain(crds).collect(),
+        rendered,
         cluster_openapi,
     };
     let report = lint::lint(&files, &options)?;

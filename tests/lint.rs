@@ -179,3 +179,18 @@ fn with_a_kubeconfig_the_clusters_own_schema_decides() {
         ]
     );
 }
+
+#[test]
+fn the_suites_operators_provide_crds_for_the_examples() {
+    let (code, report) = lint_json(&["--suite", "scenarios/lint-operator/kubevet.yaml"]);
+    assert_eq!(code, 1);
+    let messages: Vec<&str> =
+        report["findings"].as_array().expect("findings").iter().filter_map(|f| f["message"].as_str()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].starts_with("spec.size: 0 is less than the minimum of 1 (against operator widgets"),
+        "{}",
+        messages[0]
+    );
+    assert!(messages[1].starts_with("unknown field \"spec.colour\" (against operator widgets"), "{}", messages[1]);
+}

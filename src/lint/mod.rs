@@ -91,6 +91,9 @@ impl LintReport {
 pub struct LintOptions {
     pub allow: Vec<String>,
     pub crd_dirs: Vec<PathBuf>,
+    /// Rendered manifests (the suite's operators) whose CRDs describe the examples' custom
+    /// resources: (where from, YAML).
+    pub rendered: Vec<(String, String)>,
     /// A cluster's `/openapi/v2` and its version, to check against instead of the built-in schemas.
     pub cluster_openapi: Option<(Value, String)>,
 }
@@ -145,6 +148,13 @@ pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
     let mut store = SchemaStore::default();
     if let Some((openapi, version)) = &options.cluster_openapi {
         store.use_cluster(openapi.clone(), version);
+    }
+    for (origin, text) in &options.rendered {
+        for doc in yaml::documents(Path::new(origin), text).unwrap_or_default() {
+            if doc.value["kind"] == "CustomResourceDefinition" {
+                store.add_crd(&doc.value, origin.clone());
+            }
+        }
     }
     for file in expand(&options.crd_dirs)? {
         let text = read(&file)?;
@@ -289,6 +299,7 @@ mod tests {
         let options = LintOptions {
             allow: allow.iter().map(|s| s.to_string()).collect(),
             crd_dirs: vec![],
+            rendered: vec![],
             cluster_openapi: None,
         };
         let report = lint(&[path], &options).expect("lint");
