@@ -76,26 +76,22 @@ impl CaseRun<'_> {
         let mut applied: Vec<Applied> = Vec::new();
         // For each object of the file, its index in `applied`.
         let mut applied_index: Vec<Option<usize>> = vec![None; case.objects.len()];
-        let mut order: Vec<usize> = (0..case.objects.len()).collect();
-        let mut scoped = Vec::new();
-        for &i in &order {
-            let doc = &case.objects[i].value;
-            let namespaced = match self
-                .cluster
-                .kind(doc["apiVersion"].as_str().unwrap_or(""), doc["kind"].as_str().unwrap_or(""))
-                .await
+        let mut order: Vec<(bool, usize)> = Vec::new();
+        for (i, object) in case.objects.iter().enumerate() {
+            let doc = &object.value;
+            match self.cluster.kind(doc["apiVersion"].as_str().unwrap_or(""), doc["kind"].as_str().unwrap_or("")).await
             {
-                Ok(k) => k.namespaced,
+                Ok(k) => order.push((k.namespaced, i)),
                 Err(e) => {
                     result.phases.push(Phase::since("apply", clock));
                     result.finish(Outcome::Failed, Some(format!("apply: {e}")));
                     return (result, Some(cleanup));
                 }
-            };
-            scoped.push((i, namespaced));
+            }
         }
-        order.sort_by_key(|&i| scoped.iter().find(|(j, _)| *j == i).map(|(_, n)| *n));
-        for i in order {
+        // false sorts first: cluster-scoped, then namespaced, each in file order.
+        order.sort();
+        for (_, i) in order {
             match self.cluster.apply(&case.objects[i].value, Some(&namespace)).await {
                 Ok(a) => {
                     if a.namespace.is_none() {
