@@ -18,7 +18,7 @@ use crate::{
         wait::{Ending, Wait},
     },
     suite::Operator,
-    yaml,
+    versions, yaml,
 };
 
 fn crd_profile() -> Profile {
@@ -61,8 +61,8 @@ pub struct Install<'a> {
 }
 
 impl Install<'_> {
-    /// The install as a result in the report: passed, or failed with the reason.
-    pub async fn run(self) -> (CaseResult, Vec<Applied>) {
+    /// The install as a result in the report, what it applied, and the version it resolved.
+    pub async fn run(self) -> (CaseResult, Vec<Applied>, Option<String>) {
         let op = self.operator;
         let dir = self.artifacts.join("operators").join(&op.name);
         let mut result =
@@ -70,7 +70,8 @@ impl Install<'_> {
         result.timeout = crate::duration::Dur(op.timeout).to_string();
         let clock = Instant::now();
         let mut applied = Vec::new();
-        let outcome = self.install(&mut applied).await;
+        let mut version = None;
+        let outcome = self.install(&mut applied, &mut version).await;
         result.phases.push(Phase { name: "install", seconds: clock.elapsed().as_secs_f64() });
         let evidence = self.collect(&result, &applied).await;
         match outcome {
@@ -82,12 +83,13 @@ impl Install<'_> {
         }
         result.pods = evidence.pods;
         result.write();
-        (result, applied)
+        (result, applied, version)
     }
 
-    async fn install(&self, applied: &mut Vec<Applied>) -> Result<String, String> {
+    async fn install(&self, applied: &mut Vec<Applied>, version: &mut Option<String>) -> Result<String, String> {
         let op = self.operator;
-        let rendered = render(op).await?;
+        let (rendered, resolved) = render(op).await?;
+        *version = resolved;
         let mut docs = yaml::documents(&op.kustomize, &rendered).map_err(|e| format!("kustomize output: {e}"))?;
         docs.sort_by_key(|d| rank(&d.value));
         for doc in &mut docs {
@@ -108,6 +110,9 @@ impl Install<'_> {
             })
             .collect();
         let crds = targets.iter().filter(|(_, p)| p.name == "crd").count();
+        if targets.is_empty() {
+            return Ok(format!("{} objects applied; nothing to wait for", applied.len()));
+        }
         let deployments = targets.len() - crds;
         let namespace = targets.iter().find_map(|(a, _)| a.namespace.clone()).unwrap_or_else(|| "default".into());
         let waited = Wait {
@@ -136,13 +141,24 @@ impl Install<'_> {
     }
 }
 
-/// The operator's manifests, as `kubectl kustomize` renders them.
-pub async fn render(operator: &Operator) -> Result<String, String> {
-    let path = operator.kustomize.to_string_lossy().to_string();
+/// The operator's kustomize directory and, for a git source, the version it resolved to
+/// (resolved at every call; each version is checked out once).
+pub async fn source(operator: &Operator) -> Result<(std::path::PathBuf, Option<String>), String> {
+    let Some(git) = &operator.git else { return Ok((operator.kustomize.clone(), None)) };
+    let tags = versions::remote_tags(&git.url).await?;
+    let (reference, _floating) = versions::pick(&tags, &git.version, git.prereleases)?;
+    let checkout = versions::checkout(&git.url, &reference).await?;
+    Ok((checkout.join(&operator.kustomize), Some(reference)))
+}
+
+/// The operator's manifests, as `kubectl kustomize` renders them, and its resolved version.
+pub async fn render(operator: &Operator) -> Result<(String, Option<String>), String> {
+    let (dir, version) = source(operator).await?;
+    let path = dir.to_string_lossy().to_string();
     let mut args: Vec<&str> = vec!["kustomize"];
     args.extend(operator.kustomize_args.iter().map(String::as_str));
     args.push(&path);
-    command::output("kubectl", &args, None).await
+    Ok((command::output("kubectl", &args, None).await?, version))
 }
 
 /// The operator's Deployments and their namespace's pods, with every container's log, into

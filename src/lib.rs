@@ -18,4 +18,5 @@ pub mod profile;
 pub mod report;
 pub mod run;
 pub mod suite;
+pub mod versions;
 pub mod yaml;

@@ -8,7 +8,7 @@ use kubevet::{
     plan::{self, PlanRow},
     report,
     run::{self, Outcome, RunOptions},
-    suite,
+    suite, versions,
 };
 
 /// kubevet proves that the examples and operators of a Kubernetes project still work: every
@@ -153,7 +153,8 @@ fn render_operators(operators: &[kubevet::suite::Operator]) -> Result<Vec<(Strin
     runtime.block_on(async {
         let mut rendered = Vec::new();
         for op in operators {
-            let text = install::render(op).await.map_err(|e| Error::Usage(format!("operator {}: {e}", op.name)))?;
+            let (text, _) =
+                install::render(op).await.map_err(|e| Error::Usage(format!("operator {}: {e}", op.name)))?;
             rendered.push((format!("operator {} ({})", op.name, op.kustomize.display()), text));
         }
         Ok(rendered)
@@ -290,9 +291,10 @@ async fn run_suite(
     let cancel = run::interrupt_signal();
     // The operators under test, in order, before any case; a failed install stops the run.
     let mut installs = Vec::new();
+    let mut ledger = versions::Ledger::new();
     for operator in &suite.operators {
         tracing::info!(operator = %operator.name, "installing");
-        let (result, applied) = install::Install {
+        let (result, applied, version) = install::Install {
             cluster: &cluster,
             operator,
             images: &built,
@@ -305,6 +307,9 @@ async fn run_suite(
         .await;
         tracing::info!(operator = %operator.name, outcome = result.outcome.label(), reason = result.reason.as_deref().unwrap_or(""), "install ended");
         let failed = result.outcome != Outcome::Passed;
+        if let Some(v) = version {
+            ledger.insert(operator.name.clone(), v);
+        }
         installs.push((result, applied));
         if failed {
             break;
@@ -325,6 +330,17 @@ async fn run_suite(
         }
     }
     report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
+    for (name, version) in &ledger {
+        report.properties.push((format!("operator.{name}.version"), version.clone()));
+    }
+    // What floating versions resolved to is recorded per run; a change is the first thing said.
+    let changed = versions::changes(&versions::swap_ledger(&suite.path, &ledger), &ledger);
+    for change in &changed {
+        report.properties.push(("changed".into(), change.clone()));
+    }
+    let run_json = serde_json::json!({"run": report.run_id, "kubernetes": cluster.server_version, "versions": ledger, "changed": changed});
+    report::write_atomically(&artifacts.join("run.json"), run_json.to_string().as_bytes())
+        .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
     for b in &built {
         report.properties.push((format!("image.{}", b.name), b.reference.clone()));
         report.properties.push((format!("image.{}.cache", b.name), if b.cached { "hit" } else { "miss" }.into()));
@@ -335,6 +351,9 @@ async fn run_suite(
         .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
     report::write_atomically(&junit_path, xml.as_bytes())
         .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", junit_path.display())))?;
+    if !changed.is_empty() {
+        println!("changed since the previous run: {}", changed.join(", "));
+    }
     print!("{}", report::summary(&report));
     println!("JUnit: {}  artifacts: {}", junit_path.display(), artifacts.display());
     tracing::info!(requests = cluster.requests(), "API requests sent");

@@ -58,16 +58,37 @@ struct ImageFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct OperatorFile {
     name: String,
+    git: Option<GitFile>,
     kustomize: Spanned<String>,
     #[serde(default)]
     kustomize_args: Vec<String>,
     timeout: Option<Dur>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitFile {
+    url: String,
+    version: String,
+    #[serde(default)]
+    prereleases: bool,
+}
+
+/// A repository an operator comes from, at a floating (`latest`, a semver range) or pinned
+/// (a tag or branch) version.
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    pub url: String,
+    pub version: String,
+    pub prereleases: bool,
+}
+
 /// An operator under test, installed before any case.
 #[derive(Debug, Clone)]
 pub struct Operator {
     pub name: String,
+    /// Where the operator comes from; `kustomize` is then a path inside the repository.
+    pub git: Option<GitSource>,
     /// A kustomize directory, rendered with `kubectl kustomize`.
     pub kustomize: PathBuf,
     /// Extra arguments for `kubectl kustomize`, such as `--load-restrictor LoadRestrictionsNone`.
@@ -303,12 +324,18 @@ pub fn load(path: &Path) -> Result<Suite> {
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut operators = Vec::new();
     for op in &file.operators {
-        let dir = base.join(&op.kustomize.value);
-        if !dir.is_dir() {
+        let git = op.git.as_ref().map(|g| GitSource {
+            url: g.url.clone(),
+            version: g.version.clone(),
+            prereleases: g.prereleases,
+        });
+        let dir = if git.is_some() { PathBuf::from(&op.kustomize.value) } else { base.join(&op.kustomize.value) };
+        if git.is_none() && !dir.is_dir() {
             return Err(at(&op.kustomize.referenced, format!("kustomize directory {} does not exist", dir.display())));
         }
         operators.push(Operator {
             name: op.name.clone(),
+            git,
             kustomize: dir,
             kustomize_args: op.kustomize_args.clone(),
             timeout: op.timeout.map(|t| t.0).unwrap_or(std::time::Duration::from_secs(300)),
