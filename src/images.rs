@@ -3,10 +3,7 @@
 //! arguments, target), so an unchanged image is found and not rebuilt; examples and operator
 //! manifests that name the image's repository get the built reference.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -122,17 +119,6 @@ pub fn rewrite(object: &mut Value, built: &[Built]) -> usize {
     changed
 }
 
-/// The suite's images relative to its directory.
-pub fn resolve(base: &Path, name: &str, context: &str, dockerfile: Option<&str>) -> Image {
-    Image {
-        name: name.to_string(),
-        context: base.join(context),
-        dockerfile: dockerfile.unwrap_or("Dockerfile").to_string(),
-        build_args: BTreeMap::new(),
-        target: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +149,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
         std::fs::write(dir.path().join("data.txt"), "one").expect("write");
-        let mut image = resolve(dir.path(), "app", ".", None);
+        let mut image = Image {
+            name: "app".into(),
+            context: dir.path().to_path_buf(),
+            dockerfile: "Dockerfile".into(),
+            build_args: BTreeMap::new(),
+            target: None,
+        };
         let first = content_hash(&image).expect("hash");
         assert_eq!(content_hash(&image).expect("hash"), first);
         std::fs::write(dir.path().join("data.txt"), "two").expect("write");

@@ -73,7 +73,7 @@ impl Install<'_> {
         let mut version = None;
         let outcome = self.install(&mut applied, &mut version).await;
         result.phases.push(Phase { name: "install", seconds: clock.elapsed().as_secs_f64() });
-        let evidence = self.collect(&result, &applied).await;
+        let evidence = collect_logs(self.cluster, &applied, &result.artifacts, self.log_limit).await;
         match outcome {
             Ok(summary) => result.finish(Outcome::Passed, Some(summary)),
             Err(why) => {
@@ -134,10 +134,6 @@ impl Install<'_> {
             Ending::TimedOut(why) => Err(format!("install {why}: CRDs not Established or Deployments not Available")),
             Ending::Interrupted => Err("interrupted while installing".into()),
         }
-    }
-
-    async fn collect(&self, result: &CaseResult, applied: &[Applied]) -> Evidence {
-        collect_logs(self.cluster, applied, &result.artifacts, self.log_limit).await
     }
 }
 

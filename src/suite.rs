@@ -343,13 +343,17 @@ pub fn load(path: &Path) -> Result<Suite> {
     }
     let mut images = Vec::new();
     for image in &file.images {
-        let mut resolved = crate::images::resolve(base, &image.name, &image.context.value, image.dockerfile.as_deref());
+        let resolved = crate::images::Image {
+            name: image.name.clone(),
+            context: base.join(&image.context.value),
+            dockerfile: image.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
+            build_args: image.build_args.clone(),
+            target: image.target.clone(),
+        };
         if !resolved.context.is_dir() {
             let msg = format!("image build context {} does not exist", resolved.context.display());
             return Err(at(&image.context.referenced, msg));
         }
-        resolved.build_args = image.build_args.clone();
-        resolved.target = image.target.clone();
         images.push(resolved);
     }
     let d = &file.defaults;
