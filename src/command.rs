@@ -39,3 +39,21 @@ pub async fn output(program: &str, args: &[&str], dir: Option<&Path>) -> Result<
     let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
     Err(format!("{program} {} failed ({}): {}", args.join(" "), out.status, tail.join("\n")))
 }
+
+/// Whether `program` is an executable on PATH.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Every program of `programs` that is not on PATH, named with how to install it: checked
+/// before anything is created, so a missing tool never leaves half a setup behind.
+pub fn require(programs: &[&str]) -> Result<(), String> {
+    let missing: Vec<String> =
+        programs.iter().filter(|p| !on_path(p)).map(|p| format!("{p} ({})", install_hint(p))).collect();
+    if missing.is_empty() { Ok(()) } else { Err(format!("missing tools: {}", missing.join("; "))) }
+}

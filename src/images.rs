@@ -44,13 +44,7 @@ pub fn content_hash(image: &Image) -> Result<String, String> {
         .collect();
     files.sort();
     let mut hash = Sha256::new();
-    for file in &files {
-        let rel = file.strip_prefix(&image.context).unwrap_or(file);
-        hash.update(rel.to_string_lossy().as_bytes());
-        hash.update([0]);
-        hash.update(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
-        hash.update([0]);
-    }
+    crate::render::hash_files(&mut hash, &image.context, &files);
     for (k, v) in &image.build_args {
         hash.update(format!("arg {k}={v}\0").as_bytes());
     }
@@ -91,9 +85,46 @@ fn repository(image: &str) -> &str {
     }
 }
 
-/// Points every container image of `object` whose repository is a built image's at the built
+/// One image reference swapped for another: a built image, or an operator's `images:` entry
+/// (`old=new:tag`, as `kustomize edit set image` takes it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retag {
+    /// The repository matched, whatever its tag or digest.
+    pub repository: String,
+    /// The new reference; without a tag or digest, the old one's is kept.
+    pub reference: String,
+}
+
+impl Retag {
+    /// `old=new[:tag|@digest]`, or `old:tag` / `old@digest` for a new tag on the same repository.
+    pub fn parse(text: &str) -> Result<Retag, String> {
+        let (repository, reference) = match text.split_once('=') {
+            Some((old, new)) => (old.to_string(), new.to_string()),
+            None => (repository(text).to_string(), text.to_string()),
+        };
+        if repository.is_empty() || reference.is_empty() || (reference == repository && !text.contains('=')) {
+            return Err(format!("{text:?}: expected old=new:tag, old:tag or old@digest"));
+        }
+        Ok(Retag { repository, reference })
+    }
+
+    fn apply(&self, image: &str) -> String {
+        if repository(&self.reference) != self.reference {
+            return self.reference.clone();
+        }
+        format!("{}{}", self.reference, &image[repository(image).len()..])
+    }
+}
+
+impl Built {
+    pub fn retag(&self) -> Retag {
+        Retag { repository: self.name.clone(), reference: self.reference.clone() }
+    }
+}
+
+/// Points every container image of `object` whose repository a retag names at its new
 /// reference; returns how many it changed.
-pub fn rewrite(object: &mut Value, built: &[Built]) -> usize {
+pub fn rewrite(object: &mut Value, retags: &[Retag]) -> usize {
     let mut changed = 0;
     match object {
         Value::Object(map) => {
@@ -103,17 +134,17 @@ pub fn rewrite(object: &mut Value, built: &[Built]) -> usize {
                 {
                     for c in containers {
                         let Some(image) = c.get("image").and_then(Value::as_str) else { continue };
-                        if let Some(b) = built.iter().find(|b| repository(image) == b.name) {
-                            c["image"] = Value::String(b.reference.clone());
+                        if let Some(r) = retags.iter().find(|r| repository(image) == r.repository) {
+                            c["image"] = Value::String(r.apply(image));
                             changed += 1;
                         }
                     }
                 } else {
-                    changed += rewrite(value, built);
+                    changed += rewrite(value, retags);
                 }
             }
         }
-        Value::Array(items) => changed += items.iter_mut().map(|v| rewrite(v, built)).sum::<usize>(),
+        Value::Array(items) => changed += items.iter_mut().map(|v| rewrite(v, retags)).sum::<usize>(),
         _ => {}
     }
     changed
@@ -135,13 +166,29 @@ mod tests {
     #[test]
     fn only_matching_container_images_are_rewritten() {
         let built =
-            [Built { name: "example.com/app".into(), reference: "example.com/app:kv-abc".into(), cached: false }];
+            [Built { name: "example.com/app".into(), reference: "example.com/app:kv-abc".into(), cached: false }
+                .retag()];
         let mut job = json!({"spec": {"template": {"spec": {
             "initContainers": [{"name": "i", "image": "example.com/app:dev"}],
             "containers": [{"name": "c", "image": "example.com/app"}, {"name": "s", "image": "busybox:1.36"}]}}}});
         assert_eq!(rewrite(&mut job, &built), 2);
         assert_eq!(job.pointer("/spec/template/spec/containers/0/image"), Some(&json!("example.com/app:kv-abc")));
         assert_eq!(job.pointer("/spec/template/spec/containers/1/image"), Some(&json!("busybox:1.36")));
+    }
+
+    #[test]
+    fn set_images_read_like_kustomize_edit_set_image() {
+        let swap = Retag::parse("ghcr.io/op/controller=localhost/op:dev").expect("parses");
+        let mut pod = json!({"containers": [{"image": "ghcr.io/op/controller:v1.9.0"}]});
+        assert_eq!(rewrite(&mut pod, &[swap]), 1);
+        assert_eq!(pod["containers"][0]["image"], "localhost/op:dev");
+        let rename = Retag::parse("ghcr.io/op/controller=mirror.local/controller").expect("parses");
+        let mut pod = json!({"containers": [{"image": "ghcr.io/op/controller:v1.9.0"}]});
+        rewrite(&mut pod, &[rename]);
+        assert_eq!(pod["containers"][0]["image"], "mirror.local/controller:v1.9.0", "no new tag keeps the old one");
+        let tag = Retag::parse("ghcr.io/op/controller:v2").expect("parses");
+        assert_eq!(tag.repository, "ghcr.io/op/controller");
+        assert!(Retag::parse("plain").is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Installing the operators under test before any case: render (kustomize), apply (CRDs first),
+//! Installing the operators under test before any case: their rendered manifests (see
+//! `render`) applied CRDs first, or a chart installed with `helm upgrade --install --wait`;
 //! then wait, by watching, until every CRD is Established and every Deployment Available. An
 //! operator pod stuck in ImagePullBackOff and the like fails the install as fast as a case.
 
@@ -9,16 +10,17 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     command,
-    images::{self, Built},
+    images::{self, Retag},
     kubernetes::{Applied, Cluster},
     profile::{self, Profile, Rule},
+    render::{Rendered, helm_flags},
     run::{
         CaseResult, Outcome, Phase,
         collect::{Collect, Evidence},
         wait::{Ending, Wait},
     },
-    suite::Operator,
-    versions, yaml,
+    suite::{HelmInstall, Operator, Source},
+    yaml,
 };
 
 fn crd_profile() -> Profile {
@@ -52,8 +54,12 @@ fn rank(doc: &Value) -> u8 {
 pub struct Install<'a> {
     pub cluster: &'a Cluster,
     pub operator: &'a Operator,
+    pub rendered: &'a Rendered,
     /// Images built for this run: the manifests' references to them are rewritten.
-    pub images: &'a [Built],
+    pub images: &'a [Retag],
+    /// For `helm upgrade --install`: the cluster's kubeconfig and context.
+    pub kubeconfig: Option<&'a Path>,
+    pub context: Option<&'a str>,
     pub artifacts: &'a Path,
     pub grace: Duration,
     pub log_limit: usize,
@@ -61,8 +67,19 @@ pub struct Install<'a> {
 }
 
 impl Install<'_> {
-    /// The install as a result in the report, what it applied, and the version it resolved.
-    pub async fn run(self) -> (CaseResult, Vec<Applied>, Option<String>) {
+    fn cluster_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(k) = self.kubeconfig {
+            flags.extend(["--kubeconfig".into(), k.to_string_lossy().into_owned()]);
+        }
+        if let Some(c) = self.context {
+            flags.extend(["--kube-context".into(), c.to_string()]);
+        }
+        flags
+    }
+
+    /// The install as a result in the report, and what it applied.
+    pub async fn run(self) -> (CaseResult, Vec<Applied>) {
         let op = self.operator;
         let dir = self.artifacts.join("operators").join(&op.name);
         let mut result =
@@ -70,8 +87,7 @@ impl Install<'_> {
         result.timeout = crate::duration::Dur(op.timeout).to_string();
         let clock = Instant::now();
         let mut applied = Vec::new();
-        let mut version = None;
-        let outcome = self.install(&mut applied, &mut version).await;
+        let outcome = self.install(&mut applied).await;
         result.phases.push(Phase { name: "install", seconds: clock.elapsed().as_secs_f64() });
         let evidence = collect_logs(self.cluster, &applied, &result.artifacts, self.log_limit).await;
         match outcome {
@@ -83,21 +99,62 @@ impl Install<'_> {
         }
         result.pods = evidence.pods;
         result.write();
-        (result, applied, version)
+        (result, applied)
     }
 
-    async fn install(&self, applied: &mut Vec<Applied>, version: &mut Option<String>) -> Result<String, String> {
+    async fn install(&self, applied: &mut Vec<Applied>) -> Result<String, String> {
         let op = self.operator;
-        let (rendered, resolved) = render(op).await?;
-        *version = resolved;
-        let mut docs = yaml::documents(&op.kustomize, &rendered).map_err(|e| format!("kustomize output: {e}"))?;
-        docs.sort_by_key(|d| rank(&d.value));
-        for doc in &mut docs {
-            images::rewrite(&mut doc.value, self.images);
-        }
-        for doc in &docs {
-            let namespace = doc.value.pointer("/metadata/namespace").and_then(Value::as_str);
-            applied.push(self.cluster.apply(&doc.value, namespace).await?);
+        let file = &self.rendered.file;
+        let mut docs = yaml::documents(file, &self.rendered.text).map_err(|e| format!("rendered manifests: {e}"))?;
+        docs.retain(|d| d.value.is_object());
+        match &op.source {
+            Source::Helm(chart) if chart.install == HelmInstall::Upgrade => {
+                // Helm applies (and runs hooks); kubevet learns what it applied from the release.
+                let location = match &self.rendered.chart_dir {
+                    Some(dir) => dir.to_string_lossy().into_owned(),
+                    None => chart.chart.clone(),
+                };
+                let mut args = vec!["upgrade".to_string(), "--install".into(), chart.release.clone(), location];
+                args.extend(helm_flags(chart, if chart.is_local() { None } else { self.rendered.version.as_deref() }));
+                args.extend(["--create-namespace".into(), "--wait".into(), "--timeout".into()]);
+                args.push(format!("{}s", op.timeout.as_secs()));
+                args.extend(self.cluster_flags());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                command::output("helm", &args, None).await?;
+                let mut get = vec!["get", "manifest", &chart.release, "--namespace", &chart.namespace];
+                let flags = self.cluster_flags();
+                get.extend(flags.iter().map(String::as_str));
+                let manifest = command::output("helm", &get, None).await?;
+                for doc in yaml::documents(file, &manifest).map_err(|e| format!("helm get manifest: {e}"))? {
+                    if doc.value.is_object() {
+                        applied.push(self.cluster.locate(&doc.value, Some(&chart.namespace)).await?);
+                    }
+                }
+            }
+            source => {
+                let default_namespace = match source {
+                    Source::Helm(chart) => Some(chart.namespace.as_str()),
+                    Source::Kustomize { .. } => None,
+                };
+                docs.sort_by_key(|d| rank(&d.value));
+                let retags: Vec<Retag> = self.images.iter().chain(&op.set_images).cloned().collect();
+                for doc in &mut docs {
+                    images::rewrite(&mut doc.value, &retags);
+                }
+                // A chart's objects go to its namespace, which `helm template` does not create.
+                if let Some(ns) = default_namespace
+                    && !docs.iter().any(|d| d.value["kind"] == "Namespace" && d.value["metadata"]["name"] == ns)
+                {
+                    let namespace =
+                        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                    self.cluster.apply(&namespace, None).await?;
+                }
+                for doc in &docs {
+                    let namespace =
+                        doc.value.pointer("/metadata/namespace").and_then(Value::as_str).or(default_namespace);
+                    applied.push(self.cluster.apply(&doc.value, namespace).await?);
+                }
+            }
         }
         let crd = crd_profile();
         let deployment = deployment_profile().ok_or("no deployment profile")?;
@@ -127,34 +184,15 @@ impl Install<'_> {
         .await;
         match waited.ending {
             Ending::Succeeded(_) => Ok(format!(
-                "{} objects applied; {crds} CRDs Established, {deployments} Deployments Available",
-                applied.len()
+                "{} objects applied{}; {crds} CRDs Established, {deployments} Deployments Available",
+                applied.len(),
+                self.rendered.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default()
             )),
             Ending::Failed(why) | Ending::Stuck(why) | Ending::Broken(why) => Err(format!("install failed: {why}")),
             Ending::TimedOut(why) => Err(format!("install {why}: CRDs not Established or Deployments not Available")),
             Ending::Interrupted => Err("interrupted while installing".into()),
         }
     }
-}
-
-/// The operator's kustomize directory and, for a git source, the version it resolved to
-/// (resolved at every call; each version is checked out once).
-pub async fn source(operator: &Operator) -> Result<(std::path::PathBuf, Option<String>), String> {
-    let Some(git) = &operator.git else { return Ok((operator.kustomize.clone(), None)) };
-    let tags = versions::remote_tags(&git.url).await?;
-    let (reference, _floating) = versions::pick(&tags, &git.version, git.prereleases)?;
-    let checkout = versions::checkout(&git.url, &reference).await?;
-    Ok((checkout.join(&operator.kustomize), Some(reference)))
-}
-
-/// The operator's manifests, as `kubectl kustomize` renders them, and its resolved version.
-pub async fn render(operator: &Operator) -> Result<(String, Option<String>), String> {
-    let (dir, version) = source(operator).await?;
-    let path = dir.to_string_lossy().to_string();
-    let mut args: Vec<&str> = vec!["kustomize"];
-    args.extend(operator.kustomize_args.iter().map(String::as_str));
-    args.push(&path);
-    Ok((command::output("kubectl", &args, None).await?, version))
 }
 
 /// The operator's Deployments and their namespace's pods, with every container's log, into

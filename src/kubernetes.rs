@@ -175,12 +175,19 @@ impl Cluster {
     /// Applies by server-side apply. A server that rejects a field it does not know (Kubernetes
     /// before 1.2x answers 500 "field not declared in schema" for, e.g., CEL rules in a CRD)
     /// gets a create or replace instead, which drops such fields; kubevet says so.
-    pub async fn apply(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, String> {
+    /// Where `object` lives on this cluster: its kind and, if namespaced, `namespace` or "default".
+    pub async fn locate(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, String> {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let kind_name = object["kind"].as_str().unwrap_or_default();
         let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         let kind = self.kind(api_version, kind_name).await?;
         let namespace = kind.namespaced.then(|| namespace.unwrap_or("default").to_string());
+        Ok(Applied { kind, namespace, name })
+    }
+
+    pub async fn apply(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, String> {
+        let Applied { kind, namespace, name } = self.locate(object, namespace).await?;
+        let kind_name = &kind.resource.kind;
         let mut body = object.clone();
         match &namespace {
             Some(ns) => body["metadata"]["namespace"] = json!(ns),

@@ -1,14 +1,14 @@
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kubevet::{
     error::{self, Error},
-    images, install,
     kubernetes::Cluster,
     plan::{self, PlanRow},
-    report,
-    run::{self, Outcome, RunOptions},
-    suite, versions,
+    provision, render,
+    run::{self, RunOptions},
+    session::Session,
+    suite::{self, Provider, Suite},
 };
 
 /// kubevet proves that the examples and operators of a Kubernetes project still work: every
@@ -56,18 +56,78 @@ struct SuiteArgs {
     select: Vec<String>,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ClusterAction {
+    Up,
+    Down,
+    Status,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProviderArg {
+    Kind,
+    Existing,
+}
+
+/// The command line's say over the suite's `cluster:` section.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// kind (one cluster per Kubernetes version) or existing (default: the suite's cluster.provider; --kubeconfig or --context mean existing).
+    #[arg(long, value_enum)]
+    provider: Option<ProviderArg>,
+    /// Kubeconfig file of an existing cluster (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context of an existing cluster (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
+    /// Only this Kubernetes version of the matrix: one cell, as one CI job runs it.
+    #[arg(long = "k8s-version", value_name = "VERSION")]
+    k8s_version: Option<String>,
+    /// Use a kind cluster of the same name if there is one, and keep it after the run.
+    #[arg(long)]
+    reuse: bool,
+}
+
+impl ClusterArgs {
+    fn apply(&self, suite: &mut Suite) -> Result<(), Error> {
+        let c = &mut suite.cluster;
+        c.provider = match (self.provider, self.kubeconfig.is_some() || self.context.is_some()) {
+            (Some(ProviderArg::Kind), true) => {
+                return Err(Error::Usage(
+                    "--kubeconfig and --context are for an existing cluster, not --provider kind".into(),
+                ));
+            }
+            (Some(ProviderArg::Kind), false) => Provider::Kind,
+            (Some(ProviderArg::Existing), _) | (None, true) => Provider::Existing,
+            (None, false) => c.provider,
+        };
+        if self.kubeconfig.is_some() {
+            c.kubeconfig = self.kubeconfig.clone();
+        }
+        if self.context.is_some() {
+            c.context = self.context.clone();
+        }
+        if self.k8s_version.is_some() && c.provider == Provider::Existing {
+            return Err(Error::Usage(
+                "--k8s-version picks a cell of a kind matrix; an existing cluster has its own version".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run every example of the suite on a cluster and report.
     Run {
         #[command(flatten)]
         suite: SuiteArgs,
-        /// Kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// List floating versions anew, ignoring the resolution cache's TTL.
         #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// Kubeconfig context (default: the current one).
-        #[arg(long)]
-        context: Option<String>,
+        refresh: bool,
         /// Where evidence goes: one folder per case.
         #[arg(long, default_value = "kubevet-artifacts")]
         artifacts: PathBuf,
@@ -107,6 +167,29 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LintOutput::Text)]
         output: LintOutput,
     },
+    /// Resolve and render every operator of the suite into the render cache, ahead of a run.
+    Render {
+        /// The suite file (default: kubevet.yaml here or in the nearest parent up to the repository root).
+        #[arg(long)]
+        suite: Option<PathBuf>,
+        /// Only these operators; repeatable.
+        #[arg(long = "operator", value_name = "NAME")]
+        operators: Vec<String>,
+        /// List floating versions anew, ignoring the resolution cache's TTL.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Bring the suite's clusters up, take them down, or say how they are (for local loops;
+    /// `kubevet run --reuse` then runs on them).
+    Cluster {
+        #[arg(value_enum)]
+        action: ClusterAction,
+        /// The suite file (default: kubevet.yaml here or in the nearest parent up to the repository root).
+        #[arg(long)]
+        suite: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Print the plan: every case, its file, profile, timeout and tier.
     List {
         #[command(flatten)]
@@ -144,20 +227,106 @@ fn init_logging(format: LogFormat, verbose: u8) {
     }
 }
 
-/// The suite's operators rendered, for the CRDs among them.
-fn render_operators(operators: &[kubevet::suite::Operator]) -> Result<Vec<(String, String)>, Error> {
-    if operators.is_empty() {
-        return Ok(Vec::new());
-    }
+/// The suite's operators rendered (through the render cache), for the CRDs among them.
+fn render_operators(suite: Option<&Suite>) -> Result<Vec<(String, String)>, Error> {
+    let Some(suite) = suite.filter(|s| !s.operators.is_empty()) else { return Ok(Vec::new()) };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
     runtime.block_on(async {
         let mut rendered = Vec::new();
-        for op in operators {
-            let (text, _) =
-                install::render(op).await.map_err(|e| Error::Usage(format!("operator {}: {e}", op.name)))?;
-            rendered.push((format!("operator {} ({})", op.name, op.kustomize.display()), text));
+        for op in &suite.operators {
+            let r = render::render(op, suite.defaults.resolve_ttl.0)
+                .await
+                .map_err(|e| Error::Usage(format!("operator {}: {e}", op.name)))?;
+            rendered.push((format!("operator {} ({})", op.name, r.file.display()), r.text));
         }
         Ok(rendered)
+    })
+}
+
+/// `kubevet render`: every operator resolved and rendered into the cache, one line each.
+fn render_suite(suite_path: Option<PathBuf>, only: Vec<String>, refresh: bool) -> Result<i32, Error> {
+    let suite = suite::load(&suite::locate(suite_path.as_deref())?)?;
+    for name in &only {
+        if !suite.operators.iter().any(|o| &o.name == name) {
+            let known: Vec<&str> = suite.operators.iter().map(|o| o.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "--operator {name}: no such operator; the suite has: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    let ttl = if refresh { std::time::Duration::ZERO } else { suite.defaults.resolve_ttl.0 };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
+    let mut failed = false;
+    println!("OPERATOR\tVERSION\tCACHE\tFILE");
+    for op in suite.operators.iter().filter(|o| only.is_empty() || only.contains(&o.name)) {
+        match runtime.block_on(render::render(op, ttl)) {
+            Ok(r) => println!(
+                "{}\t{}\t{}\t{}",
+                op.name,
+                r.version.as_deref().unwrap_or("local"),
+                r.cache_label(),
+                r.file.display()
+            ),
+            Err(e) => {
+                eprintln!("kubevet: operator {}: {e}", op.name);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { error::EXIT_INFRASTRUCTURE } else { 0 })
+}
+
+/// `kubevet cluster up|down|status` for the suite's clusters.
+fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: ClusterArgs) -> Result<i32, Error> {
+    let mut suite = suite::load(&suite::locate(suite_path.as_deref())?)?;
+    args.apply(&mut suite)?;
+    let settings = &suite.cluster;
+    let cells = provision::cells(settings, args.k8s_version.as_deref()).map_err(Error::Usage)?;
+    if settings.provider == Provider::Kind {
+        kubevet::command::require(&["kind", "docker"]).map_err(Error::Usage)?;
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
+    runtime.block_on(async {
+        let existing = match settings.provider {
+            Provider::Kind => provision::kind_clusters().await.map_err(Error::Infrastructure)?,
+            Provider::Existing => Vec::new(),
+        };
+        for cell in &cells {
+            let Some(name) = &cell.kind_cluster else {
+                if matches!(action, ClusterAction::Up | ClusterAction::Down) {
+                    println!("existing cluster: kubevet neither creates nor deletes it");
+                }
+                let cluster = Cluster::connect(settings.kubeconfig.as_deref(), settings.context.as_deref()).await?;
+                println!("existing cluster reachable, Kubernetes {}", cluster.server_version);
+                continue;
+            };
+            let image = cell.node_image.as_deref().unwrap_or_default();
+            match action {
+                ClusterAction::Up => {
+                    let p = provision::up(settings, cell, true, run::interrupt_signal())
+                        .await
+                        .map_err(Error::Infrastructure)?;
+                    let kubeconfig = p.kubeconfig.map(|k| k.display().to_string()).unwrap_or_default();
+                    println!("{name}\tup\t{image}\t{kubeconfig}");
+                }
+                ClusterAction::Down if existing.contains(name) => {
+                    provision::delete_kind(name).await.map_err(Error::Infrastructure)?;
+                    println!("{name}\tdeleted");
+                }
+                ClusterAction::Down => println!("{name}\tnot found"),
+                ClusterAction::Status if existing.contains(name) => {
+                    let kubeconfig = provision::kind_kubeconfig(name);
+                    let reachable = Cluster::connect(Some(&kubeconfig), Some(&format!("kind-{name}"))).await;
+                    let state = reachable
+                        .map(|c| format!("Kubernetes {}", c.server_version))
+                        .unwrap_or_else(|e| format!("unreachable: {e}"));
+                    println!("{name}\tup\t{image}\t{state}");
+                }
+                ClusterAction::Status => println!("{name}\tabsent\t{image}"),
+            }
+        }
+        Ok(0)
     })
 }
 
@@ -200,7 +369,7 @@ fn lint(
     };
     let settings = suite.as_ref().map(|s| s.lint.clone()).unwrap_or_default();
     let cluster_openapi = kubeconfig.as_deref().map(|k| cluster_openapi(k, context.as_deref())).transpose()?;
-    let rendered = render_operators(suite.as_ref().map(|s| s.operators.as_slice()).unwrap_or_default())?;
+    let rendered = render_operators(suite.as_ref())?;
     let options = LintOptions {
         allow: settings.allow.into_iter().chain(allow).collect(),
         crd_dirs: settings.crds.into_iter().chain(crds).collect(),
@@ -256,113 +425,39 @@ fn list(args: SuiteArgs, output: Output) -> Result<i32, Error> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_suite(
+fn run_suite(
     args: SuiteArgs,
-    kubeconfig: Option<PathBuf>,
-    context: Option<String>,
+    cluster: ClusterArgs,
+    refresh: bool,
     artifacts: PathBuf,
     junit: Option<PathBuf>,
     concurrency: Option<usize>,
     fail_fast: bool,
     keep_on_failure: bool,
 ) -> Result<i32, Error> {
-    // Bad input is found before the cluster is touched.
-    let suite = suite::load(&suite::locate(args.suite.as_deref())?)?;
-    let mut cases = plan::plan(&suite, &args.select)?;
+    // Bad input is found before anything is created.
+    let mut suite = suite::load(&suite::locate(args.suite.as_deref())?)?;
+    cluster.apply(&mut suite)?;
+    let cases = plan::plan(&suite, &args.select)?;
     if cases.is_empty() {
         return Err(Error::Usage(format!(
             "no example matches the suite's globs (and --select) under {}",
             suite.root.display()
         )));
     }
-    let mut built = Vec::new();
-    for image in &suite.images {
-        let b = images::build(image).await.map_err(Error::Infrastructure)?;
-        tracing::info!(image = %b.reference, cached = b.cached, "image ready");
-        built.push(b);
-    }
-    for case in &mut cases {
-        for object in &mut case.objects {
-            images::rewrite(&mut object.value, &built);
-        }
-    }
-    let cluster = Arc::new(Cluster::connect(kubeconfig.as_deref(), context.as_deref()).await?);
-    let options = RunOptions { artifacts: artifacts.clone(), concurrency, fail_fast, keep_on_failure };
-    let cancel = run::interrupt_signal();
-    // The operators under test, in order, before any case; a failed install stops the run.
-    let mut installs = Vec::new();
-    let mut ledger = versions::Ledger::new();
-    for operator in &suite.operators {
-        tracing::info!(operator = %operator.name, "installing");
-        let (result, applied, version) = install::Install {
-            cluster: &cluster,
-            operator,
-            images: &built,
-            artifacts: &artifacts,
-            grace: suite.defaults.failure_grace.0,
-            log_limit: suite.defaults.log_limit_bytes,
-            cancel: cancel.clone(),
-        }
-        .run()
-        .await;
-        tracing::info!(operator = %operator.name, outcome = result.outcome.label(), reason = result.reason.as_deref().unwrap_or(""), "install ended");
-        let failed = result.outcome != Outcome::Passed;
-        if let Some(v) = version {
-            ledger.insert(operator.name.clone(), v);
-        }
-        installs.push((result, applied));
-        if failed {
-            break;
-        }
-    }
-    let failed_install = installs.iter().find(|(r, _)| r.outcome != Outcome::Passed).map(|(r, _)| r.name.clone());
-    let mut report = match failed_install {
-        Some(name) => {
-            let reason = format!("not run: {name} failed to install");
-            run::not_run(&cases, &artifacts, &reason, *cancel.borrow())
-        }
-        None => run::run(&suite, cases, cluster.clone(), options, cancel).await,
+    let session = Session {
+        suite,
+        cases,
+        k8s_version: cluster.k8s_version,
+        reuse: cluster.reuse,
+        artifacts: artifacts.clone(),
+        junit,
+        options: RunOptions { artifacts, concurrency, fail_fast, keep_on_failure },
+        refresh,
     };
-    // Operator logs cover the whole run: collected again at its end.
-    for (result, applied) in &mut installs {
-        if result.outcome == Outcome::Passed {
-            install::collect_logs(&cluster, applied, &result.artifacts, suite.defaults.log_limit_bytes).await;
-        }
-    }
-    report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
-    for (name, version) in &ledger {
-        report.properties.push((format!("operator.{name}.version"), version.clone()));
-    }
-    // What floating versions resolved to is recorded per run; a change is the first thing said.
-    let changed = versions::changes(&versions::swap_ledger(&suite.path, &ledger), &ledger);
-    for change in &changed {
-        report.properties.push(("changed".into(), change.clone()));
-    }
-    let run_json = serde_json::json!({"run": report.run_id, "kubernetes": cluster.server_version, "versions": ledger, "changed": changed});
-    report::write_atomically(&artifacts.join("run.json"), run_json.to_string().as_bytes())
-        .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
-    for b in &built {
-        report.properties.push((format!("image.{}", b.name), b.reference.clone()));
-        report.properties.push((format!("image.{}.cache", b.name), if b.cached { "hit" } else { "miss" }.into()));
-    }
-    let junit_path = junit.unwrap_or_else(|| artifacts.join("junit.xml"));
-    let xml = report::junit(&suite.name, &cluster.server_version, &report)
-        .to_string()
-        .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
-    report::write_atomically(&junit_path, xml.as_bytes())
-        .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", junit_path.display())))?;
-    if !changed.is_empty() {
-        println!("changed since the previous run: {}", changed.join(", "));
-    }
-    print!("{}", report::summary(&report));
-    println!("JUnit: {}  artifacts: {}", junit_path.display(), artifacts.display());
-    tracing::info!(requests = cluster.requests(), "API requests sent");
-    if report.interrupted {
-        return Ok(error::EXIT_INTERRUPTED);
-    }
-    let failed =
-        report.results.iter().any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error | Outcome::Interrupted));
-    Ok(if failed { error::EXIT_CASE_FAILED } else { 0 })
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::Infrastructure(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(session.run())
 }
 
 fn main() -> ExitCode {
@@ -373,21 +468,11 @@ fn main() -> ExitCode {
         Command::Lint { paths, suite, crds, allow, kubeconfig, context, output } => {
             lint(paths, suite, crds, allow, kubeconfig, context, output)
         }
-        Command::Run { suite, kubeconfig, context, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
-            match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt.block_on(run_suite(
-                    suite,
-                    kubeconfig,
-                    context,
-                    artifacts,
-                    junit,
-                    concurrency,
-                    fail_fast,
-                    keep_on_failure,
-                )),
-                Err(e) => Err(Error::Infrastructure(format!("cannot start the async runtime: {e}"))),
-            }
+        Command::Run { suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
+            run_suite(suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure)
         }
+        Command::Render { suite, operators, refresh } => render_suite(suite, operators, refresh),
+        Command::Cluster { action, suite, cluster } => cluster_command(action, suite, cluster),
     };
     match outcome {
         Ok(code) => ExitCode::from(code as u8),

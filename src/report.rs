@@ -5,26 +5,46 @@ use std::{io::Write, path::Path, time::Duration};
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::run::{CaseResult, Outcome, RunReport};
+use crate::{
+    run::{CaseResult, Outcome, RunReport},
+    session::CellReport,
+};
 
-pub fn junit(suite_name: &str, server_version: &str, run: &RunReport) -> Report {
-    let mut suite = TestSuite::new(suite_name);
-    suite.add_property(Property::new("kubernetes.version", server_version));
-    suite.add_property(Property::new("kubevet.run", run.run_id.as_str()));
-    suite.add_property(Property::new("kubevet.version", env!("CARGO_PKG_VERSION")));
-    for (name, value) in &run.properties {
-        suite.add_property(Property::new(name.as_str(), value.as_str()));
-    }
-    if run.interrupted {
-        suite.add_property(Property::new("kubevet.interrupted", "true"));
-    }
-    suite.set_time(Duration::from_secs_f64(run.seconds));
-    for r in &run.results {
-        suite.add_test_case(test_case(r, server_version));
-    }
+/// One `<testsuite>` per cell of the matrix, each with the cell's Kubernetes version and node
+/// image and the run's properties (operator versions, images, changes).
+pub fn junit(suite_name: &str, cells: &[CellReport], properties: &[(String, String)]) -> Report {
     let mut report = Report::new("kubevet");
-    report.set_time(Duration::from_secs_f64(run.seconds));
-    report.add_test_suite(suite);
+    let mut total = 0.0;
+    for cell in cells {
+        let run = &cell.report;
+        let name = match cell.cell.label() {
+            Some(label) => format!("{suite_name} [kubernetes {label}]"),
+            None => suite_name.to_string(),
+        };
+        let mut suite = TestSuite::new(name);
+        suite.add_property(Property::new("kubernetes.version", cell.server_version.as_str()));
+        if let Some(v) = &cell.cell.version {
+            suite.add_property(Property::new("kubernetes.requested", v.as_str()));
+        }
+        if let Some(image) = &cell.cell.node_image {
+            suite.add_property(Property::new("kind.nodeImage", image.as_str()));
+        }
+        suite.add_property(Property::new("kubevet.run", run.run_id.as_str()));
+        suite.add_property(Property::new("kubevet.version", env!("CARGO_PKG_VERSION")));
+        for (name, value) in properties.iter().chain(&run.properties) {
+            suite.add_property(Property::new(name.as_str(), value.as_str()));
+        }
+        if run.interrupted {
+            suite.add_property(Property::new("kubevet.interrupted", "true"));
+        }
+        suite.set_time(Duration::from_secs_f64(run.seconds));
+        for r in &run.results {
+            suite.add_test_case(test_case(r, &cell.server_version));
+        }
+        total += run.seconds;
+        report.add_test_suite(suite);
+    }
+    report.set_time(Duration::from_secs_f64(total));
     report
 }
 

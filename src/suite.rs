@@ -2,7 +2,10 @@
 //! per-example overrides. Read strictly: an unknown key, a wrong type, a bad glob or regular
 //! expression is an error at its file:line:col.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
@@ -41,6 +44,8 @@ struct SuiteFile {
     operators: Vec<OperatorFile>,
     #[serde(default)]
     images: Vec<ImageFile>,
+    #[serde(default)]
+    cluster: ClusterFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,11 +62,14 @@ struct ImageFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct OperatorFile {
-    name: String,
+    name: Spanned<String>,
     git: Option<GitFile>,
-    kustomize: Spanned<String>,
+    kustomize: Option<Spanned<String>>,
     #[serde(default)]
     kustomize_args: Vec<String>,
+    helm: Option<HelmFile>,
+    #[serde(default)]
+    images: Vec<Spanned<String>>,
     timeout: Option<Dur>,
 }
 
@@ -74,6 +82,26 @@ struct GitFile {
     prereleases: bool,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HelmFile {
+    chart: Spanned<String>,
+    repo: Option<String>,
+    version: Option<String>,
+    #[serde(default)]
+    prereleases: bool,
+    release: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    values: Vec<Spanned<String>>,
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    install: HelmInstall,
+    #[serde(default)]
+    plain_http: bool,
+}
+
 /// A repository an operator comes from, at a floating (`latest`, a semver range) or pinned
 /// (a tag or branch) version.
 #[derive(Debug, Clone)]
@@ -83,17 +111,112 @@ pub struct GitSource {
     pub prereleases: bool,
 }
 
+/// How a Helm chart gets onto the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HelmInstall {
+    /// `helm template`, then server-side apply by kubevet: no release, no hooks.
+    #[default]
+    Template,
+    /// `helm upgrade --install --wait`, for charts that need their hooks.
+    Upgrade,
+}
+
+/// A Helm chart: a local directory, a chart in a repository, or an `oci://` reference.
+#[derive(Debug, Clone)]
+pub struct HelmChart {
+    /// A path (inside the git checkout when there is one), a chart name in `repo`, or `oci://…`.
+    pub chart: String,
+    pub repo: Option<String>,
+    /// `latest`, a semver range or a version; none means what the chart directory holds.
+    pub version: Option<String>,
+    pub prereleases: bool,
+    pub release: String,
+    pub namespace: String,
+    pub values: Vec<PathBuf>,
+    pub set: BTreeMap<String, String>,
+    pub install: HelmInstall,
+    pub plain_http: bool,
+}
+
+impl HelmChart {
+    pub fn is_local(&self) -> bool {
+        self.repo.is_none() && !self.chart.starts_with("oci://")
+    }
+}
+
+/// Where an operator's manifests come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A kustomize directory, rendered with `kubectl kustomize` and these extra arguments.
+    Kustomize {
+        dir: PathBuf,
+        args: Vec<String>,
+    },
+    Helm(HelmChart),
+}
+
 /// An operator under test, installed before any case.
 #[derive(Debug, Clone)]
 pub struct Operator {
     pub name: String,
-    /// Where the operator comes from; `kustomize` is then a path inside the repository.
+    /// A repository the source's paths are inside of.
     pub git: Option<GitSource>,
-    /// A kustomize directory, rendered with `kubectl kustomize`.
-    pub kustomize: PathBuf,
-    /// Extra arguments for `kubectl kustomize`, such as `--load-restrictor LoadRestrictionsNone`.
-    pub kustomize_args: Vec<String>,
+    pub source: Source,
+    /// Image references swapped in the rendered manifests, like `kustomize edit set image`.
+    pub set_images: Vec<crate::images::Retag>,
     pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClusterFile {
+    provider: Option<Spanned<String>>,
+    #[serde(default)]
+    kubernetes_versions: Vec<String>,
+    name: Option<String>,
+    kind_config: Option<Spanned<String>>,
+    #[serde(default)]
+    node_images: BTreeMap<String, String>,
+    kubeconfig: Option<String>,
+    context: Option<String>,
+    load_images: Option<Spanned<String>>,
+}
+
+/// Which cluster the cases run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// One KinD cluster per Kubernetes version, created (or reused) and deleted by kubevet.
+    Kind,
+    /// A cluster kubevet neither creates nor deletes.
+    Existing,
+}
+
+impl Provider {
+    pub fn parse(text: &str) -> Option<Provider> {
+        match text {
+            "kind" => Some(Provider::Kind),
+            "existing" => Some(Provider::Existing),
+            _ => None,
+        }
+    }
+}
+
+/// The suite's `cluster:` section; the command line may override each field.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub provider: Provider,
+    /// One cell of the matrix each (kind).
+    pub kubernetes_versions: Vec<String>,
+    /// The kind cluster name, suffixed with the version.
+    pub name: String,
+    pub kind_config: Option<PathBuf>,
+    /// Version → node image, over kubevet's table.
+    pub node_images: BTreeMap<String, String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// For an existing cluster: the kind cluster to load built images into.
+    pub load_images_into_kind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +268,7 @@ struct DefaultsFile {
     log_limit_bytes: Option<usize>,
     failure_grace: Option<Dur>,
     cleanup_timeout: Option<Dur>,
+    resolve_ttl: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +337,8 @@ pub struct Defaults {
     /// Unschedulable before its case fails.
     pub failure_grace: Dur,
     pub cleanup_timeout: Dur,
+    /// How long a listing of versions (git tags, Helm index, OCI tags) is reused.
+    pub resolve_ttl: Dur,
 }
 
 /// Settings for the examples whose path (relative to the suite) matches `pattern`; later
@@ -242,6 +368,7 @@ pub struct Suite {
     pub lint: LintSettings,
     pub operators: Vec<Operator>,
     pub images: Vec<crate::images::Image>,
+    pub cluster: ClusterSettings,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -324,22 +451,7 @@ pub fn load(path: &Path) -> Result<Suite> {
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut operators = Vec::new();
     for op in &file.operators {
-        let git = op.git.as_ref().map(|g| GitSource {
-            url: g.url.clone(),
-            version: g.version.clone(),
-            prereleases: g.prereleases,
-        });
-        let dir = if git.is_some() { PathBuf::from(&op.kustomize.value) } else { base.join(&op.kustomize.value) };
-        if git.is_none() && !dir.is_dir() {
-            return Err(at(&op.kustomize.referenced, format!("kustomize directory {} does not exist", dir.display())));
-        }
-        operators.push(Operator {
-            name: op.name.clone(),
-            git,
-            kustomize: dir,
-            kustomize_args: op.kustomize_args.clone(),
-            timeout: op.timeout.map(|t| t.0).unwrap_or(std::time::Duration::from_secs(300)),
-        });
+        operators.push(operator(path, base, op)?);
     }
     let mut images = Vec::new();
     for image in &file.images {
@@ -370,6 +482,7 @@ pub fn load(path: &Path) -> Result<Suite> {
             log_limit_bytes: d.log_limit_bytes.unwrap_or(1 << 20),
             failure_grace: d.failure_grace.unwrap_or(Dur(std::time::Duration::from_secs(10))),
             cleanup_timeout: d.cleanup_timeout.unwrap_or(Dur(std::time::Duration::from_secs(120))),
+            resolve_ttl: d.resolve_ttl.unwrap_or(Dur(std::time::Duration::from_secs(600))),
         },
         lint: LintSettings {
             allow: file.lint.allow.iter().map(|r| r.value.clone()).collect(),
@@ -380,6 +493,132 @@ pub fn load(path: &Path) -> Result<Suite> {
         overrides,
         operators,
         images,
+        cluster: cluster(path, base, &file.cluster)?,
+    })
+}
+
+fn operator(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operator> {
+    let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
+    let git = op.git.as_ref().map(|g| GitSource {
+        url: g.url.clone(),
+        version: g.version.clone(),
+        prereleases: g.prereleases,
+    });
+    // Paths are inside the repository for a git source, else relative to the suite.
+    let local = |p: &Spanned<String>, what: &str| -> Result<PathBuf> {
+        if git.is_some() {
+            return Ok(PathBuf::from(&p.value));
+        }
+        let dir = base.join(&p.value);
+        if !dir.exists() {
+            return Err(at(&p.referenced, format!("{what} {} does not exist", dir.display())));
+        }
+        Ok(dir)
+    };
+    let source = match (&op.kustomize, &op.helm) {
+        (Some(k), None) => Source::Kustomize { dir: local(k, "kustomize directory")?, args: op.kustomize_args.clone() },
+        (None, Some(h)) => {
+            let remote = h.repo.is_some() || h.chart.value.starts_with("oci://");
+            if remote && git.is_some() {
+                return Err(at(
+                    &h.chart.referenced,
+                    "a chart from a repository or OCI registry cannot also come from git".into(),
+                ));
+            }
+            if remote && h.version.is_none() {
+                return Err(at(
+                    &h.chart.referenced,
+                    format!("chart {:?} needs a version: latest, a semver range or a version", h.chart.value),
+                ));
+            }
+            let chart = if remote {
+                h.chart.value.clone()
+            } else {
+                local(&h.chart, "chart directory")?.to_string_lossy().into_owned()
+            };
+            let values = h
+                .values
+                .iter()
+                .map(|v| {
+                    let file = base.join(&v.value);
+                    if file.is_file() {
+                        Ok(file)
+                    } else {
+                        Err(at(&v.referenced, format!("values file {} does not exist", file.display())))
+                    }
+                })
+                .collect::<Result<_>>()?;
+            Source::Helm(HelmChart {
+                chart,
+                repo: h.repo.clone(),
+                version: h.version.clone(),
+                prereleases: h.prereleases,
+                release: h.release.clone().unwrap_or_else(|| op.name.value.clone()),
+                namespace: h.namespace.clone().unwrap_or_else(|| op.name.value.clone()),
+                values,
+                set: h.set.clone(),
+                install: h.install,
+                plain_http: h.plain_http,
+            })
+        }
+        _ => {
+            return Err(at(
+                &op.name.referenced,
+                format!("operator {:?} needs exactly one of kustomize and helm", op.name.value),
+            ));
+        }
+    };
+    let set_images = op
+        .images
+        .iter()
+        .map(|i| crate::images::Retag::parse(&i.value).map_err(|e| at(&i.referenced, e)))
+        .collect::<Result<_>>()?;
+    Ok(Operator {
+        name: op.name.value.clone(),
+        git,
+        source,
+        set_images,
+        timeout: op.timeout.map(|t| t.0).unwrap_or(std::time::Duration::from_secs(300)),
+    })
+}
+
+fn cluster(path: &Path, base: &Path, c: &ClusterFile) -> Result<ClusterSettings> {
+    let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
+    let provider = match &c.provider {
+        None => Provider::Existing,
+        Some(p) => Provider::parse(&p.value).ok_or_else(|| {
+            at(&p.referenced, format!("unknown cluster provider {:?}; providers: kind, existing", p.value))
+        })?,
+    };
+    let load_images_into_kind = match &c.load_images {
+        None => None,
+        Some(l) => Some(
+            l.value
+                .strip_prefix("kind:")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| at(&l.referenced, format!("loadImages {:?}: expected kind:<cluster name>", l.value)))?
+                .to_string(),
+        ),
+    };
+    let kind_config = match &c.kind_config {
+        None => None,
+        Some(k) => {
+            let file = base.join(&k.value);
+            if !file.is_file() {
+                return Err(at(&k.referenced, format!("kind config {} does not exist", file.display())));
+            }
+            Some(file)
+        }
+    };
+    Ok(ClusterSettings {
+        provider,
+        kubernetes_versions: c.kubernetes_versions.clone(),
+        name: c.name.clone().unwrap_or_else(|| "kubevet".into()),
+        kind_config,
+        node_images: c.node_images.clone(),
+        kubeconfig: c.kubeconfig.as_ref().map(|k| base.join(k)),
+        context: c.context.clone(),
+        load_images_into_kind,
     })
 }
 

@@ -1,19 +1,23 @@
 //! Floating or pinned versions of what a run tests (the recurring-runs idea of Kubeflow
-//! Pipelines): an operator's git source may say `latest` or a semver range, resolved against
-//! the repository's tags at every run, or name a ref, used exactly as written. Each run records
-//! what it used in a ledger; the summary says first what changed since the previous run.
+//! Pipelines). A source may say `latest` or a semver range, resolved against what its catalog
+//! lists (a git repository's tags, a Helm repository's `index.yaml`, an OCI chart's tags), or
+//! name a version, used exactly as written and never looked up. Catalog listings are cached
+//! for a TTL. Each run records what it used in a ledger; the summary says first what changed
+//! since the previous run.
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use semver::{Version, VersionReq};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::command;
 
-/// Where kubevet keeps checkouts and ledgers between runs.
+/// Where kubevet keeps checkouts, rendered manifests, resolutions and ledgers between runs.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KUBEVET_CACHE") {
         return PathBuf::from(dir);
@@ -25,7 +29,7 @@ pub fn cache_dir() -> PathBuf {
     base.join("kubevet")
 }
 
-fn short_hash(text: &str) -> String {
+pub fn short_hash(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -33,33 +37,130 @@ fn parse(tag: &str) -> Option<Version> {
     Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
 }
 
-/// The tag a constraint picks: `latest` (the highest release), a semver range (the highest
-/// match), or, when it is neither, the constraint itself as a pinned ref. Pre-releases count
-/// only when asked for.
-pub fn pick(tags: &[String], constraint: &str, prereleases: bool) -> Result<(String, bool), String> {
+/// What a source asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// The highest release.
+    Latest,
+    /// The highest release the range matches.
+    Range(VersionReq),
+    /// Exactly this tag, branch or chart version: never looked up.
+    Pinned(String),
+}
+
+impl Constraint {
+    pub fn parse(text: &str) -> Constraint {
+        match text {
+            "latest" => Constraint::Latest,
+            other => match VersionReq::parse(other) {
+                Ok(req) if parse(other).is_none() => Constraint::Range(req),
+                _ => Constraint::Pinned(other.to_string()),
+            },
+        }
+    }
+}
+
+/// The version a floating constraint picks among `available`. Pre-releases count only when
+/// asked for.
+pub fn pick(available: &[String], constraint: &Constraint, prereleases: bool) -> Result<String, String> {
     let range = match constraint {
-        "latest" => None,
-        other => match VersionReq::parse(other) {
-            Ok(req) if parse(other).is_none() => Some(req),
-            _ => return Ok((other.to_string(), false)),
-        },
+        Constraint::Pinned(version) => return Ok(version.clone()),
+        Constraint::Latest => None,
+        Constraint::Range(req) => Some(req),
     };
-    tags.iter()
+    available
+        .iter()
         .filter_map(|t| parse(t).map(|v| (v, t)))
         .filter(|(v, _)| prereleases || v.pre.is_empty())
-        .filter(|(v, _)| range.as_ref().is_none_or(|r| r.matches(v)))
+        .filter(|(v, _)| range.is_none_or(|r| r.matches(v)))
         .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, t)| (t.clone(), true))
+        .map(|(_, t)| t.clone())
         .ok_or_else(|| {
+            let what = match range {
+                Some(r) => format!("{r}"),
+                None => "latest".into(),
+            };
             format!(
-                "no tag matches {constraint:?} (pre-releases {})",
+                "no version matches {what:?} among {} listed (pre-releases {})",
+                available.len(),
                 if prereleases { "included" } else { "excluded" }
             )
         })
 }
 
+/// Where a source's versions are listed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Catalog {
+    /// A git repository's tags, from `git ls-remote`.
+    Git { url: String },
+    /// A Helm repository's `index.yaml` (http, https or file URL) and a chart in it.
+    HelmRepo { url: String, chart: String },
+    /// An OCI chart's tags, from the registry's `/v2/<name>/tags/list`.
+    Oci { reference: String, plain_http: bool },
+}
+
+impl Catalog {
+    fn key(&self) -> String {
+        match self {
+            Catalog::Git { url } => format!("git {url}"),
+            Catalog::HelmRepo { url, chart } => format!("helm {url} {chart}"),
+            Catalog::Oci { reference, .. } => format!("oci {reference}"),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, String> {
+        match self {
+            Catalog::Git { url } => remote_tags(url).await,
+            Catalog::HelmRepo { url, chart } => helm_index_versions(url, chart).await,
+            Catalog::Oci { reference, plain_http } => oci_tags(reference, *plain_http).await,
+        }
+    }
+}
+
+/// A resolved version and whether its catalog listing came from the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    pub version: String,
+    pub floating: bool,
+    pub listing_cached: bool,
+}
+
+/// Resolves `constraint` against `catalog`. Listings younger than `ttl` are reused from the
+/// cache; a pinned constraint never lists anything.
+pub async fn resolve(
+    catalog: &Catalog,
+    constraint: &Constraint,
+    prereleases: bool,
+    ttl: Duration,
+) -> Result<Resolution, String> {
+    if let Constraint::Pinned(version) = constraint {
+        return Ok(Resolution { version: version.clone(), floating: false, listing_cached: false });
+    }
+    let path = cache_dir().join("listings").join(format!("{}.json", short_hash(&catalog.key())));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let cached = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .filter(|v| {
+            v["catalog"] == catalog.key() && now.saturating_sub(v["listedAt"].as_u64().unwrap_or(0)) < ttl.as_secs()
+        })
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v["versions"].clone()).ok());
+    let (available, listing_cached) = match cached {
+        Some(versions) => (versions, true),
+        None => {
+            let versions = catalog.list().await.map_err(|e| format!("listing versions of {}: {e}", catalog.key()))?;
+            let record = json!({"catalog": catalog.key(), "listedAt": now, "versions": versions});
+            let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+            let _ = crate::report::write_atomically(&path, record.to_string().as_bytes());
+            (versions, false)
+        }
+    };
+    let version = pick(&available, constraint, prereleases).map_err(|e| format!("{}: {e}", catalog.key()))?;
+    Ok(Resolution { version, floating: true, listing_cached })
+}
+
 /// The repository's tags, from `git ls-remote`.
-pub async fn remote_tags(url: &str) -> Result<Vec<String>, String> {
+async fn remote_tags(url: &str) -> Result<Vec<String>, String> {
     let out = command::output("git", &["ls-remote", "--tags", "--refs", url], None).await?;
     Ok(out.lines().filter_map(|l| l.split('\t').nth(1)?.strip_prefix("refs/tags/").map(str::to_string)).collect())
 }
@@ -77,6 +178,91 @@ pub async fn checkout(url: &str, reference: &str) -> Result<PathBuf, String> {
     command::output("git", &["clone", "--quiet", "--depth", "1", "--branch", reference, url, &target], None).await?;
     std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+struct Response {
+    status: u16,
+    authenticate: Option<String>,
+    body: String,
+}
+
+/// One GET; file URLs are read from disk, so a mirrored repository works without a server.
+async fn get(url: &str, bearer: Option<&str>) -> Result<Response, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        let body = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        return Ok(Response { status: 200, authenticate: None, body });
+    }
+    let (url, bearer) = (url.to_string(), bearer.map(str::to_string));
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut request = agent.get(&url);
+        if let Some(token) = &bearer {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
+        let authenticate = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().map_err(|e| format!("GET {url}: {e}"))?;
+        Ok(Response { status, authenticate, body })
+    })
+    .await
+    .map_err(|e| format!("GET: {e}"))?
+}
+
+/// The versions of `chart` in a Helm repository's `index.yaml`.
+async fn helm_index_versions(repo: &str, chart: &str) -> Result<Vec<String>, String> {
+    let url = format!("{}/index.yaml", repo.trim_end_matches('/'));
+    let response = get(&url, None).await?;
+    if response.status != 200 {
+        return Err(format!("GET {url}: HTTP {}", response.status));
+    }
+    let index: Value = serde_saphyr::from_str(&response.body).map_err(|e| format!("{url}: not a Helm index: {e}"))?;
+    let entries = index["entries"][chart].as_array().ok_or_else(|| {
+        let known: Vec<&str> =
+            index["entries"].as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        format!("{url} has no chart {chart:?}; it has: {}", known.join(", "))
+    })?;
+    Ok(entries.iter().filter_map(|e| e["version"].as_str().map(str::to_string)).collect())
+}
+
+/// A `WWW-Authenticate: Bearer realm=…,service=…,scope=…` challenge's parameters.
+fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
+    let params = header.strip_prefix("Bearer ")?;
+    let re = regex::Regex::new(r#"(\w+)="([^"]*)""#).ok()?;
+    Some(re.captures_iter(params).map(|c| (c[1].to_string(), c[2].to_string())).collect())
+}
+
+/// An OCI chart's tags. Registries that want a token (anonymous pulls included) answer 401
+/// with a Bearer challenge, which is followed once. Helm stores `+` in versions as `_` in tags.
+async fn oci_tags(reference: &str, plain_http: bool) -> Result<Vec<String>, String> {
+    let path =
+        reference.strip_prefix("oci://").ok_or_else(|| format!("{reference}: an OCI chart starts with oci://"))?;
+    let (host, name) = path.split_once('/').ok_or_else(|| format!("{reference}: no repository after the host"))?;
+    let scheme = if plain_http { "http" } else { "https" };
+    let url = format!("{scheme}://{host}/v2/{name}/tags/list");
+    let mut response = get(&url, None).await?;
+    if response.status == 401
+        && let Some(challenge) = response.authenticate.as_deref().and_then(bearer_challenge)
+        && let Some(realm) = challenge.get("realm")
+    {
+        let mut token_url = format!("{realm}?scope=repository:{name}:pull");
+        if let Some(service) = challenge.get("service") {
+            token_url.push_str(&format!("&service={service}"));
+        }
+        let token = get(&token_url, None).await?;
+        let token: Value = serde_json::from_str(&token.body).map_err(|e| format!("{token_url}: {e}"))?;
+        let token = token["token"].as_str().or(token["access_token"].as_str()).unwrap_or_default().to_string();
+        response = get(&url, Some(&token)).await?;
+    }
+    if response.status != 200 {
+        return Err(format!("GET {url}: HTTP {}", response.status));
+    }
+    let list: Value = serde_json::from_str(&response.body).map_err(|e| format!("{url}: {e}"))?;
+    Ok(list["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).map(|t| t.replace('_', "+")).collect())
 }
 
 /// What each floating or pinned source resolved to in one run: name → version.
@@ -119,14 +305,29 @@ mod tests {
         ["v1.7.0", "v1.8.0", "v1.8.1", "v1.9.0-rc.1", "not-a-version"].iter().map(|t| t.to_string()).collect()
     }
 
+    fn pick_str(constraint: &str, pre: bool) -> Result<String, String> {
+        pick(&tags(), &Constraint::parse(constraint), pre)
+    }
+
     #[test]
     fn constraints_pick_tags_in_semver_order() {
-        assert_eq!(pick(&tags(), "latest", false), Ok(("v1.8.1".into(), true)));
-        assert_eq!(pick(&tags(), "latest", true), Ok(("v1.9.0-rc.1".into(), true)));
-        assert_eq!(pick(&tags(), "~1.7", false), Ok(("v1.7.0".into(), true)));
-        assert_eq!(pick(&tags(), "v1.8.0", false), Ok(("v1.8.0".into(), false)), "a version is pinned as written");
-        assert_eq!(pick(&tags(), "main", false), Ok(("main".into(), false)));
-        assert!(pick(&tags(), ">=2", false).is_err());
+        assert_eq!(pick_str("latest", false), Ok("v1.8.1".into()));
+        assert_eq!(pick_str("latest", true), Ok("v1.9.0-rc.1".into()));
+        assert_eq!(pick_str("~1.7", false), Ok("v1.7.0".into()));
+        assert_eq!(Constraint::parse("v1.8.0"), Constraint::Pinned("v1.8.0".into()), "a version is pinned as written");
+        assert_eq!(Constraint::parse("1.8.0"), Constraint::Pinned("1.8.0".into()));
+        assert_eq!(Constraint::parse("main"), Constraint::Pinned("main".into()));
+        assert!(pick_str(">=2", false).is_err());
+    }
+
+    #[test]
+    fn bearer_challenges_are_read() {
+        let c =
+            bearer_challenge(r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull""#);
+        let c = c.expect("a challenge");
+        assert_eq!(c["realm"], "https://ghcr.io/token");
+        assert_eq!(c["service"], "ghcr.io");
+        assert_eq!(bearer_challenge("Basic realm=\"x\""), None);
     }
 
     #[test]

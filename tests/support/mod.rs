@@ -73,3 +73,80 @@ pub fn namespaces_of_run(run_id: &str) -> Vec<String> {
     let out = kubectl(&["get", "ns", "-l", &format!("kubevet.dev/run={run_id}"), "-o", "name"]);
     stdout(&out).lines().map(str::to_string).collect()
 }
+
+/// The TEST STAND-IN `kind` and `helm` of tests/standins first on PATH: they play their
+/// clusters and charts with the real test cluster and record every command line they get.
+pub struct Standins {
+    pub record: PathBuf,
+    pub state: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Standins {
+    pub fn new(dir: &Path) -> Standins {
+        Standins { record: dir.join("calls.jsonl"), state: dir.join("standin-state"), cache: dir.join("cache") }
+    }
+
+    /// `kubevet` with the stand-ins on PATH and its cache in the test's directory.
+    pub fn kubevet(&self) -> Command {
+        let path = format!("{}:{}", repo().join("tests/standins").display(), std::env::var("PATH").unwrap_or_default());
+        let mut cmd = kubevet();
+        cmd.env("PATH", path)
+            .env("KUBEVET_STANDIN_RECORD", &self.record)
+            .env("KUBEVET_STANDIN_STATE", &self.state)
+            .env("KUBEVET_STANDIN_KUBECONFIG", kubeconfig())
+            .env("KUBEVET_CACHE", &self.cache);
+        cmd
+    }
+
+    /// The command lines `tool` was called with, in order.
+    pub fn calls(&self, tool: &str) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["tool"] == tool)
+            .map(|v| {
+                v["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect()
+            })
+            .collect()
+    }
+
+    /// The kind clusters the stand-in holds now.
+    pub fn kind_clusters(&self) -> Vec<String> {
+        std::fs::read_to_string(self.state.join("kind-clusters"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Checks a recorded command line against a tool's documented flags: every `--flag` is known,
+/// and a flag that takes a value has one. `documented` is (subcommand words, [(flag, takes value)]).
+pub fn assert_documented(args: &[String], documented: &[(&[&str], &[(&str, bool)])]) {
+    let (words, flags) = documented
+        .iter()
+        .find(|(words, _)| {
+            args.len() >= words.len() && args[..words.len()].iter().zip(words.iter()).all(|(a, w)| a == w)
+        })
+        .unwrap_or_else(|| panic!("{args:?} is not a documented subcommand"));
+    let mut rest = args[words.len()..].iter();
+    while let Some(arg) = rest.next() {
+        if !arg.starts_with('-') {
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (arg.as_str(), None),
+        };
+        let takes_value = flags
+            .iter()
+            .find(|(f, _)| *f == name)
+            .unwrap_or_else(|| panic!("{name} is not a documented flag of {words:?}: {args:?}"))
+            .1;
+        if takes_value && inline.is_none() {
+            let value = rest.next().unwrap_or_else(|| panic!("{name} needs a value: {args:?}"));
+            assert!(!value.starts_with("--"), "{name} needs a value: {args:?}");
+        }
+    }
+}

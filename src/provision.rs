@@ -1,0 +1,298 @@
+//! Clusters for a run: an existing one (a kubeconfig and context, never created or deleted
+//! by kubevet), or one KinD cluster per Kubernetes version of the matrix, with its node image
+//! pinned by digest. Everything here goes through the `kind` CLI.
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::watch;
+
+use crate::{
+    command,
+    suite::{ClusterSettings, Provider},
+};
+
+/// kindest/node images by Kubernetes version, from kind's release notes (the release that
+/// built each is named): a node image is only supported with the kind release that built it,
+/// so the digest is what is pinned. A suite's `nodeImages` overrides an entry or adds one.
+pub const NODE_IMAGES: &[(&str, &str, &str)] = &[
+    (
+        "1.35.0",
+        "kindest/node:v1.35.0@sha256:452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f",
+        "v0.31.0",
+    ),
+    (
+        "1.34.0",
+        "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a",
+        "v0.30.0",
+    ),
+    (
+        "1.33.4",
+        "kindest/node:v1.33.4@sha256:25a6018e48dfcaee478f4a59af81157a437f15e6e140bf103f85a2e7cd0cbbf2",
+        "v0.30.0",
+    ),
+    (
+        "1.32.8",
+        "kindest/node:v1.32.8@sha256:abd489f042d2b644e2d033f5c2d900bc707798d075e8186cb65e3f1367a9d5a1",
+        "v0.30.0",
+    ),
+    (
+        "1.31.12",
+        "kindest/node:v1.31.12@sha256:0f5cc49c5e73c0c2bb6e2df56e7df189240d83cf94edfa30946482eb08ec57d2",
+        "v0.30.0",
+    ),
+    (
+        "1.33.1",
+        "kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f",
+        "v0.29.0",
+    ),
+    (
+        "1.32.5",
+        "kindest/node:v1.32.5@sha256:e3b2327e3a5ab8c76f5ece68936e4cafaa82edf58486b769727ab0b3b97a5b0d",
+        "v0.29.0",
+    ),
+    (
+        "1.31.9",
+        "kindest/node:v1.31.9@sha256:b94a3a6c06198d17f59cca8c6f486236fa05e2fb359cbd75dabbfc348a10b211",
+        "v0.29.0",
+    ),
+    (
+        "1.30.13",
+        "kindest/node:v1.30.13@sha256:397209b3d947d154f6641f2d0ce8d473732bd91c87d9575ade99049aa33cd648",
+        "v0.29.0",
+    ),
+];
+
+/// The node image for `version` ("1.33", "v1.33.4"): the suite's override, else the table's
+/// exact entry, else its highest patch of that minor.
+pub fn node_image(version: &str, settings: &ClusterSettings) -> Result<String, String> {
+    if let Some(image) = settings.node_images.get(version) {
+        return Ok(image.clone());
+    }
+    let wanted = version.strip_prefix('v').unwrap_or(version);
+    let patch = |v: &str| v.rsplit('.').next().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    NODE_IMAGES
+        .iter()
+        .filter(|(v, _, _)| *v == wanted || v.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('.')))
+        .max_by_key(|(v, _, _)| patch(v))
+        .map(|(_, image, _)| image.to_string())
+        .ok_or_else(|| {
+            let known: Vec<&str> = NODE_IMAGES.iter().map(|(v, _, _)| *v).collect();
+            format!(
+                "no kindest/node image for Kubernetes {version} in kubevet's table ({}); give one under cluster.nodeImages",
+                known.join(", ")
+            )
+        })
+}
+
+/// One cell of the matrix: a Kubernetes version on its own cluster, or the one existing cluster.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// The version as the suite or `--k8s-version` gave it; none for an existing cluster.
+    pub version: Option<String>,
+    pub node_image: Option<String>,
+    /// The kind cluster's name.
+    pub kind_cluster: Option<String>,
+}
+
+impl Cell {
+    /// The cell's name in reports and artifact folders.
+    pub fn label(&self) -> Option<String> {
+        self.version.as_ref().map(|v| format!("v{}", v.strip_prefix('v').unwrap_or(v)))
+    }
+}
+
+/// The cells a run walks: every version of the suite, or only `only`.
+pub fn cells(settings: &ClusterSettings, only: Option<&str>) -> Result<Vec<Cell>, String> {
+    match settings.provider {
+        Provider::Existing => Ok(vec![Cell { version: None, node_image: None, kind_cluster: None }]),
+        Provider::Kind => {
+            let versions: Vec<String> = match only {
+                Some(v) => vec![v.to_string()],
+                None if settings.kubernetes_versions.is_empty() => {
+                    return Err(
+                        "cluster.kubernetesVersions is empty: name at least one version, or pass --k8s-version".into(),
+                    );
+                }
+                None => settings.kubernetes_versions.clone(),
+            };
+            versions
+                .into_iter()
+                .map(|v| {
+                    let name = format!("{}-{}", settings.name, v.strip_prefix('v').unwrap_or(&v).replace('.', "-"));
+                    Ok(Cell { node_image: Some(node_image(&v, settings)?), kind_cluster: Some(name), version: Some(v) })
+                })
+                .collect()
+        }
+    }
+}
+
+/// A cluster ready for a cell.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// The kind cluster to load images into and export logs from.
+    pub kind_cluster: Option<String>,
+    /// Created by this run and to be deleted at its end.
+    pub delete_at_end: bool,
+}
+
+/// Where kubevet keeps the kubeconfig of each kind cluster it manages, so that the user's
+/// own kubeconfig is never edited.
+pub fn kind_kubeconfig(cluster: &str) -> PathBuf {
+    crate::versions::cache_dir().join("kind").join(format!("{cluster}.kubeconfig"))
+}
+
+pub async fn kind_clusters() -> Result<Vec<String>, String> {
+    Ok(command::output("kind", &["get", "clusters"], None).await?.lines().map(str::to_string).collect())
+}
+
+/// The cell's cluster: the existing one, or a kind cluster created now (or found and kept
+/// with `reuse`). An interrupt while kind creates it deletes what was made.
+pub async fn up(
+    settings: &ClusterSettings,
+    cell: &Cell,
+    reuse: bool,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<Provisioned, String> {
+    let (Some(name), Some(image)) = (&cell.kind_cluster, &cell.node_image) else {
+        return Ok(Provisioned {
+            kubeconfig: settings.kubeconfig.clone(),
+            context: settings.context.clone(),
+            kind_cluster: settings.load_images_into_kind.clone(),
+            delete_at_end: false,
+        });
+    };
+    let kubeconfig = kind_kubeconfig(name);
+    std::fs::create_dir_all(kubeconfig.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+    let path = kubeconfig.to_string_lossy().into_owned();
+    let provisioned = |delete_at_end| Provisioned {
+        kubeconfig: Some(kubeconfig.clone()),
+        context: Some(format!("kind-{name}")),
+        kind_cluster: Some(name.clone()),
+        delete_at_end,
+    };
+    if kind_clusters().await?.contains(name) {
+        if !reuse {
+            return Err(format!(
+                "a kind cluster named {name} exists already: pass --reuse to run on it, or delete it (kubevet cluster down)"
+            ));
+        }
+        let config = command::output("kind", &["get", "kubeconfig", "--name", name], None).await?;
+        crate::report::write_atomically(&kubeconfig, config.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
+        tracing::info!(cluster = %name, "reusing kind cluster");
+        return Ok(provisioned(false));
+    }
+    let mut args = vec!["create", "cluster", "--name", name, "--image", image, "--kubeconfig", &path, "--wait", "5m"];
+    let config = settings.kind_config.as_ref().map(|c| c.to_string_lossy().into_owned());
+    if let Some(config) = &config {
+        args.extend(["--config", config]);
+    }
+    tracing::info!(cluster = %name, image = %image, "creating kind cluster");
+    let created = tokio::select! {
+        r = command::output("kind", &args, None) => r.map(|_| ()),
+        _ = cancel.wait_for(|c| *c) => Err("interrupted while creating the cluster".into()),
+    };
+    if let Err(e) = created {
+        // kind removes a cluster whose creation failed, but not one whose creation was killed.
+        let _ = delete_kind(name).await;
+        return Err(e);
+    }
+    Ok(provisioned(!reuse))
+}
+
+pub async fn delete_kind(name: &str) -> Result<(), String> {
+    command::output("kind", &["delete", "cluster", "--name", name], None).await?;
+    let _ = std::fs::remove_file(kind_kubeconfig(name));
+    Ok(())
+}
+
+/// Puts images built on the host into the cluster's nodes.
+pub async fn load_images(cluster: &str, references: &[String]) -> Result<(), String> {
+    if references.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["load", "docker-image"];
+    args.extend(references.iter().map(String::as_str));
+    args.extend(["--name", cluster]);
+    command::output("kind", &args, None).await.map(|_| ())
+}
+
+/// The nodes' logs (kubelet, containerd, control plane) into `dir`.
+pub async fn export_logs(cluster: &str, dir: &Path) -> Result<(), String> {
+    let dir = dir.to_string_lossy().into_owned();
+    command::output("kind", &["export", "logs", &dir, "--name", cluster], None).await.map(|_| ())
+}
+
+/// The programs a run with these settings needs, checked before anything is created.
+pub fn tools(settings: &ClusterSettings, images: bool, operators: &[crate::suite::Operator]) -> Vec<&'static str> {
+    let mut tools = Vec::new();
+    if settings.provider == Provider::Kind || settings.load_images_into_kind.is_some() {
+        tools.extend(["kind", "docker"]);
+    }
+    if images {
+        tools.push("docker");
+    }
+    for op in operators {
+        if op.git.is_some() {
+            tools.push("git");
+        }
+        tools.push(match op.source {
+            crate::suite::Source::Helm(_) => "helm",
+            crate::suite::Source::Kustomize { .. } if !command::on_path("kubectl") && command::on_path("kustomize") => {
+                "kustomize"
+            }
+            crate::suite::Source::Kustomize { .. } => "kubectl",
+        });
+    }
+    tools.sort_unstable();
+    tools.dedup();
+    tools
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ClusterSettings {
+        ClusterSettings {
+            provider: Provider::Kind,
+            kubernetes_versions: vec!["1.33".into(), "1.32.5".into()],
+            name: "kv".into(),
+            kind_config: None,
+            node_images: [("1.30".to_string(), "example.com/node:1.30".to_string())].into(),
+            kubeconfig: None,
+            context: None,
+            load_images_into_kind: None,
+        }
+    }
+
+    #[test]
+    fn node_images_are_pinned_by_digest_and_overridable() {
+        let s = settings();
+        assert!(node_image("1.33", &s).expect("known").starts_with("kindest/node:v1.33.4@sha256:"), "highest patch");
+        assert!(node_image("v1.32.5", &s).expect("known").starts_with("kindest/node:v1.32.5@sha256:e3b2327e"));
+        assert_eq!(node_image("1.30", &s).expect("override"), "example.com/node:1.30");
+        assert!(node_image("1.3", &s).is_err(), "1.3 is not 1.30");
+        assert!(node_image("1.29", &s).expect_err("unknown").contains("cluster.nodeImages"));
+        for (version, image, _) in NODE_IMAGES {
+            let (tag, digest) = image.split_once("@sha256:").expect("pinned by digest");
+            assert_eq!(tag, format!("kindest/node:v{version}"));
+            assert!(digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()), "{image}");
+        }
+    }
+
+    #[test]
+    fn cells_follow_the_matrix_or_one_version() {
+        let s = settings();
+        let all = cells(&s, None).expect("cells");
+        assert_eq!(
+            all.iter().map(|c| c.kind_cluster.clone().unwrap_or_default()).collect::<Vec<_>>(),
+            ["kv-1-33", "kv-1-32-5"]
+        );
+        assert_eq!(all[0].label().as_deref(), Some("v1.33"));
+        let one = cells(&s, Some("1.31")).expect("cells");
+        assert_eq!(one.len(), 1);
+        assert!(one[0].node_image.as_deref().unwrap_or("").starts_with("kindest/node:v1.31.12@"));
+    }
+}

@@ -1,0 +1,249 @@
+//! An operator's manifests: its version resolved (git tag, Helm repository or OCI tag), then
+//! rendered with kustomize or `helm template`, and cached per resolved version and hash of
+//! every input, so each version is rendered once and later runs (and `kubevet render`
+//! ahead of them) reuse it. Install, lint and `kubevet render` all come through here.
+
+use std::{
+    collections::BTreeSet,
+    path::{Component, Path, PathBuf},
+    time::Duration,
+};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    command,
+    suite::{HelmChart, Operator, Source},
+    versions::{self, Catalog, Constraint},
+};
+
+/// What rendering an operator gave.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub operator: String,
+    /// The manifests, as the renderer printed them.
+    pub text: String,
+    /// The version a git or chart reference resolved to; none for a local directory.
+    pub version: Option<String>,
+    /// Whether the version came from `latest` or a range.
+    pub floating: bool,
+    /// Found in the render cache.
+    pub cache_hit: bool,
+    /// Whether the list of versions came from the resolution cache (within its TTL).
+    pub listing_cached: bool,
+    /// The cache file holding `text`.
+    pub file: PathBuf,
+    /// A local chart directory (inside the git checkout when there is one), for
+    /// `helm upgrade --install`.
+    pub chart_dir: Option<PathBuf>,
+}
+
+impl Rendered {
+    pub fn cache_label(&self) -> &'static str {
+        if self.cache_hit { "hit" } else { "miss" }
+    }
+}
+
+/// Resolves, then renders unless the cache has this version with these inputs already.
+/// `ttl` bounds how old a listing of versions may be.
+pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
+    // A git source: its version is resolved and checked out; paths are inside the checkout.
+    let (root, mut version, mut floating, mut listing_cached) = match &op.git {
+        Some(git) => {
+            let catalog = Catalog::Git { url: git.url.clone() };
+            let r = versions::resolve(&catalog, &Constraint::parse(&git.version), git.prereleases, ttl).await?;
+            (Some(versions::checkout(&git.url, &r.version).await?), Some(r.version), r.floating, r.listing_cached)
+        }
+        None => (None, None, false, false),
+    };
+    let inside = |p: &Path| root.as_ref().map(|r| r.join(p)).unwrap_or_else(|| p.to_path_buf());
+    let mut hash = Sha256::new();
+    let mut chart_dir = None;
+    let (program, args) = match &op.source {
+        Source::Kustomize { dir, args } => {
+            let dir = inside(dir);
+            hash_files(&mut hash, &dir, &kustomize_inputs(&dir));
+            let mut full: Vec<String> = args.clone();
+            full.push(dir.to_string_lossy().into_owned());
+            hash.update(format!("kustomize {args:?}\0").as_bytes());
+            if command::on_path("kubectl") || !command::on_path("kustomize") {
+                full.insert(0, "kustomize".into());
+                ("kubectl", full)
+            } else {
+                full.insert(0, "build".into());
+                ("kustomize", full)
+            }
+        }
+        Source::Helm(chart) => {
+            let mut chart_version = None;
+            if chart.is_local() {
+                let dir = inside(Path::new(&chart.chart));
+                hash_files(&mut hash, &dir, &tree(&dir));
+                chart_dir = Some(dir);
+            } else {
+                let catalog = match &chart.repo {
+                    Some(repo) => Catalog::HelmRepo { url: repo.clone(), chart: chart.chart.clone() },
+                    None => Catalog::Oci { reference: chart.chart.clone(), plain_http: chart.plain_http },
+                };
+                let constraint = Constraint::parse(chart.version.as_deref().unwrap_or("latest"));
+                let r = versions::resolve(&catalog, &constraint, chart.prereleases, ttl).await?;
+                (floating, listing_cached) = (r.floating, r.listing_cached);
+                hash.update(format!("chart {} {:?} {}\0", chart.chart, chart.repo, r.version).as_bytes());
+                chart_version = Some(r.version.clone());
+                version = Some(r.version);
+            }
+            for file in &chart.values {
+                hash.update(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+            }
+            let location = chart_dir.as_ref().map(|d| d.to_string_lossy().into_owned()).unwrap_or(chart.chart.clone());
+            let mut args = vec!["template".to_string(), chart.release.clone(), location];
+            args.extend(helm_flags(chart, chart_version.as_deref()));
+            args.push("--include-crds".into());
+            hash.update(format!("helm {:?}\0", &args[3..]).as_bytes());
+            ("helm", args)
+        }
+    };
+    let input: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let file = versions::cache_dir().join("rendered").join(crate::run::collect::file_name(&op.name)).join(format!(
+        "{}-{input}.yaml",
+        version.as_deref().map(crate::run::collect::file_name).unwrap_or("local".into())
+    ));
+    let (text, cache_hit) = match std::fs::read_to_string(&file) {
+        Ok(text) => (text, true),
+        Err(_) => {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let text = command::output(program, &args, None).await?;
+            crate::report::write_atomically(&file, text.as_bytes())
+                .map_err(|e| format!("render cache {}: {e}", file.display()))?;
+            (text, false)
+        }
+    };
+    Ok(Rendered { operator: op.name.clone(), text, version, floating, cache_hit, listing_cached, file, chart_dir })
+}
+
+/// The flags `helm template` and `helm upgrade` share: namespace, version, repository, values,
+/// `--set`s (in key order), plain HTTP for a registry without TLS.
+pub fn helm_flags(chart: &HelmChart, version: Option<&str>) -> Vec<String> {
+    let mut flags = vec!["--namespace".to_string(), chart.namespace.clone()];
+    if let Some(v) = version {
+        flags.extend(["--version".into(), v.to_string()]);
+    }
+    if let Some(repo) = &chart.repo {
+        flags.extend(["--repo".into(), repo.clone()]);
+    }
+    for file in &chart.values {
+        flags.extend(["--values".into(), file.to_string_lossy().into_owned()]);
+    }
+    for (key, value) in &chart.set {
+        flags.extend(["--set".into(), format!("{key}={value}")]);
+    }
+    if chart.plain_http {
+        flags.push("--plain-http".into());
+    }
+    flags
+}
+
+/// Every file under `dir`, `.git` left out.
+fn tree(dir: &Path) -> BTreeSet<PathBuf> {
+    ignore::WalkBuilder::new(dir)
+        .standard_filters(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build()
+        .filter_map(|e| e.ok())
+        .map(|e| e.into_path())
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The files kustomize reads for `dir`: its tree, and every local file or directory its
+/// kustomization files name outside of it (bases, components, resources), followed
+/// through their own kustomizations. Remote bases count by their URL, in the file naming them.
+fn kustomize_inputs(dir: &Path) -> BTreeSet<PathBuf> {
+    fn strings(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    fn visit(dir: &Path, seen: &mut BTreeSet<PathBuf>, files: &mut BTreeSet<PathBuf>) {
+        let Ok(dir) = dir.canonicalize() else { return };
+        if !seen.insert(dir.clone()) {
+            return;
+        }
+        for file in tree(&dir) {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if matches!(name.as_str(), "kustomization.yaml" | "kustomization.yml" | "Kustomization")
+                && let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(value) = serde_saphyr::from_str::<Value>(&text)
+            {
+                let mut named = Vec::new();
+                strings(&value, &mut named);
+                let parent = file.parent().unwrap_or(&dir).to_path_buf();
+                for path in named.iter().filter_map(|n| parent.join(n).canonicalize().ok()) {
+                    if path.starts_with(&dir) {
+                        continue;
+                    }
+                    if path.is_dir() {
+                        visit(&path, seen, files);
+                    } else if path.is_file() {
+                        files.insert(path);
+                    }
+                }
+            }
+            files.insert(file);
+        }
+    }
+    let mut files = BTreeSet::new();
+    visit(dir, &mut BTreeSet::new(), &mut files);
+    files
+}
+
+/// `to` relative to `from`, so a hash does not depend on where a checkout lives.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<Component>, Vec<Component>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path: PathBuf = from[common..].iter().map(|_| Component::ParentDir).collect();
+    path.extend(&to[common..]);
+    path
+}
+
+/// Adds each file's path (relative to `root`) and content to `hash`.
+pub fn hash_files<'a>(hash: &mut Sha256, root: &Path, files: impl IntoIterator<Item = &'a PathBuf>) {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    for file in files {
+        hash.update(relative(&root, file).to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(std::fs::read(file).unwrap_or_default());
+        hash.update([0]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kustomize_inputs_follow_references_outside_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (overlay, base, crds) = (dir.path().join("overlay"), dir.path().join("base"), dir.path().join("crds"));
+        for d in [&overlay, &base, &crds] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(overlay.join("kustomization.yaml"), "resources: [../base, ../crds/a.yaml]\n").expect("write");
+        std::fs::write(base.join("kustomization.yaml"), "resources: [deploy.yaml]\n").expect("write");
+        std::fs::write(base.join("deploy.yaml"), "kind: Deployment\n").expect("write");
+        std::fs::write(crds.join("a.yaml"), "kind: CustomResourceDefinition\n").expect("write");
+        std::fs::write(crds.join("unrelated.yaml"), "x\n").expect("write");
+        let names: Vec<String> = kustomize_inputs(&overlay)
+            .iter()
+            .map(|p| relative(&overlay.canonicalize().expect("exists"), p).to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["../base/deploy.yaml", "../base/kustomization.yaml", "../crds/a.yaml", "kustomization.yaml"]
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! One `kubevet run`: what every cell shares is prepared once (tools checked, images built,
+//! operators resolved and rendered), then each cell of the Kubernetes-version matrix gets its
+//! cluster, its images, its operators and its cases, and gives its cluster back; the reports
+//! cover every cell.
+
+use std::{path::PathBuf, sync::Arc};
+
+use tokio::sync::watch;
+
+use crate::{
+    command,
+    error::{self, Error},
+    images::{self, Built, Retag},
+    install,
+    kubernetes::Cluster,
+    plan::Case,
+    provision::{self, Cell, Provisioned},
+    render::{self, Rendered},
+    report,
+    run::{self, CaseResult, Outcome, RunOptions, RunReport},
+    suite::Suite,
+    versions,
+};
+
+/// How this run was asked for, beyond the suite.
+pub struct Session {
+    pub suite: Suite,
+    pub cases: Vec<Case>,
+    pub k8s_version: Option<String>,
+    pub reuse: bool,
+    pub artifacts: PathBuf,
+    pub junit: Option<PathBuf>,
+    pub options: RunOptions,
+    /// Re-list versions even within the resolution TTL.
+    pub refresh: bool,
+}
+
+/// One cell's report.
+pub struct CellReport {
+    pub cell: Cell,
+    pub server_version: String,
+    pub report: RunReport,
+}
+
+impl Session {
+    pub async fn run(self) -> Result<i32, Error> {
+        let suite = &self.suite;
+        let cells = provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(Error::Usage)?;
+        command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
+            .map_err(Error::Usage)?;
+        let cancel = run::interrupt_signal();
+
+        let mut built = Vec::new();
+        for image in &suite.images {
+            let b = images::build(image).await.map_err(Error::Infrastructure)?;
+            tracing::info!(image = %b.reference, cached = b.cached, "image ready");
+            built.push(b);
+        }
+        let retags: Vec<Retag> = built.iter().map(Built::retag).collect();
+        let mut cases = self.cases.clone();
+        for object in cases.iter_mut().flat_map(|c| c.objects.iter_mut()) {
+            images::rewrite(&mut object.value, &retags);
+        }
+        // Each operator is resolved and rendered once for every cell; a failure is its install's.
+        let ttl = if self.refresh { std::time::Duration::ZERO } else { suite.defaults.resolve_ttl.0 };
+        let mut rendered = Vec::new();
+        for op in &suite.operators {
+            let r = render::render(op, ttl).await.map_err(|e| format!("rendering failed: {e}"));
+            if let Ok(r) = &r {
+                tracing::info!(operator = %op.name, version = r.version.as_deref().unwrap_or("local"), render_cache = r.cache_label(), "operator rendered");
+            }
+            rendered.push(r);
+        }
+        let ledger: versions::Ledger =
+            rendered.iter().flatten().filter_map(|r| r.version.clone().map(|v| (r.operator.clone(), v))).collect();
+
+        let mut reports = Vec::new();
+        for cell in &cells {
+            let dir = cell.label().map(|l| self.artifacts.join(l)).unwrap_or_else(|| self.artifacts.clone());
+            if *cancel.borrow() {
+                // Every cell is in the report, the ones an interrupt kept from starting too.
+                let mut report = run::not_run(&cases, &dir, "interrupted before this cell started", true);
+                report.results.iter_mut().for_each(|r| r.outcome = Outcome::Skipped);
+                reports.push(CellReport { cell: cell.clone(), server_version: String::new(), report });
+                continue;
+            }
+            reports.push(self.cell(cell, &dir, &cases, &rendered, &built, cancel.clone()).await);
+        }
+
+        // What floating versions resolved to is recorded per run; a change is the first thing said.
+        let changed = versions::changes(&versions::swap_ledger(&suite.path, &ledger), &ledger);
+        let mut properties = Vec::new();
+        for (name, version) in &ledger {
+            properties.push((format!("operator.{name}.version"), version.clone()));
+        }
+        for r in rendered.iter().flatten() {
+            properties.push((format!("operator.{}.render", r.operator), r.cache_label().into()));
+        }
+        for change in &changed {
+            properties.push(("changed".into(), change.clone()));
+        }
+        for b in &built {
+            properties.push((format!("image.{}", b.name), b.reference.clone()));
+            properties.push((format!("image.{}.cache", b.name), if b.cached { "hit" } else { "miss" }.into()));
+        }
+        let run_json = serde_json::json!({
+            "cells": reports.iter().map(|c| serde_json::json!({
+                "run": c.report.run_id,
+                "kubernetesVersion": c.cell.version,
+                "nodeImage": c.cell.node_image,
+                "kubernetes": c.server_version,
+            })).collect::<Vec<_>>(),
+            "versions": ledger,
+            "rendered": rendered.iter().flatten().map(|r| (r.operator.clone(), serde_json::json!({
+                "version": r.version, "floating": r.floating, "cache": r.cache_label(),
+                "listingCached": r.listing_cached, "file": r.file,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "changed": changed,
+        });
+        report::write_atomically(&self.artifacts.join("run.json"), run_json.to_string().as_bytes())
+            .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
+        let junit_path = self.junit.clone().unwrap_or_else(|| self.artifacts.join("junit.xml"));
+        let xml = report::junit(&suite.name, &reports, &properties)
+            .to_string()
+            .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
+        report::write_atomically(&junit_path, xml.as_bytes())
+            .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", junit_path.display())))?;
+
+        if !changed.is_empty() {
+            println!("changed since the previous run: {}", changed.join(", "));
+        }
+        for c in &reports {
+            if let Some(label) = c.cell.label() {
+                println!("Kubernetes {label} ({})", c.cell.node_image.as_deref().unwrap_or("existing cluster"));
+            }
+            print!("{}", report::summary(&c.report));
+        }
+        println!("JUnit: {}  artifacts: {}", junit_path.display(), self.artifacts.display());
+        if *cancel.borrow() || reports.iter().any(|c| c.report.interrupted) {
+            return Ok(error::EXIT_INTERRUPTED);
+        }
+        let failed = reports
+            .iter()
+            .flat_map(|c| &c.report.results)
+            .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error | Outcome::Interrupted));
+        Ok(if failed { error::EXIT_CASE_FAILED } else { 0 })
+    }
+
+    /// One cell: cluster up, images loaded, operators installed in order, cases run, evidence
+    /// kept, cluster given back. Whatever fails becomes a result in the report, not an exit.
+    async fn cell(
+        &self,
+        cell: &Cell,
+        dir: &std::path::Path,
+        cases: &[Case],
+        rendered: &[Result<Rendered, String>],
+        built: &[Built],
+        cancel: watch::Receiver<bool>,
+    ) -> CellReport {
+        let suite = &self.suite;
+        let not_run = |result: CaseResult, server_version: String| {
+            let reason = format!("not run: {} failed", result.name);
+            let mut report = run::not_run(cases, dir, &reason, *cancel.borrow());
+            report.results.insert(0, result);
+            CellReport { cell: cell.clone(), server_version, report }
+        };
+        let mut up = CaseResult::named("cluster", "cluster", "cluster", dir.join("cluster"));
+        let provisioned = match provision::up(&suite.cluster, cell, self.reuse, cancel.clone()).await {
+            Ok(p) => p,
+            Err(e) => {
+                up.finish(if *cancel.borrow() { Outcome::Interrupted } else { Outcome::Error }, Some(e));
+                return not_run(up, String::new());
+            }
+        };
+        let report = self.on_cluster(cell, &provisioned, dir, cases, rendered, built, cancel.clone()).await;
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                up.finish(Outcome::Error, Some(e));
+                not_run(up, String::new())
+            }
+        };
+        let failed =
+            report.report.results.iter().any(|r| r.outcome != Outcome::Passed && r.outcome != Outcome::Skipped);
+        if let Some(name) = &provisioned.kind_cluster
+            && failed
+            && cell.kind_cluster.is_some()
+            && let Err(e) = provision::export_logs(name, &dir.join("kind-logs")).await
+        {
+            tracing::warn!(cluster = %name, error = %e, "kind export logs failed");
+        }
+        if provisioned.delete_at_end
+            && let Some(name) = &provisioned.kind_cluster
+        {
+            tracing::info!(cluster = %name, "deleting kind cluster");
+            if let Err(e) = provision::delete_kind(name).await {
+                tracing::warn!(cluster = %name, error = %e, "could not delete the kind cluster");
+            }
+        }
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn on_cluster(
+        &self,
+        cell: &Cell,
+        provisioned: &Provisioned,
+        dir: &std::path::Path,
+        cases: &[Case],
+        rendered: &[Result<Rendered, String>],
+        built: &[Built],
+        cancel: watch::Receiver<bool>,
+    ) -> Result<CellReport, String> {
+        let suite = &self.suite;
+        if let Some(name) = &provisioned.kind_cluster {
+            let references: Vec<String> = built.iter().map(|b| b.reference.clone()).collect();
+            provision::load_images(name, &references).await?;
+        }
+        let cluster = Arc::new(
+            Cluster::connect(provisioned.kubeconfig.as_deref(), provisioned.context.as_deref())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if let Some(v) = &cell.version
+            && !cluster.server_version.trim_start_matches('v').starts_with(v.trim_start_matches('v'))
+        {
+            tracing::warn!(wanted = %v, server = %cluster.server_version, "the cluster's version is not the one asked for");
+        }
+        let retags: Vec<Retag> = built.iter().map(Built::retag).collect();
+        let mut installs = Vec::new();
+        for (operator, rendered) in suite.operators.iter().zip(rendered) {
+            tracing::info!(operator = %operator.name, "installing");
+            let (result, applied) = match rendered {
+                Ok(rendered) => {
+                    install::Install {
+                        cluster: &cluster,
+                        operator,
+                        rendered,
+                        images: &retags,
+                        kubeconfig: provisioned.kubeconfig.as_deref(),
+                        context: provisioned.context.as_deref(),
+                        artifacts: dir,
+                        grace: suite.defaults.failure_grace.0,
+                        log_limit: suite.defaults.log_limit_bytes,
+                        cancel: cancel.clone(),
+                    }
+                    .run()
+                    .await
+                }
+                Err(why) => {
+                    let name = format!("operator {}", operator.name);
+                    let mut r = CaseResult::named(
+                        &format!("operator.{}", operator.name),
+                        &name,
+                        "operator",
+                        dir.join("operators").join(&operator.name),
+                    );
+                    r.finish(Outcome::Error, Some(why.clone()));
+                    (r, Vec::new())
+                }
+            };
+            tracing::info!(operator = %operator.name, outcome = result.outcome.label(), reason = result.reason.as_deref().unwrap_or(""), "install ended");
+            let failed = result.outcome != Outcome::Passed;
+            installs.push((result, applied));
+            if failed {
+                break;
+            }
+        }
+        let failed_install = installs.iter().find(|(r, _)| r.outcome != Outcome::Passed).map(|(r, _)| r.name.clone());
+        let options = RunOptions { artifacts: dir.to_path_buf(), ..self.options.clone() };
+        let mut report = match failed_install {
+            Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),
+            None => run::run(suite, cases.to_vec(), cluster.clone(), options, cancel).await,
+        };
+        // Operator logs cover the whole run: collected again at its end.
+        for (result, applied) in &installs {
+            if result.outcome == Outcome::Passed {
+                install::collect_logs(&cluster, applied, &result.artifacts, suite.defaults.log_limit_bytes).await;
+            }
+        }
+        report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
+        tracing::info!(requests = cluster.requests(), "API requests sent");
+        Ok(CellReport { cell: cell.clone(), server_version: cluster.server_version.clone(), report })
+    }
+}
