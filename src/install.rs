@@ -125,10 +125,11 @@ impl Install<'_> {
                 let flags = self.cluster_flags();
                 get.extend(flags.iter().map(String::as_str));
                 let manifest = command::output("helm", &get, None).await?;
-                for doc in yaml::documents(file, &manifest).map_err(|e| format!("helm get manifest: {e}"))? {
-                    if doc.value.is_object() {
-                        applied.push(self.cluster.locate(&doc.value, Some(&chart.namespace)).await?);
-                    }
+                // A release's manifest leaves out the chart's crds/, which Helm installed too.
+                let released = yaml::documents(file, &manifest).map_err(|e| format!("helm get manifest: {e}"))?;
+                let crds = docs.iter().filter(|d| d.value["kind"] == "CustomResourceDefinition");
+                for doc in released.iter().filter(|d| d.value.is_object()).chain(crds) {
+                    applied.push(self.cluster.locate(&doc.value, Some(&chart.namespace)).await?);
                 }
             }
             source => {

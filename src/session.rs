@@ -40,6 +40,8 @@ pub struct CellReport {
     pub cell: Cell,
     pub server_version: String,
     pub report: RunReport,
+    /// The cell got no cluster (or could not reach it): not the examples' fault.
+    pub no_cluster: bool,
 }
 
 impl Session {
@@ -81,7 +83,12 @@ impl Session {
                 // Every cell is in the report, the ones an interrupt kept from starting too.
                 let mut report = run::not_run(&cases, &dir, "interrupted before this cell started", true);
                 report.results.iter_mut().for_each(|r| r.outcome = Outcome::Skipped);
-                reports.push(CellReport { cell: cell.clone(), server_version: String::new(), report });
+                reports.push(CellReport {
+                    cell: cell.clone(),
+                    server_version: String::new(),
+                    report,
+                    no_cluster: false,
+                });
                 continue;
             }
             reports.push(self.cell(cell, &dir, &cases, &rendered, &built, cancel.clone()).await);
@@ -139,6 +146,9 @@ impl Session {
         if *cancel.borrow() || reports.iter().any(|c| c.report.interrupted) {
             return Ok(error::EXIT_INTERRUPTED);
         }
+        if reports.iter().any(|c| c.no_cluster) {
+            return Ok(error::EXIT_INFRASTRUCTURE);
+        }
         let failed = reports
             .iter()
             .flat_map(|c| &c.report.results)
@@ -161,8 +171,13 @@ impl Session {
         let not_run = |result: CaseResult, server_version: String| {
             let reason = format!("not run: {} failed", result.name);
             let mut report = run::not_run(cases, dir, &reason, *cancel.borrow());
+            tracing::error!(
+                cell = cell.label().unwrap_or_default(),
+                reason = result.reason.as_deref().unwrap_or(""),
+                "no cluster"
+            );
             report.results.insert(0, result);
-            CellReport { cell: cell.clone(), server_version, report }
+            CellReport { cell: cell.clone(), server_version, report, no_cluster: true }
         };
         let mut up = CaseResult::named("cluster", "cluster", "cluster", dir.join("cluster"));
         let provisioned = match provision::up(&suite.cluster, cell, self.reuse, cancel.clone()).await {
@@ -280,6 +295,6 @@ impl Session {
         }
         report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
         tracing::info!(requests = cluster.requests(), "API requests sent");
-        Ok(CellReport { cell: cell.clone(), server_version: cluster.server_version.clone(), report })
+        Ok(CellReport { cell: cell.clone(), server_version: cluster.server_version.clone(), report, no_cluster: false })
     }
 }

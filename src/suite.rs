@@ -568,6 +568,11 @@ fn operator(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operator> {
             ));
         }
     };
+    if let (Source::Helm(HelmChart { install: HelmInstall::Upgrade, .. }), Some(first)) = (&source, op.images.first()) {
+        let why =
+            "images: cannot apply to `install: upgrade` (helm applies the manifests); use the chart's values instead";
+        return Err(at(&first.referenced, why.into()));
+    }
     let set_images = op
         .images
         .iter()
@@ -740,6 +745,31 @@ mod tests {
         assert!(err.to_string().starts_with("6:18: invalid regular expression"), "{err}");
         let err = load_text("apiVersion: v1\nkind: Suite\n").expect_err("wrong apiVersion");
         assert!(err.to_string().starts_with("1:13: apiVersion must be kubevet.dev/v1alpha1"), "{err}");
+    }
+
+    #[test]
+    fn operator_and_cluster_mistakes_point_at_the_key() {
+        let head = "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\n";
+        let err = |body: &str| load_text(&format!("{head}{body}")).expect_err("invalid").to_string();
+        assert!(err("cluster:\n  provider: minikube\n").starts_with("4:13: unknown cluster provider \"minikube\""));
+        assert!(
+            err("cluster:\n  loadImages: docker\n")
+                .starts_with("4:15: loadImages \"docker\": expected kind:<cluster name>")
+        );
+        let both = err("operators:\n  - name: op\n    kustomize: .\n    helm: {chart: c}\n");
+        assert!(both.starts_with("4:11: operator \"op\" needs exactly one of kustomize and helm"), "{both}");
+        let unversioned =
+            err("operators:\n  - name: op\n    helm: {chart: widgets, repo: https://charts.example.com}\n");
+        assert!(unversioned.starts_with("5:19: chart \"widgets\" needs a version"), "{unversioned}");
+        let upgrade = err(
+            "operators:\n  - name: op\n    images: [a=b:1]\n    helm: {chart: oci://r.example.com/c, version: latest, install: upgrade}\n",
+        );
+        assert!(upgrade.starts_with("5:14: images: cannot apply to `install: upgrade`"), "{upgrade}");
+        let retag = err("operators:\n  - name: op\n    kustomize: .\n    images: [plain]\n");
+        assert!(retag.starts_with("6:14: \"plain\": expected old=new:tag"), "{retag}");
+        let ok =
+            load_text(&format!("{head}cluster: {{provider: kind, kubernetesVersions: [\"1.33\"]}}\n")).expect("valid");
+        assert_eq!((ok.cluster.provider, ok.cluster.name.as_str()), (Provider::Kind, "kubevet"));
     }
 
     #[test]

@@ -55,4 +55,10 @@ fn an_unreachable_cluster_is_exit_3() {
     let err = stderr(&out);
     assert!(err.contains("cluster at https://127.0.0.1:9/ unreachable"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // The report is still written: a cluster error case, every example not run.
+    let cases = support::junit(&dir.path().join("artifacts/junit.xml"));
+    let cluster = support::case(&cases, "cluster");
+    assert_eq!(cluster["result"], "error");
+    assert!(cluster["message"].as_str().unwrap_or("").contains("unreachable"), "{cluster:#?}");
+    assert!(cases.len() > 1 && cases.iter().skip(1).all(|c| c["result"] != "passed"), "{cases:#?}");
 }

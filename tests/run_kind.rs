@@ -13,11 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{Standins, assert_documented, junit, repo, stderr, stdout};
+use support::{Documented, Standins, assert_documented, junit, repo, stderr, stdout};
 
 /// The flags of the kind subcommands kubevet uses, from kind's documentation
 /// (kind.sigs.k8s.io, `kind <command> --help`): (flag, takes a value).
-const KIND: &[(&[&str], &[(&str, bool)])] = &[
+const KIND: &[Documented] = &[
     (
         &["create", "cluster"],
         &[
@@ -174,7 +174,7 @@ fn a_cluster_that_fails_to_come_up_is_an_error_case_and_is_cleaned_up() {
         .arg(&artifacts)
         .output()
         .expect("kubevet runs");
-    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "no cluster is exit 3\n{}\n{}", stdout(&out), stderr(&out));
     let cases = junit(&artifacts.join("junit.xml"));
     let cluster = support::case(&cases, "cluster");
     assert_eq!(cluster["result"], "error");

@@ -41,7 +41,7 @@ fn write_suite(dir: &Path, repo: &Path, version: &str) {
 }
 
 /// (the version the run used, what it said first, run.json)
-fn run(dir: &Path, cache: &Path) -> (String, String, serde_json::Value) {
+fn run(dir: &Path, cache: &Path, extra: &[&str]) -> (String, String, serde_json::Value) {
     let artifacts = dir.join("artifacts");
     let _ = std::fs::remove_dir_all(&artifacts);
     let out = kubevet()
@@ -52,6 +52,7 @@ fn run(dir: &Path, cache: &Path) -> (String, String, serde_json::Value) {
         .arg(support::kubeconfig())
         .arg("--artifacts")
         .arg(&artifacts)
+        .args(extra)
         .output()
         .expect("kubevet runs");
     assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), support::stderr(&out));
@@ -80,15 +81,23 @@ fn floating_versions_are_resolved_every_run_and_changes_are_said_first() {
     git(dir.path(), &["clone", "-q", "--bare", "work", "repo.git"]);
 
     write_suite(&suite, &repo, "latest");
-    let (version, first_line, _) = run(&suite, &cache);
+    let (version, first_line, _) = run(&suite, &cache, &[]);
     assert_eq!(version, "v1.8.0");
     assert!(!first_line.starts_with("changed"), "{first_line}");
 
     release(&work, "1.9.0");
     release(&work, "2.0.0-rc.1");
     git(&work, &["push", "-q", "--tags", repo.to_str().expect("utf-8")]);
-    let (version, first_line, run_json) = run(&suite, &cache);
+    // Within the listing's TTL (10 minutes by default) the tags are not listed again.
+    let (version, first_line, run_json) = run(&suite, &cache, &[]);
+    assert_eq!(version, "v1.8.0", "the cached listing");
+    assert!(!first_line.starts_with("changed"), "{first_line}");
+    assert_eq!(run_json["rendered"]["versioned"]["listingCached"], true);
+    assert_eq!(run_json["rendered"]["versioned"]["cache"], "hit");
+
+    let (version, first_line, run_json) = run(&suite, &cache, &["--refresh"]);
     assert_eq!(version, "v1.9.0", "latest skips the pre-release");
+    assert_eq!(run_json["rendered"]["versioned"]["cache"], "miss", "a new version is rendered once");
     assert_eq!(first_line, "changed since the previous run: versioned v1.8.0 → v1.9.0");
     assert_eq!(run_json["changed"], serde_json::json!(["versioned v1.8.0 → v1.9.0"]));
     let applied = kubectl(&[
@@ -103,7 +112,7 @@ fn floating_versions_are_resolved_every_run_and_changes_are_said_first() {
     assert_eq!(stdout(&applied), "1.9.0", "the resolved version's manifests were installed");
 
     write_suite(&suite, &repo, "v1.8.0");
-    let (version, first_line, _) = run(&suite, &cache);
+    let (version, first_line, _) = run(&suite, &cache, &[]);
     assert_eq!(version, "v1.8.0", "a pinned version is used as written");
     assert_eq!(first_line, "changed since the previous run: versioned v1.9.0 → v1.8.0");
     kubectl(&["delete", "namespace", "kubevet-versioned-op", "--wait=false"]);

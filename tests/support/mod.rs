@@ -121,9 +121,12 @@ impl Standins {
     }
 }
 
+/// A subcommand as a tool documents it: its words and its flags, each with whether it takes a value.
+pub type Documented = (&'static [&'static str], &'static [(&'static str, bool)]);
+
 /// Checks a recorded command line against a tool's documented flags: every `--flag` is known,
-/// and a flag that takes a value has one. `documented` is (subcommand words, [(flag, takes value)]).
-pub fn assert_documented(args: &[String], documented: &[(&[&str], &[(&str, bool)])]) {
+/// and a flag that takes a value has one.
+pub fn assert_documented(args: &[String], documented: &[Documented]) {
     let (words, flags) = documented
         .iter()
         .find(|(words, _)| {
