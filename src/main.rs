@@ -67,12 +67,13 @@ enum ClusterAction {
 enum ProviderArg {
     Kind,
     Existing,
+    Container,
 }
 
 /// The command line's say over the suite's `cluster:` section.
 #[derive(clap::Args)]
 struct ClusterArgs {
-    /// kind (one cluster per Kubernetes version) or existing (default: the suite's cluster.provider; --kubeconfig or --context mean existing).
+    /// kind or container (one cluster per Kubernetes version), or existing (default: the suite's cluster.provider; --kubeconfig or --context mean existing).
     #[arg(long, value_enum)]
     provider: Option<ProviderArg>,
     /// Kubeconfig file of an existing cluster (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
@@ -93,12 +94,11 @@ impl ClusterArgs {
     fn apply(&self, suite: &mut Suite) -> Result<(), Error> {
         let c = &mut suite.cluster;
         c.provider = match (self.provider, self.kubeconfig.is_some() || self.context.is_some()) {
-            (Some(ProviderArg::Kind), true) => {
-                return Err(Error::Usage(
-                    "--kubeconfig and --context are for an existing cluster, not --provider kind".into(),
-                ));
+            (Some(ProviderArg::Kind | ProviderArg::Container), true) => {
+                return Err(Error::Usage("--kubeconfig and --context are for an existing cluster".into()));
             }
             (Some(ProviderArg::Kind), false) => Provider::Kind,
+            (Some(ProviderArg::Container), false) => Provider::Container,
             (Some(ProviderArg::Existing), _) | (None, true) => Provider::Existing,
             (None, false) => c.provider,
         };
@@ -282,6 +282,11 @@ fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: Clu
     let mut suite = suite::load(&suite::locate(suite_path.as_deref())?)?;
     args.apply(&mut suite)?;
     let settings = &suite.cluster;
+    if settings.provider == Provider::Container {
+        return Err(Error::Usage(
+            "a container cluster lives for one run; for local loops use the kind provider".into(),
+        ));
+    }
     let cells = provision::cells(settings, args.k8s_version.as_deref()).map_err(Error::Usage)?;
     if settings.provider == Provider::Kind {
         kubevet::command::require(&["kind", "docker"]).map_err(Error::Usage)?;
@@ -290,7 +295,7 @@ fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: Clu
     runtime.block_on(async {
         let existing = match settings.provider {
             Provider::Kind => provision::kind_clusters().await.map_err(Error::Infrastructure)?,
-            Provider::Existing => Vec::new(),
+            Provider::Existing | Provider::Container => Vec::new(),
         };
         for cell in &cells {
             let Some(name) = &cell.kind_cluster else {
@@ -301,7 +306,7 @@ fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: Clu
                 println!("existing cluster reachable, Kubernetes {}", cluster.server_version);
                 continue;
             };
-            let image = cell.node_image.as_deref().unwrap_or_default();
+            let image = cell.image.as_deref().unwrap_or_default();
             match action {
                 ClusterAction::Up => {
                     let p = provision::up(settings, cell, true, run::interrupt_signal())

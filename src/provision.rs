@@ -1,15 +1,27 @@
 //! Clusters for a run: an existing one (a kubeconfig and context, never created or deleted
-//! by kubevet), or one KinD cluster per Kubernetes version of the matrix, with its node image
-//! pinned by digest. Everything here goes through the `kind` CLI.
+//! by kubevet), one KinD cluster per Kubernetes version of the matrix with its node image
+//! pinned by digest (through the `kind` CLI), or a control plane in a container per version
+//! (through testcontainers' K3s and KWOK modules), its kubeconfig pointed at the mapped port.
 
 use std::path::{Path, PathBuf};
 
+use testcontainers_modules::{
+    k3s::{K3s, KUBE_SECURE_PORT},
+    kwok::{KWOK_CLUSTER_PORT, KwokCluster},
+    testcontainers::{ContainerAsync, ImageExt, runners::AsyncRunner},
+};
 use tokio::sync::watch;
 
 use crate::{
     command,
-    suite::{ClusterSettings, Provider},
+    suite::{ClusterSettings, ContainerModule, Provider},
 };
+
+/// The image testcontainers' KWOK module runs, per Kubernetes version (the module's own
+/// default is `v0.5.2-k8s.v1.29.2`).
+const KWOK_IMAGE: &str = "registry.k8s.io/kwok/cluster";
+const KWOK_RELEASE: &str = "v0.5.2";
+const K3S_IMAGE: &str = "rancher/k3s";
 
 /// kindest/node images by Kubernetes version, from kind's release notes (the release that
 /// built each is named): a node image is only supported with the kind release that built it,
@@ -89,7 +101,8 @@ pub fn node_image(version: &str, settings: &ClusterSettings) -> Result<String, S
 pub struct Cell {
     /// The version as the suite or `--k8s-version` gave it; none for an existing cluster.
     pub version: Option<String>,
-    pub node_image: Option<String>,
+    /// The kind node image or the container image the cluster runs.
+    pub image: Option<String>,
     /// The kind cluster's name.
     pub kind_cluster: Option<String>,
 }
@@ -101,33 +114,66 @@ impl Cell {
     }
 }
 
+/// The container image for `version`: the suite's `image`, else the module's image at a tag
+/// made from the version, which must then be a full one (1.29.2).
+fn container_image(settings: &ClusterSettings, version: &str) -> Result<String, String> {
+    let v = version.strip_prefix('v').unwrap_or(version);
+    if v.split('.').count() != 3 {
+        return Err(format!("the container provider needs full versions (like 1.29.2), not {version:?}"));
+    }
+    Ok(match settings.container_module {
+        ContainerModule::Kwok => format!("{KWOK_IMAGE}:{KWOK_RELEASE}-k8s.v{v}"),
+        ContainerModule::K3s => format!("{K3S_IMAGE}:v{v}-k3s1"),
+    })
+}
+
 /// The cells a run walks: every version of the suite, or only `only`.
 pub fn cells(settings: &ClusterSettings, only: Option<&str>) -> Result<Vec<Cell>, String> {
-    match settings.provider {
-        Provider::Existing => Ok(vec![Cell { version: None, node_image: None, kind_cluster: None }]),
-        Provider::Kind => {
-            let versions: Vec<String> = match only {
-                Some(v) => vec![v.to_string()],
-                None if settings.kubernetes_versions.is_empty() => {
-                    return Err(
-                        "cluster.kubernetesVersions is empty: name at least one version, or pass --k8s-version".into(),
-                    );
-                }
-                None => settings.kubernetes_versions.clone(),
-            };
-            versions
-                .into_iter()
-                .map(|v| {
-                    let name = format!("{}-{}", settings.name, v.strip_prefix('v').unwrap_or(&v).replace('.', "-"));
-                    Ok(Cell { node_image: Some(node_image(&v, settings)?), kind_cluster: Some(name), version: Some(v) })
-                })
-                .collect()
+    let versions = || -> Result<Vec<String>, String> {
+        match only {
+            Some(v) => Ok(vec![v.to_string()]),
+            None if settings.kubernetes_versions.is_empty() => {
+                Err("cluster.kubernetesVersions is empty: name at least one version, or pass --k8s-version".into())
+            }
+            None => Ok(settings.kubernetes_versions.clone()),
         }
+    };
+    match settings.provider {
+        Provider::Existing => Ok(vec![Cell { version: None, image: None, kind_cluster: None }]),
+        Provider::Container if settings.image.is_some() && only.is_none() => {
+            Ok(vec![Cell { version: None, image: settings.image.clone(), kind_cluster: None }])
+        }
+        Provider::Container => versions()?
+            .into_iter()
+            .map(|v| Ok(Cell { image: Some(container_image(settings, &v)?), kind_cluster: None, version: Some(v) }))
+            .collect(),
+        Provider::Kind => versions()?
+            .into_iter()
+            .map(|v| {
+                let name = format!("{}-{}", settings.name, v.strip_prefix('v').unwrap_or(&v).replace('.', "-"));
+                Ok(Cell { image: Some(node_image(&v, settings)?), kind_cluster: Some(name), version: Some(v) })
+            })
+            .collect(),
+    }
+}
+
+/// A control plane container; removed when the cell ends.
+pub enum Container {
+    Kwok(ContainerAsync<KwokCluster>),
+    K3s(ContainerAsync<K3s>),
+}
+
+impl Container {
+    pub async fn remove(self) -> Result<(), String> {
+        match self {
+            Container::Kwok(c) => c.rm().await,
+            Container::K3s(c) => c.rm().await,
+        }
+        .map_err(|e| format!("removing the cluster container: {e}"))
     }
 }
 
 /// A cluster ready for a cell.
-#[derive(Debug, Clone)]
 pub struct Provisioned {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -135,6 +181,7 @@ pub struct Provisioned {
     pub kind_cluster: Option<String>,
     /// Created by this run and to be deleted at its end.
     pub delete_at_end: bool,
+    pub container: Option<Container>,
 }
 
 /// Where kubevet keeps the kubeconfig of each kind cluster it manages, so that the user's
@@ -155,12 +202,16 @@ pub async fn up(
     reuse: bool,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<Provisioned, String> {
-    let (Some(name), Some(image)) = (&cell.kind_cluster, &cell.node_image) else {
+    if settings.provider == Provider::Container {
+        return up_container(settings, cell).await;
+    }
+    let (Some(name), Some(image)) = (&cell.kind_cluster, &cell.image) else {
         return Ok(Provisioned {
             kubeconfig: settings.kubeconfig.clone(),
             context: settings.context.clone(),
             kind_cluster: settings.load_images_into_kind.clone(),
             delete_at_end: false,
+            container: None,
         });
     };
     let kubeconfig = kind_kubeconfig(name);
@@ -171,6 +222,7 @@ pub async fn up(
         context: Some(format!("kind-{name}")),
         kind_cluster: Some(name.clone()),
         delete_at_end,
+        container: None,
     };
     if kind_clusters().await?.contains(name) {
         if !reuse {
@@ -199,6 +251,54 @@ pub async fn up(
         return Err(e);
     }
     Ok(provisioned(!reuse))
+}
+
+/// Starts the cell's control plane container and writes a kubeconfig for its mapped port.
+/// testcontainers waits for the module's ready line; the container goes when the cell ends.
+async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisioned, String> {
+    let image = cell.image.as_deref().ok_or("no container image")?;
+    let (name, tag) = match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    };
+    let failed = |e: testcontainers_modules::testcontainers::TestcontainersError| format!("starting {image}: {e}");
+    let dir = crate::versions::cache_dir().join("container");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let startup = std::time::Duration::from_secs(300);
+    tracing::info!(image = %image, "starting a control plane container");
+    let (container, kubeconfig_text, id) = match settings.container_module {
+        ContainerModule::Kwok => {
+            let c = KwokCluster::default().with_name(name).with_tag(tag).with_startup_timeout(startup);
+            let c = c.start().await.map_err(failed)?;
+            let port = c.get_host_port_ipv4(KWOK_CLUSTER_PORT).await.map_err(failed)?;
+            let config = format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: kwok, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\nusers: [{{name: kwok, user: {{}}}}]\ncontexts: [{{name: kwok, context: {{cluster: kwok, user: kwok}}}}]\ncurrent-context: kwok\n"
+            );
+            let id = c.id().to_string();
+            (Container::Kwok(c), config, id)
+        }
+        ContainerModule::K3s => {
+            let conf = dir.join(format!("k3s-{}", crate::run::random_hex(8)));
+            std::fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+            let k3s = K3s::default().with_conf_mount(&conf);
+            let c = k3s.with_name(name).with_tag(tag).with_privileged(true).with_userns_mode("host");
+            let c = c.with_startup_timeout(startup).start().await.map_err(failed)?;
+            let port = c.get_host_port_ipv4(KUBE_SECURE_PORT).await.map_err(failed)?;
+            let config = std::fs::read_to_string(conf.join("k3s.yaml")).map_err(|e| format!("k3s kubeconfig: {e}"))?;
+            let id = c.id().to_string();
+            (Container::K3s(c), config.replace("https://127.0.0.1:6443", &format!("https://127.0.0.1:{port}")), id)
+        }
+    };
+    let kubeconfig = dir.join(format!("{}.kubeconfig", &id[..12.min(id.len())]));
+    crate::report::write_atomically(&kubeconfig, kubeconfig_text.as_bytes())
+        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+    Ok(Provisioned {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+        kind_cluster: None,
+        delete_at_end: true,
+        container: Some(container),
+    })
 }
 
 pub async fn delete_kind(name: &str) -> Result<(), String> {
@@ -264,6 +364,8 @@ mod tests {
             kubeconfig: None,
             context: None,
             load_images_into_kind: None,
+            container_module: ContainerModule::Kwok,
+            image: None,
         }
     }
 
@@ -293,6 +395,16 @@ mod tests {
         assert_eq!(all[0].label().as_deref(), Some("v1.33"));
         let one = cells(&s, Some("1.31")).expect("cells");
         assert_eq!(one.len(), 1);
-        assert!(one[0].node_image.as_deref().unwrap_or("").starts_with("kindest/node:v1.31.12@"));
+        assert!(one[0].image.as_deref().unwrap_or("").starts_with("kindest/node:v1.31.12@"));
+        let containers =
+            ClusterSettings { provider: Provider::Container, kubernetes_versions: vec!["1.29.2".into()], ..s };
+        let kwok = cells(&containers, None).expect("cells");
+        assert_eq!(kwok[0].image.as_deref(), Some("registry.k8s.io/kwok/cluster:v0.5.2-k8s.v1.29.2"));
+        assert!(cells(&containers, Some("1.29")).is_err(), "a tag needs a full version");
+        let k3s = ClusterSettings { container_module: ContainerModule::K3s, ..containers.clone() };
+        assert_eq!(cells(&k3s, None).expect("cells")[0].image.as_deref(), Some("rancher/k3s:v1.29.2-k3s1"));
+        let pinned = ClusterSettings { image: Some("example.com/kwok:dev".into()), ..containers };
+        let one = cells(&pinned, None).expect("cells");
+        assert_eq!((one.len(), one[0].image.as_deref(), one[0].label()), (1, Some("example.com/kwok:dev"), None));
     }
 }

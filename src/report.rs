@@ -26,8 +26,8 @@ pub fn junit(suite_name: &str, cells: &[CellReport], properties: &[(String, Stri
         if let Some(v) = &cell.cell.version {
             suite.add_property(Property::new("kubernetes.requested", v.as_str()));
         }
-        if let Some(image) = &cell.cell.node_image {
-            suite.add_property(Property::new("kind.nodeImage", image.as_str()));
+        if let Some(image) = &cell.cell.image {
+            suite.add_property(Property::new("cluster.image", image.as_str()));
         }
         suite.add_property(Property::new("kubevet.run", run.run_id.as_str()));
         suite.add_property(Property::new("kubevet.version", env!("CARGO_PKG_VERSION")));

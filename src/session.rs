@@ -114,7 +114,7 @@ impl Session {
             "cells": reports.iter().map(|c| serde_json::json!({
                 "run": c.report.run_id,
                 "kubernetesVersion": c.cell.version,
-                "nodeImage": c.cell.node_image,
+                "image": c.cell.image,
                 "kubernetes": c.server_version,
             })).collect::<Vec<_>>(),
             "versions": ledger,
@@ -138,7 +138,7 @@ impl Session {
         }
         for c in &reports {
             if let Some(label) = c.cell.label() {
-                println!("Kubernetes {label} ({})", c.cell.node_image.as_deref().unwrap_or("existing cluster"));
+                println!("Kubernetes {label} ({})", c.cell.image.as_deref().unwrap_or("existing cluster"));
             }
             print!("{}", report::summary(&c.report));
         }
@@ -204,7 +204,11 @@ impl Session {
         {
             tracing::warn!(cluster = %name, error = %e, "kind export logs failed");
         }
-        if provisioned.delete_at_end
+        if let Some(container) = provisioned.container {
+            if let Err(e) = container.remove().await {
+                tracing::warn!(error = %e, "could not remove the cluster container");
+            }
+        } else if provisioned.delete_at_end
             && let Some(name) = &provisioned.kind_cluster
         {
             tracing::info!(cluster = %name, "deleting kind cluster");
@@ -230,6 +234,8 @@ impl Session {
         if let Some(name) = &provisioned.kind_cluster {
             let references: Vec<String> = built.iter().map(|b| b.reference.clone()).collect();
             provision::load_images(name, &references).await?;
+        } else if provisioned.container.is_some() && !built.is_empty() {
+            tracing::warn!("built images are not loaded into a container cluster: KWOK runs no containers");
         }
         let cluster = Arc::new(
             Cluster::connect(provisioned.kubeconfig.as_deref(), provisioned.context.as_deref())

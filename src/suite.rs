@@ -181,6 +181,8 @@ struct ClusterFile {
     kubeconfig: Option<String>,
     context: Option<String>,
     load_images: Option<Spanned<String>>,
+    module: Option<Spanned<String>>,
+    image: Option<String>,
 }
 
 /// Which cluster the cases run on.
@@ -190,6 +192,8 @@ pub enum Provider {
     Kind,
     /// A cluster kubevet neither creates nor deletes.
     Existing,
+    /// A control plane in a container, through testcontainers (K3s or KWOK), per version.
+    Container,
 }
 
 impl Provider {
@@ -197,9 +201,19 @@ impl Provider {
         match text {
             "kind" => Some(Provider::Kind),
             "existing" => Some(Provider::Existing),
+            "container" => Some(Provider::Container),
             _ => None,
         }
     }
+}
+
+/// The testcontainers module a `container` cluster comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerModule {
+    /// KWOK: an API server and controllers, pods played by a fake kubelet; plain HTTP.
+    Kwok,
+    /// K3s: a real single-node cluster (needs a privileged container).
+    K3s,
 }
 
 /// The suite's `cluster:` section; the command line may override each field.
@@ -217,6 +231,9 @@ pub struct ClusterSettings {
     pub context: Option<String>,
     /// For an existing cluster: the kind cluster to load built images into.
     pub load_images_into_kind: Option<String>,
+    pub container_module: ContainerModule,
+    /// The container provider's image (`name:tag`), over the one derived from the version.
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -592,7 +609,7 @@ fn cluster(path: &Path, base: &Path, c: &ClusterFile) -> Result<ClusterSettings>
     let provider = match &c.provider {
         None => Provider::Existing,
         Some(p) => Provider::parse(&p.value).ok_or_else(|| {
-            at(&p.referenced, format!("unknown cluster provider {:?}; providers: kind, existing", p.value))
+            at(&p.referenced, format!("unknown cluster provider {:?}; providers: kind, existing, container", p.value))
         })?,
     };
     let load_images_into_kind = match &c.load_images {
@@ -604,6 +621,14 @@ fn cluster(path: &Path, base: &Path, c: &ClusterFile) -> Result<ClusterSettings>
                 .ok_or_else(|| at(&l.referenced, format!("loadImages {:?}: expected kind:<cluster name>", l.value)))?
                 .to_string(),
         ),
+    };
+    let container_module = match &c.module {
+        None => ContainerModule::Kwok,
+        Some(m) => match m.value.as_str() {
+            "kwok" => ContainerModule::Kwok,
+            "k3s" => ContainerModule::K3s,
+            other => return Err(at(&m.referenced, format!("unknown container module {other:?}; modules: kwok, k3s"))),
+        },
     };
     let kind_config = match &c.kind_config {
         None => None,
@@ -624,6 +649,8 @@ fn cluster(path: &Path, base: &Path, c: &ClusterFile) -> Result<ClusterSettings>
         kubeconfig: c.kubeconfig.as_ref().map(|k| base.join(k)),
         context: c.context.clone(),
         load_images_into_kind,
+        container_module,
+        image: c.image.clone(),
     })
 }
 

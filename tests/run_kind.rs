@@ -69,7 +69,7 @@ fn a_version_matrix_gets_one_pinned_cluster_per_version_and_deletes_them() {
         let suite_name = format!("kind-matrix [kubernetes {label}]");
         let cell: Vec<_> = cases.iter().filter(|c| c["suite"] == suite_name.as_str()).collect();
         assert_eq!(cell.len(), 3, "{suite_name}: {cases:#?}");
-        assert_eq!(cell[0]["suite_properties"]["kind.nodeImage"], image);
+        assert_eq!(cell[0]["suite_properties"]["cluster.image"], image);
         assert_eq!(cell[0]["suite_properties"]["kubernetes.requested"], label.trim_start_matches('v'));
         let result = |name: &str| cell.iter().find(|c| c["name"] == name).map(|c| c["result"].clone());
         assert_eq!(result("examples/hello-job.yaml"), Some("passed".into()));

@@ -3,6 +3,7 @@
 //! namespace up without holding a slot; wait until they are all gone.
 
 mod case;
+pub(crate) use case::random_hex;
 pub(crate) mod collect;
 pub(crate) mod wait;
 

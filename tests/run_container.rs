@@ -1,0 +1,46 @@
+//! The `container` provider: a control plane started through testcontainers' KWOK module,
+//! here from the TEST STAND-IN image tests/kwok-image/build makes of the test cluster's own
+//! binaries (the module's registry image cannot be pulled on this machine). The case really
+//! runs on that cluster, and the container is gone when the run ends.
+
+mod support;
+
+use std::process::Command;
+
+use support::{junit, kubevet, repo, stderr, stdout};
+
+const IMAGE: &str = "kubevet.test/kwok-cluster:v0.5.2-k8s.v1.20.2";
+
+fn containers_of_image() -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("ancestor={IMAGE}")])
+        .output()
+        .expect("docker runs");
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_kwok_container_cluster_runs_the_cases_and_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let artifacts = dir.path().join("artifacts");
+    let before = containers_of_image();
+    let out = kubevet()
+        .env("KUBEVET_CACHE", dir.path().join("cache"))
+        .args(["run", "--suite"])
+        .arg(repo().join("scenarios/container/kubevet.yaml"))
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let cases = junit(&artifacts.join("junit.xml"));
+    assert_eq!(cases.len(), 1, "{cases:#?}");
+    assert_eq!(cases[0]["result"], "passed");
+    assert_eq!(cases[0]["suite_properties"]["cluster.image"], IMAGE);
+    assert_eq!(cases[0]["suite_properties"]["kubernetes.version"], "v1.20.2", "the container's API server answered");
+    let kubeconfigs: Vec<_> =
+        std::fs::read_dir(dir.path().join("cache/container")).expect("kubeconfigs").flatten().collect();
+    let text = std::fs::read_to_string(kubeconfigs[0].path()).expect("kubeconfig");
+    assert!(text.contains("server: \"http://127.0.0.1:"), "pointed at the mapped port: {text}");
+    assert_eq!(containers_of_image(), before, "the cluster container is removed at the end");
+}
