@@ -293,14 +293,36 @@ impl Session {
             Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),
             None => run::run(suite, cases.to_vec(), cluster.clone(), options, cancel).await,
         };
-        // Operator logs cover the whole run: collected again at its end.
+        // Operator logs cover the whole run: collected again at its end, and put beside the
+        // evidence of every case that did not pass, where whoever reads it looks first.
         for (result, applied) in &installs {
             if result.outcome == Outcome::Passed {
                 install::collect_logs(&cluster, applied, &result.artifacts, suite.defaults.log_limit_bytes).await;
+                for case in report.results.iter().filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error)) {
+                    let name = result.artifacts.file_name().unwrap_or_default();
+                    if let Err(e) = copy_tree(&result.artifacts, &case.artifacts.join("operators").join(name)) {
+                        tracing::warn!(case = %case.id, error = %e, "could not copy the operator's logs");
+                    }
+                }
             }
         }
         report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
         tracing::info!(requests = cluster.requests(), "API requests sent");
         Ok(CellReport { cell: cell.clone(), server_version: cluster.server_version.clone(), report, no_cluster: false })
     }
+}
+
+/// Copies the files under `from` into `to`, keeping their layout.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }

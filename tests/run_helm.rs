@@ -376,3 +376,82 @@ fn oci_chart_tags_are_listed_through_the_registry_token_challenge() {
     assert_eq!(&template[..3], ["template", "widgets", reference.as_str()]);
     assert!(template.windows(2).any(|w| w == ["--version", "0.4.0"]) && template.contains(&"--plain-http".to_string()));
 }
+
+#[test]
+fn the_operators_logs_sit_beside_every_failed_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standins = Standins::new(dir.path());
+    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
+    std::fs::copy(
+        repo().join("scenarios/kind/examples/failing-job.yaml"),
+        dir.path().join("examples/failing-job.yaml"),
+    )
+    .expect("copy");
+    let suite = dir.path().join("kubevet.yaml");
+    let chart = repo().join("scenarios/helm/charts/widget-operator");
+    std::fs::write(
+        &suite,
+        format!(
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n    helm: {{chart: \"{}\", namespace: kubevet-helm-logs, set: {{replicas: \"1\"}}}}\n",
+            chart.display()
+        ),
+    )
+    .expect("write");
+    let artifacts = dir.path().join("artifacts");
+    let out = standins
+        .kubevet()
+        .args(["run", "--kubeconfig"])
+        .arg(support::kubeconfig())
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    let copied = artifacts.join("examples.failing-job/operators/widgets");
+    let logs: Vec<String> = walk(&copied).iter().filter_map(|f| std::fs::read_to_string(f).ok()).collect();
+    assert!(
+        logs.iter().any(|l| l.contains("controller says hello-from-values")),
+        "the operator's log is in the failed case's folder: {copied:?} {logs:?}"
+    );
+    kubectl(&["delete", "namespace", "kubevet-helm-logs", "--wait=false"]);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+#[test]
+fn lint_checks_examples_against_the_crds_a_chart_installs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standins = Standins::new(dir.path());
+    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("examples/gadget.yaml"),
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 0\n",
+    )
+    .expect("write");
+    let chart = repo().join("scenarios/helm/charts/widget-operator");
+    std::fs::write(
+        dir.path().join("kubevet.yaml"),
+        format!("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n    helm: {{chart: \"{}\"}}\n", chart.display()),
+    )
+    .expect("write");
+    let out = standins
+        .kubevet()
+        .args(["lint", "--output", "json", "--suite"])
+        .arg(dir.path().join("kubevet.yaml"))
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let messages: Vec<&str> =
+        report["findings"].as_array().expect("findings").iter().filter_map(|f| f["message"].as_str()).collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].starts_with("spec.size: 0 is less than the minimum of 1 (against operator widgets"),
+        "{messages:?}"
+    );
+}
