@@ -40,8 +40,9 @@ pub struct CellReport {
     pub cell: Cell,
     pub server_version: String,
     pub report: RunReport,
-    /// The cell got no cluster (or could not reach it): not the examples' fault.
-    pub no_cluster: bool,
+    /// The cell got no cluster (or could not reach it), or an image did not build: not the
+    /// examples' fault.
+    pub infrastructure_failed: bool,
 }
 
 impl Session {
@@ -52,11 +53,28 @@ impl Session {
             .map_err(Error::Usage)?;
         let cancel = run::interrupt_signal();
 
+        // A failed build is a result in the report (and no case runs), not a lost report.
         let mut built = Vec::new();
+        let mut failed_builds = Vec::new();
         for image in &suite.images {
-            let b = images::build(image).await.map_err(Error::Infrastructure)?;
-            tracing::info!(image = %b.reference, cached = b.cached, "image ready");
-            built.push(b);
+            let mut result = CaseResult::named(
+                &format!("image.{}", image.name),
+                &format!("image {}", image.name),
+                "image",
+                self.artifacts.join("images").join(crate::run::collect::file_name(&image.name)),
+            );
+            match images::build(image).await {
+                Ok(b) => {
+                    tracing::info!(image = %b.reference, cached = b.cached, "image ready");
+                    built.push(b);
+                }
+                Err(e) => {
+                    tracing::error!(image = %image.name, error = %e, "image build failed");
+                    result.finish(Outcome::Error, Some(e));
+                    result.write();
+                    failed_builds.push(result);
+                }
+            }
         }
         let retags: Vec<Retag> = built.iter().map(Built::retag).collect();
         let mut cases = self.cases.clone();
@@ -79,6 +97,14 @@ impl Session {
         let mut reports = Vec::new();
         for cell in &cells {
             let dir = cell.label().map(|l| self.artifacts.join(l)).unwrap_or_else(|| self.artifacts.clone());
+            if !failed_builds.is_empty() {
+                let reason = format!("not run: {} failed to build", failed_builds[0].name);
+                let mut report = run::not_run(&cases, &dir, &reason, false);
+                report.results.splice(0..0, failed_builds.iter().cloned());
+                let server_version = String::new();
+                reports.push(CellReport { cell: cell.clone(), server_version, report, infrastructure_failed: true });
+                continue;
+            }
             if *cancel.borrow() {
                 // Every cell is in the report, the ones an interrupt kept from starting too.
                 let mut report = run::not_run(&cases, &dir, "interrupted before this cell started", true);
@@ -87,7 +113,7 @@ impl Session {
                     cell: cell.clone(),
                     server_version: String::new(),
                     report,
-                    no_cluster: false,
+                    infrastructure_failed: false,
                 });
                 continue;
             }
@@ -146,7 +172,7 @@ impl Session {
         if *cancel.borrow() || reports.iter().any(|c| c.report.interrupted) {
             return Ok(error::EXIT_INTERRUPTED);
         }
-        if reports.iter().any(|c| c.no_cluster) {
+        if reports.iter().any(|c| c.infrastructure_failed) {
             return Ok(error::EXIT_INFRASTRUCTURE);
         }
         let failed = reports
@@ -177,7 +203,7 @@ impl Session {
                 "no cluster"
             );
             report.results.insert(0, result);
-            CellReport { cell: cell.clone(), server_version, report, no_cluster: true }
+            CellReport { cell: cell.clone(), server_version, report, infrastructure_failed: true }
         };
         let mut up = CaseResult::named("cluster", "cluster", "cluster", dir.join("cluster"));
         let provisioned = match provision::up(&suite.cluster, cell, self.reuse, cancel.clone()).await {
@@ -308,7 +334,12 @@ impl Session {
         }
         report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
         tracing::info!(requests = cluster.requests(), "API requests sent");
-        Ok(CellReport { cell: cell.clone(), server_version: cluster.server_version.clone(), report, no_cluster: false })
+        Ok(CellReport {
+            cell: cell.clone(),
+            server_version: cluster.server_version.clone(),
+            report,
+            infrastructure_failed: false,
+        })
     }
 }
 

@@ -28,24 +28,20 @@ pub const FILE_NAME: &str = "kubevet.yaml";
 struct SuiteFile {
     api_version: Spanned<String>,
     kind: Spanned<String>,
+    extends: Option<Spanned<String>>,
     #[serde(default)]
     metadata: Option<Metadata>,
-    #[serde(default)]
-    examples: ExamplesFile,
+    examples: Option<ExamplesFile>,
     #[serde(default)]
     defaults: DefaultsFile,
     #[serde(default)]
     profiles: Vec<ProfileFile>,
     #[serde(default)]
     overrides: Vec<OverrideFile>,
-    #[serde(default)]
-    lint: LintFile,
-    #[serde(default)]
-    operators: Vec<OperatorFile>,
-    #[serde(default)]
-    images: Vec<ImageFile>,
-    #[serde(default)]
-    cluster: ClusterFile,
+    lint: Option<LintFile>,
+    operators: Option<Vec<OperatorFile>>,
+    images: Option<Vec<ImageFile>>,
+    cluster: Option<ClusterFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,9 +411,29 @@ pub fn locate(given: Option<&Path>) -> Result<PathBuf> {
 }
 
 pub fn load(path: &Path) -> Result<Suite> {
+    load_extending(path, 0)
+}
+
+/// A suite, and the suite it `extends` (loaded first, with its own paths resolved against its
+/// own folder): the extending file's `examples`, `lint`, `operators`, `images`, `cluster` and
+/// `metadata` replace the base's, its `defaults` replace field by field, its `profiles` merge
+/// by name and its `overrides` come after the base's.
+fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     let text = yaml::read(path)?;
     let file: SuiteFile = yaml::typed(path, &text)?;
     let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = match &file.extends {
+        None => None,
+        Some(e) if depth >= 8 => return Err(at(&e.referenced, "extends goes 8 suites deep: a cycle?".into())),
+        Some(e) => {
+            let base = dir.join(&e.value);
+            if !base.is_file() {
+                return Err(at(&e.referenced, format!("extends: {} does not exist", base.display())));
+            }
+            Some(load_extending(&base, depth + 1)?)
+        }
+    };
     if file.api_version.value != API_VERSION {
         return Err(at(
             &file.api_version.referenced,
@@ -432,13 +448,13 @@ pub fn load(path: &Path) -> Result<Suite> {
             .map(|g| g.compile_matcher())
             .map_err(|e| at(&g.referenced, format!("invalid glob {:?}: {e}", g.value)))
     };
-    let mut profiles = profile::builtins();
+    let mut profiles = parent.as_ref().map(|p| p.profiles.clone()).unwrap_or_else(profile::builtins);
     for p in &file.profiles {
         let merged = merge_profile(path, p, profiles.iter().find(|b| b.name == p.name.value))?;
         profiles.retain(|b| b.name != merged.name);
         profiles.push(merged);
     }
-    let mut overrides = Vec::new();
+    let mut overrides = parent.as_ref().map(|p| p.overrides.clone()).unwrap_or_default();
     for o in &file.overrides {
         if let Some(name) = &o.profile
             && !profiles.iter().any(|p| p.name == name.value)
@@ -456,7 +472,7 @@ pub fn load(path: &Path) -> Result<Suite> {
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
         });
     }
-    for rule in &file.lint.allow {
+    for rule in file.lint.iter().flat_map(|l| &l.allow) {
         if !crate::lint::rules::RULES.iter().any(|r| r.name == rule.value) {
             let known: Vec<_> = crate::lint::rules::RULES.iter().map(|r| r.name).collect();
             return Err(at(
@@ -465,53 +481,84 @@ pub fn load(path: &Path) -> Result<Suite> {
             ));
         }
     }
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut operators = Vec::new();
-    for op in &file.operators {
-        operators.push(operator(path, base, op)?);
-    }
-    let mut images = Vec::new();
-    for image in &file.images {
-        let resolved = crate::images::Image {
-            name: image.name.clone(),
-            context: base.join(&image.context.value),
-            dockerfile: image.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
-            build_args: image.build_args.clone(),
-            target: image.target.clone(),
-        };
-        if !resolved.context.is_dir() {
-            let msg = format!("image build context {} does not exist", resolved.context.display());
-            return Err(at(&image.context.referenced, msg));
+    let base = dir;
+    let operators = match &file.operators {
+        Some(ops) => ops.iter().map(|op| operator(path, base, op)).collect::<Result<_>>()?,
+        None => parent.as_ref().map(|p| p.operators.clone()).unwrap_or_default(),
+    };
+    let images = match &file.images {
+        Some(images) => images.iter().map(|i| image(path, base, i)).collect::<Result<_>>()?,
+        None => parent.as_ref().map(|p| p.images.clone()).unwrap_or_default(),
+    };
+    let cluster = match (&file.cluster, &parent) {
+        (Some(c), _) => cluster(path, base, c)?,
+        (None, Some(p)) => p.cluster.clone(),
+        (None, None) => cluster(path, base, &ClusterFile::default())?,
+    };
+    let root = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() };
+    let (include, exclude) = match (&file.examples, &parent) {
+        (Some(e), _) => {
+            (e.include.iter().map(glob).collect::<Result<_>>()?, e.exclude.iter().map(glob).collect::<Result<_>>()?)
         }
-        images.push(resolved);
-    }
+        (None, Some(p)) => (p.include.clone(), p.exclude.clone()),
+        (None, None) => {
+            let e = ExamplesFile::default();
+            (e.include.iter().map(glob).collect::<Result<_>>()?, Vec::new())
+        }
+    };
+    let lint = match (&file.lint, &parent) {
+        (Some(l), _) => LintSettings {
+            allow: l.allow.iter().map(|r| r.value.clone()).collect(),
+            crds: l.crds.iter().map(|c| root.join(c)).collect(),
+        },
+        (None, Some(p)) => p.lint.clone(),
+        (None, None) => LintSettings::default(),
+    };
     let d = &file.defaults;
-    let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+    let inherited = parent.as_ref().map(|p| p.defaults.clone());
+    let or = |own: Option<Dur>, from: fn(&Defaults) -> Dur, default: u64| {
+        own.or(inherited.as_ref().map(from)).unwrap_or(Dur(std::time::Duration::from_secs(default)))
+    };
     Ok(Suite {
         path: path.to_path_buf(),
-        name: file.metadata.map(|m| m.name).unwrap_or_else(|| "kubevet".into()),
-        include: file.examples.include.iter().map(glob).collect::<Result<_>>()?,
-        exclude: file.examples.exclude.iter().map(glob).collect::<Result<_>>()?,
+        name: match (file.metadata, &parent) {
+            (Some(m), _) => m.name,
+            (None, Some(p)) => p.name.clone(),
+            (None, None) => "kubevet".into(),
+        },
+        include,
+        exclude,
         defaults: Defaults {
-            timeout: d.timeout,
-            concurrency: d.concurrency.unwrap_or(4).max(1),
-            log_limit_bytes: d.log_limit_bytes.unwrap_or(1 << 20),
-            failure_grace: d.failure_grace.unwrap_or(Dur(std::time::Duration::from_secs(10))),
-            cleanup_timeout: d.cleanup_timeout.unwrap_or(Dur(std::time::Duration::from_secs(120))),
-            resolve_ttl: d.resolve_ttl.unwrap_or(Dur(std::time::Duration::from_secs(600))),
+            timeout: d.timeout.or(inherited.as_ref().and_then(|i| i.timeout)),
+            concurrency: d.concurrency.or(inherited.as_ref().map(|i| i.concurrency)).unwrap_or(4).max(1),
+            log_limit_bytes: d.log_limit_bytes.or(inherited.as_ref().map(|i| i.log_limit_bytes)).unwrap_or(1 << 20),
+            failure_grace: or(d.failure_grace, |i| i.failure_grace, 10),
+            cleanup_timeout: or(d.cleanup_timeout, |i| i.cleanup_timeout, 120),
+            resolve_ttl: or(d.resolve_ttl, |i| i.resolve_ttl, 600),
         },
-        lint: LintSettings {
-            allow: file.lint.allow.iter().map(|r| r.value.clone()).collect(),
-            crds: file.lint.crds.iter().map(|c| root.join(c)).collect(),
-        },
+        lint,
         root,
         profiles,
         overrides,
         operators,
         images,
-        cluster: cluster(path, base, &file.cluster)?,
+        cluster,
     })
+}
+
+fn image(path: &Path, base: &Path, image: &ImageFile) -> Result<crate::images::Image> {
+    let resolved = crate::images::Image {
+        name: image.name.clone(),
+        context: base.join(&image.context.value),
+        dockerfile: image.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
+        build_args: image.build_args.clone(),
+        target: image.target.clone(),
+    };
+    if !resolved.context.is_dir() {
+        let msg = format!("image build context {} does not exist", resolved.context.display());
+        return Err(Error::input(path, image.context.referenced.line(), image.context.referenced.column(), msg));
+    }
+    Ok(resolved)
 }
 
 fn operator(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operator> {
@@ -797,6 +844,40 @@ mod tests {
         let ok =
             load_text(&format!("{head}cluster: {{provider: kind, kubernetesVersions: [\"1.33\"]}}\n")).expect("valid");
         assert_eq!((ok.cluster.provider, ok.cluster.name.as_str()), (Provider::Kind, "kubevet"));
+    }
+
+    #[test]
+    fn a_suite_extends_another_key_by_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("base/deploy")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("base/kubevet.yaml"),
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nmetadata: {name: shared}\ndefaults: {concurrency: 7, failureGrace: 3s}\nprofiles: [{name: job, timeout: 1m}]\noverrides: [{path: a.yaml, tier: base}]\noperators: [{name: op, kustomize: deploy}]\n",
+        )
+        .expect("write");
+        let child = dir.path().join("kubevet.kind.yaml");
+        std::fs::write(
+            &child,
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nextends: base/kubevet.yaml\ndefaults: {failureGrace: 9s}\ncluster: {provider: kind, kubernetesVersions: [\"1.34\"]}\noverrides: [{path: a.yaml, tier: kind}]\n",
+        )
+        .expect("write");
+        let suite = load(&child).expect("loads");
+        assert_eq!(suite.name, "shared");
+        assert_eq!((suite.defaults.concurrency, suite.defaults.failure_grace.0.as_secs()), (7, 9));
+        assert_eq!(suite.cluster.provider, Provider::Kind);
+        assert_eq!(suite.operators.len(), 1);
+        assert!(
+            matches!(&suite.operators[0].source, Source::Kustomize { dir: d, .. } if d.ends_with("base/deploy")),
+            "the base's paths stay the base's"
+        );
+        let tiers: Vec<_> = suite.overrides.iter().map(|o| o.tier.clone().unwrap_or_default()).collect();
+        assert_eq!(tiers, ["base", "kind"]);
+        let job = suite.profiles.iter().find(|p| p.name == "job").expect("job profile");
+        assert_eq!(job.timeout.map(|t| t.0.as_secs()), Some(60));
+        std::fs::write(&child, "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nextends: kubevet.kind.yaml\n")
+            .expect("write");
+        let err = load(&child).expect_err("a cycle").to_string();
+        assert!(err.contains("extends goes 8 suites deep"), "{err}");
     }
 
     #[test]

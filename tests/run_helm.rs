@@ -51,22 +51,10 @@ const HELM: &[Documented] = &[
     (&["get", "manifest"], &[("--namespace", true), ("--kubeconfig", true), ("--kube-context", true)]),
 ];
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 /// The scenario's chart published as `version` in the stand-in's chart store.
 fn publish(charts: &Path, version: &str) {
     let dir = charts.join(format!("widget-operator-{version}"));
-    copy_dir(&repo().join("scenarios/helm/charts/widget-operator"), &dir);
+    support::copy_dir(&repo().join("scenarios/helm/charts/widget-operator"), &dir);
     let meta = std::fs::read_to_string(dir.join("Chart.yaml")).expect("Chart.yaml");
     std::fs::write(dir.join("Chart.yaml"), meta.replace("version: 0.3.0", &format!("version: {version}")))
         .expect("write");
@@ -112,7 +100,7 @@ fn a_local_chart_is_templated_applied_and_rendered_once_per_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
     let suite = dir.path().join("suite");
-    copy_dir(&repo().join("scenarios/helm"), &suite);
+    support::copy_dir(&repo().join("scenarios/helm"), &suite);
     let suite_file = suite.join("kubevet.yaml");
 
     let (_, cases, run_json) = run(&standins, &suite_file, &dir.path().join("a1"), &[]);
@@ -167,7 +155,7 @@ fn kubevet_render_fills_the_cache_ahead_of_a_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
     let suite = dir.path().join("suite");
-    copy_dir(&repo().join("scenarios/helm"), &suite);
+    support::copy_dir(&repo().join("scenarios/helm"), &suite);
     // Its own namespace, so that it runs beside the other tests of this chart.
     let text = std::fs::read_to_string(suite.join("kubevet.yaml")).expect("suite");
     std::fs::write(suite.join("kubevet.yaml"), text.replace("kubevet-helm-widgets", "kubevet-helm-render"))

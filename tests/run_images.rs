@@ -8,18 +8,6 @@ use std::path::Path;
 
 use support::{junit, repo};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 /// (image reference, cache hit or miss, the example's result)
 fn run(suite: &Path) -> (String, String, String) {
     let artifacts = tempfile::tempdir().expect("tempdir");
@@ -35,7 +23,7 @@ fn run(suite: &Path) -> (String, String, String) {
 #[test]
 fn images_are_built_once_per_content_and_used_by_the_examples() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&repo().join("scenarios/images"), dir.path());
+    support::copy_dir(&repo().join("scenarios/images"), dir.path());
     // A unique file makes this test's first build a miss whatever an earlier run left in Docker.
     std::fs::write(dir.path().join("app/nonce.txt"), format!("{:?}", std::time::SystemTime::now())).expect("write");
     let suite = dir.path().join("kubevet.yaml");
@@ -53,4 +41,26 @@ fn images_are_built_once_per_content_and_used_by_the_examples() {
     assert_ne!(third, first, "a changed file makes a new tag");
     assert_eq!((cache.as_str(), result.as_str()), ("miss", "passed"));
     let _ = std::process::Command::new("docker").args(["image", "rm", &first, &third]).output();
+}
+
+#[test]
+fn a_failed_build_is_a_reported_error_and_no_example_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::copy_dir(&repo().join("scenarios/images"), dir.path());
+    std::fs::write(
+        dir.path().join("app/Dockerfile"),
+        "FROM kubevet.test/busybox:1.35\nRUN echo the build breaks here; exit 7\n",
+    )
+    .expect("write");
+    let artifacts = dir.path().join("artifacts");
+    let out = support::run_suite(&dir.path().join("kubevet.yaml"), &artifacts);
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", support::stdout(&out), support::stderr(&out));
+    let cases = junit(&artifacts.join("junit.xml"));
+    let image = support::case(&cases, "image kubevet.test/hello-app");
+    assert_eq!((image["classname"].as_str(), image["result"].as_str()), (Some("image"), Some("error")));
+    let message = image["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("building kubevet.test/hello-app: docker build"), "{message}");
+    assert!(message.contains("returned a non-zero code: 7"), "the build's own words: {message}");
+    let example = support::case(&cases, "examples/built-image-job.yaml");
+    assert_eq!(example["message"], "not run: image kubevet.test/hello-app failed to build");
 }

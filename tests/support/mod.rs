@@ -153,3 +153,16 @@ pub fn assert_documented(args: &[String], documented: &[Documented]) {
         }
     }
 }
+
+/// Copies a directory tree, for tests that change a scenario.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
