@@ -293,9 +293,12 @@ fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: Clu
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
     runtime.block_on(async {
-        let existing = match settings.provider {
-            Provider::Kind => provision::kind_clusters().await.map_err(Error::Infrastructure)?,
-            Provider::Existing | Provider::Container => Vec::new(),
+        // `up` finds existing clusters itself; down and status ask kind once for all cells.
+        let existing = match (settings.provider, action) {
+            (Provider::Kind, ClusterAction::Down | ClusterAction::Status) => {
+                provision::kind_clusters().await.map_err(Error::Infrastructure)?
+            }
+            _ => Vec::new(),
         };
         for cell in &cells {
             let Some(name) = &cell.kind_cluster else {

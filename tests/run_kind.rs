@@ -233,3 +233,53 @@ fn an_interrupt_deletes_the_cluster_and_reports_every_cell() {
     let verbs: Vec<String> = standins.calls("kind").iter().map(|c| c[..2].join(" ")).collect();
     assert_eq!(verbs.last().map(String::as_str), Some("delete cluster"), "{verbs:?}");
 }
+
+#[test]
+fn cluster_up_creates_and_keeps_a_cluster_that_run_reuse_then_uses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standins = Standins::new(dir.path());
+    let suite = repo().join("scenarios/kind/kubevet.yaml");
+    let up = || {
+        standins
+            .kubevet()
+            .args(["cluster", "up", "--k8s-version", "1.34", "--suite"])
+            .arg(&suite)
+            .output()
+            .expect("runs")
+    };
+    let out = up();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let kubeconfig = standins.cache.join("kind/kubevet-kind-1-34.kubeconfig");
+    assert_eq!(stdout(&out), format!("kubevet-kind-1-34\tup\t{IMAGE_1_34}\t{}\n", kubeconfig.display()));
+    assert!(kubeconfig.is_file());
+    assert_eq!(stdout(&up()), stdout(&out), "a second up finds the cluster and keeps it");
+    let out = run(
+        &standins,
+        &suite,
+        &dir.path().join("a"),
+        &["--k8s-version", "1.34", "--reuse", "--select", "examples/hello-job.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let verbs: Vec<String> = standins.calls("kind").iter().map(|c| c[..2].join(" ")).collect();
+    assert_eq!(
+        verbs,
+        [
+            "get clusters",
+            "create cluster",
+            "get clusters",
+            "get kubeconfig",
+            "get clusters",
+            "get kubeconfig",
+            "load docker-image"
+        ],
+        "created once by `cluster up`, then only found"
+    );
+    assert_eq!(standins.kind_clusters(), ["kubevet-kind-1-34"]);
+    let down = standins
+        .kubevet()
+        .args(["cluster", "down", "--k8s-version", "1.34", "--suite"])
+        .arg(&suite)
+        .output()
+        .expect("runs");
+    assert_eq!(stdout(&down), "kubevet-kind-1-34\tdeleted\n");
+}
