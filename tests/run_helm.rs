@@ -60,6 +60,27 @@ fn publish(charts: &Path, version: &str) {
         .expect("write");
 }
 
+/// A suite in `dir` whose one operator, `widgets`, is `operator` (its YAML under the name), with
+/// copies of `examples` (files of this repository) as its examples.
+fn write_suite(dir: &Path, operator: &str, examples: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir.join("examples")).expect("mkdir");
+    for example in examples {
+        let from = repo().join(example);
+        std::fs::copy(&from, dir.join("examples").join(from.file_name().expect("a file"))).expect("copy");
+    }
+    let suite = dir.join("kubevet.yaml");
+    let text = format!("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n{operator}");
+    std::fs::write(&suite, text).expect("write");
+    suite
+}
+
+/// The scenario's chart, by absolute path.
+fn chart() -> String {
+    repo().join("scenarios/helm/charts/widget-operator").display().to_string()
+}
+
+const HELLO: &str = "scenarios/helm/examples/hello-job.yaml";
+
 fn run(
     standins: &Standins,
     suite: &Path,
@@ -181,19 +202,11 @@ fn kubevet_render_fills_the_cache_ahead_of_a_run() {
 fn a_chart_needing_hooks_is_installed_with_helm_upgrade_and_then_watched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
-    let chart = repo().join("scenarios/helm/charts/widget-operator");
-    let suite = dir.path().join("kubevet.yaml");
-    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
-    std::fs::copy(repo().join("scenarios/helm/examples/hello-job.yaml"), dir.path().join("examples/hello-job.yaml"))
-        .expect("copy");
-    std::fs::write(
-        &suite,
-        format!(
-            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n    timeout: 90s\n    helm:\n      chart: {}\n      namespace: kubevet-helm-upgrade\n      install: upgrade\n      set: {{replicas: \"1\"}}\n",
-            chart.display()
-        ),
-    )
-    .expect("write");
+    let chart = chart();
+    let operator = format!(
+        "    timeout: 90s\n    helm:\n      chart: {chart}\n      namespace: kubevet-helm-upgrade\n      install: upgrade\n      set: {{replicas: \"1\"}}\n"
+    );
+    let suite = write_suite(dir.path(), &operator, &[HELLO]);
     let (_, cases, _) = run(&standins, &suite, &dir.path().join("a"), &[]);
     let install = support::case(&cases, "operator widgets");
     assert_eq!(install["result"], "passed", "{install:#?}");
@@ -204,7 +217,6 @@ fn a_chart_needing_hooks_is_installed_with_helm_upgrade_and_then_watched() {
         assert_documented(call, HELM);
     }
     let kubeconfig = support::kubeconfig().display().to_string();
-    let chart = chart.display().to_string();
     let upgrade = [
         "upgrade",
         "--install",
@@ -284,17 +296,10 @@ fn chart_versions_float_with_the_repository_index_and_its_listing_ttl() {
     }
     let server = ChartServer::start(&served);
     let repo_url = format!("http://127.0.0.1:{}/charts", server.port);
-    let suite = dir.path().join("kubevet.yaml");
-    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
-    std::fs::copy(repo().join("scenarios/helm/examples/hello-job.yaml"), dir.path().join("examples/hello-job.yaml"))
-        .expect("copy");
-    std::fs::write(
-        &suite,
-        format!(
-            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n    helm: {{chart: widget-operator, repo: \"{repo_url}\", version: latest, namespace: kubevet-helm-repo}}\n"
-        ),
-    )
-    .expect("write");
+    let operator = format!(
+        "    helm: {{chart: widget-operator, repo: \"{repo_url}\", version: latest, namespace: kubevet-helm-repo}}\n"
+    );
+    let suite = write_suite(dir.path(), &operator, &[HELLO]);
 
     let (_, cases, _) = run(&standins, &suite, &dir.path().join("a1"), &[]);
     assert_eq!(cases[0]["suite_properties"]["operator.widgets.version"], "0.3.0", "latest skips the pre-release");
@@ -338,14 +343,9 @@ fn oci_chart_tags_are_listed_through_the_registry_token_challenge() {
     publish(&standins.state.join("charts"), "0.4.0");
     let server = ChartServer::start(&served);
     let reference = format!("oci://127.0.0.1:{}/charts/widget-operator", server.port);
-    let suite = dir.path().join("kubevet.yaml");
-    std::fs::write(
-        &suite,
-        format!(
-            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n    helm: {{chart: \"{reference}\", version: \">=0.3, <0.5\", prereleases: true, plainHttp: true}}\n"
-        ),
-    )
-    .expect("write");
+    let operator =
+        format!("    helm: {{chart: \"{reference}\", version: \">=0.3, <0.5\", prereleases: true, plainHttp: true}}\n");
+    let suite = write_suite(dir.path(), &operator, &[]);
     let out = standins
         .kubevet()
         .env("KUBEVET_STANDIN_CHARTS", standins.state.join("charts"))
@@ -369,22 +369,9 @@ fn oci_chart_tags_are_listed_through_the_registry_token_challenge() {
 fn the_operators_logs_sit_beside_every_failed_case() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
-    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
-    std::fs::copy(
-        repo().join("scenarios/kind/examples/failing-job.yaml"),
-        dir.path().join("examples/failing-job.yaml"),
-    )
-    .expect("copy");
-    let suite = dir.path().join("kubevet.yaml");
-    let chart = repo().join("scenarios/helm/charts/widget-operator");
-    std::fs::write(
-        &suite,
-        format!(
-            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n    helm: {{chart: \"{}\", namespace: kubevet-helm-logs, set: {{replicas: \"1\"}}}}\n",
-            chart.display()
-        ),
-    )
-    .expect("write");
+    let operator =
+        format!("    helm: {{chart: \"{}\", namespace: kubevet-helm-logs, set: {{replicas: \"1\"}}}}\n", chart());
+    let suite = write_suite(dir.path(), &operator, &["scenarios/kind/examples/failing-job.yaml"]);
     let artifacts = dir.path().join("artifacts");
     let out = standins
         .kubevet()
@@ -415,24 +402,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn lint_checks_examples_against_the_crds_a_chart_installs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
-    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
+    let suite = write_suite(dir.path(), &format!("    helm: {{chart: \"{}\"}}\n", chart()), &[]);
     std::fs::write(
         dir.path().join("examples/gadget.yaml"),
         "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 0\n",
     )
     .expect("write");
-    let chart = repo().join("scenarios/helm/charts/widget-operator");
-    std::fs::write(
-        dir.path().join("kubevet.yaml"),
-        format!("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: widgets\n    helm: {{chart: \"{}\"}}\n", chart.display()),
-    )
-    .expect("write");
-    let out = standins
-        .kubevet()
-        .args(["lint", "--output", "json", "--suite"])
-        .arg(dir.path().join("kubevet.yaml"))
-        .output()
-        .expect("kubevet runs");
+    let out =
+        standins.kubevet().args(["lint", "--output", "json", "--suite"]).arg(&suite).output().expect("kubevet runs");
     assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let messages: Vec<&str> =
