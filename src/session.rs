@@ -35,6 +35,15 @@ pub struct Session {
     pub refresh: bool,
 }
 
+/// What every cell shares, made once per run.
+struct Prepared {
+    /// With built images' references swapped in.
+    cases: Vec<Case>,
+    built: Vec<Built>,
+    /// Per operator, in the suite's order.
+    rendered: Vec<Result<Rendered, String>>,
+}
+
 /// One cell's report.
 pub struct CellReport {
     pub cell: Cell,
@@ -94,12 +103,13 @@ impl Session {
         let ledger: versions::Ledger =
             rendered.iter().flatten().filter_map(|r| r.version.clone().map(|v| (r.operator.clone(), v))).collect();
 
+        let prepared = Prepared { cases, built, rendered };
         let mut reports = Vec::new();
         for cell in &cells {
             let dir = cell.label().map(|l| self.artifacts.join(l)).unwrap_or_else(|| self.artifacts.clone());
             if !failed_builds.is_empty() {
                 let reason = format!("not run: {} failed to build", failed_builds[0].name);
-                let mut report = run::not_run(&cases, &dir, &reason, false);
+                let mut report = run::not_run(&prepared.cases, &dir, &reason, false);
                 report.results.splice(0..0, failed_builds.iter().cloned());
                 let server_version = String::new();
                 reports.push(CellReport { cell: cell.clone(), server_version, report, infrastructure_failed: true });
@@ -107,7 +117,7 @@ impl Session {
             }
             if *cancel.borrow() {
                 // Every cell is in the report, the ones an interrupt kept from starting too.
-                let mut report = run::not_run(&cases, &dir, "interrupted before this cell started", true);
+                let mut report = run::not_run(&prepared.cases, &dir, "interrupted before this cell started", true);
                 report.results.iter_mut().for_each(|r| r.outcome = Outcome::Skipped);
                 reports.push(CellReport {
                     cell: cell.clone(),
@@ -117,8 +127,9 @@ impl Session {
                 });
                 continue;
             }
-            reports.push(self.cell(cell, &dir, &cases, &rendered, &built, cancel.clone()).await);
+            reports.push(self.cell(cell, &dir, &prepared, cancel.clone()).await);
         }
+        let Prepared { built, rendered, .. } = prepared;
 
         // What floating versions resolved to is recorded per run; a change is the first thing said.
         let changed = versions::changes(&versions::swap_ledger(&suite.path, &ledger), &ledger);
@@ -188,12 +199,11 @@ impl Session {
         &self,
         cell: &Cell,
         dir: &std::path::Path,
-        cases: &[Case],
-        rendered: &[Result<Rendered, String>],
-        built: &[Built],
+        prepared: &Prepared,
         cancel: watch::Receiver<bool>,
     ) -> CellReport {
         let suite = &self.suite;
+        let cases = &prepared.cases;
         let not_run = |result: CaseResult, server_version: String| {
             let reason = format!("not run: {} failed", result.name);
             let mut report = run::not_run(cases, dir, &reason, *cancel.borrow());
@@ -213,7 +223,7 @@ impl Session {
                 return not_run(up, String::new());
             }
         };
-        let report = self.on_cluster(cell, &provisioned, dir, cases, rendered, built, cancel.clone()).await;
+        let report = self.on_cluster(cell, &provisioned, dir, prepared, cancel.clone()).await;
         let report = match report {
             Ok(r) => r,
             Err(e) => {
@@ -245,18 +255,16 @@ impl Session {
         report
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn on_cluster(
         &self,
         cell: &Cell,
         provisioned: &Provisioned,
         dir: &std::path::Path,
-        cases: &[Case],
-        rendered: &[Result<Rendered, String>],
-        built: &[Built],
+        prepared: &Prepared,
         cancel: watch::Receiver<bool>,
     ) -> Result<CellReport, String> {
         let suite = &self.suite;
+        let Prepared { cases, built, rendered } = prepared;
         if let Some(name) = &provisioned.kind_cluster {
             let references: Vec<String> = built.iter().map(|b| b.reference.clone()).collect();
             provision::load_images(name, &references).await?;
