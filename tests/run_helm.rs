@@ -366,11 +366,15 @@ fn oci_chart_tags_are_listed_through_the_registry_token_challenge() {
 }
 
 #[test]
-fn the_operators_logs_sit_beside_every_failed_case() {
+fn the_operators_logs_sit_beside_every_failed_case_and_its_images_can_be_swapped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
-    let operator =
-        format!("    helm: {{chart: \"{}\", namespace: kubevet-helm-logs, set: {{replicas: \"1\"}}}}\n", chart());
+    // The chart is told to run an image that exists nowhere; the operator's `images:` swaps it
+    // for the local busybox, as `kustomize edit set image` would.
+    let operator = format!(
+        "    images: [\"example.invalid/controller=kubevet.test/busybox:1.35\"]\n    helm: {{chart: \"{}\", namespace: kubevet-helm-logs, set: {{replicas: \"1\", image: \"example.invalid/controller:v9\"}}}}\n",
+        chart()
+    );
     let suite = write_suite(dir.path(), &operator, &["scenarios/kind/examples/failing-job.yaml"]);
     let artifacts = dir.path().join("artifacts");
     let out = standins
@@ -390,6 +394,16 @@ fn the_operators_logs_sit_beside_every_failed_case() {
         logs.iter().any(|l| l.contains("controller says hello-from-values")),
         "the operator's log is in the failed case's folder: {copied:?} {logs:?}"
     );
+    let image = kubectl(&[
+        "-n",
+        "kubevet-helm-logs",
+        "get",
+        "deploy",
+        "widgets-controller",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(stdout(&image), "kubevet.test/busybox:1.35", "the operator's images: entry was applied");
     kubectl(&["delete", "namespace", "kubevet-helm-logs", "--wait=false"]);
 }
 

@@ -283,3 +283,31 @@ fn cluster_up_creates_and_keeps_a_cluster_that_run_reuse_then_uses() {
         .expect("runs");
     assert_eq!(stdout(&down), "kubevet-kind-1-34\tdeleted\n");
 }
+
+#[test]
+fn an_existing_cluster_gets_the_built_images_only_when_told_which_kind_cluster_it_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standins = Standins::new(dir.path());
+    let suite_dir = dir.path().join("suite");
+    support::copy_dir(&repo().join("scenarios/images"), &suite_dir);
+    let suite = suite_dir.join("kubevet.yaml");
+    let run_existing = |artifacts: &str| {
+        let out = run(
+            &standins,
+            &suite,
+            &dir.path().join(artifacts),
+            &["--kubeconfig", &support::kubeconfig().display().to_string()],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    };
+    run_existing("a1");
+    assert!(standins.calls("kind").is_empty(), "an existing cluster is not a kind cluster unless the suite says so");
+    let text = std::fs::read_to_string(&suite).expect("suite");
+    std::fs::write(&suite, format!("{text}cluster: {{loadImages: \"kind:dev\"}}\n")).expect("write");
+    run_existing("a2");
+    let calls = standins.calls("kind");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_documented(&calls[0], KIND);
+    assert_eq!(&calls[0][..2], ["load", "docker-image"]);
+    assert!(calls[0][2].starts_with("kubevet.test/hello-app:kv-") && calls[0][3..] == ["--name", "dev"], "{calls:?}");
+}
