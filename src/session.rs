@@ -42,6 +42,8 @@ struct Prepared {
     built: Vec<Built>,
     /// Per operator, in the suite's order.
     rendered: Vec<Result<Rendered, String>>,
+    /// Images that did not build: then no cell runs.
+    failed_builds: Vec<CaseResult>,
 }
 
 /// One cell's report.
@@ -61,17 +63,38 @@ impl Session {
         command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
             .map_err(Error::Usage)?;
         let cancel = run::interrupt_signal();
+        let prepared = self.prepare().await;
+        let mut reports = Vec::new();
+        for cell in &cells {
+            let dir = cell.label().map(|l| self.artifacts.join(l)).unwrap_or_else(|| self.artifacts.clone());
+            let not_started = |reason: &str, outcome: Option<Outcome>, infrastructure_failed: bool| {
+                let mut report = run::not_run(&prepared.cases, &dir, reason, *cancel.borrow());
+                if let Some(outcome) = outcome {
+                    report.results.iter_mut().for_each(|r| r.outcome = outcome);
+                }
+                report.results.splice(0..0, prepared.failed_builds.iter().cloned());
+                CellReport { cell: cell.clone(), server_version: String::new(), report, infrastructure_failed }
+            };
+            if let Some(failed) = prepared.failed_builds.first() {
+                reports.push(not_started(&format!("not run: {} failed to build", failed.name), None, true));
+            } else if *cancel.borrow() {
+                // Every cell is in the report, the ones an interrupt kept from starting too.
+                reports.push(not_started("interrupted before this cell started", Some(Outcome::Skipped), false));
+            } else {
+                reports.push(self.cell(cell, &dir, &prepared, cancel.clone()).await);
+            }
+        }
+        self.report(&prepared, &reports, *cancel.borrow())
+    }
 
-        // A failed build is a result in the report (and no case runs), not a lost report.
+    /// What every cell shares: images built (a failed build is a result in the report, not a
+    /// lost report), the cases pointed at them, and every operator resolved and rendered once
+    /// (a failure there is its install's).
+    async fn prepare(&self) -> Prepared {
+        let suite = &self.suite;
         let mut built = Vec::new();
         let mut failed_builds = Vec::new();
         for image in &suite.images {
-            let mut result = CaseResult::named(
-                &format!("image.{}", image.name),
-                &format!("image {}", image.name),
-                "image",
-                self.artifacts.join("images").join(crate::run::collect::file_name(&image.name)),
-            );
             match images::build(image).await {
                 Ok(b) => {
                     tracing::info!(image = %b.reference, cached = b.cached, "image ready");
@@ -79,6 +102,13 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::error!(image = %image.name, error = %e, "image build failed");
+                    let dir = self.artifacts.join("images").join(crate::run::collect::file_name(&image.name));
+                    let mut result = CaseResult::named(
+                        &format!("image.{}", image.name),
+                        &format!("image {}", image.name),
+                        "image",
+                        dir,
+                    );
                     result.finish(Outcome::Error, Some(e));
                     result.write();
                     failed_builds.push(result);
@@ -90,7 +120,6 @@ impl Session {
         for object in cases.iter_mut().flat_map(|c| c.objects.iter_mut()) {
             images::rewrite(&mut object.value, &retags);
         }
-        // Each operator is resolved and rendered once for every cell; a failure is its install's.
         let ttl = if self.refresh { std::time::Duration::ZERO } else { suite.defaults.resolve_ttl.0 };
         let mut rendered = Vec::new();
         for op in &suite.operators {
@@ -100,50 +129,28 @@ impl Session {
             }
             rendered.push(r);
         }
+        Prepared { cases, built, rendered, failed_builds }
+    }
+
+    /// The ledger, `run.json`, the JUnit file and the summary; the exit code.
+    fn report(&self, prepared: &Prepared, reports: &[CellReport], interrupted: bool) -> Result<i32, Error> {
+        let suite = &self.suite;
+        let rendered = || prepared.rendered.iter().flatten();
         let ledger: versions::Ledger =
-            rendered.iter().flatten().filter_map(|r| r.version.clone().map(|v| (r.operator.clone(), v))).collect();
-
-        let prepared = Prepared { cases, built, rendered };
-        let mut reports = Vec::new();
-        for cell in &cells {
-            let dir = cell.label().map(|l| self.artifacts.join(l)).unwrap_or_else(|| self.artifacts.clone());
-            if !failed_builds.is_empty() {
-                let reason = format!("not run: {} failed to build", failed_builds[0].name);
-                let mut report = run::not_run(&prepared.cases, &dir, &reason, false);
-                report.results.splice(0..0, failed_builds.iter().cloned());
-                let server_version = String::new();
-                reports.push(CellReport { cell: cell.clone(), server_version, report, infrastructure_failed: true });
-                continue;
-            }
-            if *cancel.borrow() {
-                // Every cell is in the report, the ones an interrupt kept from starting too.
-                let mut report = run::not_run(&prepared.cases, &dir, "interrupted before this cell started", true);
-                report.results.iter_mut().for_each(|r| r.outcome = Outcome::Skipped);
-                reports.push(CellReport {
-                    cell: cell.clone(),
-                    server_version: String::new(),
-                    report,
-                    infrastructure_failed: false,
-                });
-                continue;
-            }
-            reports.push(self.cell(cell, &dir, &prepared, cancel.clone()).await);
-        }
-        let Prepared { built, rendered, .. } = prepared;
-
+            rendered().filter_map(|r| r.version.clone().map(|v| (r.operator.clone(), v))).collect();
         // What floating versions resolved to is recorded per run; a change is the first thing said.
         let changed = versions::changes(&versions::swap_ledger(&suite.path, &ledger), &ledger);
         let mut properties = Vec::new();
         for (name, version) in &ledger {
             properties.push((format!("operator.{name}.version"), version.clone()));
         }
-        for r in rendered.iter().flatten() {
+        for r in rendered() {
             properties.push((format!("operator.{}.render", r.operator), r.cache_label().into()));
         }
         for change in &changed {
             properties.push(("changed".into(), change.clone()));
         }
-        for b in &built {
+        for b in &prepared.built {
             properties.push((format!("image.{}", b.name), b.reference.clone()));
             properties.push((format!("image.{}.cache", b.name), if b.cached { "hit" } else { "miss" }.into()));
         }
@@ -155,7 +162,7 @@ impl Session {
                 "kubernetes": c.server_version,
             })).collect::<Vec<_>>(),
             "versions": ledger,
-            "rendered": rendered.iter().flatten().map(|r| (r.operator.clone(), serde_json::json!({
+            "rendered": rendered().map(|r| (r.operator.clone(), serde_json::json!({
                 "version": r.version, "floating": r.floating, "cache": r.cache_label(),
                 "listingCached": r.listing_cached, "file": r.file,
             }))).collect::<serde_json::Map<_, _>>(),
@@ -164,7 +171,7 @@ impl Session {
         report::write_atomically(&self.artifacts.join("run.json"), run_json.to_string().as_bytes())
             .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
         let junit_path = self.junit.clone().unwrap_or_else(|| self.artifacts.join("junit.xml"));
-        let xml = report::junit(&suite.name, &reports, &properties)
+        let xml = report::junit(&suite.name, reports, &properties)
             .to_string()
             .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
         report::write_atomically(&junit_path, xml.as_bytes())
@@ -173,14 +180,14 @@ impl Session {
         if !changed.is_empty() {
             println!("changed since the previous run: {}", changed.join(", "));
         }
-        for c in &reports {
+        for c in reports {
             if let Some(label) = c.cell.label() {
                 println!("Kubernetes {label} ({})", c.cell.image.as_deref().unwrap_or("existing cluster"));
             }
             print!("{}", report::summary(&c.report));
         }
         println!("JUnit: {}  artifacts: {}", junit_path.display(), self.artifacts.display());
-        if *cancel.borrow() || reports.iter().any(|c| c.report.interrupted) {
+        if interrupted || reports.iter().any(|c| c.report.interrupted) {
             return Ok(error::EXIT_INTERRUPTED);
         }
         if reports.iter().any(|c| c.infrastructure_failed) {
@@ -264,7 +271,7 @@ impl Session {
         cancel: watch::Receiver<bool>,
     ) -> Result<CellReport, String> {
         let suite = &self.suite;
-        let Prepared { cases, built, rendered } = prepared;
+        let Prepared { cases, built, rendered, .. } = prepared;
         if let Some(name) = &provisioned.kind_cluster {
             let references: Vec<String> = built.iter().map(|b| b.reference.clone()).collect();
             provision::load_images(name, &references).await?;
