@@ -45,65 +45,35 @@ impl Rendered {
     }
 }
 
+/// How to render one operator: the command, and what was resolved on the way.
+struct Recipe {
+    program: &'static str,
+    args: Vec<String>,
+    /// A chart's version, resolved from its repository or registry.
+    chart: Option<versions::Resolution>,
+    chart_dir: Option<PathBuf>,
+}
+
 /// Resolves, then renders unless the cache has this version with these inputs already.
 /// `ttl` bounds how old a listing of versions may be.
 pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
     // A git source: its version is resolved and checked out; paths are inside the checkout.
-    let (root, mut version, mut floating, mut listing_cached) = match &op.git {
+    let (root, git) = match &op.git {
         Some(git) => {
             let catalog = Catalog::Git { url: git.url.clone() };
             let r = versions::resolve(&catalog, &Constraint::parse(&git.version), git.prereleases, ttl).await?;
-            (Some(versions::checkout(&git.url, &r.version).await?), Some(r.version), r.floating, r.listing_cached)
+            (Some(versions::checkout(&git.url, &r.version).await?), Some(r))
         }
-        None => (None, None, false, false),
+        None => (None, None),
     };
     let inside = |p: &Path| root.as_ref().map(|r| r.join(p)).unwrap_or_else(|| p.to_path_buf());
     let mut hash = Sha256::new();
-    let mut chart_dir = None;
-    let (program, args) = match &op.source {
-        Source::Kustomize { dir, args } => {
-            let dir = inside(dir);
-            hash_files(&mut hash, &dir, &kustomize_inputs(&dir));
-            let mut full: Vec<String> = args.clone();
-            full.push(dir.to_string_lossy().into_owned());
-            hash.update(format!("kustomize {args:?}\0").as_bytes());
-            if command::on_path("kubectl") || !command::on_path("kustomize") {
-                full.insert(0, "kustomize".into());
-                ("kubectl", full)
-            } else {
-                full.insert(0, "build".into());
-                ("kustomize", full)
-            }
-        }
-        Source::Helm(chart) => {
-            let mut chart_version = None;
-            if chart.is_local() {
-                let dir = inside(Path::new(&chart.chart));
-                hash_files(&mut hash, &dir, &tree(&dir));
-                chart_dir = Some(dir);
-            } else {
-                let catalog = match &chart.repo {
-                    Some(repo) => Catalog::HelmRepo { url: repo.clone(), chart: chart.chart.clone() },
-                    None => Catalog::Oci { reference: chart.chart.clone(), plain_http: chart.plain_http },
-                };
-                let constraint = Constraint::parse(chart.version.as_deref().unwrap_or("latest"));
-                let r = versions::resolve(&catalog, &constraint, chart.prereleases, ttl).await?;
-                (floating, listing_cached) = (r.floating, r.listing_cached);
-                hash.update(format!("chart {} {:?} {}\0", chart.chart, chart.repo, r.version).as_bytes());
-                chart_version = Some(r.version.clone());
-                version = Some(r.version);
-            }
-            for file in &chart.values {
-                hash.update(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
-            }
-            let location = chart_dir.as_ref().map(|d| d.to_string_lossy().into_owned()).unwrap_or(chart.chart.clone());
-            let mut args = vec!["template".to_string(), chart.release.clone(), location];
-            args.extend(helm_flags(chart, chart_version.as_deref()));
-            args.push("--include-crds".into());
-            hash.update(format!("helm {:?}\0", &args[3..]).as_bytes());
-            ("helm", args)
-        }
+    let recipe = match &op.source {
+        Source::Kustomize { dir, args } => kustomize_recipe(&inside(dir), args, &mut hash),
+        Source::Helm(chart) => helm_recipe(chart, &inside(Path::new(&chart.chart)), ttl, &mut hash).await?,
     };
+    let resolution = recipe.chart.or(git);
+    let version = resolution.as_ref().map(|r| r.version.clone());
     let input: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     let file = versions::cache_dir().join("rendered").join(crate::run::collect::file_name(&op.name)).join(format!(
         "{}-{input}.yaml",
@@ -112,14 +82,68 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
     let (text, cache_hit) = match std::fs::read_to_string(&file) {
         Ok(text) => (text, true),
         Err(_) => {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let text = command::output(program, &args, None).await?;
+            let args: Vec<&str> = recipe.args.iter().map(String::as_str).collect();
+            let text = command::output(recipe.program, &args, None).await?;
             crate::report::write_atomically(&file, text.as_bytes())
                 .map_err(|e| format!("render cache {}: {e}", file.display()))?;
             (text, false)
         }
     };
-    Ok(Rendered { operator: op.name.clone(), text, version, floating, cache_hit, listing_cached, file, chart_dir })
+    Ok(Rendered {
+        operator: op.name.clone(),
+        text,
+        floating: resolution.as_ref().is_some_and(|r| r.floating),
+        listing_cached: resolution.as_ref().is_some_and(|r| r.listing_cached),
+        version,
+        cache_hit,
+        file,
+        chart_dir: recipe.chart_dir,
+    })
+}
+
+/// `kubectl kustomize` (or `kustomize build` where only kustomize is installed); the input is
+/// every file kustomize reads and the arguments.
+fn kustomize_recipe(dir: &Path, extra: &[String], hash: &mut Sha256) -> Recipe {
+    hash_files(hash, dir, &kustomize_inputs(dir));
+    hash.update(format!("kustomize {extra:?}\0").as_bytes());
+    let mut args: Vec<String> = extra.to_vec();
+    args.push(dir.to_string_lossy().into_owned());
+    let (program, verb) = if command::on_path("kubectl") || !command::on_path("kustomize") {
+        ("kubectl", "kustomize")
+    } else {
+        ("kustomize", "build")
+    };
+    args.insert(0, verb.into());
+    Recipe { program, args, chart: None, chart_dir: None }
+}
+
+/// `helm template --include-crds`; a repository or OCI chart's version is resolved first. The
+/// input is the chart's files (local) or its reference and version, the values files and
+/// every flag.
+async fn helm_recipe(chart: &HelmChart, local_dir: &Path, ttl: Duration, hash: &mut Sha256) -> Result<Recipe, String> {
+    let (resolution, chart_dir) = if chart.is_local() {
+        hash_files(hash, local_dir, &tree(local_dir));
+        (None, Some(local_dir.to_path_buf()))
+    } else {
+        let catalog = match &chart.repo {
+            Some(repo) => Catalog::HelmRepo { url: repo.clone(), chart: chart.chart.clone() },
+            None => Catalog::Oci { reference: chart.chart.clone(), plain_http: chart.plain_http },
+        };
+        let constraint = Constraint::parse(chart.version.as_deref().unwrap_or("latest"));
+        let r = versions::resolve(&catalog, &constraint, chart.prereleases, ttl).await?;
+        hash.update(format!("chart {} {:?} {}\0", chart.chart, chart.repo, r.version).as_bytes());
+        (Some(r), None)
+    };
+    for file in &chart.values {
+        hash.update(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+    }
+    let location =
+        chart_dir.as_ref().map(|d: &PathBuf| d.to_string_lossy().into_owned()).unwrap_or(chart.chart.clone());
+    let mut args = vec!["template".to_string(), chart.release.clone(), location];
+    args.extend(helm_flags(chart, resolution.as_ref().map(|r| r.version.as_str())));
+    args.push("--include-crds".into());
+    hash.update(format!("helm {:?}\0", &args[3..]).as_bytes());
+    Ok(Recipe { program: "helm", args, chart: resolution, chart_dir })
 }
 
 /// The flags `helm template` and `helm upgrade` share: namespace, version, repository, values,
