@@ -19,7 +19,7 @@ use crate::{
         collect::{Collect, Evidence},
         wait::{Ending, Wait},
     },
-    suite::{HelmInstall, Operator, Source},
+    suite::{HelmChart, HelmInstall, Operator, Source},
     yaml,
 };
 
@@ -104,59 +104,81 @@ impl Install<'_> {
 
     async fn install(&self, applied: &mut Vec<Applied>) -> Result<String, String> {
         let op = self.operator;
-        let file = &self.rendered.file;
-        let mut docs = yaml::documents(file, &self.rendered.text).map_err(|e| format!("rendered manifests: {e}"))?;
+        let mut docs = yaml::documents(&self.rendered.file, &self.rendered.text)
+            .map_err(|e| format!("rendered manifests: {e}"))?;
         docs.retain(|d| d.value.is_object());
         match &op.source {
             Source::Helm(chart) if chart.install == HelmInstall::Upgrade => {
-                // Helm applies (and runs hooks); kubevet learns what it applied from the release.
-                let location = match &self.rendered.chart_dir {
-                    Some(dir) => dir.to_string_lossy().into_owned(),
-                    None => chart.chart.clone(),
-                };
-                let mut args = vec!["upgrade".to_string(), "--install".into(), chart.release.clone(), location];
-                args.extend(helm_flags(chart, if chart.is_local() { None } else { self.rendered.version.as_deref() }));
-                args.extend(["--create-namespace".into(), "--wait".into(), "--timeout".into()]);
-                args.push(format!("{}s", op.timeout.as_secs()));
-                args.extend(self.cluster_flags());
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                command::output("helm", &args, None).await?;
-                let mut get = vec!["get", "manifest", &chart.release, "--namespace", &chart.namespace];
-                let flags = self.cluster_flags();
-                get.extend(flags.iter().map(String::as_str));
-                let manifest = command::output("helm", &get, None).await?;
-                // A release's manifest leaves out the chart's crds/, which Helm installed too.
-                let released = yaml::documents(file, &manifest).map_err(|e| format!("helm get manifest: {e}"))?;
-                let crds = docs.iter().filter(|d| d.value["kind"] == "CustomResourceDefinition");
-                for doc in released.iter().filter(|d| d.value.is_object()).chain(crds) {
-                    applied.push(self.cluster.locate(&doc.value, Some(&chart.namespace)).await?);
-                }
+                self.helm_upgrade(chart, &docs, applied).await?
             }
-            source => {
-                let default_namespace = match source {
-                    Source::Helm(chart) => Some(chart.namespace.as_str()),
-                    Source::Kustomize { .. } => None,
-                };
-                docs.sort_by_key(|d| rank(&d.value));
-                let retags: Vec<Retag> = self.images.iter().chain(&op.set_images).cloned().collect();
-                for doc in &mut docs {
-                    images::rewrite(&mut doc.value, &retags);
-                }
-                // A chart's objects go to its namespace, which `helm template` does not create.
-                if let Some(ns) = default_namespace
-                    && !docs.iter().any(|d| d.value["kind"] == "Namespace" && d.value["metadata"]["name"] == ns)
-                {
-                    let namespace =
-                        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-                    self.cluster.apply(&namespace, None).await?;
-                }
-                for doc in &docs {
-                    let namespace =
-                        doc.value.pointer("/metadata/namespace").and_then(Value::as_str).or(default_namespace);
-                    applied.push(self.cluster.apply(&doc.value, namespace).await?);
-                }
-            }
+            Source::Helm(chart) => self.apply(docs, Some(&chart.namespace), applied).await?,
+            Source::Kustomize { .. } => self.apply(docs, None, applied).await?,
         }
+        self.wait_ready(applied).await
+    }
+
+    /// Server-side apply of the rendered manifests, CRDs first, images swapped; objects
+    /// without a namespace go to `default_namespace` (a chart's), created if needed.
+    async fn apply(
+        &self,
+        mut docs: Vec<yaml::Document>,
+        default_namespace: Option<&str>,
+        applied: &mut Vec<Applied>,
+    ) -> Result<(), String> {
+        docs.sort_by_key(|d| rank(&d.value));
+        let retags: Vec<Retag> = self.images.iter().chain(&self.operator.set_images).cloned().collect();
+        for doc in &mut docs {
+            images::rewrite(&mut doc.value, &retags);
+        }
+        // `helm template` does not create the release's namespace.
+        if let Some(ns) = default_namespace
+            && !docs.iter().any(|d| d.value["kind"] == "Namespace" && d.value["metadata"]["name"] == ns)
+        {
+            let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            self.cluster.apply(&namespace, None).await?;
+        }
+        for doc in &docs {
+            let namespace = doc.value.pointer("/metadata/namespace").and_then(Value::as_str).or(default_namespace);
+            applied.push(self.cluster.apply(&doc.value, namespace).await?);
+        }
+        Ok(())
+    }
+
+    /// `helm upgrade --install --wait` (Helm applies and runs the hooks), then what the release
+    /// holds, from `helm get manifest`, plus the chart's CRDs, which the manifest leaves out.
+    async fn helm_upgrade(
+        &self,
+        chart: &HelmChart,
+        docs: &[yaml::Document],
+        applied: &mut Vec<Applied>,
+    ) -> Result<(), String> {
+        let location = match &self.rendered.chart_dir {
+            Some(dir) => dir.to_string_lossy().into_owned(),
+            None => chart.chart.clone(),
+        };
+        let mut args = vec!["upgrade".to_string(), "--install".into(), chart.release.clone(), location];
+        args.extend(helm_flags(chart, if chart.is_local() { None } else { self.rendered.version.as_deref() }));
+        args.extend(["--create-namespace".into(), "--wait".into(), "--timeout".into()]);
+        args.push(format!("{}s", self.operator.timeout.as_secs()));
+        args.extend(self.cluster_flags());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        command::output("helm", &args, None).await?;
+        let mut get = vec!["get", "manifest", &chart.release, "--namespace", &chart.namespace];
+        let flags = self.cluster_flags();
+        get.extend(flags.iter().map(String::as_str));
+        let manifest = command::output("helm", &get, None).await?;
+        let released =
+            yaml::documents(&self.rendered.file, &manifest).map_err(|e| format!("helm get manifest: {e}"))?;
+        let crds = docs.iter().filter(|d| d.value["kind"] == "CustomResourceDefinition");
+        for doc in released.iter().filter(|d| d.value.is_object()).chain(crds) {
+            applied.push(self.cluster.locate(&doc.value, Some(&chart.namespace)).await?);
+        }
+        Ok(())
+    }
+
+    /// Watches until every applied CRD is Established and every Deployment Available.
+    async fn wait_ready(&self, applied: &[Applied]) -> Result<String, String> {
+        let op = self.operator;
         let crd = crd_profile();
         let deployment = deployment_profile().ok_or("no deployment profile")?;
         let targets: Vec<(&Applied, &Profile)> = applied
