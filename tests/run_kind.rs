@@ -311,3 +311,40 @@ fn an_existing_cluster_gets_the_built_images_only_when_told_which_kind_cluster_i
     assert_eq!(&calls[0][..2], ["load", "docker-image"]);
     assert!(calls[0][2].starts_with("kubevet.test/hello-app:kv-") && calls[0][3..] == ["--name", "dev"], "{calls:?}");
 }
+
+#[test]
+fn an_interrupt_while_kind_creates_the_cluster_deletes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standins = Standins::new(dir.path());
+    let artifacts = dir.path().join("artifacts");
+    let mut child = standins
+        .kubevet()
+        .env("KUBEVET_STANDIN_KIND_CREATE_SECONDS", "60")
+        .args(["run", "--suite"])
+        .arg(repo().join("scenarios/kind/kubevet.yaml"))
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubevet starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while standins.kind_clusters().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(standins.kind_clusters(), ["kubevet-kind-1-34"], "kind is creating the first cluster");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill").success());
+    let status = child.wait().expect("kubevet exits");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(standins.kind_clusters(), Vec::<String>::new(), "the half-made cluster is deleted");
+    let verbs: Vec<String> = standins.calls("kind").iter().map(|c| c[..2].join(" ")).collect();
+    assert_eq!(verbs, ["get clusters", "create cluster", "delete cluster"]);
+    let cases = junit(&artifacts.join("junit.xml"));
+    let cluster = support::case(&cases, "cluster");
+    assert_eq!(
+        (cluster["result"].as_str(), cluster["message"].as_str()),
+        (Some("error"), Some("interrupted while creating the cluster"))
+    );
+    let second: Vec<_> = cases.iter().filter(|c| c["suite"] == "kind-matrix [kubernetes v1.33]").collect();
+    assert!(!second.is_empty() && second.iter().all(|c| c["result"] == "skipped"), "{cases:#?}");
+}
