@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use testcontainers_modules::{
     k3s::{K3s, KUBE_SECURE_PORT},
     kwok::{KWOK_CLUSTER_PORT, KwokCluster},
-    testcontainers::{ContainerAsync, ImageExt, runners::AsyncRunner},
+    testcontainers::{
+        ContainerAsync, ContainerRequest, Image, ImageExt,
+        bollard::{Docker, query_parameters::RemoveContainerOptionsBuilder},
+        runners::AsyncRunner,
+    },
 };
 use tokio::sync::watch;
 
@@ -268,8 +272,8 @@ async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisi
     tracing::info!(image = %image, "starting a control plane container");
     let (container, kubeconfig_text, id) = match settings.container_module {
         ContainerModule::Kwok => {
-            let c = KwokCluster::default().with_name(name).with_tag(tag).with_startup_timeout(startup);
-            let c = c.start().await.map_err(failed)?;
+            let c = start(KwokCluster::default().with_name(name).with_tag(tag).with_startup_timeout(startup), image)
+                .await?;
             let port = c.get_host_port_ipv4(KWOK_CLUSTER_PORT).await.map_err(failed)?;
             let config = format!(
                 "apiVersion: v1\nkind: Config\nclusters: [{{name: kwok, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\nusers: [{{name: kwok, user: {{}}}}]\ncontexts: [{{name: kwok, context: {{cluster: kwok, user: kwok}}}}]\ncurrent-context: kwok\n"
@@ -282,7 +286,7 @@ async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisi
             std::fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
             let k3s = K3s::default().with_conf_mount(&conf);
             let c = k3s.with_name(name).with_tag(tag).with_privileged(true).with_userns_mode("host");
-            let c = c.with_startup_timeout(startup).start().await.map_err(failed)?;
+            let c = start(c.with_startup_timeout(startup), image).await?;
             let port = c.get_host_port_ipv4(KUBE_SECURE_PORT).await.map_err(failed)?;
             let config = std::fs::read_to_string(conf.join("k3s.yaml")).map_err(|e| format!("k3s kubeconfig: {e}"))?;
             let id = c.id().to_string();
@@ -299,6 +303,22 @@ async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisi
         delete_at_end: true,
         container: Some(container),
     })
+}
+
+/// Starts a container under a name of kubevet's: one that was created but did not start is not
+/// testcontainers' to remove, so kubevet removes it by that name.
+async fn start<I: Image>(request: ContainerRequest<I>, image: &str) -> Result<ContainerAsync<I>, String> {
+    let name = format!("kubevet-{}", crate::run::random_hex(8));
+    match request.with_container_name(&name).start().await {
+        Ok(container) => Ok(container),
+        Err(e) => {
+            if let Ok(docker) = Docker::connect_with_defaults() {
+                let force = RemoveContainerOptionsBuilder::new().force(true).build();
+                let _ = docker.remove_container(&name, Some(force)).await;
+            }
+            Err(format!("starting {image}: {e}"))
+        }
+    }
 }
 
 pub async fn delete_kind(name: &str) -> Result<(), String> {

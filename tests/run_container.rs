@@ -44,3 +44,53 @@ fn a_kwok_container_cluster_runs_the_cases_and_is_removed() {
     assert!(text.contains("server: \"http://127.0.0.1:"), "pointed at the mapped port: {text}");
     assert_eq!(containers_of_image(), before, "the cluster container is removed at the end");
 }
+
+#[test]
+fn a_container_that_fails_to_start_is_removed_and_reported() {
+    // An image whose entrypoint does not exist: Docker creates the container, then cannot
+    // start it, which testcontainers leaves behind.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = "kubevet.test/no-entrypoint:1";
+    std::fs::write(dir.path().join("Dockerfile"), "FROM kubevet.test/busybox:1.35\nENTRYPOINT [\"/does-not-exist\"]\n")
+        .expect("write");
+    let built = Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "--quiet", "-t", image])
+        .arg(dir.path())
+        .output()
+        .expect("docker runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
+    std::fs::copy(
+        repo().join("scenarios/container/examples/hello-job.yaml"),
+        dir.path().join("examples/hello-job.yaml"),
+    )
+    .expect("copy");
+    std::fs::write(
+        dir.path().join("kubevet.yaml"),
+        format!(
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\ncluster: {{provider: container, image: \"{image}\"}}\n"
+        ),
+    )
+    .expect("write");
+    let artifacts = dir.path().join("artifacts");
+    let out = kubevet()
+        .env("KUBEVET_CACHE", dir.path().join("cache"))
+        .args(["run", "--suite"])
+        .arg(dir.path().join("kubevet.yaml"))
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", stdout(&out), stderr(&out));
+    let cases = junit(&artifacts.join("junit.xml"));
+    let cluster = support::case(&cases, "cluster");
+    let message = cluster["message"].as_str().unwrap_or("");
+    assert!(message.starts_with(&format!("starting {image}: ")) && message.contains("does-not-exist"), "{message}");
+    let left = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("ancestor={image}")])
+        .output()
+        .expect("docker runs");
+    assert_eq!(stdout(&left), "", "the container that did not start is removed");
+    let _ = Command::new("docker").args(["rmi", image]).output();
+}
