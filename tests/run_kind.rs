@@ -348,3 +348,35 @@ fn an_interrupt_while_kind_creates_the_cluster_deletes_it() {
     let second: Vec<_> = cases.iter().filter(|c| c["suite"] == "kind-matrix [kubernetes v1.33]").collect();
     assert!(!second.is_empty() && second.iter().all(|c| c["result"] == "skipped"), "{cases:#?}");
 }
+
+#[test]
+fn a_kind_config_file_and_a_node_image_override_reach_kind_create() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standins = Standins::new(dir.path());
+    std::fs::write(
+        dir.path().join("kind.yaml"),
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes: [{role: control-plane}]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("kubevet.yaml"),
+        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\ncluster:\n  provider: kind\n  name: custom\n  kindConfig: kind.yaml\n  kubernetesVersions: [\"1.33\"]\n  nodeImages: {\"1.33\": \"example.com/node:custom\"}\n",
+    )
+    .expect("write");
+    let cluster = |action: &str| {
+        standins
+            .kubevet()
+            .args(["cluster", action, "--suite"])
+            .arg(dir.path().join("kubevet.yaml"))
+            .output()
+            .expect("runs")
+    };
+    let up = cluster("up");
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let create = &standins.calls("kind")[1];
+    assert_documented(create, KIND);
+    assert_eq!(option(create, "--name"), Some("custom-1-33"));
+    assert_eq!(option(create, "--image"), Some("example.com/node:custom"), "the suite's override wins over the table");
+    assert_eq!(option(create, "--config"), Some(dir.path().join("kind.yaml").display().to_string().as_str()));
+    assert_eq!(stdout(&cluster("down")), "custom-1-33\tdeleted\n");
+}
