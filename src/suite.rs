@@ -350,7 +350,8 @@ pub struct Defaults {
     /// Unschedulable before its case fails.
     pub failure_grace: Dur,
     pub cleanup_timeout: Dur,
-    /// How long a listing of versions (git tags, Helm index, OCI tags) is reused.
+    /// How long a listing of versions (git tags, Helm index, OCI tags) is reused; by default
+    /// not at all: a floating version is listed at every run.
     pub resolve_ttl: Dur,
 }
 
@@ -534,7 +535,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             log_limit_bytes: d.log_limit_bytes.or(inherited.as_ref().map(|i| i.log_limit_bytes)).unwrap_or(1 << 20),
             failure_grace: or(d.failure_grace, |i| i.failure_grace, 10),
             cleanup_timeout: or(d.cleanup_timeout, |i| i.cleanup_timeout, 120),
-            resolve_ttl: or(d.resolve_ttl, |i| i.resolve_ttl, 600),
+            resolve_ttl: or(d.resolve_ttl, |i| i.resolve_ttl, 0),
         },
         lint,
         root,

@@ -300,6 +300,8 @@ fn chart_versions_float_with_the_repository_index_and_its_listing_ttl() {
         "    helm: {{chart: widget-operator, repo: \"{repo_url}\", version: latest, namespace: kubevet-helm-repo}}\n"
     );
     let suite = write_suite(dir.path(), &operator, &[HELLO]);
+    let text = std::fs::read_to_string(&suite).expect("suite");
+    std::fs::write(&suite, format!("{text}defaults: {{resolveTtl: 10m}}\n")).expect("write");
 
     let (_, cases, _) = run(&standins, &suite, &dir.path().join("a1"), &[]);
     assert_eq!(cases[0]["suite_properties"]["operator.widgets.version"], "0.3.0", "latest skips the pre-release");
@@ -312,7 +314,7 @@ fn chart_versions_float_with_the_repository_index_and_its_listing_ttl() {
             && template.windows(2).any(|w| w[0] == "--repo" && w[1] == repo_url)
     );
 
-    // A new release within the listing's TTL is not seen yet; --refresh lists anew.
+    // A new release within the suite's resolveTtl is not seen yet; --refresh lists anew.
     std::fs::write(served.join("charts/index.yaml"), index(&["0.2.0", "0.3.0", "0.4.0-rc.1", "0.4.0"])).expect("write");
     let (_, cases, run_json) = run(&standins, &suite, &dir.path().join("a2"), &[]);
     assert_eq!(cases[0]["suite_properties"]["operator.widgets.version"], "0.3.0");
