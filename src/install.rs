@@ -67,6 +67,15 @@ pub struct Install<'a> {
 }
 
 impl Install<'_> {
+    /// Which version was installed and whether its manifests came from the render cache.
+    fn provenance(&self) -> String {
+        let cache = if self.rendered.cache_hit { "render cache hit" } else { "rendered" };
+        match &self.rendered.version {
+            Some(v) => format!("{v}, {cache}"),
+            None => cache.to_string(),
+        }
+    }
+
     fn cluster_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if let Some(k) = self.kubeconfig {
@@ -191,7 +200,7 @@ impl Install<'_> {
             .collect();
         let crds = targets.iter().filter(|(_, p)| p.name == "crd").count();
         if targets.is_empty() {
-            return Ok(format!("{} objects applied; nothing to wait for", applied.len()));
+            return Ok(format!("{} objects applied ({}); nothing to wait for", applied.len(), self.provenance()));
         }
         let deployments = targets.len() - crds;
         let namespace = targets.iter().find_map(|(a, _)| a.namespace.clone()).unwrap_or_else(|| "default".into());
@@ -207,9 +216,9 @@ impl Install<'_> {
         .await;
         match waited.ending {
             Ending::Succeeded(_) => Ok(format!(
-                "{} objects applied{}; {crds} CRDs Established, {deployments} Deployments Available",
+                "{} objects applied ({}); {crds} CRDs Established, {deployments} Deployments Available",
                 applied.len(),
-                self.rendered.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default()
+                self.provenance()
             )),
             Ending::Failed(why) | Ending::Stuck(why) | Ending::Broken(why) => Err(format!("install failed: {why}")),
             Ending::TimedOut(why) => Err(format!("install {why}: CRDs not Established or Deployments not Available")),

@@ -22,9 +22,12 @@ pub fn kubeconfig() -> PathBuf {
     path
 }
 
+/// The kubevet binary, with its cache in a folder of this test process's own (nextest runs
+/// each test in a process), so that no test sees another's checkouts or rendered manifests.
 pub fn kubevet() -> Command {
+    let cache = std::env::temp_dir().join(format!("kubevet-test-cache-{}", std::process::id()));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubevet"));
-    cmd.env("NO_COLOR", "1").env_remove("KUBECONFIG");
+    cmd.env("NO_COLOR", "1").env_remove("KUBECONFIG").env("KUBEVET_CACHE", cache);
     cmd
 }
 
