@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     command,
-    suite::{HelmChart, Operator, Source},
+    suite::{HelmChart, KustomizeTarget, Operator, Source},
     versions::{self, Catalog, Constraint},
 };
 
@@ -52,6 +52,8 @@ struct Recipe {
     /// A chart's version, resolved from its repository or registry.
     chart: Option<versions::Resolution>,
     chart_dir: Option<PathBuf>,
+    /// False for a remote kustomize target at a branch: the same URL may render differently.
+    cacheable: bool,
 }
 
 /// Resolves, then renders unless the cache has this version with these inputs already.
@@ -69,7 +71,12 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
     let inside = |p: &Path| root.as_ref().map(|r| r.join(p)).unwrap_or_else(|| p.to_path_buf());
     let mut hash = Sha256::new();
     let recipe = match &op.source {
-        Source::Kustomize { dir, args } => kustomize_recipe(&inside(dir), args, &mut hash),
+        Source::Kustomize { target: KustomizeTarget::Dir(dir), args } => {
+            kustomize_recipe(&inside(dir).to_string_lossy(), args, &mut hash, Some(&inside(dir)))
+        }
+        Source::Kustomize { target: KustomizeTarget::Remote(url), args } => {
+            kustomize_recipe(url, args, &mut hash, None)
+        }
         Source::Helm(chart) => helm_recipe(chart, &inside(Path::new(&chart.chart)), ttl, &mut hash).await?,
     };
     let resolution = recipe.chart.or(git);
@@ -79,9 +86,10 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
         "{}-{input}.yaml",
         version.as_deref().map(crate::run::collect::file_name).unwrap_or("local".into())
     ));
-    let (text, cache_hit) = match std::fs::read_to_string(&file) {
-        Ok(text) => (text, true),
-        Err(_) => {
+    let cached = if recipe.cacheable { std::fs::read_to_string(&file).ok() } else { None };
+    let (text, cache_hit) = match cached {
+        Some(text) => (text, true),
+        None => {
             let args: Vec<&str> = recipe.args.iter().map(String::as_str).collect();
             let text = command::output(recipe.program, &args, None).await?;
             crate::report::write_atomically(&file, text.as_bytes())
@@ -102,19 +110,24 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
 }
 
 /// `kubectl kustomize` (or `kustomize build` where only kustomize is installed); the input is
-/// every file kustomize reads and the arguments.
-fn kustomize_recipe(dir: &Path, extra: &[String], hash: &mut Sha256) -> Recipe {
-    hash_files(hash, dir, &kustomize_inputs(dir));
+/// every file kustomize reads from `dir`, or a remote target's URL, and the arguments.
+fn kustomize_recipe(target: &str, extra: &[String], hash: &mut Sha256, dir: Option<&Path>) -> Recipe {
+    match dir {
+        Some(dir) => hash_files(hash, dir, &kustomize_inputs(dir)),
+        None => hash.update(format!("remote {target}\0").as_bytes()),
+    }
     hash.update(format!("kustomize {extra:?}\0").as_bytes());
     let mut args: Vec<String> = extra.to_vec();
-    args.push(dir.to_string_lossy().into_owned());
+    args.push(target.to_string());
     let (program, verb) = if command::on_path("kubectl") || !command::on_path("kustomize") {
         ("kubectl", "kustomize")
     } else {
         ("kustomize", "build")
     };
     args.insert(0, verb.into());
-    Recipe { program, args, chart: None, chart_dir: None }
+    // A remote target is the same every time only at a tag or a commit.
+    let cacheable = dir.is_some() || immutable_ref(target);
+    Recipe { program, args, chart: None, chart_dir: None, cacheable }
 }
 
 /// `helm template --include-crds`; a repository or OCI chart's version is resolved first. The
@@ -143,7 +156,7 @@ async fn helm_recipe(chart: &HelmChart, local_dir: &Path, ttl: Duration, hash: &
     args.extend(helm_flags(chart, resolution.as_ref().map(|r| r.version.as_str())));
     args.push("--include-crds".into());
     hash.update(format!("helm {:?}\0", &args[3..]).as_bytes());
-    Ok(Recipe { program: "helm", args, chart: resolution, chart_dir })
+    Ok(Recipe { program: "helm", args, chart: resolution, chart_dir, cacheable: true })
 }
 
 /// The flags `helm template` and `helm upgrade` share: namespace, version, repository, values,
@@ -166,6 +179,18 @@ pub fn helm_flags(chart: &HelmChart, version: Option<&str>) -> Vec<String> {
         flags.push("--plain-http".into());
     }
     flags
+}
+
+/// Whether a remote kustomize target names a tag (a version) or a commit in its `ref=` (or
+/// `version=`), rather than a branch or nothing.
+fn immutable_ref(url: &str) -> bool {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    query.split('&').filter_map(|kv| kv.split_once('=')).filter(|(k, _)| *k == "ref" || *k == "version").any(
+        |(_, v)| {
+            (v.len() == 40 && v.chars().all(|c| c.is_ascii_hexdigit()))
+                || semver::Version::parse(v.strip_prefix('v').unwrap_or(v)).is_ok()
+        },
+    )
 }
 
 /// Every file under `dir`, `.git` left out.
@@ -248,6 +273,14 @@ pub fn hash_files<'a>(hash: &mut Sha256, root: &Path, files: impl IntoIterator<I
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_tags_and_commits_make_a_remote_target_cacheable() {
+        assert!(immutable_ref("https://github.com/kubeflow/trainer//manifests/overlays/standalone?ref=v1.9.0"));
+        assert!(immutable_ref("github.com/org/repo//deploy?timeout=90s&ref=0123456789abcdef0123456789abcdef01234567"));
+        assert!(!immutable_ref("https://github.com/kubeflow/trainer//manifests?ref=master"));
+        assert!(!immutable_ref("https://github.com/kubeflow/trainer//manifests"));
+    }
 
     #[test]
     fn kustomize_inputs_follow_references_outside_the_directory() {

@@ -144,12 +144,29 @@ impl HelmChart {
 /// Where an operator's manifests come from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A kustomize directory, rendered with `kubectl kustomize` and these extra arguments.
+    /// A kustomize target, rendered with `kubectl kustomize` and these extra arguments.
     Kustomize {
-        dir: PathBuf,
+        target: KustomizeTarget,
         args: Vec<String>,
     },
     Helm(HelmChart),
+}
+
+/// What kustomize renders.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KustomizeTarget {
+    /// A directory: relative to the suite, or inside the operator's git checkout.
+    Dir(PathBuf),
+    /// A remote target kustomize fetches itself, such as
+    /// `https://github.com/kubeflow/trainer//manifests/overlays/standalone?ref=v1.9.0`.
+    Remote(String),
+}
+
+impl KustomizeTarget {
+    fn parse(text: &str) -> Option<KustomizeTarget> {
+        let remote = text.contains("://") || text.starts_with("github.com/") || text.starts_with("git@");
+        remote.then(|| KustomizeTarget::Remote(text.to_string()))
+    }
 }
 
 /// An operator under test, installed before any case.
@@ -581,7 +598,16 @@ fn operator(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operator> {
         Ok(dir)
     };
     let source = match (&op.kustomize, &op.helm) {
-        (Some(k), None) => Source::Kustomize { dir: local(k, "kustomize directory")?, args: op.kustomize_args.clone() },
+        (Some(k), None) => {
+            let target = match KustomizeTarget::parse(&k.value) {
+                Some(_) if git.is_some() => {
+                    return Err(at(&k.referenced, "a remote kustomize target cannot also come from git".into()));
+                }
+                Some(remote) => remote,
+                None => KustomizeTarget::Dir(local(k, "kustomize directory")?),
+            };
+            Source::Kustomize { target, args: op.kustomize_args.clone() }
+        }
         (None, Some(h)) => {
             let remote = h.repo.is_some() || h.chart.value.starts_with("oci://");
             if remote && git.is_some() {
@@ -868,7 +894,7 @@ mod tests {
         assert_eq!(suite.cluster.provider, Provider::Kind);
         assert_eq!(suite.operators.len(), 1);
         assert!(
-            matches!(&suite.operators[0].source, Source::Kustomize { dir: d, .. } if d.ends_with("base/deploy")),
+            matches!(&suite.operators[0].source, Source::Kustomize { target: KustomizeTarget::Dir(d), .. } if d.ends_with("base/deploy")),
             "the base's paths stay the base's"
         );
         let tiers: Vec<_> = suite.overrides.iter().map(|o| o.tier.clone().unwrap_or_default()).collect();

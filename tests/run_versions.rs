@@ -112,3 +112,63 @@ fn floating_versions_are_resolved_every_run_and_changes_are_said_first() {
     assert_eq!(first_line, "changed since the previous run: versioned v1.9.0 → v1.8.0");
     kubectl(&["delete", "namespace", "kubevet-versioned-op", "--wait=false"]);
 }
+
+/// A repository with deploy/ rendering one ConfigMap whose data says `content`, committed
+/// on main.
+fn commit_remote(work: &Path, content: &str) {
+    std::fs::create_dir_all(work.join("deploy")).expect("mkdir");
+    std::fs::write(work.join("deploy/kustomization.yaml"), "resources: [config.yaml]\n").expect("write");
+    std::fs::write(
+        work.join("deploy/config.yaml"),
+        format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: kubevet-remote-op}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: remote, namespace: kubevet-remote-op}}\ndata: {{content: \"{content}\"}}\n"),
+    )
+    .expect("write");
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", content]);
+}
+
+#[test]
+fn a_remote_kustomize_target_is_rendered_once_at_a_tag_and_every_run_at_a_branch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (work, repo, cache, suite) =
+        (dir.path().join("work"), dir.path().join("repo.git"), dir.path().join("cache"), dir.path().join("suite"));
+    std::fs::create_dir_all(&work).expect("mkdir");
+    std::fs::create_dir_all(suite.join("examples")).expect("mkdir");
+    std::fs::copy(support::repo().join("examples/batch/hello-job.yaml"), suite.join("examples/hello-job.yaml"))
+        .expect("copy");
+    git(&work, &["init", "-q"]);
+    commit_remote(&work, "tagged");
+    git(&work, &["tag", "v1.0.0"]);
+    git(dir.path(), &["clone", "-q", "--bare", "work", "repo.git"]);
+    let target = |reference: &str| {
+        std::fs::write(
+            suite.join("kubevet.yaml"),
+            format!(
+                "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noperators:\n  - name: remote\n    kustomize: \"file://{}//deploy?ref={reference}\"\n",
+                repo.display()
+            ),
+        )
+        .expect("write suite");
+    };
+    let applied = || {
+        let out = kubectl(&["-n", "kubevet-remote-op", "get", "configmap", "remote", "-o", "jsonpath={.data.content}"]);
+        stdout(&out)
+    };
+
+    target("v1.0.0");
+    let (_, _, first) = run(&suite, &cache, &[]);
+    let (_, _, second) = run(&suite, &cache, &[]);
+    assert_eq!(
+        (first["rendered"]["remote"]["cache"].as_str(), second["rendered"]["remote"]["cache"].as_str()),
+        (Some("miss"), Some("hit"))
+    );
+    assert_eq!(applied(), "tagged");
+
+    commit_remote(&work, "moved on");
+    git(&work, &["push", "-q", repo.to_str().expect("utf-8"), "main"]);
+    target("main");
+    let (_, _, at_branch) = run(&suite, &cache, &[]);
+    assert_eq!(at_branch["rendered"]["remote"]["cache"], "miss", "a branch is rendered at every run");
+    assert_eq!(applied(), "moved on");
+    kubectl(&["delete", "namespace", "kubevet-remote-op", "--wait=false"]);
+}
