@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::{
     command,
-    suite::{ClusterSettings, ContainerModule, Provider},
+    suite::{ClusterSettings, ContainerModule, KustomizeTarget, Operator, Provider, Source},
 };
 
 /// The image testcontainers' KWOK module runs, per Kubernetes version (the module's own
@@ -345,7 +345,7 @@ pub async fn export_logs(cluster: &str, dir: &Path) -> Result<(), String> {
 }
 
 /// The programs a run with these settings needs, checked before anything is created.
-pub fn tools(settings: &ClusterSettings, images: bool, operators: &[crate::suite::Operator]) -> Vec<&'static str> {
+pub fn tools(settings: &ClusterSettings, images: bool, operators: &[Operator]) -> Vec<&'static str> {
     let mut tools = Vec::new();
     if settings.provider == Provider::Kind || settings.load_images_into_kind.is_some() {
         tools.extend(["kind", "docker"]);
@@ -354,15 +354,14 @@ pub fn tools(settings: &ClusterSettings, images: bool, operators: &[crate::suite
         tools.push("docker");
     }
     for op in operators {
-        if op.git.is_some() {
+        // kustomize fetches a remote target with git.
+        if op.git.is_some() || matches!(op.source, Source::Kustomize { target: KustomizeTarget::Remote(_), .. }) {
             tools.push("git");
         }
         tools.push(match op.source {
-            crate::suite::Source::Helm(_) => "helm",
-            crate::suite::Source::Kustomize { .. } if !command::on_path("kubectl") && command::on_path("kustomize") => {
-                "kustomize"
-            }
-            crate::suite::Source::Kustomize { .. } => "kubectl",
+            Source::Helm(_) => "helm",
+            Source::Kustomize { .. } if !command::on_path("kubectl") && command::on_path("kustomize") => "kustomize",
+            Source::Kustomize { .. } => "kubectl",
         });
     }
     tools.sort_unstable();
