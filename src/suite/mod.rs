@@ -2,10 +2,7 @@
 //! per-example overrides. Read strictly: an unknown key, a wrong type, a bad glob or regular
 //! expression is an error at its file:line:col.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
@@ -19,6 +16,14 @@ use crate::{
     profile::{self, Profile, Rule},
     yaml,
 };
+
+mod cluster;
+mod operators;
+
+use cluster::ClusterFile;
+pub use cluster::{ClusterSettings, ContainerModule, Provider};
+use operators::OperatorFile;
+pub use operators::{GitSource, HelmChart, HelmInstall, KustomizeTarget, Operator, Source};
 
 pub const API_VERSION: &str = "kubevet.dev/v1alpha1";
 pub const FILE_NAME: &str = "kubevet.yaml";
@@ -53,200 +58,6 @@ struct ImageFile {
     #[serde(default)]
     build_args: std::collections::BTreeMap<String, String>,
     target: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct OperatorFile {
-    name: Spanned<String>,
-    git: Option<GitFile>,
-    kustomize: Option<Spanned<String>>,
-    #[serde(default)]
-    kustomize_args: Vec<String>,
-    helm: Option<HelmFile>,
-    #[serde(default)]
-    images: Vec<Spanned<String>>,
-    timeout: Option<Dur>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GitFile {
-    url: String,
-    version: String,
-    #[serde(default)]
-    prereleases: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct HelmFile {
-    chart: Spanned<String>,
-    repo: Option<String>,
-    version: Option<String>,
-    #[serde(default)]
-    prereleases: bool,
-    release: Option<String>,
-    namespace: Option<String>,
-    #[serde(default)]
-    values: Vec<Spanned<String>>,
-    #[serde(default)]
-    set: BTreeMap<String, String>,
-    #[serde(default)]
-    install: HelmInstall,
-    #[serde(default)]
-    plain_http: bool,
-}
-
-/// A repository an operator comes from, at a floating (`latest`, a semver range) or pinned
-/// (a tag or branch) version.
-#[derive(Debug, Clone)]
-pub struct GitSource {
-    pub url: String,
-    pub version: String,
-    pub prereleases: bool,
-}
-
-/// How a Helm chart gets onto the cluster.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HelmInstall {
-    /// `helm template`, then server-side apply by kubevet: no release, no hooks.
-    #[default]
-    Template,
-    /// `helm upgrade --install --wait`, for charts that need their hooks.
-    Upgrade,
-}
-
-/// A Helm chart: a local directory, a chart in a repository, or an `oci://` reference.
-#[derive(Debug, Clone)]
-pub struct HelmChart {
-    /// A path (inside the git checkout when there is one), a chart name in `repo`, or `oci://…`.
-    pub chart: String,
-    pub repo: Option<String>,
-    /// `latest`, a semver range or a version; none means what the chart directory holds.
-    pub version: Option<String>,
-    pub prereleases: bool,
-    pub release: String,
-    pub namespace: String,
-    pub values: Vec<PathBuf>,
-    pub set: BTreeMap<String, String>,
-    pub install: HelmInstall,
-    pub plain_http: bool,
-}
-
-impl HelmChart {
-    pub fn is_local(&self) -> bool {
-        self.repo.is_none() && !self.chart.starts_with("oci://")
-    }
-}
-
-/// Where an operator's manifests come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// A kustomize target, rendered with `kubectl kustomize` and these extra arguments.
-    Kustomize {
-        target: KustomizeTarget,
-        args: Vec<String>,
-    },
-    Helm(HelmChart),
-}
-
-/// What kustomize renders.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KustomizeTarget {
-    /// A directory: relative to the suite, or inside the operator's git checkout.
-    Dir(PathBuf),
-    /// A remote target kustomize fetches itself, such as
-    /// `https://github.com/kubeflow/trainer//manifests/overlays/standalone?ref=v1.9.0`.
-    Remote(String),
-}
-
-impl KustomizeTarget {
-    fn parse(text: &str) -> Option<KustomizeTarget> {
-        let remote = text.contains("://") || text.starts_with("github.com/") || text.starts_with("git@");
-        remote.then(|| KustomizeTarget::Remote(text.to_string()))
-    }
-}
-
-/// An operator under test, installed before any case.
-#[derive(Debug, Clone)]
-pub struct Operator {
-    pub name: String,
-    /// A repository the source's paths are inside of.
-    pub git: Option<GitSource>,
-    pub source: Source,
-    /// Image references swapped in the rendered manifests, like `kustomize edit set image`.
-    pub set_images: Vec<crate::images::Retag>,
-    pub timeout: std::time::Duration,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ClusterFile {
-    provider: Option<Spanned<String>>,
-    #[serde(default)]
-    kubernetes_versions: Vec<String>,
-    name: Option<String>,
-    kind_config: Option<Spanned<String>>,
-    #[serde(default)]
-    node_images: BTreeMap<String, String>,
-    kubeconfig: Option<String>,
-    context: Option<String>,
-    load_images: Option<Spanned<String>>,
-    module: Option<Spanned<String>>,
-    image: Option<String>,
-}
-
-/// Which cluster the cases run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// One KinD cluster per Kubernetes version, created (or reused) and deleted by kubevet.
-    Kind,
-    /// A cluster kubevet neither creates nor deletes.
-    Existing,
-    /// A control plane in a container, through testcontainers (K3s or KWOK), per version.
-    Container,
-}
-
-impl Provider {
-    pub fn parse(text: &str) -> Option<Provider> {
-        match text {
-            "kind" => Some(Provider::Kind),
-            "existing" => Some(Provider::Existing),
-            "container" => Some(Provider::Container),
-            _ => None,
-        }
-    }
-}
-
-/// The testcontainers module a `container` cluster comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerModule {
-    /// KWOK: an API server and controllers, pods played by a fake kubelet; plain HTTP.
-    Kwok,
-    /// K3s: a real single-node cluster (needs a privileged container).
-    K3s,
-}
-
-/// The suite's `cluster:` section; the command line may override each field.
-#[derive(Debug, Clone)]
-pub struct ClusterSettings {
-    pub provider: Provider,
-    /// One cell of the matrix each (kind).
-    pub kubernetes_versions: Vec<String>,
-    /// The kind cluster name, suffixed with the version.
-    pub name: String,
-    pub kind_config: Option<PathBuf>,
-    /// Version → node image, over kubevet's table.
-    pub node_images: BTreeMap<String, String>,
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-    /// For an existing cluster: the kind cluster to load built images into.
-    pub load_images_into_kind: Option<String>,
-    pub container_module: ContainerModule,
-    /// The container provider's image (`name:tag`), over the one derived from the version.
-    pub image: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -501,7 +312,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     }
     let base = dir;
     let operators = match &file.operators {
-        Some(ops) => ops.iter().map(|op| operator(path, base, op)).collect::<Result<_>>()?,
+        Some(ops) => ops.iter().map(|op| operators::load(path, base, op)).collect::<Result<_>>()?,
         None => parent.as_ref().map(|p| p.operators.clone()).unwrap_or_default(),
     };
     let images = match &file.images {
@@ -509,9 +320,9 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         None => parent.as_ref().map(|p| p.images.clone()).unwrap_or_default(),
     };
     let cluster = match (&file.cluster, &parent) {
-        (Some(c), _) => cluster(path, base, c)?,
+        (Some(c), _) => cluster::load(path, base, c)?,
         (None, Some(p)) => p.cluster.clone(),
-        (None, None) => cluster(path, base, &ClusterFile::default())?,
+        (None, None) => cluster::load(path, base, &ClusterFile::default())?,
     };
     let root = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() };
     let (include, exclude) = match (&file.examples, &parent) {
@@ -577,155 +388,6 @@ fn image(path: &Path, base: &Path, image: &ImageFile) -> Result<crate::images::I
         return Err(Error::input(path, image.context.referenced.line(), image.context.referenced.column(), msg));
     }
     Ok(resolved)
-}
-
-fn operator(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operator> {
-    let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
-    let git = op.git.as_ref().map(|g| GitSource {
-        url: g.url.clone(),
-        version: g.version.clone(),
-        prereleases: g.prereleases,
-    });
-    // Paths are inside the repository for a git source, else relative to the suite.
-    let local = |p: &Spanned<String>, what: &str| -> Result<PathBuf> {
-        if git.is_some() {
-            return Ok(PathBuf::from(&p.value));
-        }
-        let dir = base.join(&p.value);
-        if !dir.exists() {
-            return Err(at(&p.referenced, format!("{what} {} does not exist", dir.display())));
-        }
-        Ok(dir)
-    };
-    let source = match (&op.kustomize, &op.helm) {
-        (Some(k), None) => {
-            let target = match KustomizeTarget::parse(&k.value) {
-                Some(_) if git.is_some() => {
-                    return Err(at(&k.referenced, "a remote kustomize target cannot also come from git".into()));
-                }
-                Some(remote) => remote,
-                None => KustomizeTarget::Dir(local(k, "kustomize directory")?),
-            };
-            Source::Kustomize { target, args: op.kustomize_args.clone() }
-        }
-        (None, Some(h)) => {
-            let remote = h.repo.is_some() || h.chart.value.starts_with("oci://");
-            if remote && git.is_some() {
-                return Err(at(
-                    &h.chart.referenced,
-                    "a chart from a repository or OCI registry cannot also come from git".into(),
-                ));
-            }
-            if remote && h.version.is_none() {
-                return Err(at(
-                    &h.chart.referenced,
-                    format!("chart {:?} needs a version: latest, a semver range or a version", h.chart.value),
-                ));
-            }
-            let chart = if remote {
-                h.chart.value.clone()
-            } else {
-                local(&h.chart, "chart directory")?.to_string_lossy().into_owned()
-            };
-            let values = h
-                .values
-                .iter()
-                .map(|v| {
-                    let file = base.join(&v.value);
-                    if file.is_file() {
-                        Ok(file)
-                    } else {
-                        Err(at(&v.referenced, format!("values file {} does not exist", file.display())))
-                    }
-                })
-                .collect::<Result<_>>()?;
-            Source::Helm(HelmChart {
-                chart,
-                repo: h.repo.clone(),
-                version: h.version.clone(),
-                prereleases: h.prereleases,
-                release: h.release.clone().unwrap_or_else(|| op.name.value.clone()),
-                namespace: h.namespace.clone().unwrap_or_else(|| op.name.value.clone()),
-                values,
-                set: h.set.clone(),
-                install: h.install,
-                plain_http: h.plain_http,
-            })
-        }
-        _ => {
-            return Err(at(
-                &op.name.referenced,
-                format!("operator {:?} needs exactly one of kustomize and helm", op.name.value),
-            ));
-        }
-    };
-    if let (Source::Helm(HelmChart { install: HelmInstall::Upgrade, .. }), Some(first)) = (&source, op.images.first()) {
-        let why =
-            "images: cannot apply to `install: upgrade` (helm applies the manifests); use the chart's values instead";
-        return Err(at(&first.referenced, why.into()));
-    }
-    let set_images = op
-        .images
-        .iter()
-        .map(|i| crate::images::Retag::parse(&i.value).map_err(|e| at(&i.referenced, e)))
-        .collect::<Result<_>>()?;
-    Ok(Operator {
-        name: op.name.value.clone(),
-        git,
-        source,
-        set_images,
-        timeout: op.timeout.map(|t| t.0).unwrap_or(std::time::Duration::from_secs(300)),
-    })
-}
-
-fn cluster(path: &Path, base: &Path, c: &ClusterFile) -> Result<ClusterSettings> {
-    let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
-    let provider = match &c.provider {
-        None => Provider::Existing,
-        Some(p) => Provider::parse(&p.value).ok_or_else(|| {
-            at(&p.referenced, format!("unknown cluster provider {:?}; providers: kind, existing, container", p.value))
-        })?,
-    };
-    let load_images_into_kind = match &c.load_images {
-        None => None,
-        Some(l) => Some(
-            l.value
-                .strip_prefix("kind:")
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| at(&l.referenced, format!("loadImages {:?}: expected kind:<cluster name>", l.value)))?
-                .to_string(),
-        ),
-    };
-    let container_module = match &c.module {
-        None => ContainerModule::Kwok,
-        Some(m) => match m.value.as_str() {
-            "kwok" => ContainerModule::Kwok,
-            "k3s" => ContainerModule::K3s,
-            other => return Err(at(&m.referenced, format!("unknown container module {other:?}; modules: kwok, k3s"))),
-        },
-    };
-    let kind_config = match &c.kind_config {
-        None => None,
-        Some(k) => {
-            let file = base.join(&k.value);
-            if !file.is_file() {
-                return Err(at(&k.referenced, format!("kind config {} does not exist", file.display())));
-            }
-            Some(file)
-        }
-    };
-    Ok(ClusterSettings {
-        provider,
-        kubernetes_versions: c.kubernetes_versions.clone(),
-        name: c.name.clone().unwrap_or_else(|| "kubevet".into()),
-        kind_config,
-        node_images: c.node_images.clone(),
-        kubeconfig: c.kubeconfig.as_ref().map(|k| base.join(k)),
-        context: c.context.clone(),
-        load_images_into_kind,
-        container_module,
-        image: c.image.clone(),
-    })
 }
 
 fn rule(path: &Path, r: &Spanned<RuleFile>) -> Result<Rule> {
