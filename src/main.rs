@@ -63,19 +63,12 @@ enum ClusterAction {
     Status,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ProviderArg {
-    Kind,
-    Existing,
-    Container,
-}
-
 /// The command line's say over the suite's `cluster:` section.
 #[derive(clap::Args)]
 struct ClusterArgs {
     /// kind or container (one cluster per Kubernetes version), or existing (default: the suite's cluster.provider; --kubeconfig or --context mean existing).
     #[arg(long, value_enum)]
-    provider: Option<ProviderArg>,
+    provider: Option<Provider>,
     /// Kubeconfig file of an existing cluster (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -94,12 +87,11 @@ impl ClusterArgs {
     fn apply(&self, suite: &mut Suite) -> Result<(), Error> {
         let c = &mut suite.cluster;
         c.provider = match (self.provider, self.kubeconfig.is_some() || self.context.is_some()) {
-            (Some(ProviderArg::Kind | ProviderArg::Container), true) => {
+            (Some(Provider::Kind | Provider::Container), true) => {
                 return Err(Error::Usage("--kubeconfig and --context are for an existing cluster".into()));
             }
-            (Some(ProviderArg::Kind), false) => Provider::Kind,
-            (Some(ProviderArg::Container), false) => Provider::Container,
-            (Some(ProviderArg::Existing), _) | (None, true) => Provider::Existing,
+            (Some(provider), _) => provider,
+            (None, true) => Provider::Existing,
             (None, false) => c.provider,
         };
         if self.kubeconfig.is_some() {
@@ -111,6 +103,11 @@ impl ClusterArgs {
         if self.k8s_version.is_some() && c.provider == Provider::Existing {
             return Err(Error::Usage(
                 "--k8s-version picks a cell of a kind matrix; an existing cluster has its own version".into(),
+            ));
+        }
+        if self.reuse && c.provider != Provider::Kind {
+            return Err(Error::Usage(
+                "--reuse keeps kind clusters between runs; other providers have none to keep".into(),
             ));
         }
         Ok(())
@@ -125,7 +122,7 @@ enum Command {
         suite: SuiteArgs,
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// List floating versions anew, ignoring the resolution cache's TTL.
+        /// List floating versions anew, ignoring the suite's defaults.resolveTtl.
         #[arg(long)]
         refresh: bool,
         /// Where evidence goes: one folder per case.
@@ -175,7 +172,7 @@ enum Command {
         /// Only these operators; repeatable.
         #[arg(long = "operator", value_name = "NAME")]
         operators: Vec<String>,
-        /// List floating versions anew, ignoring the resolution cache's TTL.
+        /// List floating versions anew, ignoring the suite's defaults.resolveTtl.
         #[arg(long)]
         refresh: bool,
     },
@@ -227,25 +224,37 @@ fn init_logging(format: LogFormat, verbose: u8) {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("cannot start the async runtime: {e}")))
+}
+
+/// A suite, with `--refresh` overriding its `defaults.resolveTtl`.
+fn load_suite(path: Option<&std::path::Path>, refresh: bool) -> Result<Suite, Error> {
+    let mut suite = suite::load(&suite::locate(path)?)?;
+    if refresh {
+        suite.defaults.resolve_ttl = kubevet::duration::Dur(std::time::Duration::ZERO);
+    }
+    Ok(suite)
+}
+
 /// The suite's operators rendered (through the render cache), for the CRDs among them.
 fn render_operators(suite: Option<&Suite>) -> Result<Vec<(String, String)>, Error> {
     let Some(suite) = suite.filter(|s| !s.operators.is_empty()) else { return Ok(Vec::new()) };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
-    runtime.block_on(async {
-        let mut rendered = Vec::new();
-        for op in &suite.operators {
-            let r = render::render(op, suite.defaults.resolve_ttl.0)
-                .await
-                .map_err(|e| Error::Usage(format!("operator {}: {e}", op.name)))?;
-            rendered.push((format!("operator {} ({})", op.name, r.file.display()), r.text));
-        }
-        Ok(rendered)
-    })
+    let rendered = runtime()?.block_on(render::render_all(&suite.operators, suite.defaults.resolve_ttl.0));
+    suite
+        .operators
+        .iter()
+        .zip(rendered)
+        .map(|(op, r)| match r {
+            Ok(r) => Ok((format!("operator {} ({})", op.name, r.file.display()), r.text)),
+            Err(e) => Err(Error::Usage(format!("operator {}: {e}", op.name))),
+        })
+        .collect()
 }
 
 /// `kubevet render`: every operator resolved and rendered into the cache, one line each.
 fn render_suite(suite_path: Option<PathBuf>, only: Vec<String>, refresh: bool) -> Result<i32, Error> {
-    let suite = suite::load(&suite::locate(suite_path.as_deref())?)?;
+    let mut suite = load_suite(suite_path.as_deref(), refresh)?;
     for name in &only {
         if !suite.operators.iter().any(|o| &o.name == name) {
             let known: Vec<&str> = suite.operators.iter().map(|o| o.name.as_str()).collect();
@@ -255,12 +264,12 @@ fn render_suite(suite_path: Option<PathBuf>, only: Vec<String>, refresh: bool) -
             )));
         }
     }
-    let ttl = if refresh { std::time::Duration::ZERO } else { suite.defaults.resolve_ttl.0 };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
+    suite.operators.retain(|o| only.is_empty() || only.contains(&o.name));
+    let rendered = runtime()?.block_on(render::render_all(&suite.operators, suite.defaults.resolve_ttl.0));
     let mut failed = false;
     println!("OPERATOR\tVERSION\tCACHE\tFILE");
-    for op in suite.operators.iter().filter(|o| only.is_empty() || only.contains(&o.name)) {
-        match runtime.block_on(render::render(op, ttl)) {
+    for (op, r) in suite.operators.iter().zip(rendered) {
+        match r {
             Ok(r) => println!(
                 "{}\t{}\t{}\t{}",
                 op.name,
@@ -291,8 +300,7 @@ fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: Clu
     if settings.provider == Provider::Kind {
         kubevet::command::require(&["kind", "docker"]).map_err(Error::Usage)?;
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         // `up` finds existing clusters itself; down and status ask kind once for all cells.
         let existing = match (settings.provider, action) {
             (Provider::Kind, ClusterAction::Down | ClusterAction::Status) => {
@@ -340,8 +348,7 @@ fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: Clu
 
 /// The schemas a cluster serves, for `lint --kubeconfig`.
 fn cluster_openapi(kubeconfig: &std::path::Path, context: Option<&str>) -> Result<(serde_json::Value, String), Error> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("async runtime: {e}")))?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let cluster = Cluster::connect(Some(kubeconfig), context).await?;
         let openapi = cluster.openapi_v2().await.map_err(Error::Infrastructure)?;
         Ok((openapi, cluster.server_version.clone()))
@@ -444,7 +451,7 @@ fn run_suite(
     keep_on_failure: bool,
 ) -> Result<i32, Error> {
     // Bad input is found before anything is created.
-    let mut suite = suite::load(&suite::locate(args.suite.as_deref())?)?;
+    let mut suite = load_suite(args.suite.as_deref(), refresh)?;
     cluster.apply(&mut suite)?;
     let cases = plan::plan(&suite, &args.select)?;
     if cases.is_empty() {
@@ -458,14 +465,10 @@ fn run_suite(
         cases,
         k8s_version: cluster.k8s_version,
         reuse: cluster.reuse,
-        artifacts: artifacts.clone(),
         junit,
         options: RunOptions { artifacts, concurrency, fail_fast, keep_on_failure },
-        refresh,
     };
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Error::Infrastructure(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(session.run())
+    runtime()?.block_on(session.run())
 }
 
 fn main() -> ExitCode {

@@ -45,6 +45,22 @@ impl Rendered {
     }
 }
 
+/// Every operator resolved and rendered, in order; one failing does not stop the others.
+pub async fn render_all(operators: &[Operator], ttl: Duration) -> Vec<Result<Rendered, String>> {
+    let mut rendered = Vec::new();
+    for op in operators {
+        let r = render(op, ttl).await;
+        match &r {
+            Ok(r) => {
+                tracing::info!(operator = %op.name, version = r.version.as_deref().unwrap_or("local"), render_cache = r.cache_label(), "operator rendered")
+            }
+            Err(e) => tracing::error!(operator = %op.name, error = %e, "rendering failed"),
+        }
+        rendered.push(r);
+    }
+    rendered
+}
+
 /// How to render one operator: the command, and what was resolved on the way.
 struct Recipe {
     program: &'static str,

@@ -28,11 +28,9 @@ pub struct Session {
     pub cases: Vec<Case>,
     pub k8s_version: Option<String>,
     pub reuse: bool,
-    pub artifacts: PathBuf,
     pub junit: Option<PathBuf>,
+    /// Its `artifacts` is the run's folder; each cell's cases go to a sub-folder in a matrix.
     pub options: RunOptions,
-    /// Re-list versions even within the resolution TTL.
-    pub refresh: bool,
 }
 
 /// What every cell shares, made once per run.
@@ -57,7 +55,7 @@ pub struct CellReport {
 }
 
 impl Session {
-    pub async fn run(self) -> Result<i32, Error> {
+    pub async fn run(mut self) -> Result<i32, Error> {
         let suite = &self.suite;
         let cells = provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(Error::Usage)?;
         command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
@@ -66,7 +64,8 @@ impl Session {
         let prepared = self.prepare().await;
         let mut reports = Vec::new();
         for cell in &cells {
-            let dir = cell.label().map(|l| self.artifacts.join(l)).unwrap_or_else(|| self.artifacts.clone());
+            let dir =
+                cell.label().map(|l| self.options.artifacts.join(l)).unwrap_or_else(|| self.options.artifacts.clone());
             let not_started = |reason: &str, outcome: Option<Outcome>, infrastructure_failed: bool| {
                 let mut report = run::not_run(&prepared.cases, &dir, reason, *cancel.borrow());
                 if let Some(outcome) = outcome {
@@ -90,7 +89,7 @@ impl Session {
     /// What every cell shares: images built (a failed build is a result in the report, not a
     /// lost report), the cases pointed at them, and every operator resolved and rendered once
     /// (a failure there is its install's).
-    async fn prepare(&self) -> Prepared {
+    async fn prepare(&mut self) -> Prepared {
         let suite = &self.suite;
         let mut built = Vec::new();
         let mut failed_builds = Vec::new();
@@ -102,7 +101,7 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::error!(image = %image.name, error = %e, "image build failed");
-                    let dir = self.artifacts.join("images").join(crate::run::collect::file_name(&image.name));
+                    let dir = self.options.artifacts.join("images").join(crate::run::collect::file_name(&image.name));
                     let mut result = CaseResult::named(
                         &format!("image.{}", image.name),
                         &format!("image {}", image.name),
@@ -116,19 +115,15 @@ impl Session {
             }
         }
         let retags: Vec<Retag> = built.iter().map(Built::retag).collect();
-        let mut cases = self.cases.clone();
+        let mut cases = std::mem::take(&mut self.cases);
         for object in cases.iter_mut().flat_map(|c| c.objects.iter_mut()) {
             images::rewrite(&mut object.value, &retags);
         }
-        let ttl = if self.refresh { std::time::Duration::ZERO } else { suite.defaults.resolve_ttl.0 };
-        let mut rendered = Vec::new();
-        for op in &suite.operators {
-            let r = render::render(op, ttl).await.map_err(|e| format!("rendering failed: {e}"));
-            if let Ok(r) = &r {
-                tracing::info!(operator = %op.name, version = r.version.as_deref().unwrap_or("local"), render_cache = r.cache_label(), "operator rendered");
-            }
-            rendered.push(r);
-        }
+        let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(|e| format!("rendering failed: {e}")))
+            .collect();
         Prepared { cases, built, rendered, failed_builds }
     }
 
@@ -168,9 +163,9 @@ impl Session {
             }))).collect::<serde_json::Map<_, _>>(),
             "changed": changed,
         });
-        report::write_atomically(&self.artifacts.join("run.json"), run_json.to_string().as_bytes())
+        report::write_atomically(&self.options.artifacts.join("run.json"), run_json.to_string().as_bytes())
             .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
-        let junit_path = self.junit.clone().unwrap_or_else(|| self.artifacts.join("junit.xml"));
+        let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
         let xml = report::junit(&suite.name, reports, &properties)
             .to_string()
             .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
@@ -186,7 +181,7 @@ impl Session {
             }
             print!("{}", report::summary(&c.report));
         }
-        println!("JUnit: {}  artifacts: {}", junit_path.display(), self.artifacts.display());
+        println!("JUnit: {}  artifacts: {}", junit_path.display(), self.options.artifacts.display());
         if interrupted || reports.iter().any(|c| c.report.interrupted) {
             return Ok(error::EXIT_INTERRUPTED);
         }

@@ -28,8 +28,8 @@ pub(super) struct ClusterFile {
     image: Option<String>,
 }
 
-/// Which cluster the cases run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which cluster the cases run on (also `--provider` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Provider {
     /// One KinD cluster per Kubernetes version, created (or reused) and deleted by kubevet.
     Kind,
