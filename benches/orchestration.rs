@@ -15,7 +15,7 @@ use std::{
 };
 
 use kubevet::{
-    kubernetes::Cluster,
+    cluster::Cluster,
     plan,
     run::{self, RunOptions},
     suite,
@@ -104,7 +104,8 @@ fn main() {
             fail_fast: false,
             keep_on_failure: false,
         };
-        let report = run::run(&suite, cases, cluster.clone(), options, run::interrupt_signal()).await;
+        let report =
+            run::run(&suite, cases, cluster.clone(), options, kubevet::util::interrupt::interrupt_signal()).await;
         (report, cluster.requests() - requests0, cpu_ms() - cpu0, start.elapsed(), std::time::SystemTime::now())
     });
     let _ = helper.kill();
@@ -115,7 +116,7 @@ fn main() {
         .args(["delete", "node", NODE, "--wait=false"])
         .output();
 
-    let passed = report.results.iter().filter(|r| r.outcome == run::Outcome::Passed).count();
+    let passed = report.results.iter().filter(|r| r.outcome == kubevet::outcome::Outcome::Passed).count();
     let completions: HashMap<String, f64> = std::fs::read_to_string(&record)
         .unwrap_or_default()
         .lines()

@@ -3,24 +3,15 @@
 //! arguments, target), so an unchanged image is found and not rebuilt; examples and operator
 //! manifests that name the image's repository get the built reference.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::command;
-
-/// An image to build, from the suite's `images:`.
-#[derive(Debug, Clone)]
-pub struct Image {
-    /// The repository examples refer to, such as `example.com/trainer`.
-    pub name: String,
-    pub context: PathBuf,
-    /// Relative to the context.
-    pub dockerfile: String,
-    pub build_args: BTreeMap<String, String>,
-    pub target: Option<String>,
-}
+use crate::{
+    suite::images::{Image, Retag, repository},
+    util::command,
+};
 
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -44,7 +35,7 @@ pub fn content_hash(image: &Image) -> Result<String, String> {
         .collect();
     files.sort();
     let mut hash = Sha256::new();
-    crate::render::hash_files(&mut hash, &image.context, &files);
+    crate::util::files::hash_files(&mut hash, &image.context, &files);
     for (k, v) in &image.build_args {
         hash.update(format!("arg {k}={v}\0").as_bytes());
     }
@@ -74,46 +65,6 @@ pub async fn build(image: &Image) -> Result<Built, String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     command::output("docker", &args, None).await.map_err(|e| format!("building {}: {e}", image.name))?;
     Ok(Built { name: image.name.clone(), reference, cached: false })
-}
-
-/// The repository of an image reference: without its tag or digest.
-fn repository(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    match image.rfind(':') {
-        Some(i) if !image[i..].contains('/') => &image[..i],
-        _ => image,
-    }
-}
-
-/// One image reference swapped for another: a built image, or an operator's `images:` entry
-/// (`old=new:tag`, as `kustomize edit set image` takes it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retag {
-    /// The repository matched, whatever its tag or digest.
-    pub repository: String,
-    /// The new reference; without a tag or digest, the old one's is kept.
-    pub reference: String,
-}
-
-impl Retag {
-    /// `old=new[:tag|@digest]`, or `old:tag` / `old@digest` for a new tag on the same repository.
-    pub fn parse(text: &str) -> Result<Retag, String> {
-        let (repository, reference) = match text.split_once('=') {
-            Some((old, new)) => (old.to_string(), new.to_string()),
-            None => (repository(text).to_string(), text.to_string()),
-        };
-        if repository.is_empty() || reference.is_empty() || (reference == repository && !text.contains('=')) {
-            return Err(format!("{text:?}: expected old=new:tag, old:tag or old@digest"));
-        }
-        Ok(Retag { repository, reference })
-    }
-
-    fn apply(&self, image: &str) -> String {
-        if repository(&self.reference) != self.reference {
-            return self.reference.clone();
-        }
-        format!("{}{}", self.reference, &image[repository(image).len()..])
-    }
 }
 
 impl Built {
@@ -200,7 +151,7 @@ mod tests {
             name: "app".into(),
             context: dir.path().to_path_buf(),
             dockerfile: "Dockerfile".into(),
-            build_args: BTreeMap::new(),
+            build_args: std::collections::BTreeMap::new(),
             target: None,
         };
         let first = content_hash(&image).expect("hash");

@@ -1,26 +1,21 @@
 //! kubevet proves that the examples and operators of a Kubernetes project still work.
 //!
-//! The flow, one module per stage: [`suite`] (the suite file) → [`plan`] (cases from the
-//! examples) → [`session`] (the matrix: for each cell, [`provision`] a cluster, [`install`] the
-//! operators [`render`]ed once, [`run`] each case: apply, wait, collect, clean up) →
-//! [`report`] (JUnit, result files, summary). [`kubernetes`] holds all cluster access,
-//! [`command`] every external program. [`lint`] is the tier without a cluster.
+//! The flow, one module per stage, each using only the stages before it:
+//! [`suite`] (the suite file) → [`plan`] (cases from the examples) → [`cluster`] (getting a
+//! cluster, every request to it, waiting and collecting) → [`outcome`] (what became of each
+//! case) → [`images`] and [`operators`] (built, rendered, installed) → [`run`] (each case:
+//! apply, wait, collect, clean up) → [`report`] (JUnit, `run.json`, summary) → [`session`]
+//! (one `kubevet run` across the matrix). [`lint`] is the tier without a cluster, beside the
+//! flow; [`util`] holds the small helpers every stage may use.
 
-pub mod assertions;
-pub mod command;
-pub mod duration;
-pub mod error;
+pub mod cluster;
 pub mod images;
-pub mod install;
-pub mod kubernetes;
 pub mod lint;
+pub mod operators;
+pub mod outcome;
 pub mod plan;
-pub mod profile;
-pub mod provision;
-pub mod render;
 pub mod report;
 pub mod run;
 pub mod session;
 pub mod suite;
-pub mod versions;
-pub mod yaml;
+pub mod util;

@@ -2,13 +2,17 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kubevet::{
-    error::{self, Error},
-    kubernetes::Cluster,
-    plan::{self, PlanRow},
-    provision, render,
-    run::{self, RunOptions},
+    cluster::manage::{Action, manage},
+    lint::{
+        self,
+        command::{Format, LintCommand},
+    },
+    operators::render,
+    plan,
+    run::RunOptions,
     session::Session,
     suite::{self, Provider, Suite},
+    util::{self, duration::Dur, error::Error},
 };
 
 /// kubevet proves that the examples and operators of a Kubernetes project still work: every
@@ -224,219 +228,13 @@ fn init_logging(format: LogFormat, verbose: u8) {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Runtime::new().map_err(|e| Error::Infrastructure(format!("cannot start the async runtime: {e}")))
-}
-
 /// A suite, with `--refresh` overriding its `defaults.resolveTtl`.
 fn load_suite(path: Option<&std::path::Path>, refresh: bool) -> Result<Suite, Error> {
-    let mut suite = suite::load(&suite::locate(path)?)?;
+    let mut suite = suite::load_found(path)?;
     if refresh {
-        suite.defaults.resolve_ttl = kubevet::duration::Dur(std::time::Duration::ZERO);
+        suite.defaults.resolve_ttl = Dur(std::time::Duration::ZERO);
     }
     Ok(suite)
-}
-
-/// The suite's operators rendered (through the render cache), for the CRDs among them.
-fn render_operators(suite: Option<&Suite>) -> Result<Vec<(String, String)>, Error> {
-    let Some(suite) = suite.filter(|s| !s.operators.is_empty()) else { return Ok(Vec::new()) };
-    let rendered = runtime()?.block_on(render::render_all(&suite.operators, suite.defaults.resolve_ttl.0));
-    suite
-        .operators
-        .iter()
-        .zip(rendered)
-        .map(|(op, r)| match r {
-            Ok(r) => Ok((format!("operator {} ({})", op.name, r.file.display()), r.text)),
-            Err(e) => Err(Error::Usage(format!("operator {}: {e}", op.name))),
-        })
-        .collect()
-}
-
-/// `kubevet render`: every operator resolved and rendered into the cache, one line each.
-fn render_suite(suite_path: Option<PathBuf>, only: Vec<String>, refresh: bool) -> Result<i32, Error> {
-    let mut suite = load_suite(suite_path.as_deref(), refresh)?;
-    for name in &only {
-        if !suite.operators.iter().any(|o| &o.name == name) {
-            let known: Vec<&str> = suite.operators.iter().map(|o| o.name.as_str()).collect();
-            return Err(Error::Usage(format!(
-                "--operator {name}: no such operator; the suite has: {}",
-                known.join(", ")
-            )));
-        }
-    }
-    suite.operators.retain(|o| only.is_empty() || only.contains(&o.name));
-    let rendered = runtime()?.block_on(render::render_all(&suite.operators, suite.defaults.resolve_ttl.0));
-    let mut failed = false;
-    println!("OPERATOR\tVERSION\tCACHE\tFILE");
-    for (op, r) in suite.operators.iter().zip(rendered) {
-        match r {
-            Ok(r) => println!(
-                "{}\t{}\t{}\t{}",
-                op.name,
-                r.version.as_deref().unwrap_or("local"),
-                r.cache_label(),
-                r.file.display()
-            ),
-            Err(e) => {
-                eprintln!("kubevet: operator {}: {e}", op.name);
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { error::EXIT_INFRASTRUCTURE } else { 0 })
-}
-
-/// `kubevet cluster up|down|status` for the suite's clusters.
-fn cluster_command(action: ClusterAction, suite_path: Option<PathBuf>, args: ClusterArgs) -> Result<i32, Error> {
-    let mut suite = suite::load(&suite::locate(suite_path.as_deref())?)?;
-    args.apply(&mut suite)?;
-    let settings = &suite.cluster;
-    if settings.provider == Provider::Container {
-        return Err(Error::Usage(
-            "a container cluster lives for one run; for local loops use the kind provider".into(),
-        ));
-    }
-    let cells = provision::cells(settings, args.k8s_version.as_deref()).map_err(Error::Usage)?;
-    if settings.provider == Provider::Kind {
-        kubevet::command::require(&["kind", "docker"]).map_err(Error::Usage)?;
-    }
-    runtime()?.block_on(async {
-        // `up` finds existing clusters itself; down and status ask kind once for all cells.
-        let existing = match (settings.provider, action) {
-            (Provider::Kind, ClusterAction::Down | ClusterAction::Status) => {
-                provision::kind_clusters().await.map_err(Error::Infrastructure)?
-            }
-            _ => Vec::new(),
-        };
-        for cell in &cells {
-            let Some(name) = &cell.kind_cluster else {
-                if matches!(action, ClusterAction::Up | ClusterAction::Down) {
-                    println!("existing cluster: kubevet neither creates nor deletes it");
-                }
-                let cluster = Cluster::connect(settings.kubeconfig.as_deref(), settings.context.as_deref()).await?;
-                println!("existing cluster reachable, Kubernetes {}", cluster.server_version);
-                continue;
-            };
-            let image = cell.image.as_deref().unwrap_or_default();
-            match action {
-                ClusterAction::Up => {
-                    let p = provision::up(settings, cell, true, run::interrupt_signal())
-                        .await
-                        .map_err(Error::Infrastructure)?;
-                    let kubeconfig = p.kubeconfig.map(|k| k.display().to_string()).unwrap_or_default();
-                    println!("{name}\tup\t{image}\t{kubeconfig}");
-                }
-                ClusterAction::Down if existing.contains(name) => {
-                    provision::delete_kind(name).await.map_err(Error::Infrastructure)?;
-                    println!("{name}\tdeleted");
-                }
-                ClusterAction::Down => println!("{name}\tnot found"),
-                ClusterAction::Status if existing.contains(name) => {
-                    let kubeconfig = provision::kind_kubeconfig(name);
-                    let reachable = Cluster::connect(Some(&kubeconfig), Some(&format!("kind-{name}"))).await;
-                    let state = reachable
-                        .map(|c| format!("Kubernetes {}", c.server_version))
-                        .unwrap_or_else(|e| format!("unreachable: {e}"));
-                    println!("{name}\tup\t{image}\t{state}");
-                }
-                ClusterAction::Status => println!("{name}\tabsent\t{image}"),
-            }
-        }
-        Ok(0)
-    })
-}
-
-/// The schemas a cluster serves, for `lint --kubeconfig`.
-fn cluster_openapi(kubeconfig: &std::path::Path, context: Option<&str>) -> Result<(serde_json::Value, String), Error> {
-    runtime()?.block_on(async {
-        let cluster = Cluster::connect(Some(kubeconfig), context).await?;
-        let openapi = cluster.openapi_v2().await.map_err(Error::Infrastructure)?;
-        Ok((openapi, cluster.server_version.clone()))
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn lint(
-    paths: Vec<PathBuf>,
-    suite_path: Option<PathBuf>,
-    crds: Vec<PathBuf>,
-    allow: Vec<String>,
-    kubeconfig: Option<PathBuf>,
-    context: Option<String>,
-    output: LintOutput,
-) -> Result<i32, Error> {
-    use kubevet::lint::{self, LintOptions, Severity};
-    // A suite is needed only to know the examples; its lint settings apply when there is one.
-    let suite = match (&suite_path, paths.is_empty()) {
-        (Some(p), _) => Some(suite::load(p)?),
-        (None, true) => Some(suite::load(&suite::locate(None)?)?),
-        (None, false) => suite::locate(None).ok().map(|p| suite::load(&p)).transpose()?,
-    };
-    for rule in &allow {
-        if !lint::rules::RULES.iter().any(|r| r.name == rule) {
-            let known: Vec<_> = lint::rules::RULES.iter().map(|r| r.name).collect();
-            return Err(Error::Usage(format!("--allow {rule}: no such rule; rules: {}", known.join(", "))));
-        }
-    }
-    let files = match (&suite, paths.is_empty()) {
-        (Some(s), true) => plan::example_files(s).into_iter().map(|(path, _)| path).collect(),
-        _ => lint::expand(&paths)?,
-    };
-    let settings = suite.as_ref().map(|s| s.lint.clone()).unwrap_or_default();
-    let cluster_openapi = kubeconfig.as_deref().map(|k| cluster_openapi(k, context.as_deref())).transpose()?;
-    let rendered = render_operators(suite.as_ref())?;
-    let options = LintOptions {
-        allow: settings.allow.into_iter().chain(allow).collect(),
-        crd_dirs: settings.crds.into_iter().chain(crds).collect(),
-        rendered,
-        cluster_openapi,
-    };
-    let report = lint::lint(&files, &options)?;
-    match output {
-        LintOutput::Text => print!("{}", lint::output::text(&report, std::io::stdout().is_terminal())),
-        LintOutput::Json => println!("{}", lint::output::json(&report)),
-        LintOutput::Sarif => println!("{}", lint::output::sarif(&report)),
-        LintOutput::Junit => println!("{}", lint::output::junit(&report)),
-    }
-    if !matches!(output, LintOutput::Text) {
-        eprintln!("{}", lint::output::summary(&report));
-    }
-    let findings = report.count(Severity::Error) + report.count(Severity::Warning);
-    Ok(if findings > 0 { error::EXIT_CASE_FAILED } else { 0 })
-}
-
-fn list(args: SuiteArgs, output: Output) -> Result<i32, Error> {
-    let suite = suite::load(&suite::locate(args.suite.as_deref())?)?;
-    let cases = plan::plan(&suite, &args.select)?;
-    let rows: Vec<PlanRow> = cases.iter().map(PlanRow::from).collect();
-    match output {
-        Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?);
-        }
-        Output::Table => {
-            let w = |f: fn(&PlanRow) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);
-            let (wi, wf, wp) = (w(|r| r.id.len(), 2), w(|r| r.file.len(), 4), w(|r| r.profile.len(), 7));
-            println!("{:<wi$}  {:<wf$}  {:<wp$}  {:>8}  TIER", "ID", "FILE", "PROFILE", "TIMEOUT");
-            for r in &rows {
-                let mut line = format!(
-                    "{:<wi$}  {:<wf$}  {:<wp$}  {:>8}  {}",
-                    r.id,
-                    r.file,
-                    r.profile,
-                    r.timeout,
-                    r.tier.unwrap_or("-")
-                );
-                if let Some(skip) = r.skip {
-                    line.push_str(&format!("  (skipped: {skip})"));
-                }
-                if let Some(problem) = r.problem {
-                    line.push_str(&format!("  (error: {problem})"));
-                }
-                println!("{line}");
-            }
-        }
-    }
-    Ok(0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -453,13 +251,7 @@ fn run_suite(
     // Bad input is found before anything is created.
     let mut suite = load_suite(args.suite.as_deref(), refresh)?;
     cluster.apply(&mut suite)?;
-    let cases = plan::plan(&suite, &args.select)?;
-    if cases.is_empty() {
-        return Err(Error::Usage(format!(
-            "no example matches the suite's globs (and --select) under {}",
-            suite.root.display()
-        )));
-    }
+    let cases = plan::plan_some(&suite, &args.select)?;
     let session = Session {
         suite,
         cases,
@@ -468,22 +260,39 @@ fn run_suite(
         junit,
         options: RunOptions { artifacts, concurrency, fail_fast, keep_on_failure },
     };
-    runtime()?.block_on(session.run())
+    util::block_on(session.run())?
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.verbose);
     let outcome = match cli.command {
-        Command::List { suite, output } => list(suite, output),
+        Command::List { suite: args, output } => suite::load_found(args.suite.as_deref())
+            .and_then(|suite| plan::list(&suite, &args.select, matches!(output, Output::Json))),
         Command::Lint { paths, suite, crds, allow, kubeconfig, context, output } => {
-            lint(paths, suite, crds, allow, kubeconfig, context, output)
+            let format = match output {
+                LintOutput::Text => Format::Text,
+                LintOutput::Json => Format::Json,
+                LintOutput::Sarif => Format::Sarif,
+                LintOutput::Junit => Format::Junit,
+            };
+            lint::command::run(LintCommand { paths, suite, crds, allow, kubeconfig, context, format })
         }
         Command::Run { suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
             run_suite(suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure)
         }
-        Command::Render { suite, operators, refresh } => render_suite(suite, operators, refresh),
-        Command::Cluster { action, suite, cluster } => cluster_command(action, suite, cluster),
+        Command::Render { suite, operators, refresh } => {
+            load_suite(suite.as_deref(), refresh).and_then(|suite| util::block_on(render::command(&suite, &operators))?)
+        }
+        Command::Cluster { action, suite, cluster } => suite::load_found(suite.as_deref()).and_then(|mut suite| {
+            cluster.apply(&mut suite)?;
+            let action = match action {
+                ClusterAction::Up => Action::Up,
+                ClusterAction::Down => Action::Down,
+                ClusterAction::Status => Action::Status,
+            };
+            util::block_on(manage(action, &suite.cluster, cluster.k8s_version.as_deref()))?
+        }),
     };
     match outcome {
         Ok(code) => ExitCode::from(code as u8),

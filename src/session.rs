@@ -8,18 +8,26 @@ use std::{path::PathBuf, sync::Arc};
 use tokio::sync::watch;
 
 use crate::{
-    command,
-    error::{self, Error},
-    images::{self, Built, Retag},
-    install,
-    kubernetes::Cluster,
+    cluster::{
+        Cluster,
+        provision::{self, Cell, Provisioned},
+    },
+    images::{self, Built},
+    operators::{
+        install,
+        render::{self, Rendered},
+        versions,
+    },
+    outcome::{CaseResult, CellReport, Outcome},
     plan::Case,
-    provision::{self, Cell, Provisioned},
-    render::{self, Rendered},
     report,
-    run::{self, CaseResult, Outcome, RunOptions, RunReport},
-    suite::Suite,
-    versions,
+    run::{self, RunOptions},
+    suite::{Suite, images::Retag},
+    util::{
+        command,
+        error::{self, Error},
+        files::{copy_tree, write_atomically},
+    },
 };
 
 /// How this run was asked for, beyond the suite.
@@ -44,23 +52,13 @@ struct Prepared {
     failed_builds: Vec<CaseResult>,
 }
 
-/// One cell's report.
-pub struct CellReport {
-    pub cell: Cell,
-    pub server_version: String,
-    pub report: RunReport,
-    /// The cell got no cluster (or could not reach it), or an image did not build: not the
-    /// examples' fault.
-    pub infrastructure_failed: bool,
-}
-
 impl Session {
     pub async fn run(mut self) -> Result<i32, Error> {
         let suite = &self.suite;
         let cells = provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(Error::Usage)?;
         command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
             .map_err(Error::Usage)?;
-        let cancel = run::interrupt_signal();
+        let cancel = crate::util::interrupt::interrupt_signal();
         let prepared = self.prepare().await;
         let mut reports = Vec::new();
         for cell in &cells {
@@ -101,7 +99,7 @@ impl Session {
                 }
                 Err(e) => {
                     tracing::error!(image = %image.name, error = %e, "image build failed");
-                    let dir = self.options.artifacts.join("images").join(crate::run::collect::file_name(&image.name));
+                    let dir = self.options.artifacts.join("images").join(crate::util::files::file_name(&image.name));
                     let mut result = CaseResult::named(
                         &format!("image.{}", image.name),
                         &format!("image {}", image.name),
@@ -163,13 +161,13 @@ impl Session {
             }))).collect::<serde_json::Map<_, _>>(),
             "changed": changed,
         });
-        report::write_atomically(&self.options.artifacts.join("run.json"), run_json.to_string().as_bytes())
+        write_atomically(&self.options.artifacts.join("run.json"), run_json.to_string().as_bytes())
             .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
         let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
         let xml = report::junit(&suite.name, reports, &properties)
             .to_string()
             .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
-        report::write_atomically(&junit_path, xml.as_bytes())
+        write_atomically(&junit_path, xml.as_bytes())
             .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", junit_path.display())))?;
 
         if !changed.is_empty() {
@@ -351,19 +349,4 @@ impl Session {
             infrastructure_failed: false,
         })
     }
-}
-
-/// Copies the files under `from` into `to`, keeping their layout.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
 }

@@ -74,13 +74,14 @@ fn real_upstream_examples_lint_with_the_expected_findings() {
     assert_eq!(found, expected);
     assert_eq!(
         (report["files"].as_u64(), report["documents"].as_u64(), report["errors"].as_u64()),
-        (Some(8), Some(8), Some(1))
+        // 11 files: shared/data gained three container-only pipelines, which lint clean.
+        (Some(11), Some(11), Some(1))
     );
 }
 
 #[test]
 fn an_unknown_field_deep_in_a_pod_template_is_found_on_its_line() {
-    let (code, report) = lint_json(&["scenarios/lint/pytorchjob-typo.yaml"]);
+    let (code, report) = lint_json(&["tests/fixtures/lint/pytorchjob-typo.yaml"]);
     assert_eq!(code, 1);
     let f = &report["findings"].as_array().expect("findings")[1];
     assert_eq!(f["rule"], "schema");
@@ -97,11 +98,11 @@ fn an_unknown_field_deep_in_a_pod_template_is_found_on_its_line() {
 fn text_output_shows_the_source_line_and_a_caret() {
     let out = kubevet()
         .current_dir(repo())
-        .args(["lint", "scenarios/lint/pytorchjob-typo.yaml"])
+        .args(["lint", "tests/fixtures/lint/pytorchjob-typo.yaml"])
         .output()
         .expect("kubevet runs");
     let text = stdout(&out);
-    assert!(text.contains("scenarios/lint/pytorchjob-typo.yaml:20:15"), "{text}");
+    assert!(text.contains("tests/fixtures/lint/pytorchjob-typo.yaml:20:15"), "{text}");
     assert!(text.contains("20 │               volumeMount:"), "{text}");
     assert!(text.contains("───┬───"), "{text}");
     assert!(text.ends_with("kubevet lint: 1 files, 1 documents: 1 errors, 0 warnings, 1 notes\n"), "{text}");
@@ -109,12 +110,12 @@ fn text_output_shows_the_source_line_and_a_caret() {
 
 #[test]
 fn malformed_yaml_is_a_finding_with_its_position_and_a_missing_file_is_exit_2() {
-    let (code, report) = lint_json(&["scenarios/lint/malformed.yaml"]);
+    let (code, report) = lint_json(&["tests/fixtures/lint/malformed.yaml"]);
     assert_eq!(code, 1);
     assert_eq!(findings(&report), vec![("malformed.yaml".to_string(), 6, "yaml-syntax".to_string())]);
     let out = kubevet()
         .current_dir(repo())
-        .args(["lint", "scenarios/lint/no-such-file.yaml"])
+        .args(["lint", "tests/fixtures/lint/no-such-file.yaml"])
         .output()
         .expect("kubevet runs");
     assert_eq!(out.status.code(), Some(2));
@@ -123,11 +124,11 @@ fn malformed_yaml_is_a_finding_with_its_position_and_a_missing_file_is_exit_2() 
 
 #[test]
 fn the_suite_picks_the_files_and_allows_rules() {
-    let (code, report) = lint_json(&["--suite", "scenarios/lint/kubevet.yaml"]);
+    let (code, report) = lint_json(&["--suite", "tests/fixtures/lint/kubevet.yaml"]);
     let rules: Vec<String> = findings(&report).into_iter().map(|(_, _, r)| r).collect();
     assert_eq!(code, 1, "{report}");
     assert_eq!(rules, ["not-checked", "schema"], "the typo is found; the allowed rule is not reported");
-    let (code, report) = lint_json(&["scenarios/lint/clean-job.yaml"]);
+    let (code, report) = lint_json(&["tests/fixtures/lint/clean-job.yaml"]);
     assert_eq!((code, report["findings"].as_array().map(Vec::len)), (0, Some(0)));
 }
 
@@ -135,7 +136,7 @@ fn the_suite_picks_the_files_and_allows_rules() {
 fn sarif_and_junit_outputs_are_well_formed() {
     let out = kubevet()
         .current_dir(repo())
-        .args(["lint", "scenarios/lint/pytorchjob-typo.yaml", "--output", "sarif"])
+        .args(["lint", "tests/fixtures/lint/pytorchjob-typo.yaml", "--output", "sarif"])
         .output()
         .expect("runs");
     let sarif: Value = serde_json::from_slice(&out.stdout).expect("SARIF is JSON");
@@ -150,24 +151,30 @@ fn sarif_and_junit_outputs_are_well_formed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = kubevet()
         .current_dir(repo())
-        .args(["lint", "scenarios/lint/pytorchjob-typo.yaml", "scenarios/lint/clean-job.yaml", "--output", "junit"])
+        .args([
+            "lint",
+            "tests/fixtures/lint/pytorchjob-typo.yaml",
+            "tests/fixtures/lint/clean-job.yaml",
+            "--output",
+            "junit",
+        ])
         .output()
         .expect("runs");
     let path = dir.path().join("lint.xml");
     std::fs::write(&path, &out.stdout).expect("write");
     let cases = support::junit(&path);
     assert_eq!(cases.len(), 2);
-    assert_eq!(support::case(&cases, "scenarios/lint/pytorchjob-typo.yaml")["result"], "failure");
-    assert_eq!(support::case(&cases, "scenarios/lint/clean-job.yaml")["result"], "passed");
+    assert_eq!(support::case(&cases, "tests/fixtures/lint/pytorchjob-typo.yaml")["result"], "failure");
+    assert_eq!(support::case(&cases, "tests/fixtures/lint/clean-job.yaml")["result"], "passed");
 }
 
 #[test]
 fn with_a_kubeconfig_the_clusters_own_schema_decides() {
-    let (code, report) = lint_json(&["scenarios/lint/job-newer-fields.yaml"]);
+    let (code, report) = lint_json(&["tests/fixtures/lint/job-newer-fields.yaml"]);
     assert_eq!((code, report["findings"].as_array().map(Vec::len)), (0, Some(0)), "valid for Kubernetes 1.33");
     let kubeconfig = support::kubeconfig();
     let (code, report) =
-        lint_json(&["scenarios/lint/job-newer-fields.yaml", "--kubeconfig", kubeconfig.to_str().expect("utf-8")]);
+        lint_json(&["tests/fixtures/lint/job-newer-fields.yaml", "--kubeconfig", kubeconfig.to_str().expect("utf-8")]);
     assert_eq!(code, 1);
     let messages: Vec<&str> =
         report["findings"].as_array().expect("findings").iter().filter_map(|f| f["message"].as_str()).collect();
@@ -182,7 +189,7 @@ fn with_a_kubeconfig_the_clusters_own_schema_decides() {
 
 #[test]
 fn the_suites_operators_provide_crds_for_the_examples() {
-    let (code, report) = lint_json(&["--suite", "scenarios/lint-operator/kubevet.yaml"]);
+    let (code, report) = lint_json(&["--suite", "tests/fixtures/lint-operator/kubevet.yaml"]);
     assert_eq!(code, 1);
     let messages: Vec<&str> =
         report["findings"].as_array().expect("findings").iter().filter_map(|f| f["message"].as_str()).collect();

@@ -27,7 +27,7 @@ fn a_kwok_container_cluster_runs_the_cases_and_is_removed() {
     let out = kubevet()
         .env("KUBEVET_CACHE", dir.path().join("cache"))
         .args(["run", "--suite"])
-        .arg(repo().join("scenarios/container/kubevet.yaml"))
+        .arg(repo().join("tests/fixtures/container/kubevet.yaml"))
         .arg("--artifacts")
         .arg(&artifacts)
         .output()
@@ -62,7 +62,7 @@ fn a_container_that_fails_to_start_is_removed_and_reported() {
     assert!(built.status.success(), "{}", stderr(&built));
     std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
     std::fs::copy(
-        repo().join("scenarios/container/examples/hello-job.yaml"),
+        repo().join("tests/fixtures/container/examples/hello-job.yaml"),
         dir.path().join("examples/hello-job.yaml"),
     )
     .expect("copy");

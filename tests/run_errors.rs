@@ -9,12 +9,12 @@ use support::{kubevet, repo, stderr};
 fn a_malformed_example_is_exit_2_with_file_line_and_column() {
     let out = kubevet()
         .args(["run", "--suite"])
-        .arg(repo().join("scenarios/malformed/kubevet.yaml"))
+        .arg(repo().join("tests/fixtures/malformed/kubevet.yaml"))
         .output()
         .expect("kubevet runs");
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("scenarios/malformed/examples/broken.yaml:7:3: "), "{err}");
+    assert!(err.contains("tests/fixtures/malformed/examples/broken.yaml:7:3: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 

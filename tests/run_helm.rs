@@ -54,7 +54,7 @@ const HELM: &[Documented] = &[
 /// The scenario's chart published as `version` in the stand-in's chart store.
 fn publish(charts: &Path, version: &str) {
     let dir = charts.join(format!("widget-operator-{version}"));
-    support::copy_dir(&repo().join("scenarios/helm/charts/widget-operator"), &dir);
+    support::copy_dir(&repo().join("tests/fixtures/helm/charts/widget-operator"), &dir);
     let meta = std::fs::read_to_string(dir.join("Chart.yaml")).expect("Chart.yaml");
     std::fs::write(dir.join("Chart.yaml"), meta.replace("version: 0.3.0", &format!("version: {version}")))
         .expect("write");
@@ -76,10 +76,10 @@ fn write_suite(dir: &Path, operator: &str, examples: &[&str]) -> PathBuf {
 
 /// The scenario's chart, by absolute path.
 fn chart() -> String {
-    repo().join("scenarios/helm/charts/widget-operator").display().to_string()
+    repo().join("tests/fixtures/helm/charts/widget-operator").display().to_string()
 }
 
-const HELLO: &str = "scenarios/helm/examples/hello-job.yaml";
+const HELLO: &str = "tests/fixtures/helm/examples/hello-job.yaml";
 
 fn run(
     standins: &Standins,
@@ -121,7 +121,7 @@ fn a_local_chart_is_templated_applied_and_rendered_once_per_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
     let suite = dir.path().join("suite");
-    support::copy_dir(&repo().join("scenarios/helm"), &suite);
+    support::copy_dir(&repo().join("tests/fixtures/helm"), &suite);
     let suite_file = suite.join("kubevet.yaml");
 
     let (_, cases, run_json) = run(&standins, &suite_file, &dir.path().join("a1"), &[]);
@@ -176,7 +176,7 @@ fn kubevet_render_fills_the_cache_ahead_of_a_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
     let suite = dir.path().join("suite");
-    support::copy_dir(&repo().join("scenarios/helm"), &suite);
+    support::copy_dir(&repo().join("tests/fixtures/helm"), &suite);
     // Its own namespace, so that it runs beside the other tests of this chart.
     let text = std::fs::read_to_string(suite.join("kubevet.yaml")).expect("suite");
     std::fs::write(suite.join("kubevet.yaml"), text.replace("kubevet-helm-widgets", "kubevet-helm-render"))
@@ -377,7 +377,7 @@ fn the_operators_logs_sit_beside_every_failed_case_and_its_images_can_be_swapped
         "    images: [\"example.invalid/controller=kubevet.test/busybox:1.35\"]\n    helm: {{chart: \"{}\", namespace: kubevet-helm-logs, set: {{replicas: \"1\", image: \"example.invalid/controller:v9\"}}}}\n",
         chart()
     );
-    let suite = write_suite(dir.path(), &operator, &["scenarios/kind/examples/failing-job.yaml"]);
+    let suite = write_suite(dir.path(), &operator, &["tests/fixtures/kind/examples/failing-job.yaml"]);
     let artifacts = dir.path().join("artifacts");
     let out = standins
         .kubevet()

@@ -23,7 +23,7 @@ fn run(suite: &Path) -> (String, String, String) {
 #[test]
 fn images_are_built_once_per_content_and_used_by_the_examples() {
     let dir = tempfile::tempdir().expect("tempdir");
-    support::copy_dir(&repo().join("scenarios/images"), dir.path());
+    support::copy_dir(&repo().join("tests/fixtures/images"), dir.path());
     // A unique file makes this test's first build a miss whatever an earlier run left in Docker.
     std::fs::write(dir.path().join("app/nonce.txt"), format!("{:?}", std::time::SystemTime::now())).expect("write");
     let suite = dir.path().join("kubevet.yaml");
@@ -46,7 +46,7 @@ fn images_are_built_once_per_content_and_used_by_the_examples() {
 #[test]
 fn a_failed_build_is_a_reported_error_and_no_example_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    support::copy_dir(&repo().join("scenarios/images"), dir.path());
+    support::copy_dir(&repo().join("tests/fixtures/images"), dir.path());
     std::fs::write(
         dir.path().join("app/Dockerfile"),
         "FROM kubevet.test/busybox:1.35\nRUN echo the build breaks here; exit 7\n",

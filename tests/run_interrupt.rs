@@ -17,7 +17,7 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
     let junit_path = dir.path().join("junit.xml");
     let mut child = kubevet()
         .args(["run", "--suite"])
-        .arg(repo().join("scenarios/interrupt/kubevet.yaml"))
+        .arg(repo().join("tests/fixtures/interrupt/kubevet.yaml"))
         .arg("--kubeconfig")
         .arg(support::kubeconfig())
         .arg("--artifacts")

@@ -60,7 +60,7 @@ fn a_version_matrix_gets_one_pinned_cluster_per_version_and_deletes_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
     let artifacts = dir.path().join("artifacts");
-    let out = run(&standins, &repo().join("scenarios/kind/kubevet.yaml"), &artifacts, &[]);
+    let out = run(&standins, &repo().join("tests/fixtures/kind/kubevet.yaml"), &artifacts, &[]);
     assert_eq!(out.status.code(), Some(1), "one example fails on purpose\n{}\n{}", stdout(&out), stderr(&out));
 
     // One testsuite per version, each with its node image; every case ran on each.
@@ -100,7 +100,7 @@ fn a_version_matrix_gets_one_pinned_cluster_per_version_and_deletes_them() {
 fn one_cell_with_reuse_keeps_its_cluster_for_the_next_run_and_cluster_down_removes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
-    let suite = repo().join("scenarios/kind/kubevet.yaml");
+    let suite = repo().join("tests/fixtures/kind/kubevet.yaml");
     let args = ["--k8s-version", "1.33", "--reuse", "--select", "examples/hello-job.yaml"];
     let out = run(&standins, &suite, &dir.path().join("a1"), &args);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
@@ -146,7 +146,7 @@ fn a_missing_tool_is_named_before_anything_is_created() {
         .kubevet()
         .env("PATH", &bin)
         .args(["run", "--suite"])
-        .arg(repo().join("scenarios/kind/kubevet.yaml"))
+        .arg(repo().join("tests/fixtures/kind/kubevet.yaml"))
         .arg("--artifacts")
         .arg(dir.path().join("artifacts"))
         .output()
@@ -169,7 +169,7 @@ fn a_cluster_that_fails_to_come_up_is_an_error_case_and_is_cleaned_up() {
         .kubevet()
         .env("KUBEVET_STANDIN_KIND_FAIL_CREATE", "1")
         .args(["run", "--k8s-version", "1.34", "--suite"])
-        .arg(repo().join("scenarios/kind/kubevet.yaml"))
+        .arg(repo().join("tests/fixtures/kind/kubevet.yaml"))
         .arg("--artifacts")
         .arg(&artifacts)
         .output()
@@ -190,7 +190,7 @@ fn an_interrupt_deletes_the_cluster_and_reports_every_cell() {
     let standins = Standins::new(dir.path());
     let suite_dir = dir.path().join("suite");
     std::fs::create_dir_all(suite_dir.join("examples")).expect("mkdir");
-    std::fs::copy(repo().join("scenarios/interrupt/examples/long-1.yaml"), suite_dir.join("examples/long-1.yaml"))
+    std::fs::copy(repo().join("tests/fixtures/interrupt/examples/long-1.yaml"), suite_dir.join("examples/long-1.yaml"))
         .expect("copy");
     std::fs::write(
         suite_dir.join("kubevet.yaml"),
@@ -238,7 +238,7 @@ fn an_interrupt_deletes_the_cluster_and_reports_every_cell() {
 fn cluster_up_creates_and_keeps_a_cluster_that_run_reuse_then_uses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
-    let suite = repo().join("scenarios/kind/kubevet.yaml");
+    let suite = repo().join("tests/fixtures/kind/kubevet.yaml");
     let up = || {
         standins
             .kubevet()
@@ -289,7 +289,7 @@ fn an_existing_cluster_gets_the_built_images_only_when_told_which_kind_cluster_i
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
     let suite_dir = dir.path().join("suite");
-    support::copy_dir(&repo().join("scenarios/images"), &suite_dir);
+    support::copy_dir(&repo().join("tests/fixtures/images"), &suite_dir);
     let suite = suite_dir.join("kubevet.yaml");
     let run_existing = |artifacts: &str| {
         let out = run(
@@ -321,7 +321,7 @@ fn an_interrupt_while_kind_creates_the_cluster_deletes_it() {
         .kubevet()
         .env("KUBEVET_STANDIN_KIND_CREATE_SECONDS", "60")
         .args(["run", "--suite"])
-        .arg(repo().join("scenarios/kind/kubevet.yaml"))
+        .arg(repo().join("tests/fixtures/kind/kubevet.yaml"))
         .arg("--artifacts")
         .arg(&artifacts)
         .stdout(Stdio::null())

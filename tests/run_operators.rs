@@ -15,7 +15,7 @@ fn run(suite: &str) -> (i32, Vec<serde_json::Value>, tempfile::TempDir) {
 
 #[test]
 fn the_standin_operator_is_installed_by_kubevet_then_its_example_passes() {
-    let (code, cases, dir) = run("scenarios/operator/kubevet.yaml");
+    let (code, cases, dir) = run("tests/fixtures/operator/kubevet.yaml");
     let operator = case(&cases, "operator standin-training-operator");
     assert_eq!(operator["classname"], "operator");
     assert_eq!(operator["result"], "passed", "{cases:#?}");
@@ -36,7 +36,7 @@ fn the_standin_operator_is_installed_by_kubevet_then_its_example_passes() {
 fn a_broken_operator_fails_the_install_fast_and_no_example_runs() {
     // kubevet leaves operators installed; a previous run's may still be going away.
     kubectl(&["delete", "namespace", "kubevet-broken-operator", "--ignore-not-found", "--wait=true", "--timeout=120s"]);
-    let (code, cases, _dir) = run("scenarios/broken-operator/kubevet.yaml");
+    let (code, cases, _dir) = run("tests/fixtures/broken-operator/kubevet.yaml");
     kubectl(&["delete", "namespace", "kubevet-broken-operator", "--wait=false"]);
     assert_eq!(code, 1);
     let operator = case(&cases, "operator broken");

@@ -53,7 +53,7 @@ fn outcomes() -> Run {
     let artifacts = dir.path().join("artifacts");
     let out = kubevet()
         .args(["run", "--suite"])
-        .arg(repo().join("scenarios/outcomes/kubevet.yaml"))
+        .arg(repo().join("tests/fixtures/outcomes/kubevet.yaml"))
         .arg("--kubeconfig")
         .arg(support::kubeconfig())
         .arg("--artifacts")

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Finding, Severity};
+use super::finding::{Finding, Severity};
 
 /// A compiled pipeline is a document with `pipelineInfo` and `root` and no `kind`.
 pub fn is_pipeline(doc: &Value) -> bool {

@@ -2,6 +2,8 @@
 //! built-in kinds, strict), compiled Kubeflow pipelines, and policy rules; every finding at
 //! its file:line:col.
 
+pub mod command;
+mod finding;
 pub mod kfp;
 pub mod output;
 pub mod positions;
@@ -10,52 +12,14 @@ pub mod schema;
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    error::{Error, Result},
-    yaml,
+    util::error::{Error, Result},
+    util::yaml,
 };
+pub use finding::{Finding, Severity};
 use schema::{Lookup, SchemaStore};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-    /// Information that counts as no finding: something kubevet could not check.
-    Note,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub rule: &'static str,
-    pub severity: Severity,
-    pub message: String,
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    #[serde(skip)]
-    pub pointer: String,
-    #[serde(skip)]
-    pub span: (usize, usize),
-}
-
-impl Finding {
-    pub fn new(rule: &'static str, severity: Severity, pointer: &str, message: String) -> Finding {
-        Finding {
-            rule,
-            severity,
-            message,
-            file: String::new(),
-            line: 0,
-            column: 0,
-            pointer: pointer.into(),
-            span: (0, 0),
-        }
-    }
-}
 
 /// The checks that are not policy rules, named for reports (they cannot be allowed away).
 pub const CHECKS: &[(&str, &str)] = &[

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Finding, Severity};
+use super::finding::{Finding, Severity};
 
 pub struct Rule {
     pub name: &'static str,

@@ -7,20 +7,30 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
-use super::{
-    CaseResult, Cleanup, Outcome, Phase,
-    collect::{Collect, Evidence},
-    wait::{Ending, Wait},
-};
 use crate::{
-    assertions::LogSource,
-    kubernetes::{Applied, Cluster, LABEL_CASE, LABEL_RUN, label_value},
+    cluster::{
+        ApiError, Applied, Cluster, LABEL_CASE, LABEL_RUN,
+        collect::{Collect, Evidence},
+        label_value,
+        wait::{Ending, Wait},
+    },
+    outcome::{CaseResult, Outcome, Phase},
     plan::Case,
-    suite::{Defaults, Expect},
+    suite::{Defaults, Expect, assertions::LogSource},
+    util::ids::random_hex,
 };
 
 /// How long an interrupted case may spend collecting before it is cleaned up.
 const INTERRUPT_COLLECT_GRACE: Duration = Duration::from_secs(10);
+
+/// What a case leaves for the runner to delete.
+#[derive(Debug)]
+pub struct Cleanup {
+    pub namespace: String,
+    /// Workloads that had not finished: deleted before their namespace.
+    pub unfinished: Vec<Applied>,
+    pub cluster_scoped: Vec<Applied>,
+}
 
 pub struct CaseRun<'a> {
     pub cluster: &'a Cluster,
@@ -29,19 +39,6 @@ pub struct CaseRun<'a> {
     pub artifacts: PathBuf,
     pub defaults: &'a Defaults,
     pub cancel: watch::Receiver<bool>,
-}
-
-/// `len` random lowercase hex digits (at most 16), for namespace suffixes and run ids.
-pub fn random_hex(len: usize) -> String {
-    let mut bytes = [0u8; 8];
-    // A clock-derived fallback is unique enough for a name suffix.
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        bytes = (nanos as u64).to_le_bytes();
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    hex[..len.min(16)].to_string()
 }
 
 /// `kv-<short case name>-<random>`: a valid namespace name of at most 63 characters.
@@ -65,8 +62,8 @@ impl CaseRun<'_> {
             (LABEL_RUN.to_string(), self.run_id.to_string()),
             (LABEL_CASE.to_string(), label_value(&case.id)),
         ]);
-        if let Err(e) = self.cluster.create_namespace(&namespace, labels).await {
-            result.finish(Outcome::Error, Some(e));
+        if let Err(e) = self.cluster.create_namespace(&namespace, labels.clone()).await {
+            result.finish(Outcome::Error, Some(e.message));
             result.namespace = None;
             return (result, None);
         }
@@ -84,15 +81,22 @@ impl CaseRun<'_> {
                 Ok(k) => order.push((k.namespaced, i)),
                 Err(e) => {
                     result.phases.push(Phase::since("apply", clock));
-                    result.finish(Outcome::Failed, Some(format!("apply: {e}")));
+                    result.finish(outcome_of(&e), Some(format!("apply: {e}")));
                     return (result, Some(cleanup));
                 }
             }
         }
         // false sorts first: cluster-scoped, then namespaced, each in file order.
         order.sort();
-        for (_, i) in order {
-            match self.cluster.apply(&case.objects[i].value, Some(&namespace)).await {
+        for (namespaced, i) in order {
+            // Cluster-scoped objects outlive the namespace: labelled, `kubevet clean` finds them.
+            let mut object = case.objects[i].value.clone();
+            if !namespaced {
+                for (key, value) in &labels {
+                    object["metadata"]["labels"][key] = serde_json::json!(value);
+                }
+            }
+            match self.cluster.apply(&object, Some(&namespace)).await {
                 Ok(a) => {
                     if a.namespace.is_none() {
                         result.cluster_scoped.push(format!("{}/{}", a.kind.resource.kind, a.name));
@@ -107,7 +111,7 @@ impl CaseRun<'_> {
                 Err(e) => {
                     result.phases.push(Phase::since("apply", clock));
                     let line = case.objects[i].line;
-                    result.finish(Outcome::Failed, Some(format!("apply ({}:{line}): {e}", case.name)));
+                    result.finish(outcome_of(&e), Some(format!("apply ({}:{line}): {e}", case.name)));
                     self.collect_into(&mut result, &namespace, &applied, (vec![], None), false).await;
                     return (result, Some(cleanup));
                 }
@@ -116,7 +120,7 @@ impl CaseRun<'_> {
         result.phases.push(Phase::since("apply", clock));
         clock = Instant::now();
 
-        let watched: Vec<(usize, &crate::profile::Profile)> =
+        let watched: Vec<(usize, &crate::suite::profile::Profile)> =
             case.workloads.iter().filter_map(|w| applied_index[w.object].map(|a| (a, &w.profile))).collect();
         let workloads = watched.iter().map(|(a, profile)| (&applied[*a], *profile)).collect();
         let waited = Wait {
@@ -152,7 +156,7 @@ impl CaseRun<'_> {
         let (outcome, reason) = match (waited.ending, case.expect) {
             (Ending::Succeeded(why), Expect::Success) => match self.check_logs(&evidence) {
                 Ok(()) => (Outcome::Passed, Some(why)),
-                Err(e) => (Outcome::Failed, Some(e)),
+                Err((outcome, e)) => (outcome, Some(e)),
             },
             (Ending::Succeeded(why), Expect::Failure) => {
                 (Outcome::Failed, Some(format!("expected a failure, but it succeeded: {why}")))
@@ -201,12 +205,25 @@ impl CaseRun<'_> {
         evidence
     }
 
-    fn check_logs(&self, evidence: &Evidence) -> Result<(), String> {
+    fn check_logs(&self, evidence: &Evidence) -> Result<(), (Outcome, String)> {
+        // A log the cluster would not give cannot be judged: neither a pass (a `notMatches`
+        // would hold on nothing) nor a failure of the example.
+        if !self.case.logs.is_empty()
+            && let Some(unread) = evidence.logs.iter().find_map(|l| l.unreadable.as_ref())
+        {
+            return Err((Outcome::Error, format!("log assertions not checked: {unread}")));
+        }
         let sources: Vec<LogSource<'_>> = evidence
             .logs
             .iter()
             .map(|l| LogSource { pod: &l.pod, container: &l.container, replica: l.replica.as_deref(), text: &l.text })
             .collect();
-        self.case.logs.iter().try_for_each(|a| a.evaluate(&sources))
+        self.case.logs.iter().try_for_each(|a| a.evaluate(&sources)).map_err(|e| (Outcome::Failed, e))
     }
+}
+
+/// A request that failed because the cluster did (after its retries) leaves the case
+/// unjudged; one the server rejected is the example's failure.
+fn outcome_of(e: &ApiError) -> Outcome {
+    if e.infrastructure { Outcome::Error } else { Outcome::Failed }
 }

@@ -3,13 +3,9 @@
 //! namespace up without holding a slot; wait until they are all gone.
 
 mod case;
-pub(crate) use case::random_hex;
-pub(crate) mod collect;
-pub(crate) mod wait;
 
-use std::{path::PathBuf, sync::Arc, time::SystemTime};
+use std::{path::PathBuf, sync::Arc};
 
-use serde::Serialize;
 use tokio::{
     sync::{Semaphore, watch},
     task::JoinSet,
@@ -19,144 +15,12 @@ use tracing::{Instrument, info, info_span, warn};
 use tracing_indicatif::{span_ext::IndicatifSpanExt, style::ProgressStyle};
 
 use crate::{
-    kubernetes::{Applied, Cluster},
+    cluster::Cluster,
+    outcome::{CaseResult, Outcome, Phase, RunReport},
     plan::Case,
     suite::Suite,
+    util::ids::random_hex,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Passed,
-    Failed,
-    /// The case could not be judged: no workload, or kubevet could not watch it.
-    Error,
-    Skipped,
-    Interrupted,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Passed => "PASS",
-            Outcome::Failed => "FAIL",
-            Outcome::Error => "ERROR",
-            Outcome::Skipped => "SKIP",
-            Outcome::Interrupted => "INTERRUPTED",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Phase {
-    pub name: &'static str,
-    pub seconds: f64,
-}
-
-impl Phase {
-    pub(crate) fn since(name: &'static str, start: Instant) -> Phase {
-        Phase { name, seconds: start.elapsed().as_secs_f64() }
-    }
-}
-
-/// What became of one case; written as `result.json` and read by the reports.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CaseResult {
-    pub id: String,
-    pub name: String,
-    pub profile: String,
-    pub outcome: Outcome,
-    pub reason: Option<String>,
-    pub timeout: String,
-    pub tier: Option<String>,
-    pub namespace: Option<String>,
-    pub phases: Vec<Phase>,
-    pub seconds: f64,
-    pub pods: Vec<String>,
-    pub cluster_scoped: Vec<String>,
-    pub artifacts: PathBuf,
-    pub log_tail: Option<String>,
-    pub cleanup: Option<String>,
-    pub collect_problems: Vec<String>,
-    #[serde(skip)]
-    started: Instant,
-    /// When the workload's end was recorded (the moment that matters for detection latency).
-    #[serde(skip)]
-    pub ended: Option<SystemTime>,
-    /// When the case gave its slot back.
-    #[serde(skip)]
-    pub finished_at: Option<SystemTime>,
-}
-
-impl CaseResult {
-    fn new(case: &Case, artifacts: PathBuf) -> CaseResult {
-        let mut r = CaseResult::named(&case.id, &case.name, case.profile_name(), artifacts);
-        r.timeout = case.timeout.to_string();
-        r.tier = case.tier.clone();
-        r
-    }
-
-    /// A result for something that is not an example (an operator install).
-    pub(crate) fn named(id: &str, name: &str, profile: &str, artifacts: PathBuf) -> CaseResult {
-        CaseResult {
-            id: id.to_string(),
-            name: name.to_string(),
-            profile: profile.to_string(),
-            outcome: Outcome::Error,
-            reason: None,
-            timeout: String::new(),
-            tier: None,
-            namespace: None,
-            phases: Vec::new(),
-            seconds: 0.0,
-            pods: Vec::new(),
-            cluster_scoped: Vec::new(),
-            artifacts,
-            log_tail: None,
-            cleanup: None,
-            collect_problems: Vec::new(),
-            started: Instant::now(),
-            ended: None,
-            finished_at: None,
-        }
-    }
-
-    pub(crate) fn finish(&mut self, outcome: Outcome, reason: Option<String>) {
-        self.outcome = outcome;
-        self.reason = reason;
-        self.seconds = self.started.elapsed().as_secs_f64();
-        self.finished_at = Some(SystemTime::now());
-    }
-
-    pub fn not_run(case: &Case, artifacts: PathBuf, outcome: Outcome, reason: String) -> CaseResult {
-        let mut r = CaseResult::new(case, artifacts);
-        r.finish(outcome, Some(reason));
-        r
-    }
-
-    pub(crate) fn write(&self) {
-        if self.outcome == Outcome::Skipped {
-            return;
-        }
-        let file = self.artifacts.join("result.json");
-        let written = std::fs::create_dir_all(&self.artifacts)
-            .and_then(|_| serde_json::to_vec_pretty(self).map_err(std::io::Error::other))
-            .and_then(|bytes| std::fs::write(&file, bytes));
-        if let Err(e) = written {
-            warn!(file = %file.display(), error = %e, "cannot write result.json");
-        }
-    }
-}
-
-/// What a case leaves for the runner to delete.
-#[derive(Debug)]
-pub struct Cleanup {
-    pub namespace: String,
-    /// Workloads that had not finished: deleted before their namespace.
-    pub unfinished: Vec<Applied>,
-    pub cluster_scoped: Vec<Applied>,
-}
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -166,41 +30,10 @@ pub struct RunOptions {
     pub keep_on_failure: bool,
 }
 
-pub struct RunReport {
-    pub run_id: String,
-    /// Extra facts about the run for the report (built images and whether they were cached).
-    pub properties: Vec<(String, String)>,
-    pub results: Vec<CaseResult>,
-    pub interrupted: bool,
-    pub seconds: f64,
-}
-
-/// A signal that turns true on SIGINT or SIGTERM; watched from before the first install.
-pub fn interrupt_signal() -> watch::Receiver<bool> {
-    let (cancel, receiver) = watch::channel(false);
-    tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        warn!("interrupted: starting no more cases, collecting and cleaning up the running ones");
-        let _ = cancel.send(true);
-    });
-    receiver
-}
-
 /// The report of a run whose cases could not start (an operator failed to install).
 pub fn not_run(cases: &[Case], artifacts: &std::path::Path, reason: &str, interrupted: bool) -> RunReport {
     RunReport {
-        run_id: case::random_hex(8),
+        run_id: random_hex(8),
         properties: Vec::new(),
         results: cases
             .iter()
@@ -223,7 +56,7 @@ pub async fn run(
     cancel_rx: watch::Receiver<bool>,
 ) -> RunReport {
     let started = Instant::now();
-    let run_id = case::random_hex(8);
+    let run_id = random_hex(8);
     let concurrency = options.concurrency.unwrap_or(suite.defaults.concurrency).max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
     let (stop_starting_tx, stop_starting_rx) = watch::channel(None::<String>);

@@ -9,7 +9,7 @@ use std::{
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -10,15 +10,18 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::{
-    assertions::{LogAssertion, LogCheck},
-    duration::Dur,
-    error::{Error, Result},
-    profile::{self, Profile, Rule},
-    yaml,
+    suite::assertions::{LogAssertion, LogCheck},
+    suite::profile::{Profile, Rule},
+    util::duration::Dur,
+    util::error::{Error, Result},
+    util::yaml,
 };
 
+pub mod assertions;
 mod cluster;
+pub mod images;
 mod operators;
+pub mod profile;
 
 use cluster::ClusterFile;
 pub use cluster::{ClusterSettings, ContainerModule, Provider};
@@ -69,11 +72,20 @@ struct LintFile {
     crds: Vec<String>,
 }
 
+/// A policy rule the suite switches off, and where it says so.
+#[derive(Debug, Clone)]
+pub struct AllowedRule {
+    pub name: String,
+    pub line: u64,
+    pub column: u64,
+}
+
 /// The suite's `lint:` settings.
 #[derive(Debug, Clone, Default)]
 pub struct LintSettings {
-    /// Policy rules switched off.
-    pub allow: Vec<String>,
+    /// Policy rules switched off, with where each is named (checked by `kubevet lint`, which
+    /// knows the rules).
+    pub allow: Vec<AllowedRule>,
     /// Directories of CRDs, relative to the suite.
     pub crds: Vec<PathBuf>,
 }
@@ -209,7 +221,7 @@ pub struct Suite {
     pub overrides: Vec<Override>,
     pub lint: LintSettings,
     pub operators: Vec<Operator>,
-    pub images: Vec<crate::images::Image>,
+    pub images: Vec<images::Image>,
     pub cluster: ClusterSettings,
 }
 
@@ -237,6 +249,11 @@ pub fn locate(given: Option<&Path>) -> Result<PathBuf> {
         "no {FILE_NAME} in {} or its parents up to the repository root; write one (see README) or pass --suite FILE",
         cwd.display()
     )))
+}
+
+/// The suite given or found (see [`locate`]), loaded.
+pub fn load_found(given: Option<&Path>) -> Result<Suite> {
+    load(&locate(given)?)
 }
 
 pub fn load(path: &Path) -> Result<Suite> {
@@ -301,15 +318,6 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
         });
     }
-    for rule in file.lint.iter().flat_map(|l| &l.allow) {
-        if !crate::lint::rules::RULES.iter().any(|r| r.name == rule.value) {
-            let known: Vec<_> = crate::lint::rules::RULES.iter().map(|r| r.name).collect();
-            return Err(at(
-                &rule.referenced,
-                format!("unknown lint rule {:?}; rules: {}", rule.value, known.join(", ")),
-            ));
-        }
-    }
     let base = dir;
     let operators = match &file.operators {
         Some(ops) => ops.iter().map(|op| operators::load(path, base, op)).collect::<Result<_>>()?,
@@ -337,7 +345,15 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     };
     let lint = match (&file.lint, &parent) {
         (Some(l), _) => LintSettings {
-            allow: l.allow.iter().map(|r| r.value.clone()).collect(),
+            allow: l
+                .allow
+                .iter()
+                .map(|r| AllowedRule {
+                    name: r.value.clone(),
+                    line: r.referenced.line(),
+                    column: r.referenced.column(),
+                })
+                .collect(),
             crds: l.crds.iter().map(|c| root.join(c)).collect(),
         },
         (None, Some(p)) => p.lint.clone(),
@@ -375,8 +391,8 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     })
 }
 
-fn image(path: &Path, base: &Path, image: &ImageFile) -> Result<crate::images::Image> {
-    let resolved = crate::images::Image {
+fn image(path: &Path, base: &Path, image: &ImageFile) -> Result<images::Image> {
+    let resolved = images::Image {
         name: image.name.clone(),
         context: base.join(&image.context.value),
         dockerfile: image.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),

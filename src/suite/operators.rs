@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::{
-    duration::Dur,
-    error::{Error, Result},
+    util::duration::Dur,
+    util::error::{Error, Result},
 };
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +136,7 @@ pub struct Operator {
     pub git: Option<GitSource>,
     pub source: Source,
     /// Image references swapped in the rendered manifests, like `kustomize edit set image`.
-    pub set_images: Vec<crate::images::Retag>,
+    pub set_images: Vec<super::images::Retag>,
     pub timeout: std::time::Duration,
 }
 
@@ -230,7 +230,7 @@ pub(super) fn load(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operat
     let set_images = op
         .images
         .iter()
-        .map(|i| crate::images::Retag::parse(&i.value).map_err(|e| at(&i.referenced, e)))
+        .map(|i| super::images::Retag::parse(&i.value).map_err(|e| at(&i.referenced, e)))
         .collect::<Result<_>>()?;
     Ok(Operator {
         name: op.name.value.clone(),

@@ -9,18 +9,20 @@ use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    command,
-    images::{self, Retag},
-    kubernetes::{Applied, Cluster},
-    profile::{self, Profile, Rule},
-    render::{Rendered, helm_flags},
-    run::{
-        CaseResult, Outcome, Phase,
+    cluster::{
+        Applied, Cluster,
         collect::{Collect, Evidence},
         wait::{Ending, Wait},
     },
-    suite::{HelmChart, HelmInstall, Operator, Source},
-    yaml,
+    images,
+    operators::render::{Rendered, helm_flags},
+    outcome::{CaseResult, Outcome, Phase},
+    suite::{
+        HelmChart, HelmInstall, Operator, Source,
+        images::Retag,
+        profile::{self, Profile, Rule},
+    },
+    util::{command, yaml},
 };
 
 fn crd_profile() -> Profile {
@@ -33,7 +35,7 @@ fn crd_profile() -> Profile {
         pods: String::new(),
         replica_label: None,
         timeout: None,
-        default_timeout: crate::duration::Dur(Duration::from_secs(60)),
+        default_timeout: crate::util::duration::Dur(Duration::from_secs(60)),
         logs: Vec::new(),
     }
 }
@@ -93,7 +95,7 @@ impl Install<'_> {
         let dir = self.artifacts.join("operators").join(&op.name);
         let mut result =
             CaseResult::named(&format!("operator.{}", op.name), &format!("operator {}", op.name), "operator", dir);
-        result.timeout = crate::duration::Dur(op.timeout).to_string();
+        result.timeout = crate::util::duration::Dur(op.timeout).to_string();
         let clock = Instant::now();
         let mut applied = Vec::new();
         let outcome = self.install(&mut applied).await;

@@ -5,7 +5,7 @@
 
 use std::{
     collections::BTreeSet,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -13,9 +13,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    command,
+    operators::versions::{self, Catalog, Constraint},
+    suite::Suite,
     suite::{HelmChart, KustomizeTarget, Operator, Source},
-    versions::{self, Catalog, Constraint},
+    util::command,
+    util::error::{EXIT_INFRASTRUCTURE, Error},
+    util::files::hash_files,
 };
 
 /// What rendering an operator gave.
@@ -98,17 +101,16 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
     let resolution = recipe.chart.or(git);
     let version = resolution.as_ref().map(|r| r.version.clone());
     let input: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let file = versions::cache_dir().join("rendered").join(crate::run::collect::file_name(&op.name)).join(format!(
-        "{}-{input}.yaml",
-        version.as_deref().map(crate::run::collect::file_name).unwrap_or("local".into())
-    ));
+    let file = crate::util::files::cache_dir().join("rendered").join(crate::util::files::file_name(&op.name)).join(
+        format!("{}-{input}.yaml", version.as_deref().map(crate::util::files::file_name).unwrap_or("local".into())),
+    );
     let cached = if recipe.cacheable { std::fs::read_to_string(&file).ok() } else { None };
     let (text, cache_hit) = match cached {
         Some(text) => (text, true),
         None => {
             let args: Vec<&str> = recipe.args.iter().map(String::as_str).collect();
             let text = command::output(recipe.program, &args, None).await?;
-            crate::report::write_atomically(&file, text.as_bytes())
+            crate::util::files::write_atomically(&file, text.as_bytes())
                 .map_err(|e| format!("render cache {}: {e}", file.display()))?;
             (text, false)
         }
@@ -266,24 +268,54 @@ fn kustomize_inputs(dir: &Path) -> BTreeSet<PathBuf> {
     files
 }
 
-/// `to` relative to `from`, so a hash does not depend on where a checkout lives.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let (from, to): (Vec<Component>, Vec<Component>) = (from.components().collect(), to.components().collect());
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path: PathBuf = from[common..].iter().map(|_| Component::ParentDir).collect();
-    path.extend(&to[common..]);
-    path
+/// `kubevet render`: every operator (or those named) resolved and rendered into the cache,
+/// one line each: `OPERATOR  VERSION  CACHE  FILE`. Exit 0, or 3 if one could not be rendered.
+pub async fn command(suite: &Suite, only: &[String]) -> Result<i32, Error> {
+    for name in only {
+        if !suite.operators.iter().any(|o| &o.name == name) {
+            let known: Vec<&str> = suite.operators.iter().map(|o| o.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "--operator {name}: no such operator; the suite has: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    let chosen: Vec<Operator> =
+        suite.operators.iter().filter(|o| only.is_empty() || only.contains(&o.name)).cloned().collect();
+    let rendered = render_all(&chosen, suite.defaults.resolve_ttl.0).await;
+    let mut failed = false;
+    println!("OPERATOR\tVERSION\tCACHE\tFILE");
+    for (op, r) in chosen.iter().zip(rendered) {
+        match r {
+            Ok(r) => println!(
+                "{}\t{}\t{}\t{}",
+                op.name,
+                r.version.as_deref().unwrap_or("local"),
+                r.cache_label(),
+                r.file.display()
+            ),
+            Err(e) => {
+                eprintln!("kubevet: operator {}: {e}", op.name);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { EXIT_INFRASTRUCTURE } else { 0 })
 }
 
-/// Adds each file's path (relative to `root`) and content to `hash`.
-pub fn hash_files<'a>(hash: &mut Sha256, root: &Path, files: impl IntoIterator<Item = &'a PathBuf>) {
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    for file in files {
-        hash.update(relative(&root, file).to_string_lossy().as_bytes());
-        hash.update([0]);
-        hash.update(std::fs::read(file).unwrap_or_default());
-        hash.update([0]);
-    }
+/// The suite's operators rendered (through the render cache), for the CRDs among them:
+/// (where from, manifests).
+pub async fn manifests(suite: &Suite) -> Result<Vec<(String, String)>, Error> {
+    let rendered = render_all(&suite.operators, suite.defaults.resolve_ttl.0).await;
+    suite
+        .operators
+        .iter()
+        .zip(rendered)
+        .map(|(op, r)| match r {
+            Ok(r) => Ok((format!("operator {} ({})", op.name, r.file.display()), r.text)),
+            Err(e) => Err(Error::Usage(format!("operator {}: {e}", op.name))),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -312,7 +344,9 @@ mod tests {
         std::fs::write(crds.join("unrelated.yaml"), "x\n").expect("write");
         let names: Vec<String> = kustomize_inputs(&overlay)
             .iter()
-            .map(|p| relative(&overlay.canonicalize().expect("exists"), p).to_string_lossy().into_owned())
+            .map(|p| {
+                crate::util::files::relative(&overlay.canonicalize().expect("exists"), p).to_string_lossy().into_owned()
+            })
             .collect();
         assert_eq!(
             names,

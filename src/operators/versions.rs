@@ -13,25 +13,11 @@ use std::{
 
 use semver::{Version, VersionReq};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use crate::command;
-
-/// Where kubevet keeps checkouts, rendered manifests, resolutions and ledgers between runs.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KUBEVET_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("kubevet")
-}
-
-pub fn short_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
+use crate::util::{
+    command,
+    files::{cache_dir, short_hash},
+};
 
 fn parse(tag: &str) -> Option<Version> {
     Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
@@ -151,7 +137,7 @@ pub async fn resolve(
             let versions = catalog.list().await.map_err(|e| format!("listing versions of {}: {e}", catalog.key()))?;
             let record = json!({"catalog": catalog.key(), "listedAt": now, "versions": versions});
             let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
-            let _ = crate::report::write_atomically(&path, record.to_string().as_bytes());
+            let _ = crate::util::files::write_atomically(&path, record.to_string().as_bytes());
             (versions, false)
         }
     };

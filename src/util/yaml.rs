@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 
 /// One document of a YAML stream and where it starts.
 #[derive(Debug, Clone)]

@@ -1,14 +1,13 @@
 //! All of kubevet's access to Kubernetes lives here: connecting, discovery, applying,
-//! watching, reading logs and events, deleting. Every request goes through one counting layer,
-//! so the cost of a run in API requests can be measured.
+//! watching, reading logs and events, deleting. Every request goes through one layer
+//! ([`super::retry`]) that retries transient faults and counts requests and retries, so the
+//! cost of a run can be measured and a flaky control plane never changes a verdict.
 
 use std::{
     collections::{BTreeMap, HashSet},
+    fmt,
     path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
@@ -27,11 +26,56 @@ use serde_json::{Value, json};
 use tokio::sync::{RwLock, watch};
 use tracing::{debug, warn};
 
-use crate::error::{Error, Result};
+use super::retry::{self, RequestCounts, RequestStats, RetryLayer, RetryPolicy};
+use crate::util::{
+    error::{Error, Result},
+    ids::random_hex,
+};
 
 pub const FIELD_MANAGER: &str = "kubevet";
 pub const LABEL_RUN: &str = "kubevet.dev/run";
 pub const LABEL_CASE: &str = "kubevet.dev/case";
+/// Put on an object created from `generateName`, so that a create whose answer was lost can
+/// be found again instead of creating a second object.
+pub const LABEL_CREATE: &str = "kubevet.dev/create";
+
+/// A request that failed: what, and whether the cluster failed (a transient fault that
+/// outlasted its retries) rather than the request itself (rejected, not found, invalid).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub message: String,
+    pub infrastructure: bool,
+}
+
+impl ApiError {
+    pub fn new(context: &str, e: &kube::Error) -> ApiError {
+        let infrastructure = retry::transient(e).is_some();
+        let message = if context.is_empty() { describe(e) } else { format!("{context}: {}", describe(e)) };
+        let message = if infrastructure {
+            format!("{message} (the API server kept failing; retried to its budget)")
+        } else {
+            message
+        };
+        ApiError { message, infrastructure }
+    }
+
+    /// A failure of the request itself, not of the cluster.
+    pub fn rejected(message: impl Into<String>) -> ApiError {
+        ApiError { message: message.into(), infrastructure: false }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ApiError> for String {
+    fn from(e: ApiError) -> String {
+        e.message
+    }
+}
 
 /// A kind the cluster serves, and whether its objects live in a namespace.
 #[derive(Debug, Clone)]
@@ -66,7 +110,8 @@ pub struct Cluster {
     client: Client,
     discovery: RwLock<Discovery>,
     pub server_version: String,
-    requests: Arc<AtomicU64>,
+    policy: RetryPolicy,
+    stats: Arc<RequestStats>,
 }
 
 fn infrastructure(what: &str, e: impl std::fmt::Display) -> Error {
@@ -83,6 +128,15 @@ pub fn describe(e: &kube::Error) -> String {
 
 impl Cluster {
     pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Cluster> {
+        Cluster::connect_with(kubeconfig, context, RetryPolicy::default()).await
+    }
+
+    /// Connects with the suite's retry policy (`defaults.apiRetry`).
+    pub async fn connect_with(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+        policy: RetryPolicy,
+    ) -> Result<Cluster> {
         let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
         let config = match kubeconfig {
             Some(path) => {
@@ -100,14 +154,14 @@ impl Cluster {
                 .map_err(|e| infrastructure("no cluster configured (KUBECONFIG, ~/.kube/config or in-cluster)", e))?,
         };
         let cluster_url = config.cluster_url.to_string();
-        let requests = Arc::new(AtomicU64::new(0));
-        let counter = requests.clone();
+        // kubevet's own policy replaces kube's default retry (which retries creates too,
+        // uncounted and up to 15 times).
+        let mut config = config;
+        config.default_retry = false;
+        let stats = Arc::new(RequestStats::default());
         let client = ClientBuilder::try_from(config)
             .map_err(|e| infrastructure("building the Kubernetes client", e))?
-            .with_layer(&tower::util::MapRequestLayer::new(move |req| {
-                counter.fetch_add(1, Ordering::Relaxed);
-                req
-            }))
+            .with_layer(&RetryLayer { policy, stats: stats.clone() })
             .build();
         let version = client
             .apiserver_version()
@@ -119,17 +173,22 @@ impl Cluster {
             .run()
             .await
             .map_err(|e| infrastructure("API discovery failed", describe(&e)))?;
-        Ok(Cluster { client, discovery: RwLock::new(discovery), server_version: version.git_version, requests })
+        Ok(Cluster { client, discovery: RwLock::new(discovery), server_version: version.git_version, policy, stats })
     }
 
-    /// API requests sent so far.
+    /// API requests sent so far (each attempt counts).
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.stats.sent()
+    }
+
+    /// Requests sent, retried (by reason) and failed after their retries, so far.
+    pub fn request_counts(&self) -> RequestCounts {
+        self.stats.counts()
     }
 
     /// The kind behind an apiVersion and kind; discovery is refreshed once on a miss, since
     /// CRDs appear when an operator is installed.
-    pub async fn kind(&self, api_version: &str, kind: &str) -> Result<Kind, String> {
+    pub async fn kind(&self, api_version: &str, kind: &str) -> Result<Kind, ApiError> {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let lookup = |d: &Discovery| {
@@ -143,13 +202,13 @@ impl Cluster {
             return Ok(found);
         }
         debug!(api_version, kind, "kind not in discovery; refreshing");
-        let fresh = Discovery::new(self.client.clone())
-            .run()
-            .await
-            .map_err(|e| format!("API discovery failed: {}", describe(&e)))?;
+        let fresh =
+            Discovery::new(self.client.clone()).run().await.map_err(|e| ApiError::new("API discovery failed", &e))?;
         *discovery = fresh;
         lookup(&discovery).ok_or_else(|| {
-            format!("the cluster does not serve {kind} ({api_version}): is its CRD installed, or the operator that brings it?")
+            ApiError::rejected(format!(
+                "the cluster does not serve {kind} ({api_version}): is its CRD installed, or the operator that brings it?"
+            ))
         })
     }
 
@@ -176,7 +235,7 @@ impl Cluster {
     /// before 1.2x answers 500 "field not declared in schema" for, e.g., CEL rules in a CRD)
     /// gets a create or replace instead, which drops such fields; kubevet says so.
     /// Where `object` lives on this cluster: its kind and, if namespaced, `namespace` or "default".
-    pub async fn locate(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, String> {
+    pub async fn locate(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, ApiError> {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let kind_name = object["kind"].as_str().unwrap_or_default();
         let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -185,8 +244,11 @@ impl Cluster {
         Ok(Applied { kind, namespace, name })
     }
 
-    pub async fn apply(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, String> {
+    pub async fn apply(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, ApiError> {
         let Applied { kind, namespace, name } = self.locate(object, namespace).await?;
+        if name.is_empty() && object.pointer("/metadata/generateName").and_then(Value::as_str).is_some() {
+            return self.create_generated(object, kind, namespace).await;
+        }
         let kind_name = &kind.resource.kind;
         let mut body = object.clone();
         match &namespace {
@@ -210,34 +272,96 @@ impl Cluster {
                 );
                 self.create_or_replace(&api, &name, &body).await?;
             }
-            Err(e) => return Err(format!("applying {kind_name}/{name}: {}", describe(&e))),
+            Err(e) => return Err(ApiError::new(&format!("applying {kind_name}/{name}"), &e)),
         }
         Ok(Applied { kind, namespace, name })
     }
 
-    async fn create_or_replace(&self, api: &Api<DynamicObject>, name: &str, body: &Value) -> Result<(), String> {
-        let object: DynamicObject = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
+    /// Creates an object named by the server (`metadata.generateName`) and follows the name
+    /// it got. The object carries a label unique to this create, so that when an attempt's
+    /// answer is lost, the object it may have made is found instead of a second one created.
+    async fn create_generated(
+        &self,
+        object: &Value,
+        kind: Kind,
+        namespace: Option<String>,
+    ) -> Result<Applied, ApiError> {
+        let token = random_hex(12);
+        let mut body = object.clone();
+        body["metadata"]["labels"][LABEL_CREATE] = json!(token);
+        match &namespace {
+            Some(ns) => body["metadata"]["namespace"] = json!(ns),
+            None => {
+                if let Some(meta) = body["metadata"].as_object_mut() {
+                    meta.remove("namespace");
+                }
+            }
+        }
+        let prefix = object.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or_default().to_string();
+        let what = format!("creating {}/{prefix}…", kind.resource.kind);
+        let created: DynamicObject =
+            serde_json::from_value(body).map_err(|e| ApiError::rejected(format!("{what}: {e}")))?;
+        let api = self.dynamic(&kind, namespace.as_deref());
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        match api.create(&params, &object).await {
+        let selector = ListParams::default().labels(&format!("{LABEL_CREATE}={token}"));
+        let name = retry::at_call_site(&self.policy, &self.stats, &what, |attempt| {
+            let (api, created, params, selector) = (&api, &created, &params, &selector);
+            async move {
+                if attempt > 1
+                    && let Some(found) = api.list(selector).await?.items.into_iter().next()
+                {
+                    return Ok(found.metadata.name.unwrap_or_default());
+                }
+                api.create(params, created).await.map(|o| o.metadata.name.unwrap_or_default())
+            }
+        })
+        .await
+        .map_err(|e| ApiError::new(&what, &e))?;
+        debug!(object = %format!("{}/{name}", kind.resource.kind), "created from generateName");
+        Ok(Applied { kind, namespace, name })
+    }
+
+    /// A create that is safe to repeat (an `AlreadyExists` turns into a replace), then a
+    /// replace at the version read.
+    async fn create_or_replace(&self, api: &Api<DynamicObject>, name: &str, body: &Value) -> Result<(), ApiError> {
+        let object: DynamicObject =
+            serde_json::from_value(body.clone()).map_err(|e| ApiError::rejected(format!("{name}: {e}")))?;
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let what = format!("creating {name}");
+        let created = retry::at_call_site(&self.policy, &self.stats, &what, |_| api.create(&params, &object)).await;
+        match created {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                let current = api.get(name).await.map_err(|e| describe(&e))?;
+                let current = api.get(name).await.map_err(|e| ApiError::new(&format!("reading {name}"), &e))?;
                 let mut replacement = object;
                 replacement.metadata.resource_version = current.metadata.resource_version;
-                api.replace(name, &params, &replacement).await.map(|_| ()).map_err(|e| describe(&e))
+                api.replace(name, &params, &replacement)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ApiError::new(&format!("replacing {name}"), &e))
             }
-            Err(e) => Err(format!("creating {name}: {}", describe(&e))),
+            Err(e) => Err(ApiError::new(&what, &e)),
         }
     }
 
-    pub async fn create_namespace(&self, name: &str, labels: BTreeMap<String, String>) -> Result<(), String> {
+    /// Creates a case's namespace. Its name is new (random), so an `AlreadyExists` after a
+    /// retried attempt means the earlier attempt made it.
+    pub async fn create_namespace(&self, name: &str, labels: BTreeMap<String, String>) -> Result<(), ApiError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).map_err(|e| e.to_string())?;
-        api.create(&PostParams::default(), &ns)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("creating namespace {name}: {}", describe(&e)))
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+            .map_err(|e| ApiError::rejected(e.to_string()))?;
+        let what = format!("creating namespace {name}");
+        let created = retry::at_call_site(&self.policy, &self.stats, &what, |attempt| {
+            let (api, ns) = (&api, &ns);
+            async move {
+                match api.create(&PostParams::default(), ns).await {
+                    Err(kube::Error::Api(s)) if s.is_already_exists() && attempt > 1 => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+        })
+        .await;
+        created.map_err(|e| ApiError::new(&what, &e))
     }
 
     /// The object's state, as long as it exists, for as long as the stream is polled.
@@ -250,9 +374,12 @@ impl Cluster {
         kube::runtime::watcher::watch_object(self.dynamic(kind, namespace), name).map_err(|e| e.to_string())
     }
 
-    /// Every change to a pod of the namespace.
+    /// Every change to a pod of the namespace; a failed watch is started again with backoff.
     pub fn watch_pods(&self, namespace: &str) -> impl Stream<Item = Result<Pod, String>> + use<> {
-        watcher(self.pods(namespace), watcher::Config::default()).applied_objects().map_err(|e| e.to_string())
+        watcher(self.pods(namespace), watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .map_err(|e| e.to_string())
     }
 
     pub async fn list_pods(&self, namespace: &str) -> Result<Vec<Pod>, String> {
@@ -265,9 +392,9 @@ impl Cluster {
         serde_json::to_value(obj).map_err(|e| e.to_string())
     }
 
-    pub async fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Result<String, String> {
+    pub async fn logs(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Result<String, ApiError> {
         let params = LogParams { container: Some(container.into()), previous, ..Default::default() };
-        self.pods(namespace).logs(pod, &params).await.map_err(|e| describe(&e))
+        self.pods(namespace).logs(pod, &params).await.map_err(|e| ApiError::new("", &e))
     }
 
     pub async fn events(&self, namespace: &str) -> Result<Vec<Event>, String> {
@@ -275,12 +402,12 @@ impl Cluster {
         api.list(&ListParams::default()).await.map(|l| l.items).map_err(|e| describe(&e))
     }
 
-    pub async fn delete(&self, applied: &Applied) -> Result<(), String> {
+    pub async fn delete(&self, applied: &Applied) -> Result<(), ApiError> {
         let api = self.dynamic(&applied.kind, applied.namespace.as_deref());
         match api.delete(&applied.name, &DeleteParams::background()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-            Err(e) => Err(describe(&e)),
+            Err(e) => Err(ApiError::new(&format!("deleting {}/{}", applied.kind.resource.kind, applied.name), &e)),
         }
     }
 
@@ -361,7 +488,7 @@ impl Cluster {
 
     async fn why_namespace_stays(&self, name: &str, waited: Duration) -> String {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let mut why = format!("namespace {name} still there after {}", crate::duration::Dur(waited));
+        let mut why = format!("namespace {name} still there after {}", crate::util::duration::Dur(waited));
         if let Ok(ns) = api.get(name).await {
             let conditions = ns.status.and_then(|s| s.conditions).unwrap_or_default();
             for c in conditions.iter().filter(|c| c.status == "True") {

@@ -16,9 +16,9 @@ use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    duration::Dur,
-    kubernetes::{Applied, Cluster},
-    profile::Profile,
+    cluster::{Applied, Cluster},
+    suite::profile::Profile,
+    util::duration::Dur,
 };
 
 /// Container states that do not heal by themselves within a test's time.

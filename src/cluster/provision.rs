@@ -17,8 +17,8 @@ use testcontainers_modules::{
 use tokio::sync::watch;
 
 use crate::{
-    command,
     suite::{ClusterSettings, ContainerModule, KustomizeTarget, Operator, Provider, Source},
+    util::command,
 };
 
 /// The image testcontainers' KWOK module runs, per Kubernetes version (the module's own
@@ -191,7 +191,7 @@ pub struct Provisioned {
 /// Where kubevet keeps the kubeconfig of each kind cluster it manages, so that the user's
 /// own kubeconfig is never edited.
 pub fn kind_kubeconfig(cluster: &str) -> PathBuf {
-    crate::versions::cache_dir().join("kind").join(format!("{cluster}.kubeconfig"))
+    crate::util::files::cache_dir().join("kind").join(format!("{cluster}.kubeconfig"))
 }
 
 pub async fn kind_clusters() -> Result<Vec<String>, String> {
@@ -235,7 +235,7 @@ pub async fn up(
             ));
         }
         let config = command::output("kind", &["get", "kubeconfig", "--name", name], None).await?;
-        crate::report::write_atomically(&kubeconfig, config.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
+        crate::util::files::write_atomically(&kubeconfig, config.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
         tracing::info!(cluster = %name, "reusing kind cluster");
         return Ok(provisioned(false));
     }
@@ -266,7 +266,7 @@ async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisi
         _ => (image, "latest"),
     };
     let failed = |e: testcontainers_modules::testcontainers::TestcontainersError| format!("starting {image}: {e}");
-    let dir = crate::versions::cache_dir().join("container");
+    let dir = crate::util::files::cache_dir().join("container");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let startup = std::time::Duration::from_secs(300);
     tracing::info!(image = %image, "starting a control plane container");
@@ -282,7 +282,7 @@ async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisi
             (Container::Kwok(c), config, id)
         }
         ContainerModule::K3s => {
-            let conf = dir.join(format!("k3s-{}", crate::run::random_hex(8)));
+            let conf = dir.join(format!("k3s-{}", crate::util::ids::random_hex(8)));
             std::fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
             let k3s = K3s::default().with_conf_mount(&conf);
             let c = k3s.with_name(name).with_tag(tag).with_privileged(true).with_userns_mode("host");
@@ -294,7 +294,7 @@ async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisi
         }
     };
     let kubeconfig = dir.join(format!("{}.kubeconfig", &id[..12.min(id.len())]));
-    crate::report::write_atomically(&kubeconfig, kubeconfig_text.as_bytes())
+    crate::util::files::write_atomically(&kubeconfig, kubeconfig_text.as_bytes())
         .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
     Ok(Provisioned {
         kubeconfig: Some(kubeconfig),
@@ -308,7 +308,7 @@ async fn up_container(settings: &ClusterSettings, cell: &Cell) -> Result<Provisi
 /// Starts a container under a name of kubevet's: one that was created but did not start is not
 /// testcontainers' to remove, so kubevet removes it by that name.
 async fn start<I: Image>(request: ContainerRequest<I>, image: &str) -> Result<ContainerAsync<I>, String> {
-    let name = format!("kubevet-{}", crate::run::random_hex(8));
+    let name = format!("kubevet-{}", crate::util::ids::random_hex(8));
     match request.with_container_name(&name).start().await {
         Ok(container) => Ok(container),
         Err(e) => {

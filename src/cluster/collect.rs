@@ -12,7 +12,10 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::ResourceExt;
 use serde_json::Value;
 
-use crate::kubernetes::{Applied, Cluster};
+use crate::{
+    cluster::{Applied, Cluster},
+    util::files::file_name,
+};
 
 /// One container's log as collected.
 #[derive(Debug, Clone)]
@@ -22,6 +25,8 @@ pub struct ContainerLog {
     pub replica: Option<String>,
     pub text: String,
     pub failed: bool,
+    /// Why the log could not be read because the cluster failed (after retries).
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -43,16 +48,6 @@ impl Evidence {
             log.pod,
             log.container
         ))
-    }
-}
-
-/// A name safe to use as one path component.
-pub fn file_name(text: &str) -> String {
-    let cleaned: String =
-        text.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
-    match cleaned.trim_start_matches('.') {
-        "" => "_".to_string(),
-        rest => rest.to_string(),
     }
 }
 
@@ -200,12 +195,16 @@ impl Collect<'_> {
             })
             .collect();
         let logs = join_all(wanted.iter().map(|(pod, container, previous)| async move {
-            let text = this
-                .cluster
-                .logs(this.namespace, &pod.name_any(), container, *previous)
-                .await
-                .unwrap_or_else(|e| format!("[kubevet: no log: {e}]\n"));
-            (*pod, container.clone(), *previous, text)
+            let (text, unreadable) =
+                match this.cluster.logs(this.namespace, &pod.name_any(), container, *previous).await {
+                    Ok(text) => (text, None),
+                    Err(e) => {
+                        let unreadable =
+                            e.infrastructure.then(|| format!("pod {} container {container}: {e}", pod.name_any()));
+                        (format!("[kubevet: no log: {e}]\n"), unreadable)
+                    }
+                };
+            (*pod, container.clone(), *previous, text, unreadable)
         }));
         let events = self.cluster.events(self.namespace);
         let (objects, logs, events) = futures::join!(objects, logs, events);
@@ -218,7 +217,7 @@ impl Collect<'_> {
             }
             evidence.pods.push(pod.name_any());
         }
-        for (pod, container, previous, text) in logs {
+        for (pod, container, previous, text, unreadable) in logs {
             let pod_name = pod.name_any();
             let suffix = if previous { ".previous.log" } else { ".log" };
             let file =
@@ -233,6 +232,7 @@ impl Collect<'_> {
                     pod: pod_name,
                     container,
                     text,
+                    unreadable,
                 });
             }
         }
@@ -264,13 +264,6 @@ mod tests {
         assert_eq!(capped, "[kubevet: the first 6 bytes of this log were cut; the limit is 4 bytes]\n6789");
         assert_eq!(cap("short", 10), "short");
         assert!(cap("ééé", 3).ends_with("é"));
-    }
-
-    #[test]
-    fn names_become_safe_file_names() {
-        assert_eq!(file_name("../etc/passwd"), "_etc_passwd");
-        assert_eq!(file_name("worker-0"), "worker-0");
-        assert_eq!(file_name(""), "_");
     }
 
     #[test]

@@ -8,12 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    assertions::LogAssertion,
-    duration::Dur,
-    error::{Error, Result},
-    profile::Profile,
+    suite::assertions::LogAssertion,
+    suite::profile::Profile,
     suite::{Expect, Suite},
-    yaml::{self, Document},
+    util::duration::Dur,
+    util::error::{Error, Result},
+    util::yaml::{self, Document},
 };
 
 #[derive(Debug, Clone)]
@@ -184,4 +184,44 @@ pub fn plan(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
         });
     }
     Ok(cases)
+}
+
+/// The cases of a run: at least one, since a run (or a plan) of nothing is a mistake in the
+/// suite's globs or in `--select`, said the same way by `run` and `list`.
+pub fn plan_some(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
+    let cases = plan(suite, select)?;
+    if cases.is_empty() {
+        let selected = if select.is_empty() { String::new() } else { format!(" and --select {}", select.join(", ")) };
+        return Err(Error::Usage(format!(
+            "no example matches the suite's globs{selected} under {}; check examples.include in {}",
+            suite.root.display(),
+            suite.path.display()
+        )));
+    }
+    Ok(cases)
+}
+
+/// `kubevet list`: the plan as a table or JSON.
+pub fn list(suite: &Suite, select: &[String], json: bool) -> Result<i32> {
+    let cases = plan_some(suite, select)?;
+    let rows: Vec<PlanRow> = cases.iter().map(PlanRow::from).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?);
+        return Ok(0);
+    }
+    let w = |f: fn(&PlanRow) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);
+    let (wi, wf, wp) = (w(|r| r.id.len(), 2), w(|r| r.file.len(), 4), w(|r| r.profile.len(), 7));
+    println!("{:<wi$}  {:<wf$}  {:<wp$}  {:>8}  TIER", "ID", "FILE", "PROFILE", "TIMEOUT");
+    for r in &rows {
+        let mut line =
+            format!("{:<wi$}  {:<wf$}  {:<wp$}  {:>8}  {}", r.id, r.file, r.profile, r.timeout, r.tier.unwrap_or("-"));
+        if let Some(skip) = r.skip {
+            line.push_str(&format!("  (skipped: {skip})"));
+        }
+        if let Some(problem) = r.problem {
+            line.push_str(&format!("  (error: {problem})"));
+        }
+        println!("{line}");
+    }
+    Ok(0)
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::{assertions::LogAssertion, duration::Dur};
+use crate::{suite::assertions::LogAssertion, util::duration::Dur};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {

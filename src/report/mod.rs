@@ -1,14 +1,11 @@
 //! Reports of a run: the JUnit file CI systems read (flat, deterministic, with the evidence
 //! in system-out) and the summary table people read.
 
-use std::{io::Write, path::Path, time::Duration};
+use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::{
-    run::{CaseResult, Outcome, RunReport},
-    session::CellReport,
-};
+use crate::outcome::{CaseResult, CellReport, Outcome, RunReport};
 
 /// One `<testsuite>` per cell of the matrix, each with the cell's Kubernetes version and node
 /// image and the run's properties (operator versions, images, changes).
@@ -96,21 +93,6 @@ fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
         case.set_system_out(out);
     }
     case
-}
-
-/// Writes the file whole or not at all: a reader never sees half a report.
-pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(content)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The table printed at the end of a run.

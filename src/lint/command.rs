@@ -1,0 +1,104 @@
+//! `kubevet lint` as a command: which files, which schemas (the suite's CRD folders, its
+//! operators' rendered CRDs, a cluster's own), which rules, and the output format.
+
+use std::{io::IsTerminal, path::PathBuf};
+
+use super::{LintOptions, Severity, output, rules::RULES};
+use crate::{
+    cluster::Cluster,
+    operators::render,
+    plan,
+    suite::{self, Suite},
+    util::{
+        self,
+        error::{EXIT_CASE_FAILED, Error, Result},
+    },
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Sarif,
+    Junit,
+}
+
+pub struct LintCommand {
+    /// Files or directories; none: the suite's examples.
+    pub paths: Vec<PathBuf>,
+    pub suite: Option<PathBuf>,
+    pub crds: Vec<PathBuf>,
+    pub allow: Vec<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub format: Format,
+}
+
+/// Every rule a suite or the command line switches off must exist.
+fn check_allowed(suite: Option<&Suite>, allow: &[String]) -> Result<()> {
+    let known = || RULES.iter().map(|r| r.name).collect::<Vec<_>>().join(", ");
+    let exists = |name: &str| RULES.iter().any(|r| r.name == name);
+    if let Some(suite) = suite
+        && let Some(rule) = suite.lint.allow.iter().find(|r| !exists(&r.name))
+    {
+        return Err(Error::input(
+            &suite.path,
+            rule.line,
+            rule.column,
+            format!("unknown lint rule {:?}; rules: {}", rule.name, known()),
+        ));
+    }
+    match allow.iter().find(|r| !exists(r)) {
+        Some(rule) => Err(Error::Usage(format!("--allow {rule}: no such rule; rules: {}", known()))),
+        None => Ok(()),
+    }
+}
+
+pub fn run(command: LintCommand) -> Result<i32> {
+    let LintCommand { paths, suite, crds, allow, kubeconfig, context, format } = command;
+    // A suite is needed only to know the examples; its lint settings apply when there is one.
+    let suite = match (&suite, paths.is_empty()) {
+        (Some(p), _) => Some(suite::load(p)?),
+        (None, true) => Some(suite::load_found(None)?),
+        (None, false) => suite::locate(None).ok().map(|p| suite::load(&p)).transpose()?,
+    };
+    check_allowed(suite.as_ref(), &allow)?;
+    let files = match (&suite, paths.is_empty()) {
+        (Some(s), true) => plan::example_files(s).into_iter().map(|(path, _)| path).collect(),
+        _ => super::expand(&paths)?,
+    };
+    let settings = suite.as_ref().map(|s| s.lint.clone()).unwrap_or_default();
+    let (cluster_openapi, rendered) = util::block_on(async {
+        let openapi = match &kubeconfig {
+            Some(k) => {
+                let cluster = Cluster::connect(Some(k), context.as_deref()).await?;
+                let openapi = cluster.openapi_v2().await.map_err(Error::Infrastructure)?;
+                Some((openapi, cluster.server_version.clone()))
+            }
+            None => None,
+        };
+        let rendered = match &suite {
+            Some(s) if !s.operators.is_empty() => render::manifests(s).await?,
+            _ => Vec::new(),
+        };
+        Ok::<_, Error>((openapi, rendered))
+    })??;
+    let options = LintOptions {
+        allow: settings.allow.into_iter().map(|r| r.name).chain(allow).collect(),
+        crd_dirs: settings.crds.into_iter().chain(crds).collect(),
+        rendered,
+        cluster_openapi,
+    };
+    let report = super::lint(&files, &options)?;
+    match format {
+        Format::Text => print!("{}", output::text(&report, std::io::stdout().is_terminal())),
+        Format::Json => println!("{}", output::json(&report)),
+        Format::Sarif => println!("{}", output::sarif(&report)),
+        Format::Junit => println!("{}", output::junit(&report)),
+    }
+    if format != Format::Text {
+        eprintln!("{}", output::summary(&report));
+    }
+    let findings = report.count(Severity::Error) + report.count(Severity::Warning);
+    Ok(if findings > 0 { EXIT_CASE_FAILED } else { 0 })
+}
