@@ -70,18 +70,16 @@ fn expand(prefix: &str, tree: &str, out: &mut Vec<String>) {
 }
 
 /// Every module path a file refers to, made absolute (`crate::` dropped, `super::` resolved).
-fn references(module: &str, is_dir_module: bool, code: &str) -> Vec<String> {
+fn references(module: &str, code: &str) -> Vec<String> {
     // `super` of `a::b` (file a/b.rs) is `a`; of a folder's mod.rs `a::b`, also `a`.
-    let _ = is_dir_module;
     let parent = module.rsplit_once("::").map(|(p, _)| p.to_string()).unwrap_or_default();
     let absolute = |path: &str| -> Option<String> {
         let path = path.trim();
         if let Some(rest) = path.strip_prefix("crate::").or_else(|| path.strip_prefix("kubevet::")) {
             Some(rest.to_string())
-        } else if let Some(rest) = path.strip_prefix("super::") {
-            Some(if parent.is_empty() { rest.to_string() } else { format!("{parent}::{rest}") })
         } else {
-            None
+            path.strip_prefix("super::")
+                .map(|rest| if parent.is_empty() { rest.to_string() } else { format!("{parent}::{rest}") })
         }
     };
     let mut found = Vec::new();
@@ -140,8 +138,7 @@ fn graph() -> Graph {
         let rel = file.strip_prefix(&src).expect("under src");
         let module = module_of(rel);
         let text = std::fs::read_to_string(file).expect("read");
-        let is_dir_module = rel.ends_with("mod.rs");
-        for reference in references(&module, is_dir_module, without_tests(&text)) {
+        for reference in references(&module, without_tests(&text)) {
             // The deepest module the path names (the rest is an item inside it).
             let segments: Vec<&str> = reference.split("::").collect();
             let target = (1..=segments.len())
@@ -230,7 +227,6 @@ fn no_module_imports_one_that_imports_it_back() {
 fn the_checker_sees_use_trees_and_inline_paths() {
     let refs = references(
         "run::case",
-        false,
         "use crate::{cluster::{Applied, wait::{Ending}}, util::ids};\nuse super::x;\nfn f() { crate::report::junit(); }",
     );
     for expected in ["cluster::Applied", "cluster::wait::Ending", "util::ids", "run::x", "report::junit"] {
