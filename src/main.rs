@@ -2,7 +2,10 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kubevet::{
-    cluster::manage::{Action, manage},
+    cluster::{
+        clean::{Runs, clean_clusters},
+        manage::{Action, manage},
+    },
     lint::{
         self,
         command::{Format, LintCommand},
@@ -191,6 +194,21 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Delete what kubevet left on a cluster (case namespaces and the cluster-scoped objects
+    /// they applied), found by the run label; operators are left alone.
+    Clean {
+        /// Only what this run left (its id is in run.json, JUnit and the summary).
+        #[arg(long, value_name = "ID", conflicts_with = "all", required_unless_present = "all")]
+        run: Option<String>,
+        /// Whatever any kubevet run left.
+        #[arg(long)]
+        all: bool,
+        /// The suite file (default: kubevet.yaml here or in the nearest parent up to the repository root).
+        #[arg(long)]
+        suite: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Print the plan: every case, its file, profile, timeout and tier.
     List {
         #[command(flatten)]
@@ -284,6 +302,12 @@ fn main() -> ExitCode {
         Command::Render { suite, operators, refresh } => {
             load_suite(suite.as_deref(), refresh).and_then(|suite| util::block_on(render::command(&suite, &operators))?)
         }
+        Command::Clean { run, all: _, suite, cluster } => suite::load_found(suite.as_deref()).and_then(|mut suite| {
+            cluster.apply(&mut suite)?;
+            let runs = run.map(Runs::One).unwrap_or(Runs::All);
+            let timeout = suite.defaults.cleanup_timeout.0;
+            util::block_on(clean_clusters(&suite.cluster, cluster.k8s_version.as_deref(), &runs, timeout))?
+        }),
         Command::Cluster { action, suite, cluster } => suite::load_found(suite.as_deref()).and_then(|mut suite| {
             cluster.apply(&mut suite)?;
             let action = match action {

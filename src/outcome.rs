@@ -7,7 +7,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::{cluster::provision::Cell, plan::Case};
+use crate::{
+    cluster::{provision::Cell, retry::RequestCounts},
+    plan::Case,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +66,9 @@ pub struct CaseResult {
     pub artifacts: PathBuf,
     pub log_tail: Option<String>,
     pub cleanup: Option<String>,
+    /// What could not be deleted after the case (`namespace kv-…`, `ClusterRole/x`):
+    /// `kubevet clean` removes it.
+    pub left_behind: Vec<String>,
     pub collect_problems: Vec<String>,
     #[serde(skip)]
     started: Instant,
@@ -100,6 +106,7 @@ impl CaseResult {
             artifacts,
             log_tail: None,
             cleanup: None,
+            left_behind: Vec::new(),
             collect_problems: Vec::new(),
             started: Instant::now(),
             ended: None,
@@ -148,7 +155,16 @@ pub struct CellReport {
     pub cell: Cell,
     pub server_version: String,
     pub report: RunReport,
+    /// API requests of the cell: sent, retried and why, given up.
+    pub requests: RequestCounts,
     /// The cell got no cluster (or could not reach it), or an image did not build: not the
     /// examples' fault.
     pub infrastructure_failed: bool,
+}
+
+impl CellReport {
+    /// Everything of the cell's cases that cleanup left on the cluster.
+    pub fn left_behind(&self) -> impl Iterator<Item = &str> {
+        self.report.results.iter().flat_map(|r| r.left_behind.iter().map(String::as_str))
+    }
 }

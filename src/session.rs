@@ -11,6 +11,7 @@ use crate::{
     cluster::{
         Cluster,
         provision::{self, Cell, Provisioned},
+        retry::RetryPolicy,
     },
     images::{self, Built},
     operators::{
@@ -70,7 +71,13 @@ impl Session {
                     report.results.iter_mut().for_each(|r| r.outcome = outcome);
                 }
                 report.results.splice(0..0, prepared.failed_builds.iter().cloned());
-                CellReport { cell: cell.clone(), server_version: String::new(), report, infrastructure_failed }
+                CellReport {
+                    cell: cell.clone(),
+                    server_version: String::new(),
+                    report,
+                    requests: Default::default(),
+                    infrastructure_failed,
+                }
             };
             if let Some(failed) = prepared.failed_builds.first() {
                 reports.push(not_started(&format!("not run: {} failed to build", failed.name), None, true));
@@ -153,6 +160,8 @@ impl Session {
                 "kubernetesVersion": c.cell.version,
                 "image": c.cell.image,
                 "kubernetes": c.server_version,
+                "requests": c.requests,
+                "leftBehind": c.left_behind().collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "versions": ledger,
             "rendered": rendered().map(|r| (r.operator.clone(), serde_json::json!({
@@ -178,6 +187,13 @@ impl Session {
                 println!("Kubernetes {label} ({})", c.cell.image.as_deref().unwrap_or("existing cluster"));
             }
             print!("{}", report::summary(&c.report));
+            if let Some(retries) = c.requests.describe_retries() {
+                println!("{retries}");
+            }
+            let left: Vec<&str> = c.left_behind().collect();
+            if !left.is_empty() {
+                println!("{}; `kubevet clean --run {}` deletes them", report::left_behind(&left), c.report.run_id);
+            }
         }
         println!("JUnit: {}  artifacts: {}", junit_path.display(), self.options.artifacts.display());
         if interrupted || reports.iter().any(|c| c.report.interrupted) {
@@ -190,7 +206,12 @@ impl Session {
             .iter()
             .flat_map(|c| &c.report.results)
             .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error | Outcome::Interrupted));
-        Ok(if failed { error::EXIT_CASE_FAILED } else { 0 })
+        let left_behind = reports.iter().any(|c| c.left_behind().next().is_some());
+        Ok(match (failed, left_behind) {
+            (true, _) => error::EXIT_CASE_FAILED,
+            (false, true) => error::EXIT_LEFT_BEHIND,
+            (false, false) => 0,
+        })
     }
 
     /// One cell: cluster up, images loaded, operators installed in order, cases run, evidence
@@ -213,7 +234,13 @@ impl Session {
                 "no cluster"
             );
             report.results.insert(0, result);
-            CellReport { cell: cell.clone(), server_version, report, infrastructure_failed: true }
+            CellReport {
+                cell: cell.clone(),
+                server_version,
+                report,
+                requests: Default::default(),
+                infrastructure_failed: true,
+            }
         };
         let mut up = CaseResult::named("cluster", "cluster", "cluster", dir.join("cluster"));
         let provisioned = match provision::up(&suite.cluster, cell, self.reuse, cancel.clone()).await {
@@ -271,8 +298,10 @@ impl Session {
         } else if provisioned.container.is_some() && !built.is_empty() {
             tracing::warn!("built images are not loaded into a container cluster: KWOK runs no containers");
         }
+        let retry = suite.defaults.api_retry;
+        let policy = RetryPolicy { attempts: retry.attempts, budget: retry.budget.0, ..RetryPolicy::default() };
         let cluster = Arc::new(
-            Cluster::connect(provisioned.kubeconfig.as_deref(), provisioned.context.as_deref())
+            Cluster::connect_with(provisioned.kubeconfig.as_deref(), provisioned.context.as_deref(), policy)
                 .await
                 .map_err(|e| e.to_string())?,
         );
@@ -341,11 +370,13 @@ impl Session {
             }
         }
         report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
-        tracing::info!(requests = cluster.requests(), "API requests sent");
+        let requests = cluster.request_counts();
+        tracing::info!(requests = requests.sent, retried = requests.retries(), "API requests sent");
         Ok(CellReport {
             cell: cell.clone(),
             server_version: cluster.server_version.clone(),
             report,
+            requests,
             infrastructure_failed: false,
         })
     }

@@ -413,8 +413,13 @@ impl Cluster {
 
     /// Starts the run's one namespace watch (selected by the run label).
     pub fn track_namespaces(&self, run_id: &str) -> NamespaceTracker {
+        self.track_namespaces_matching(&format!("{LABEL_RUN}={run_id}"))
+    }
+
+    /// One watch over the namespaces a label selector picks.
+    pub fn track_namespaces_matching(&self, selector: &str) -> NamespaceTracker {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let config = watcher::Config::default().labels(&format!("{LABEL_RUN}={run_id}"));
+        let config = watcher::Config::default().labels(selector);
         let (tx, rx) = watch::channel(HashSet::new());
         let mut events = Box::pin(watcher(api, config).default_backoff());
         tokio::spawn(async move {
@@ -465,7 +470,28 @@ impl Cluster {
         for w in unfinished {
             let _ = self.delete(w).await;
         }
-        if !unfinished.is_empty() {
+        self.delete_namespace_now(name, !unfinished.is_empty(), tracker, timeout).await
+    }
+
+    /// Deletes a namespace whatever runs in it (its pods first, with no grace period) and
+    /// waits until it is gone: for `kubevet clean`, which knows nothing of its workloads.
+    pub async fn delete_namespace_forcefully(
+        &self,
+        name: &str,
+        tracker: &mut NamespaceTracker,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        self.delete_namespace_now(name, true, tracker, timeout).await
+    }
+
+    async fn delete_namespace_now(
+        &self,
+        name: &str,
+        force_pods: bool,
+        tracker: &mut NamespaceTracker,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if force_pods {
             let force = DeleteParams {
                 grace_period_seconds: Some(0),
                 propagation_policy: Some(PropagationPolicy::Background),
@@ -484,6 +510,42 @@ impl Cluster {
             Ok(false) => Err(format!("lost the namespace watch while waiting for {name} to go")),
             Err(_) => Err(self.why_namespace_stays(name, timeout).await),
         }
+    }
+
+    /// What kubevet left on the cluster: namespaces and cluster-scoped objects that carry
+    /// the run label (`selector`: `kubevet.dev/run` for every run, `kubevet.dev/run=ID`).
+    pub async fn leftovers(&self, selector: &str) -> Result<(Vec<String>, Vec<Applied>), ApiError> {
+        let params = ListParams::default().labels(selector);
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let namespaces = api.list(&params).await.map_err(|e| ApiError::new("listing namespaces", &e))?;
+        let namespaces = namespaces.items.into_iter().filter_map(|n| n.metadata.name).collect();
+        let kinds: Vec<Kind> = {
+            let discovery = self.discovery.read().await;
+            discovery
+                .groups()
+                .flat_map(|g| g.recommended_resources())
+                .filter(|(r, caps)| {
+                    caps.scope == Scope::Cluster
+                        && caps.supports_operation(kube::discovery::verbs::LIST)
+                        && caps.supports_operation(kube::discovery::verbs::DELETE)
+                        && r.kind != "Namespace"
+                })
+                .map(|(resource, _)| Kind { resource, namespaced: false })
+                .collect()
+        };
+        let mut objects = Vec::new();
+        for kind in kinds {
+            let listed = self.dynamic(&kind, None).list(&params).await;
+            let listed = listed.map_err(|e| ApiError::new(&format!("listing {}", kind.resource.plural), &e))?;
+            for o in listed.items {
+                objects.push(Applied {
+                    kind: kind.clone(),
+                    namespace: None,
+                    name: o.metadata.name.unwrap_or_default(),
+                });
+            }
+        }
+        Ok((namespaces, objects))
     }
 
     async fn why_namespace_stays(&self, name: &str, waited: Duration) -> String {

@@ -5,6 +5,7 @@
 //!
 //! May use: `suite` (settings, profiles) and `util`.
 
+pub mod clean;
 pub mod client;
 pub mod collect;
 pub mod manage;

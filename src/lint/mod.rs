@@ -24,7 +24,8 @@ use schema::{Lookup, SchemaStore};
 /// The checks that are not policy rules, named for reports (they cannot be allowed away).
 pub const CHECKS: &[(&str, &str)] = &[
     ("yaml-syntax", "the file is not valid YAML (duplicate keys included)"),
-    ("object-identity", "a document lacks apiVersion, kind or metadata.name"),
+    ("empty-file", "the file holds no Kubernetes object"),
+    ("object-identity", "a document lacks apiVersion, kind or metadata.name (or generateName)"),
     ("schema", "an object does not match its schema (CRD or Kubernetes built-in), unknown fields included"),
     ("kfp-pipeline", "a compiled Kubeflow pipeline would be rejected on upload"),
     ("not-checked", "something kubevet could not check: a kind without a schema, CEL rules"),
@@ -149,6 +150,11 @@ pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
             store.add_crd(&doc.value, report.name.clone());
         }
         report.documents = documents.len();
+        if documents.is_empty() && report.findings.is_empty() {
+            let mut f = Finding::new("empty-file", Severity::Error, "", crate::plan::EMPTY_FILE.into());
+            (f.line, f.column) = (1, 1);
+            report.findings.push(f);
+        }
         parsed.push(Parsed { report, documents });
     }
     let files = parsed.into_iter().map(|p| check_file(p, &mut store, options)).collect();
@@ -163,7 +169,11 @@ fn check_document(doc: &Value, store: &mut SchemaStore) -> Vec<Finding> {
         return kfp::check(doc);
     }
     let mut out = Vec::new();
+    let named = doc.pointer("/metadata/generateName").and_then(Value::as_str).is_some_and(|g| !g.is_empty());
     for (pointer, what) in [("/apiVersion", "apiVersion"), ("/kind", "kind"), ("/metadata/name", "metadata.name")] {
+        if pointer == "/metadata/name" && named {
+            continue;
+        }
         if doc.pointer(pointer).and_then(Value::as_str).is_none_or(str::is_empty) {
             let at = if doc.pointer(pointer).is_some() { pointer } else { "" };
             out.push(Finding::new("object-identity", Severity::Error, at, format!("object without {what}")));

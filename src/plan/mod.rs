@@ -16,6 +16,9 @@ use crate::{
     util::yaml::{self, Document},
 };
 
+/// What an example file with no object is told, by `run`, `list` and `lint`.
+pub const EMPTY_FILE: &str = "this file holds no Kubernetes object (it is empty, or every document in it is); add the example or exclude the file";
+
 #[derive(Debug, Clone)]
 pub struct Workload {
     /// Index into the case's objects.
@@ -104,11 +107,17 @@ fn check_object(path: &Path, doc: &Document) -> Result<()> {
     if !doc.value.is_object() {
         return Err(at("this document is not a Kubernetes object (a mapping with apiVersion, kind and metadata.name)"));
     }
-    for (pointer, what) in [("/apiVersion", "apiVersion"), ("/kind", "kind"), ("/metadata/name", "metadata.name")] {
-        if doc.value.pointer(pointer).and_then(Value::as_str).is_none_or(str::is_empty) {
+    let text = |pointer: &str| doc.value.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
+    for (pointer, what) in [("/apiVersion", "apiVersion"), ("/kind", "kind")] {
+        if text(pointer).is_none() {
             return Err(at(&format!("object without {what}"))
                 .with_hint("every document of an example must be a complete Kubernetes object"));
         }
+    }
+    // generateName (as Argo's examples use): the server names the object, kubevet follows it.
+    if text("/metadata/name").is_none() && text("/metadata/generateName").is_none() {
+        return Err(at("object without metadata.name (or metadata.generateName)")
+            .with_hint("every document of an example must be a complete Kubernetes object"));
     }
     Ok(())
 }
@@ -148,16 +157,20 @@ pub fn plan(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
                     .map(|p| Workload { object: i, profile: p.clone() })
             })
             .collect();
-        let problem = workloads.is_empty().then(|| {
+        let problem = if objects.is_empty() {
+            Some(EMPTY_FILE.to_string())
+        } else {
+            workloads.is_empty().then(|| {
             let kinds: Vec<String> = objects
                 .iter()
                 .map(|d| format!("{} {}", d.value["apiVersion"].as_str().unwrap_or(""), d.value["kind"].as_str().unwrap_or("")))
                 .collect();
             format!(
                 "no workload in this example: none of its objects ({}) matches a profile; add a profile for its kind to the suite, or exclude the file",
-                if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }
+                kinds.join(", ")
             )
-        });
+            })
+        };
         let first_profile = workloads.first().map(|w| &w.profile);
         let timeout = overrides
             .iter()

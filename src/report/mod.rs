@@ -86,6 +86,9 @@ fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
         if let Some(cleanup) = &r.cleanup {
             out.push_str(&format!("cleanup: {cleanup}\n"));
         }
+        if !r.left_behind.is_empty() {
+            out.push_str(&format!("left behind: {}\n", r.left_behind.join(", ")));
+        }
         if let Some(tail) = &r.log_tail {
             out.push_str(tail);
             out.push('\n');
@@ -114,4 +117,27 @@ pub fn summary(run: &RunReport) -> String {
         run.seconds
     ));
     out
+}
+
+/// `2 namespaces left behind: a, b; 1 cluster-scoped object left behind: ClusterRole/x`.
+pub fn left_behind(items: &[&str]) -> String {
+    let (namespaces, objects): (Vec<&str>, Vec<&str>) = items.iter().partition(|i| i.starts_with("namespace "));
+    let namespaces: Vec<&str> = namespaces.iter().map(|n| n.trim_start_matches("namespace ")).collect();
+    let mut parts = Vec::new();
+    let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
+    if !namespaces.is_empty() {
+        parts.push(format!(
+            "{} left behind: {}",
+            plural(namespaces.len(), "namespace", "namespaces"),
+            namespaces.join(", ")
+        ));
+    }
+    if !objects.is_empty() {
+        parts.push(format!(
+            "{} left behind: {}",
+            plural(objects.len(), "cluster-scoped object", "cluster-scoped objects"),
+            objects.join(", ")
+        ));
+    }
+    parts.join("; ")
 }

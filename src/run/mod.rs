@@ -153,9 +153,12 @@ pub async fn run(
                 cleanups.spawn(async move {
                     let mut result = result;
                     let clock = Instant::now();
+                    let mut problems = Vec::new();
                     for object in &cleanup.cluster_scoped {
                         if let Err(e) = cluster.delete(object).await {
                             warn!(object = %object.name, error = %e, "cannot delete a cluster-scoped object");
+                            result.left_behind.push(format!("{}/{}", object.kind.resource.kind, object.name));
+                            problems.push(e.message);
                         }
                     }
                     if let Err(why) = cluster
@@ -163,7 +166,11 @@ pub async fn run(
                         .await
                     {
                         warn!(namespace = %cleanup.namespace, "{why}");
-                        result.cleanup = Some(why);
+                        result.left_behind.push(format!("namespace {}", cleanup.namespace));
+                        problems.push(why);
+                    }
+                    if !problems.is_empty() {
+                        result.cleanup = Some(problems.join("; "));
                     }
                     result.phases.push(Phase::since("cleanup", clock));
                     result.write();

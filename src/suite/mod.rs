@@ -117,11 +117,35 @@ impl Default for ExamplesFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct DefaultsFile {
     timeout: Option<Dur>,
-    concurrency: Option<usize>,
+    concurrency: Option<Spanned<usize>>,
     log_limit_bytes: Option<usize>,
     failure_grace: Option<Dur>,
     cleanup_timeout: Option<Dur>,
     resolve_ttl: Option<Dur>,
+    api_retry: Option<ApiRetryFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ApiRetryFile {
+    attempts: Option<Spanned<u32>>,
+    budget: Option<Dur>,
+}
+
+/// How often, and for how long, one API request is tried before kubevet gives up on the
+/// cluster (`defaults.apiRetry`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApiRetry {
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+    /// The time one request may take, its retries and their waits included.
+    pub budget: Dur,
+}
+
+impl Default for ApiRetry {
+    fn default() -> Self {
+        ApiRetry { attempts: 6, budget: Dur(std::time::Duration::from_secs(60)) }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +217,7 @@ pub struct Defaults {
     /// How long a listing of versions (git tags, Helm index, OCI tags) is reused; by default
     /// not at all: a floating version is listed at every run.
     pub resolve_ttl: Dur,
+    pub api_retry: ApiRetry,
 }
 
 /// Settings for the examples whose path (relative to the suite) matches `pattern`; later
@@ -364,6 +389,19 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     let or = |own: Option<Dur>, from: fn(&Defaults) -> Dur, default: u64| {
         own.or(inherited.as_ref().map(from)).unwrap_or(Dur(std::time::Duration::from_secs(default)))
     };
+    if let Some(c) = d.concurrency.as_ref().filter(|c| c.value == 0) {
+        return Err(at(&c.referenced, "concurrency must be at least 1".into())
+            .with_hint("write the number of cases to run at once, like `concurrency: 4`"));
+    }
+    let retry = d.api_retry.as_ref();
+    if let Some(a) = retry.and_then(|r| r.attempts.as_ref()).filter(|a| a.value == 0) {
+        return Err(at(&a.referenced, "attempts must be at least 1 (the first attempt counts)".into()));
+    }
+    let inherited_retry = inherited.as_ref().map(|i| i.api_retry).unwrap_or_default();
+    let api_retry = ApiRetry {
+        attempts: retry.and_then(|r| r.attempts.as_ref()).map(|a| a.value).unwrap_or(inherited_retry.attempts),
+        budget: retry.and_then(|r| r.budget).unwrap_or(inherited_retry.budget),
+    };
     Ok(Suite {
         path: path.to_path_buf(),
         name: match (file.metadata, &parent) {
@@ -375,11 +413,17 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         exclude,
         defaults: Defaults {
             timeout: d.timeout.or(inherited.as_ref().and_then(|i| i.timeout)),
-            concurrency: d.concurrency.or(inherited.as_ref().map(|i| i.concurrency)).unwrap_or(4).max(1),
+            concurrency: d
+                .concurrency
+                .as_ref()
+                .map(|c| c.value)
+                .or(inherited.as_ref().map(|i| i.concurrency))
+                .unwrap_or(4),
             log_limit_bytes: d.log_limit_bytes.or(inherited.as_ref().map(|i| i.log_limit_bytes)).unwrap_or(1 << 20),
             failure_grace: or(d.failure_grace, |i| i.failure_grace, 10),
             cleanup_timeout: or(d.cleanup_timeout, |i| i.cleanup_timeout, 120),
             resolve_ttl: or(d.resolve_ttl, |i| i.resolve_ttl, 0),
+            api_retry,
         },
         lint,
         root,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 pub const EXIT_CASE_FAILED: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_INFRASTRUCTURE: i32 = 3;
+/// Every case passed, but kubevet could not delete something it made (listed in the summary).
+pub const EXIT_LEFT_BEHIND: i32 = 4;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, thiserror::Error)]
