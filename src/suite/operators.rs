@@ -32,7 +32,7 @@ pub(super) struct OperatorFile {
 #[serde(deny_unknown_fields)]
 struct GitFile {
     url: String,
-    version: String,
+    version: Spanned<String>,
     #[serde(default)]
     prereleases: bool,
 }
@@ -42,7 +42,7 @@ struct GitFile {
 struct HelmFile {
     chart: Spanned<String>,
     repo: Option<String>,
-    version: Option<String>,
+    version: Option<Spanned<String>>,
     #[serde(default)]
     prereleases: bool,
     release: Option<String>,
@@ -144,9 +144,18 @@ pub struct Operator {
 /// checkout), every mistake at its file:line:col.
 pub(super) fn load(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operator> {
     let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
+    for version in
+        op.git.as_ref().map(|g| &g.version).into_iter().chain(op.helm.as_ref().and_then(|h| h.version.as_ref()))
+    {
+        check_version(&version.value).map_err(|e| {
+            at(&version.referenced, e).with_hint(
+                "write `latest`, a semver range such as \"~1.8\" or \">=0.3, <0.5\", or a tag or branch exactly as it is named",
+            )
+        })?;
+    }
     let git = op.git.as_ref().map(|g| GitSource {
         url: g.url.clone(),
-        version: g.version.clone(),
+        version: g.version.value.clone(),
         prereleases: g.prereleases,
     });
     // Paths are inside the repository for a git source, else relative to the suite.
@@ -205,7 +214,7 @@ pub(super) fn load(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operat
             Source::Helm(HelmChart {
                 chart,
                 repo: h.repo.clone(),
-                version: h.version.clone(),
+                version: h.version.as_ref().map(|v| v.value.clone()),
                 prereleases: h.prereleases,
                 release: h.release.clone().unwrap_or_else(|| op.name.value.clone()),
                 namespace: h.namespace.clone().unwrap_or_else(|| op.name.value.clone()),
@@ -239,4 +248,14 @@ pub(super) fn load(path: &Path, base: &Path, op: &OperatorFile) -> Result<Operat
         set_images,
         timeout: op.timeout.map(|t| t.0).unwrap_or(std::time::Duration::from_secs(300)),
     })
+}
+/// A version that reads as a range (it starts with an operator or lists several) must be one
+/// semver understands: `>>>1` would otherwise be looked up as a tag and fail only at install.
+fn check_version(text: &str) -> std::result::Result<(), String> {
+    let looks_like_a_range = text.starts_with(['<', '>', '=', '~', '^', '*']) || text.contains(',');
+    match semver::VersionReq::parse(text) {
+        Err(e) if looks_like_a_range => Err(format!("version {text:?} is not a semver range: {e}")),
+        _ if text.trim().is_empty() => Err("version is empty".into()),
+        _ => Ok(()),
+    }
 }

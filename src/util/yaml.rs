@@ -21,16 +21,83 @@ fn options() -> serde_saphyr::Options {
     serde_saphyr::options! { legacy_octal_numbers: true }
 }
 
-fn located(path: &Path, err: serde_saphyr::Error) -> Error {
+fn located(path: &Path, text: &str, err: serde_saphyr::Error) -> Error {
     let (line, column) = err.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
     // The error's own text repeats the position and draws a snippet; keep its first line only.
-    let text = err.to_string();
-    let first = text.lines().next().unwrap_or("invalid YAML");
+    let full = err.to_string();
+    let first = full.lines().next().unwrap_or("invalid YAML");
     let message = first
         .strip_prefix("error: ")
         .map(|rest| rest.split_once(": ").map(|(_, m)| m).unwrap_or(rest))
         .unwrap_or(first);
-    Error::input(path, line, column, message.to_string())
+    let (message, hint) = in_user_terms(message, &token_at(text, line, column));
+    let error = Error::input(path, line, column, message);
+    match hint {
+        Some(hint) => error.with_hint(hint),
+        None => error,
+    }
+}
+
+/// The value written at line:column (1-based), as far as one scalar goes, for messages.
+fn token_at(text: &str, line: u64, column: u64) -> String {
+    let Some(row) = text.lines().nth(line.saturating_sub(1) as usize) else { return String::new() };
+    let start = row.char_indices().nth(column.saturating_sub(1) as usize).map(|(i, _)| i).unwrap_or(row.len());
+    let rest = &row[start..];
+    let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
+    rest[..end].trim().chars().take(60).collect()
+}
+
+/// The parser's wording turned into the user's: what was expected, what was found, and what
+/// to write instead.
+fn in_user_terms(message: &str, found: &str) -> (String, Option<String>) {
+    let found_text = match found.chars().next() {
+        None => "nothing".to_string(),
+        Some('[') => "a list".to_string(),
+        Some('{') => "a mapping".to_string(),
+        Some(_) => format!("`{found}`"),
+    };
+    let numeric = ["u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize"];
+    let is = |kinds: &[&str]| {
+        kinds.iter().any(|k| message == format!("invalid {k}") || message.contains(&format!("expected {k}")))
+    };
+    if is(&numeric) {
+        return (
+            format!("expected a whole number, found {found_text}"),
+            Some("write a number without quotes, units or a sign, like `4`".into()),
+        );
+    }
+    if is(&["f32", "f64"]) {
+        return (format!("expected a number, found {found_text}"), Some("write a number, like `0.9`".into()));
+    }
+    if is(&["bool", "a boolean"]) || message == "invalid boolean" {
+        return (format!("expected true or false, found {found_text}"), None);
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        return (
+            format!("`{key}` appears more than once in this mapping"),
+            Some("keep one of them: a repeated key silently replaces the first".into()),
+        );
+    }
+    if message.contains("expected sequence start") {
+        return (
+            format!("expected a list, found {found_text}"),
+            Some("write a list: `[a, b]`, or one `- item` per line".into()),
+        );
+    }
+    if message.contains("expected mapping start") {
+        return (
+            format!("expected a mapping of keys to values, found {found_text}"),
+            Some("write `key: value` pairs, indented under this key".into()),
+        );
+    }
+    if message.contains("budget") {
+        return (
+            "this YAML expands beyond kubevet's limits (aliases that repeat aliases, or too deep a nesting)".into(),
+            Some("write the values out instead of nesting aliases of aliases".into()),
+        );
+    }
+    (message.to_string(), None)
 }
 
 pub fn read(path: &Path) -> Result<String> {
@@ -40,7 +107,7 @@ pub fn read(path: &Path) -> Result<String> {
 /// Every non-empty document of a stream.
 pub fn documents(path: &Path, text: &str) -> Result<Vec<Document>> {
     let docs: Vec<Spanned<Value>> =
-        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| located(path, e))?;
+        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| located(path, text, e))?;
     Ok(docs
         .into_iter()
         .filter(|d| !d.value.is_null())
@@ -50,7 +117,7 @@ pub fn documents(path: &Path, text: &str) -> Result<Vec<Document>> {
 
 /// One document into a typed value; unknown keys and wrong types are errors with a position.
 pub fn typed<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
-    serde_saphyr::from_str_with_options(text, options()).map_err(|e| located(path, e))
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| located(path, text, e))
 }
 
 #[cfg(test)]
@@ -74,6 +141,6 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("bad.yaml:3:"), "{text}");
         let dup = documents(Path::new("dup.yaml"), "a: 1\na: 2\n").expect_err("duplicate");
-        assert!(dup.to_string().starts_with("dup.yaml:2:1: duplicate mapping key"), "{dup}");
+        assert!(dup.to_string().starts_with("dup.yaml:2:1: `a` appears more than once in this mapping"), "{dup}");
     }
 }
