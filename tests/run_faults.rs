@@ -7,13 +7,15 @@ mod support;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
 };
 
 use serde_json::Value;
-use support::{junit, kubeconfig, kubectl, kubevet, repo, stdout};
+use support::{
+    faults::{faulty, injected},
+    junit, kubeconfig, kubectl, kubevet, repo, stdout,
+};
 
 /// The fixture's 18 cases and the verdict each must get, faults or not.
 const EXPECTED: &[(&str, &str)] = &[
@@ -36,66 +38,6 @@ const EXPECTED: &[(&str, &str)] = &[
     ("examples/pass-08.yaml", "passed"),
     ("examples/pytorchjob.yaml", "passed"),
 ];
-
-/// A process killed when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a program that prints its address on its first line, and returns it with that line.
-fn start(command: &mut Command) -> (Killed, String) {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
-    (Killed(child), line)
-}
-
-/// `kubectl proxy` to the test cluster, then the fault proxy in front of it; a kubeconfig
-/// for kubevet that points at the fault proxy.
-struct Faulty {
-    _kubectl: Killed,
-    _proxy: Killed,
-    kubeconfig: PathBuf,
-    log: PathBuf,
-}
-
-fn fault_proxy_binary() -> PathBuf {
-    let target = std::env::current_exe().expect("test exe");
-    let bin = target.parent().and_then(Path::parent).expect("target dir").join("fault-proxy");
-    assert!(bin.is_file(), "{} missing: tests/run builds it (cargo build -p fault-proxy)", bin.display());
-    bin
-}
-
-fn faulty(dir: &Path, args: &[&str]) -> Faulty {
-    let (kubectl, line) = start(Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig()).args([
-        "proxy",
-        "--port=0",
-        "--address=127.0.0.1",
-    ]));
-    let upstream = line.trim().rsplit(' ').next().expect("kubectl proxy says where it serves").to_string();
-    let log = dir.join("faults.log");
-    let (proxy, line) = start(
-        Command::new(fault_proxy_binary())
-            .args(["--upstream", &format!("http://{upstream}"), "--log"])
-            .arg(&log)
-            .args(args),
-    );
-    let address = line.trim().strip_prefix("listening on ").expect("fault proxy address").to_string();
-    let config = dir.join("faulty.kubeconfig");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: faulty\n  cluster: {{server: \"http://{address}\"}}\nusers:\n- name: anonymous\n  user: {{}}\ncontexts:\n- name: faulty\n  context: {{cluster: faulty, user: anonymous}}\ncurrent-context: faulty\n"
-        ),
-    )
-    .expect("kubeconfig");
-    Faulty { _kubectl: kubectl, _proxy: proxy, kubeconfig: config, log }
-}
 
 struct Run {
     code: i32,
@@ -152,16 +94,6 @@ fn assert_nothing_left(run: &Run) {
     assert!(support::namespaces_of_run(&id).is_empty(), "namespaces left by run {id}");
     let roles = stdout(&kubectl(&["get", "clusterroles", "-l", &format!("kubevet.dev/run={id}"), "-o", "name"]));
     assert!(roles.trim().is_empty(), "cluster roles left by run {id}: {roles}");
-}
-
-fn injected(log: &Path) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        let mut words = line.split(' ');
-        let key = format!("{} {}", words.next().unwrap_or(""), words.next().unwrap_or(""));
-        *counts.entry(key).or_default() += 1;
-    }
-    counts
 }
 
 #[test]

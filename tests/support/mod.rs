@@ -2,6 +2,8 @@
 //! kubectl, and a JUnit reader that is not kubevet's own code.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod faults;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
