@@ -24,11 +24,7 @@ use crate::{
     report,
     run::{self, RunOptions},
     suite::{Suite, images::Retag},
-    util::{
-        command,
-        error::{self, Error},
-        files::{copy_tree, write_atomically},
-    },
+    util::{command, error::Error, files::copy_tree},
 };
 
 /// How this run was asked for, beyond the suite.
@@ -154,64 +150,12 @@ impl Session {
             properties.push((format!("image.{}", b.name), b.reference.clone()));
             properties.push((format!("image.{}.cache", b.name), if b.cached { "hit" } else { "miss" }.into()));
         }
-        let run_json = serde_json::json!({
-            "cells": reports.iter().map(|c| serde_json::json!({
-                "run": c.report.run_id,
-                "kubernetesVersion": c.cell.version,
-                "image": c.cell.image,
-                "kubernetes": c.server_version,
-                "requests": c.requests,
-                "leftBehind": c.left_behind().collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "versions": ledger,
-            "rendered": rendered().map(|r| (r.operator.clone(), serde_json::json!({
-                "version": r.version, "floating": r.floating, "cache": r.cache_label(),
-                "listingCached": r.listing_cached, "file": r.file,
-            }))).collect::<serde_json::Map<_, _>>(),
-            "changed": changed,
-        });
-        write_atomically(&self.options.artifacts.join("run.json"), run_json.to_string().as_bytes())
-            .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
+        let rendered: Vec<&Rendered> = rendered().collect();
+        let run_file = report::run_file(reports, &ledger, &rendered, &changed);
         let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
-        let xml = report::junit(&suite.name, reports, &properties)
-            .to_string()
-            .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
-        write_atomically(&junit_path, xml.as_bytes())
-            .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", junit_path.display())))?;
-
-        if !changed.is_empty() {
-            println!("changed since the previous run: {}", changed.join(", "));
-        }
-        for c in reports {
-            if let Some(label) = c.cell.label() {
-                println!("Kubernetes {label} ({})", c.cell.image.as_deref().unwrap_or("existing cluster"));
-            }
-            print!("{}", report::summary(&c.report));
-            if let Some(retries) = c.requests.describe_retries() {
-                println!("{retries}");
-            }
-            let left: Vec<&str> = c.left_behind().collect();
-            if !left.is_empty() {
-                println!("{}; `kubevet clean --run {}` deletes them", report::left_behind(&left), c.report.run_id);
-            }
-        }
-        println!("JUnit: {}  artifacts: {}", junit_path.display(), self.options.artifacts.display());
-        if interrupted || reports.iter().any(|c| c.report.interrupted) {
-            return Ok(error::EXIT_INTERRUPTED);
-        }
-        if reports.iter().any(|c| c.infrastructure_failed) {
-            return Ok(error::EXIT_INFRASTRUCTURE);
-        }
-        let failed = reports
-            .iter()
-            .flat_map(|c| &c.report.results)
-            .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error | Outcome::Interrupted));
-        let left_behind = reports.iter().any(|c| c.left_behind().next().is_some());
-        Ok(match (failed, left_behind) {
-            (true, _) => error::EXIT_CASE_FAILED,
-            (false, true) => error::EXIT_LEFT_BEHIND,
-            (false, false) => 0,
-        })
+        report::write(&self.options.artifacts, &junit_path, &suite.name, reports, &properties, &run_file)?;
+        report::summary::print(reports, &changed, &junit_path, &self.options.artifacts);
+        Ok(report::exit_code(reports, interrupted))
     }
 
     /// One cell: cluster up, images loaded, operators installed in order, cases run, evidence

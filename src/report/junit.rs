@@ -1,0 +1,99 @@
+//! The JUnit file CI systems read: one `<testsuite>` per cell, flat and deterministic, with
+//! the evidence's path, phases, cleanup and log tail in each case's `<system-out>`.
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::outcome::{CaseResult, CellReport, Outcome};
+
+/// One `<testsuite>` per cell of the matrix, each with the cell's Kubernetes version and node
+/// image and the run's properties (operator versions, images, changes).
+pub fn junit(suite_name: &str, cells: &[CellReport], properties: &[(String, String)]) -> Report {
+    let mut report = Report::new("kubevet");
+    let mut total = 0.0;
+    for cell in cells {
+        let run = &cell.report;
+        let name = match cell.cell.label() {
+            Some(label) => format!("{suite_name} [kubernetes {label}]"),
+            None => suite_name.to_string(),
+        };
+        let mut suite = TestSuite::new(name);
+        suite.add_property(Property::new("kubernetes.version", cell.server_version.as_str()));
+        if let Some(v) = &cell.cell.version {
+            suite.add_property(Property::new("kubernetes.requested", v.as_str()));
+        }
+        if let Some(image) = &cell.cell.image {
+            suite.add_property(Property::new("cluster.image", image.as_str()));
+        }
+        suite.add_property(Property::new("kubevet.run", run.run_id.as_str()));
+        suite.add_property(Property::new("kubevet.version", env!("CARGO_PKG_VERSION")));
+        for (name, value) in properties.iter().chain(&run.properties) {
+            suite.add_property(Property::new(name.as_str(), value.as_str()));
+        }
+        if run.interrupted {
+            suite.add_property(Property::new("kubevet.interrupted", "true"));
+        }
+        suite.set_time(Duration::from_secs_f64(run.seconds));
+        for r in &run.results {
+            suite.add_test_case(test_case(r, &cell.server_version));
+        }
+        total += run.seconds;
+        report.add_test_suite(suite);
+    }
+    report.set_time(Duration::from_secs_f64(total));
+    report
+}
+
+fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
+    let reason = r.reason.clone().unwrap_or_default();
+    let status = match r.outcome {
+        Outcome::Passed => TestCaseStatus::success(),
+        Outcome::Skipped => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(reason.as_str());
+            s
+        }
+        Outcome::Failed | Outcome::Error | Outcome::Interrupted => {
+            let kind = if r.outcome == Outcome::Failed { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+            let mut s = TestCaseStatus::non_success(kind);
+            s.set_message(reason.as_str());
+            s.set_type(match r.outcome {
+                Outcome::Interrupted => "interrupted",
+                Outcome::Error => "error",
+                _ => "failure",
+            });
+            s
+        }
+    };
+    let mut case = TestCase::new(r.name.as_str(), status);
+    case.set_classname(r.profile.as_str());
+    case.set_time(Duration::from_secs_f64(r.seconds));
+    case.add_property(Property::new("kubernetes.version", server_version));
+    case.add_property(Property::new("profile", r.profile.as_str()));
+    case.add_property(Property::new("timeout", r.timeout.as_str()));
+    if let Some(ns) = &r.namespace {
+        case.add_property(Property::new("namespace", ns.as_str()));
+    }
+    if let Some(tier) = &r.tier {
+        case.add_property(Property::new("tier", tier.as_str()));
+    }
+    if r.outcome != Outcome::Skipped {
+        let mut out = format!("artifacts: {}\n", r.artifacts.display());
+        for p in &r.phases {
+            out.push_str(&format!("phase {}: {:.2}s\n", p.name, p.seconds));
+        }
+        if let Some(cleanup) = &r.cleanup {
+            out.push_str(&format!("cleanup: {cleanup}\n"));
+        }
+        if !r.left_behind.is_empty() {
+            out.push_str(&format!("left behind: {}\n", r.left_behind.join(", ")));
+        }
+        if let Some(tail) = &r.log_tail {
+            out.push_str(tail);
+            out.push('\n');
+        }
+        case.set_system_out(out);
+    }
+    case
+}
