@@ -156,9 +156,17 @@ enum Command {
         /// The suite file, for its examples and its lint settings.
         #[arg(long)]
         suite: Option<PathBuf>,
-        /// Directories of CRDs to check custom resources against (besides the embedded Kubeflow CRDs); repeatable.
+        /// Directories of CRDs to check custom resources against; repeatable.
         #[arg(long = "crds", value_name = "DIR")]
         crds: Vec<PathBuf>,
+        /// Where to fetch schemas of kinds nothing else describes: a URL template over
+        /// {{.Group}}, {{.ResourceKind}}, {{.ResourceAPIVersion}} (kubeconform's), or the URL of a
+        /// file of CRDs; repeatable, tried in order; kept in kubevet's cache.
+        #[arg(long = "schema-location", value_name = "URL")]
+        schema_locations: Vec<String>,
+        /// Use only the schemas already in the cache; fetch nothing.
+        #[arg(long)]
+        offline: bool,
         /// Switch a policy rule off; repeatable.
         #[arg(long = "allow", value_name = "RULE")]
         allow: Vec<String>,
@@ -287,14 +295,24 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::List { suite: args, output } => suite::load_found(args.suite.as_deref())
             .and_then(|suite| plan::list(&suite, &args.select, matches!(output, Output::Json))),
-        Command::Lint { paths, suite, crds, allow, kubeconfig, context, output } => {
+        Command::Lint { paths, suite, crds, schema_locations, offline, allow, kubeconfig, context, output } => {
             let format = match output {
                 LintOutput::Text => Format::Text,
                 LintOutput::Json => Format::Json,
                 LintOutput::Sarif => Format::Sarif,
                 LintOutput::Junit => Format::Junit,
             };
-            lint::command::run(LintCommand { paths, suite, crds, allow, kubeconfig, context, format })
+            lint::command::run(LintCommand {
+                paths,
+                suite,
+                crds,
+                schema_locations,
+                offline,
+                allow,
+                kubeconfig,
+                context,
+                format,
+            })
         }
         Command::Run { suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
             run_suite(suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure)

@@ -230,7 +230,7 @@ proptest! {
         let text = mutate(seed.get::<String>(&seeds), &mutations);
         let dir = tempfile::tempdir().expect("tempdir");
         let file = write(dir.path(), "example.yaml", &text);
-        let options = LintOptions { allow: Vec::new(), crd_dirs: Vec::new(), rendered: Vec::new(), cluster_openapi: None };
+        let options = LintOptions::default();
         let report = timed(|| lint::lint(std::slice::from_ref(&file), &options))?;
         let report = report.map_err(|e| TestCaseError::fail(format!("lint gave up on a readable file: {e}")))?;
         for f in report.files.iter().flat_map(|f| &f.findings) {

@@ -14,9 +14,16 @@ fn shared_data() -> PathBuf {
     dir
 }
 
+/// `kubevet lint` with the upstream Kubeflow CRDs of ../shared/data as a CRD folder: the
+/// project keeps no copy of them.
+fn lint(args: &[&str]) -> std::process::Command {
+    let mut command = kubevet();
+    command.current_dir(repo()).arg("lint").args(args).arg("--crds").arg(shared_data().join("crds"));
+    command
+}
+
 fn lint_json(args: &[&str]) -> (i32, Value) {
-    let out =
-        kubevet().current_dir(repo()).arg("lint").args(args).args(["--output", "json"]).output().expect("kubevet runs");
+    let out = lint(args).args(["--output", "json"]).output().expect("kubevet runs");
     let json =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
     (out.status.code().unwrap_or(-1), json)
@@ -96,11 +103,7 @@ fn an_unknown_field_deep_in_a_pod_template_is_found_on_its_line() {
 
 #[test]
 fn text_output_shows_the_source_line_and_a_caret() {
-    let out = kubevet()
-        .current_dir(repo())
-        .args(["lint", "tests/fixtures/lint/pytorchjob-typo.yaml"])
-        .output()
-        .expect("kubevet runs");
+    let out = lint(&["tests/fixtures/lint/pytorchjob-typo.yaml"]).output().expect("kubevet runs");
     let text = stdout(&out);
     assert!(text.contains("tests/fixtures/lint/pytorchjob-typo.yaml:20:15"), "{text}");
     assert!(text.contains("20 │               volumeMount:"), "{text}");
@@ -134,11 +137,7 @@ fn the_suite_picks_the_files_and_allows_rules() {
 
 #[test]
 fn sarif_and_junit_outputs_are_well_formed() {
-    let out = kubevet()
-        .current_dir(repo())
-        .args(["lint", "tests/fixtures/lint/pytorchjob-typo.yaml", "--output", "sarif"])
-        .output()
-        .expect("runs");
+    let out = lint(&["tests/fixtures/lint/pytorchjob-typo.yaml", "--output", "sarif"]).output().expect("runs");
     let sarif: Value = serde_json::from_slice(&out.stdout).expect("SARIF is JSON");
     assert_eq!(sarif["version"], "2.1.0");
     let result = &sarif["runs"][0]["results"][1];
@@ -149,17 +148,10 @@ fn sarif_and_junit_outputs_are_well_formed() {
     assert!(rules.iter().any(|r| r["id"] == "image-not-pinned"));
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = kubevet()
-        .current_dir(repo())
-        .args([
-            "lint",
-            "tests/fixtures/lint/pytorchjob-typo.yaml",
-            "tests/fixtures/lint/clean-job.yaml",
-            "--output",
-            "junit",
-        ])
-        .output()
-        .expect("runs");
+    let out =
+        lint(&["tests/fixtures/lint/pytorchjob-typo.yaml", "tests/fixtures/lint/clean-job.yaml", "--output", "junit"])
+            .output()
+            .expect("runs");
     let path = dir.path().join("lint.xml");
     std::fs::write(&path, &out.stdout).expect("write");
     let cases = support::junit(&path);
@@ -200,4 +192,102 @@ fn the_suites_operators_provide_crds_for_the_examples() {
         messages[0]
     );
     assert!(messages[1].starts_with("unknown field \"spec.colour\" (against operator widgets"), "{}", messages[1]);
+}
+
+/// `python3 -m http.server` on 127.0.0.1 serving a folder, stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &std::path::Path, log: PathBuf) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new("python3")
+        .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0", "--directory"])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("python3 serves");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let port = line.split("port ").nth(1).and_then(|r| r.split_whitespace().next()).expect("the port").to_string();
+    Served { child, url: format!("http://127.0.0.1:{port}"), log }
+}
+
+fn lint_with_locations(cache: &std::path::Path, args: &[&str]) -> Value {
+    let out = kubevet()
+        .env("KUBEVET_CACHE", cache)
+        .current_dir(repo())
+        .arg("lint")
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .expect("kubevet runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)))
+}
+
+#[test]
+fn kubeflow_crds_come_from_a_schema_location_once_and_then_from_the_cache() {
+    let data = shared_data();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let examples = [data.join("examples/training-v1"), data.join("examples/trainer-v2")];
+    let examples: Vec<&str> = examples.iter().map(|p| p.to_str().expect("utf-8")).collect();
+    // The reference: the same CRDs given as a folder.
+    let (_, expected) = lint_json(&examples);
+    let server = serve(&data.join("crds"), dir.path().join("server.log"));
+    // kubeconform's template convention, over the layout of shared/data/crds.
+    let template = format!("{}/{{{{.Group}}}}/{{{{ .ResourceKind }}}}s.yaml", server.url);
+    let args: Vec<&str> = examples.iter().copied().chain(["--schema-location", &template]).collect();
+    let report = lint_with_locations(&cache, &args);
+    assert_eq!(findings(&report), findings(&expected), "the same findings as with the CRDs as files");
+    let messages: Vec<&str> =
+        report["findings"].as_array().into_iter().flatten().filter_map(|f| f["message"].as_str()).collect();
+    assert!(!messages.iter().any(|m| m.contains("no schema for")), "{messages:?}");
+    let fetched = std::fs::read_to_string(&server.log).expect("server log");
+    assert_eq!(fetched.matches("GET /kubeflow.org/pytorchjobs.yaml").count(), 1, "fetched once:\n{fetched}");
+    assert!(fetched.contains("GET /trainer.kubeflow.org/clustertrainingruntimes.yaml"), "{fetched}");
+    drop(server);
+
+    // The server is gone: --offline lints from the cache alone.
+    let offline: Vec<&str> = args.iter().copied().chain(["--offline"]).collect();
+    assert_eq!(findings(&lint_with_locations(&cache, &offline)), findings(&expected));
+    // With an empty cache, offline has nothing: each kind is a note naming what was tried.
+    let report = lint_with_locations(&dir.path().join("empty-cache"), &offline);
+    let notes: Vec<&str> = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["rule"] == "not-checked")
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    let pytorch = notes.iter().find(|m| m.starts_with("no schema for PyTorchJob (kubeflow.org/v1)")).expect("a note");
+    assert!(pytorch.contains("kubeflow.org/pytorchjobs.yaml: not in the cache (--offline)"), "{pytorch}");
+    assert!(pytorch.contains("--schema-location URL"), "says how to add one: {pytorch}");
+}
+
+#[test]
+fn a_plain_crd_url_is_a_schema_location_too() {
+    let data = shared_data();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(&data.join("crds"), dir.path().join("server.log"));
+    let url = format!("{}/kubeflow.org/pytorchjobs.yaml", server.url);
+    let report = lint_with_locations(
+        &dir.path().join("cache"),
+        &["tests/fixtures/lint/pytorchjob-typo.yaml", "--schema-location", &url],
+    );
+    let schema: Vec<&Value> =
+        report["findings"].as_array().into_iter().flatten().filter(|f| f["rule"] == "schema").collect();
+    assert_eq!(schema.len(), 1, "{report}");
+    assert_eq!((schema[0]["line"].as_u64(), schema[0]["column"].as_u64()), (Some(20), Some(15)));
+    assert!(schema[0]["message"].as_str().unwrap_or("").contains(&format!("against the CRD at {url}")), "{report}");
 }

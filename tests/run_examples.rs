@@ -21,5 +21,5 @@ fn the_projects_examples_pass() {
     assert_eq!(case(&cases, "examples/batch/hello-job.yaml")["result"], "passed");
     assert_eq!(case(&cases, "examples/training-v1/pytorch-simple.yaml")["result"], "passed");
     assert_eq!(case(&cases, "examples/training-v1/tensorflow-simple.yaml")["result"], "passed");
-    assert_eq!(case(&cases, "examples/trainer-v2/multi-node.yaml")["result"], "skipped");
+    assert_eq!(case(&cases, "examples/trainer-v2/two-node-env.yaml")["result"], "skipped");
 }

@@ -28,6 +28,10 @@ pub struct LintCommand {
     pub paths: Vec<PathBuf>,
     pub suite: Option<PathBuf>,
     pub crds: Vec<PathBuf>,
+    /// Schema locations: URL templates over group, kind and version, or CRD URLs.
+    pub schema_locations: Vec<String>,
+    /// Use only what the cache holds of the schema locations.
+    pub offline: bool,
     pub allow: Vec<String>,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -55,7 +59,7 @@ fn check_allowed(suite: Option<&Suite>, allow: &[String]) -> Result<()> {
 }
 
 pub fn run(command: LintCommand) -> Result<i32> {
-    let LintCommand { paths, suite, crds, allow, kubeconfig, context, format } = command;
+    let LintCommand { paths, suite, crds, schema_locations, offline, allow, kubeconfig, context, format } = command;
     // A suite is needed only to know the examples; its lint settings apply when there is one.
     let suite = match (&suite, paths.is_empty()) {
         (Some(p), _) => Some(suite::load(p)?),
@@ -86,6 +90,8 @@ pub fn run(command: LintCommand) -> Result<i32> {
     let options = LintOptions {
         allow: settings.allow.into_iter().map(|r| r.name).chain(allow).collect(),
         crd_dirs: settings.crds.into_iter().chain(crds).collect(),
+        schema_locations: schema_locations.into_iter().chain(settings.schema_locations).collect(),
+        offline,
         rendered,
         cluster_openapi,
     };

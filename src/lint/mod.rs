@@ -5,6 +5,7 @@
 pub mod command;
 mod finding;
 pub mod kfp;
+pub mod locations;
 pub mod output;
 pub mod positions;
 pub mod rules;
@@ -53,9 +54,13 @@ impl LintReport {
     }
 }
 
+#[derive(Default)]
 pub struct LintOptions {
     pub allow: Vec<String>,
     pub crd_dirs: Vec<PathBuf>,
+    /// Schema locations (URL templates or CRD URLs), and whether only the cache may serve them.
+    pub schema_locations: Vec<String>,
+    pub offline: bool,
     /// Rendered manifests (the suite's operators) whose CRDs describe the examples' custom
     /// resources: (where from, YAML).
     pub rendered: Vec<(String, String)>,
@@ -111,8 +116,27 @@ struct Parsed {
 
 pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
     let mut store = SchemaStore::default();
+    store.sources.push("CRDs among the linted files".into());
+    if !options.crd_dirs.is_empty() {
+        store.sources.push(format!("{} CRD folders (--crds, lint.crds)", options.crd_dirs.len()));
+    }
+    if !options.rendered.is_empty() {
+        store.sources.push(format!("the CRDs of {} operators", options.rendered.len()));
+    }
     if let Some((openapi, version)) = &options.cluster_openapi {
         store.use_cluster(openapi.clone(), version);
+        store.sources.push(format!("the cluster's /openapi/v2 (Kubernetes {version})"));
+    }
+    if !options.schema_locations.is_empty() {
+        let parsed = options.schema_locations.iter().map(|l| locations::Location::parse(l)).collect();
+        let mut remote = locations::Locations::new(parsed, options.offline);
+        for (crd, origin) in remote.crds() {
+            store.add_fallback_crd(&crd, origin);
+        }
+        store.sources.append(&mut remote.misses);
+        store.locations = Some(remote);
+    } else {
+        store.sources.push("no schema locations".into());
     }
     for (origin, text) in &options.rendered {
         for doc in yaml::documents(Path::new(origin), text).unwrap_or_default() {
@@ -203,12 +227,13 @@ fn check_document(doc: &Value, store: &mut SchemaStore) -> Vec<Finding> {
             "/apiVersion",
             format!("{kind} has no version {api_version}; its CRD serves {}", served.join(", ")),
         )),
-        Lookup::Unknown => out.push(Finding::new(
+        Lookup::Unknown(tried) => out.push(Finding::new(
             "not-checked",
             Severity::Note,
             "/kind",
             format!(
-                "no schema for {kind} ({api_version}): pass its CRD with --crds, or list the operator that brings it"
+                "no schema for {kind} ({api_version}); tried: {}. Add its CRD with --crds DIR or lint.crds, list the operator that brings it, or name a schema location (--schema-location URL, lint.schemaLocations)",
+                tried.join("; ")
             ),
         )),
         Lookup::Broken(e) => out.push(Finding::new("schema", Severity::Error, "/kind", e)),
@@ -270,12 +295,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
-        let options = LintOptions {
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-            crd_dirs: vec![],
-            rendered: vec![],
-            cluster_openapi: None,
-        };
+        let options = LintOptions { allow: allow.iter().map(|s| s.to_string()).collect(), ..Default::default() };
         let report = lint(&[path], &options).expect("lint");
         report.files[0].findings.iter().map(|f| (f.rule.to_string(), f.line)).collect()
     }

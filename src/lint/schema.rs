@@ -1,7 +1,7 @@
 //! Schemas to check objects against: custom resources against their CRD's openAPIV3Schema
-//! (embedded Kubeflow CRDs, `--crds` directories, CRDs found among the linted files), built-in
-//! kinds against the Kubernetes schema of the version kubevet is built for (k8s-openapi's,
-//! v1.33). Both are rewritten from Kubernetes' OpenAPI dialect into strict JSON Schema:
+//! (CRDs among the linted files, `--crds` directories, the suite's operators, a cluster's
+//! `/openapi/v2`, schema locations), built-in kinds against the Kubernetes schema of the
+//! version kubevet is built for (k8s-openapi's, v1.33). Both are rewritten from Kubernetes' OpenAPI dialect into strict JSON Schema:
 //! unknown fields are errors, as with `kubectl --validate=strict`.
 
 use std::{collections::HashMap, sync::Arc};
@@ -9,40 +9,10 @@ use std::{collections::HashMap, sync::Arc};
 use jsonschema::{Draft, Validator, error::ValidationErrorKind};
 use serde_json::{Value, json};
 
+use super::locations::Locations;
+
 /// The Kubernetes version of the built-in schemas.
 pub const BUILTIN_VERSION: &str = "1.33";
-
-/// (group, kind, file) of the embedded CRDs; see assets/crds/SOURCES.md for their origin.
-const EMBEDDED: &[(&str, &str, &str)] = &[
-    ("kubeflow.org", "JAXJob", include_str!("../../assets/crds/kubeflow.org/jaxjobs.yaml")),
-    ("kubeflow.org", "MPIJob", include_str!("../../assets/crds/kubeflow.org/mpijobs.yaml")),
-    ("kubeflow.org", "PaddleJob", include_str!("../../assets/crds/kubeflow.org/paddlejobs.yaml")),
-    ("kubeflow.org", "PyTorchJob", include_str!("../../assets/crds/kubeflow.org/pytorchjobs.yaml")),
-    ("kubeflow.org", "TFJob", include_str!("../../assets/crds/kubeflow.org/tfjobs.yaml")),
-    ("kubeflow.org", "XGBoostJob", include_str!("../../assets/crds/kubeflow.org/xgboostjobs.yaml")),
-    (
-        "trainer.kubeflow.org",
-        "ClusterTrainingRuntime",
-        include_str!("../../assets/crds/trainer.kubeflow.org/clustertrainingruntimes.yaml"),
-    ),
-    (
-        "trainer.kubeflow.org",
-        "TrainingRuntime",
-        include_str!("../../assets/crds/trainer.kubeflow.org/trainingruntimes.yaml"),
-    ),
-    ("trainer.kubeflow.org", "TrainJob", include_str!("../../assets/crds/trainer.kubeflow.org/trainjobs.yaml")),
-    ("pipelines.kubeflow.org", "Pipeline", include_str!("../../assets/crds/pipelines.kubeflow.org/pipelines.yaml")),
-    (
-        "pipelines.kubeflow.org",
-        "PipelineVersion",
-        include_str!("../../assets/crds/pipelines.kubeflow.org/pipelineversions.yaml"),
-    ),
-    (
-        "pipelines.kubeflow.org",
-        "ScheduledWorkflow",
-        include_str!("../../assets/crds/pipelines.kubeflow.org/scheduledworkflows.yaml"),
-    ),
-];
 
 pub struct Compiled {
     validator: Validator,
@@ -187,6 +157,17 @@ fn crd_version_schema(crd: &Value, version: &str) -> Option<Value> {
     Some(schema)
 }
 
+/// The schema of one version of a CRD, or the versions it does serve.
+fn version_of(crd: &Value, version: &str, origin: &str) -> Result<(Value, String), Vec<String>> {
+    match crd_version_schema(crd, version) {
+        Some(schema) => Ok((schema, origin.to_string())),
+        None => {
+            let served = crd.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten();
+            Err(served.filter_map(|v| v["name"].as_str().map(str::to_string)).collect())
+        }
+    }
+}
+
 macro_rules! builtin_kinds {
     ($api_version:expr, $kind:expr; $( $av:literal $k:literal => $t:ty ),* $(,)?) => {
         match ($api_version, $kind) {
@@ -225,8 +206,8 @@ pub enum Lookup {
     Found(Arc<Compiled>),
     /// A CRD is known for the group and kind, but not this version.
     UnknownVersion(Vec<String>),
-    /// kubevet has no schema for this kind.
-    Unknown,
+    /// kubevet has no schema for this kind: the sources it tried, and why each gave none.
+    Unknown(Vec<String>),
     Broken(String),
 }
 
@@ -244,9 +225,13 @@ pub struct SchemaStore {
     cluster: Option<ClusterSchemas>,
     /// CRDs given explicitly (`--crds`, the linted files): they come first of all.
     explicit: std::collections::HashSet<(String, String)>,
-    /// (group, kind) → the CRD object and where it came from; embedded ones are parsed on first use.
+    /// (group, kind) → the CRD object and where it came from.
     crds: HashMap<(String, String), (Value, String)>,
     compiled: HashMap<(String, String), Result<Arc<Compiled>, String>>,
+    /// Schema locations, asked for a kind nothing else describes.
+    pub locations: Option<Locations>,
+    /// The sources of schemas this lint has, named in `not-checked` notes.
+    pub sources: Vec<String>,
 }
 
 impl SchemaStore {
@@ -291,14 +276,16 @@ impl SchemaStore {
         Some((schema, format!("the cluster's schema (Kubernetes {})", cluster.version)))
     }
 
-    fn crd(&mut self, group: &str, kind: &str) -> Option<&(Value, String)> {
-        let key = (group.to_string(), kind.to_string());
-        if !self.crds.contains_key(&key) {
-            let (_, _, text) = EMBEDDED.iter().find(|(g, k, _)| *g == group && *k == kind)?;
-            let crd: Value = serde_saphyr::from_str(text).ok()?;
-            self.crds.insert(key.clone(), (crd, format!("kubevet's embedded CRD for {kind}.{group}")));
-        }
-        self.crds.get(&key)
+    /// A CRD from a schema location: used when no CRD of the linted files, the CRD folders or
+    /// the operators describes the kind.
+    pub fn add_fallback_crd(&mut self, crd: &Value, origin: String) {
+        let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = crd.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        self.crds.entry((group, kind)).or_insert_with(|| (crd.clone(), origin));
+    }
+
+    fn crd(&self, group: &str, kind: &str) -> Option<&(Value, String)> {
+        self.crds.get(&(group.to_string(), kind.to_string()))
     }
 
     pub fn lookup(&mut self, api_version: &str, kind: &str) -> Lookup {
@@ -320,19 +307,34 @@ impl SchemaStore {
                 Err(e) => Lookup::Broken(e),
             };
         }
-        let source = match self.crd(group, kind) {
-            Some((crd, origin)) => match crd_version_schema(crd, version) {
-                Some(schema) => Some((schema, origin.clone())),
-                None => {
-                    let served = crd.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten();
-                    return Lookup::UnknownVersion(
-                        served.filter_map(|v| v["name"].as_str().map(str::to_string)).collect(),
-                    );
-                }
-            },
-            None => builtin_schema(api_version, kind).map(|s| (s, format!("the Kubernetes {BUILTIN_VERSION} schema"))),
+        let mut source = match self.crd(group, kind) {
+            Some((crd, origin)) => Some(version_of(crd, version, origin)),
+            None => {
+                builtin_schema(api_version, kind).map(|s| Ok((s, format!("the Kubernetes {BUILTIN_VERSION} schema"))))
+            }
         };
-        let Some((schema, origin)) = source else { return Lookup::Unknown };
+        let mut misses = Vec::new();
+        if source.is_none()
+            && let Some(locations) = self.locations.as_mut()
+        {
+            match locations.for_kind(group, version, kind) {
+                Ok((found, origin)) if found["kind"] == "CustomResourceDefinition" => {
+                    source = Some(version_of(&found, version, &origin));
+                }
+                Ok(schema) => source = Some(Ok(schema)),
+                Err(why) => misses = why,
+            }
+        }
+        let (schema, origin) = match source {
+            Some(Ok(found)) => found,
+            Some(Err(served)) => return Lookup::UnknownVersion(served),
+            None => {
+                let mut tried = self.sources.clone();
+                tried.extend(misses);
+                tried.push(format!("kubevet's built-in Kubernetes {BUILTIN_VERSION} schemas"));
+                return Lookup::Unknown(tried);
+            }
+        };
         let compiled = compile(schema, origin).map(Arc::new);
         self.compiled.insert(key, compiled.clone());
         match compiled {
@@ -346,6 +348,18 @@ impl SchemaStore {
 mod tests {
     use super::*;
 
+    /// A store with the upstream Kubeflow CRDs kept in ../shared/data (beside the repository).
+    fn store_with_kubeflow_crds() -> SchemaStore {
+        let mut store = SchemaStore::default();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/crds");
+        for file in ["kubeflow.org/pytorchjobs.yaml", "trainer.kubeflow.org/trainjobs.yaml"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file} in shared/data: {e}"));
+            let crd: Value = serde_saphyr::from_str(&text).expect("a CRD");
+            store.add_crd(&crd, file.into());
+        }
+        store
+    }
+
     fn check(store: &mut SchemaStore, doc: Value) -> Vec<Violation> {
         let av = doc["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
@@ -357,7 +371,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_deep_in_a_pytorchjob_are_found() {
-        let mut store = SchemaStore::default();
+        let mut store = store_with_kubeflow_crds();
         let doc = json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "x"},
             "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": {"spec": {"containers": [
                 {"name": "pytorch", "image": "i:1", "imagePullPolcy": "Always", "resources": {"limits": {"cpu": 1}}}]}}}}}});
@@ -386,12 +400,12 @@ mod tests {
 
     #[test]
     fn cel_rules_are_counted_not_ignored() {
-        let mut store = SchemaStore::default();
+        let mut store = store_with_kubeflow_crds();
         let Lookup::Found(c) = store.lookup("trainer.kubeflow.org/v1alpha1", "TrainJob") else {
             panic!("TrainJob schema")
         };
         assert!(c.cel_rules > 0);
         assert!(matches!(store.lookup("kubeflow.org/v2", "PyTorchJob"), Lookup::UnknownVersion(v) if v == ["v1"]));
-        assert!(matches!(store.lookup("example.com/v1", "Widget"), Lookup::Unknown));
+        assert!(matches!(store.lookup("example.com/v1", "Widget"), Lookup::Unknown(_)));
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::util::{
     command,
     files::{cache_dir, short_hash},
+    http::{self, Response},
 };
 
 fn parse(tag: &str) -> Option<Version> {
@@ -166,37 +167,10 @@ pub async fn checkout(url: &str, reference: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-struct Response {
-    status: u16,
-    authenticate: Option<String>,
-    body: String,
-}
-
-/// One GET; file URLs are read from disk, so a mirrored repository works without a server.
+/// One GET, off the async runtime's threads.
 async fn get(url: &str, bearer: Option<&str>) -> Result<Response, String> {
-    if let Some(path) = url.strip_prefix("file://") {
-        let body = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        return Ok(Response { status: 200, authenticate: None, body });
-    }
     let (url, bearer) = (url.to_string(), bearer.map(str::to_string));
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let mut request = agent.get(&url);
-        if let Some(token) = &bearer {
-            request = request.header("Authorization", &format!("Bearer {token}"));
-        }
-        let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
-        let authenticate = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().map_err(|e| format!("GET {url}: {e}"))?;
-        Ok(Response { status, authenticate, body })
-    })
-    .await
-    .map_err(|e| format!("GET: {e}"))?
+    tokio::task::spawn_blocking(move || http::get(&url, bearer.as_deref())).await.map_err(|e| format!("GET: {e}"))?
 }
 
 /// The versions of `chart` in a Helm repository's `index.yaml`.

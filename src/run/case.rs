@@ -133,7 +133,19 @@ impl CaseRun<'_> {
         }
         .run()
         .await;
-        match waited.running_since {
+        let ended = matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_));
+        let (mut pods, mut running_since) = (waited.pods, waited.running_since);
+        if ended && running_since.is_none() {
+            // The workload's watch and the pod watch are separate streams: a workload can be seen
+            // to end before any event of its pods. They are then listed once, so that no log goes
+            // missing, and the running phase is timed by the containers' own start and finish.
+            if let Ok(listed) = self.cluster.list_pods(&namespace).await {
+                pods = listed;
+            }
+            running_since =
+                container_run_time(&pods).and_then(|ran| Instant::now().checked_sub(ran)).map(|s| s.max(clock));
+        }
+        match running_since {
             Some(running) if running > clock => {
                 result.phases.push(Phase { name: "scheduling", seconds: (running - clock).as_secs_f64() });
                 result.phases.push(Phase::since("running", running));
@@ -143,15 +155,14 @@ impl CaseRun<'_> {
         }
         result.ended = Some(std::time::SystemTime::now());
         let interrupted = waited.ending == Ending::Interrupted;
-        if matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_)) {
+        if ended {
             cleanup.unfinished.clear();
         }
         let mut seen = vec![None; applied.len()];
         for ((a, _), state) in watched.iter().zip(waited.workloads) {
             seen[*a] = state;
         }
-        let evidence =
-            self.collect_into(&mut result, &namespace, &applied, (seen, Some(waited.pods)), interrupted).await;
+        let evidence = self.collect_into(&mut result, &namespace, &applied, (seen, Some(pods)), interrupted).await;
 
         let (outcome, reason) = match (waited.ending, case.expect) {
             (Ending::Succeeded(why), Expect::Success) => match self.check_logs(&evidence) {
@@ -226,4 +237,23 @@ impl CaseRun<'_> {
 /// unjudged; one the server rejected is the example's failure.
 fn outcome_of(e: &ApiError) -> Outcome {
     if e.infrastructure { Outcome::Error } else { Outcome::Failed }
+}
+
+/// From the first container start to the last container finish among the pods, by the
+/// kubelet's own clock.
+fn container_run_time(pods: &[Pod]) -> Option<Duration> {
+    let states = pods
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()))
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref());
+    let (mut first, mut last) = (None, None);
+    for t in states {
+        if let (Some(start), Some(end)) = (&t.started_at, &t.finished_at) {
+            first = Some(first.map_or(start.0, |f: jiff::Timestamp| f.min(start.0)));
+            last = Some(last.map_or(end.0, |l: jiff::Timestamp| l.max(end.0)));
+        }
+    }
+    let ran = last?.duration_since(first?);
+    Duration::try_from(ran).ok()
 }

@@ -65,11 +65,14 @@ struct ImageFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct LintFile {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
     #[serde(default)]
     crds: Vec<String>,
+    #[serde(default)]
+    schema_locations: Vec<String>,
 }
 
 /// A policy rule the suite switches off, and where it says so.
@@ -88,6 +91,8 @@ pub struct LintSettings {
     pub allow: Vec<AllowedRule>,
     /// Directories of CRDs, relative to the suite.
     pub crds: Vec<PathBuf>,
+    /// Schema locations: URL templates (kubeconform's) or URLs of CRD files.
+    pub schema_locations: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,6 +385,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
                 })
                 .collect(),
             crds: l.crds.iter().map(|c| root.join(c)).collect(),
+            schema_locations: l.schema_locations.clone(),
         },
         (None, Some(p)) => p.lint.clone(),
         (None, None) => LintSettings::default(),
