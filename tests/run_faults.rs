@@ -135,6 +135,39 @@ fn faults_on_discovery_and_namespace_deletion_are_retried() {
 }
 
 #[test]
+fn requests_whose_answers_are_lost_are_repeated_safely() {
+    // Every namespace create and delete, apply and generateName create is carried out by the
+    // server the first time, and the client is told it failed: the repeat must find the work
+    // already done, and make nothing twice.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = dir.path().join("kubevet.yaml");
+    std::fs::write(
+        &suite,
+        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nexamples: {include: [\"examples/pass-01.yaml\", \"examples/fail-1.yaml\", \"examples/generate-name*.yaml\", \"examples/cluster-scoped.yaml\"]}\ndefaults: {cleanupTimeout: 90s}\n",
+    )
+    .expect("suite");
+    support::copy_dir(&repo().join("tests/fixtures/flaky-api/examples"), &dir.path().join("examples"));
+    let faulty = faulty(dir.path(), &["--only", "ns-create,ns-delete,apply,create", "--lose-first"]);
+    let run = finish(run(&suite, &faulty.kubeconfig, &dir.path().join("a"), &[]), &dir.path().join("a"));
+    let faults = injected(&faulty.log);
+    eprintln!("faults injected: {faults:?}\n{}", run.stdout);
+    for class in ["ns-create", "ns-delete", "apply", "create"] {
+        assert!(faults.get(&format!("lost-answer {class}")).is_some_and(|n| *n >= 2), "{class}: {faults:?}");
+    }
+    let expected: BTreeMap<String, String> =
+        expected().into_iter().filter(|(name, _)| run.verdicts.contains_key(name)).collect();
+    assert_eq!(run.verdicts.len(), 5);
+    assert_eq!(run.verdicts, expected);
+    assert_eq!(run.code, 1, "only fail-1 fails:\n{}", run.stdout);
+    assert_nothing_left(&run);
+    // The generateName Job was followed under the name the server gave it, and only one was made.
+    let objects = std::fs::read_dir(run.artifacts.join("examples.generate-name/objects")).expect("objects");
+    let jobs: Vec<String> = objects.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0].starts_with("job.generated-") && jobs[0] != "job.generated-.yaml", "{jobs:?}");
+}
+
+#[test]
 fn a_cluster_that_stays_down_is_an_error_never_a_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let suite = dir.path().join("kubevet.yaml");

@@ -503,6 +503,8 @@ impl Cluster {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
+            // Already terminating: an earlier attempt whose answer was lost did delete it.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(format!("deleting namespace {name}: {}", describe(&e))),
         }
         match tokio::time::timeout(timeout, tracker.wait_gone(name)).await {

@@ -5,7 +5,7 @@
 //! acted, the client sees a 500), adds latency, and cuts watches after a random delay.
 //!
 //! `fault-proxy --upstream http://127.0.0.1:PORT --seed N --rate 0.05 [--only CLASS,…]
-//! [--fail-all CODE] [--log FILE]` prints `listening on 127.0.0.1:PORT` and serves until killed. Classes:
+//! [--fail-all CODE | --lose-first] [--log FILE]` prints `listening on 127.0.0.1:PORT` and serves until killed. Classes:
 //! `discovery`, `apply`, `ns-create`, `ns-delete`, `watch`, `other`. Every injected fault is
 //! appended to the log as `<fault> <class> <method> <path>`, so tests can count them.
 
@@ -32,6 +32,9 @@ struct Settings {
     rate: f64,
     /// Answer every request of the chosen classes with this status (a cluster that stays down).
     fail_all: Option<u16>,
+    /// Forward each distinct request (method, path, body) of the chosen classes, and answer
+    /// the first one 500: the server acted, the client never learns it; a repeat goes through.
+    lose_first: bool,
     only: Vec<String>,
     log: Option<Mutex<std::fs::File>>,
 }
@@ -50,6 +53,8 @@ impl Dice {
 
 struct State {
     dice: Dice,
+    /// Requests whose answer was already lost once (`--lose-first`).
+    lost: std::collections::HashSet<(String, String, u64)>,
     /// Requests of a class still to fail in the current 5xx burst.
     burst: Vec<(String, u32, u16)>,
 }
@@ -68,6 +73,7 @@ fn class(req: &Request<Incoming>) -> &'static str {
         ("GET", ["api"] | ["apis"] | ["api", _] | ["apis", _] | ["apis", _, _]) => "discovery",
         ("PATCH", _) if is_apply => "apply",
         ("POST", ["api", "v1", "namespaces"]) => "ns-create",
+        ("POST", _) => "create",
         ("DELETE", ["api", "v1", "namespaces", _]) => "ns-delete",
         _ => "other",
     }
@@ -94,6 +100,7 @@ enum Fault {
     LoseAnswer,
     Latency(Duration),
     Cut(Duration),
+    LoseFirst,
 }
 
 fn choose(state: &Mutex<State>, settings: &Settings, class: &str) -> Fault {
@@ -112,6 +119,10 @@ fn choose(state: &Mutex<State>, settings: &Settings, class: &str) -> Fault {
     }
     if let Some(code) = settings.fail_all {
         return Fault::Status(code);
+    }
+    if settings.lose_first {
+        // Decided in `handle`, which sees the request's body.
+        return Fault::LoseFirst;
     }
     if class == "watch" {
         // Watches are long: cut a share of them after a while; a few fail at the start.
@@ -146,7 +157,7 @@ fn choose(state: &Mutex<State>, settings: &Settings, class: &str) -> Fault {
     }
 }
 
-fn record(settings: &Settings, fault: &str, class: &str, req: &Request<Incoming>) {
+fn record<B>(settings: &Settings, fault: &str, class: &str, req: &Request<B>) {
     if let Some(log) = &settings.log
         && let Ok(mut f) = log.lock()
     {
@@ -155,9 +166,9 @@ fn record(settings: &Settings, fault: &str, class: &str, req: &Request<Incoming>
 }
 
 async fn forward(
-    client: &Client<HttpConnector, Incoming>,
+    client: &Client<HttpConnector, Body>,
     upstream: &str,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Incoming>, String> {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -170,10 +181,21 @@ async fn handle(
     req: Request<Incoming>,
     settings: Arc<Settings>,
     state: Arc<Mutex<State>>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Body>,
 ) -> Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>> {
     let class = class(&req);
-    let fault = choose(&state, &settings, class);
+    let mut fault = choose(&state, &settings, class);
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    if matches!(fault, Fault::LoseFirst) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut hasher);
+        let key = (parts.method.to_string(), parts.uri.to_string(), hasher.finish());
+        let first = state.lock().map(|mut s| s.lost.insert(key)).unwrap_or(false);
+        fault = if first { Fault::LoseAnswer } else { Fault::None };
+    }
+    let req = Request::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed());
     let name = match &fault {
         Fault::None => None,
         Fault::Status(c) => Some(format!("http-{c}")),
@@ -182,6 +204,7 @@ async fn handle(
         Fault::LoseAnswer => Some("lost-answer".into()),
         Fault::Latency(_) => Some("latency".into()),
         Fault::Cut(_) => Some("cut".into()),
+        Fault::LoseFirst => None,
     };
     if let Some(name) = &name {
         record(&settings, name, class, &req);
@@ -227,11 +250,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let only = arg(&args, "--only").map(|o| o.split(',').map(str::to_string).collect()).unwrap_or_default();
     let log = arg(&args, "--log").map(|p| std::fs::File::create(p).map(Mutex::new)).transpose()?;
     let fail_all = arg(&args, "--fail-all").map(|c| c.parse()).transpose()?;
-    let settings =
-        Arc::new(Settings { upstream: upstream.trim_end_matches('/').to_string(), rate, fail_all, only, log });
-    let state =
-        Arc::new(Mutex::new(State { dice: Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1), burst: Vec::new() }));
-    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build_http();
+    let lose_first = args.iter().any(|a| a == "--lose-first");
+    let settings = Arc::new(Settings {
+        upstream: upstream.trim_end_matches('/').to_string(),
+        rate,
+        fail_all,
+        lose_first,
+        only,
+        log,
+    });
+    let state = Arc::new(Mutex::new(State {
+        dice: Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+        lost: Default::default(),
+        burst: Vec::new(),
+    }));
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     println!("listening on {}", listener.local_addr()?);
     loop {
