@@ -84,6 +84,22 @@ fn retries(run: &Run) -> u64 {
         .unwrap_or(0)
 }
 
+/// A suite over some of the flaky-api examples, copied into `dir`.
+fn subset(dir: &Path, include: &[&str], defaults: &str) -> PathBuf {
+    let suite = dir.join("kubevet.yaml");
+    let globs: Vec<String> = include.iter().map(|g| format!("\"examples/{g}\"")).collect();
+    std::fs::write(
+        &suite,
+        format!(
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nexamples: {{include: [{}]}}\ndefaults: {defaults}\n",
+            globs.join(", ")
+        ),
+    )
+    .expect("suite");
+    support::copy_dir(&repo().join("tests/fixtures/flaky-api/examples"), &dir.join("examples"));
+    suite
+}
+
 fn expected() -> BTreeMap<String, String> {
     EXPECTED.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
 }
@@ -140,13 +156,11 @@ fn requests_whose_answers_are_lost_are_repeated_safely() {
     // server the first time, and the client is told it failed: the repeat must find the work
     // already done, and make nothing twice.
     let dir = tempfile::tempdir().expect("tempdir");
-    let suite = dir.path().join("kubevet.yaml");
-    std::fs::write(
-        &suite,
-        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nexamples: {include: [\"examples/pass-01.yaml\", \"examples/fail-1.yaml\", \"examples/generate-name*.yaml\", \"examples/cluster-scoped.yaml\"]}\ndefaults: {cleanupTimeout: 90s}\n",
-    )
-    .expect("suite");
-    support::copy_dir(&repo().join("tests/fixtures/flaky-api/examples"), &dir.path().join("examples"));
+    let suite = subset(
+        dir.path(),
+        &["pass-01.yaml", "fail-1.yaml", "generate-name*.yaml", "cluster-scoped.yaml"],
+        "{cleanupTimeout: 90s}",
+    );
     let faulty = faulty(dir.path(), &["--only", "ns-create,ns-delete,apply,create", "--lose-first"]);
     let run = finish(run(&suite, &faulty.kubeconfig, &dir.path().join("a"), &[]), &dir.path().join("a"));
     let faults = injected(&faulty.log);
@@ -170,14 +184,9 @@ fn requests_whose_answers_are_lost_are_repeated_safely() {
 #[test]
 fn a_cluster_that_stays_down_is_an_error_never_a_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let suite = dir.path().join("kubevet.yaml");
+    let suite =
+        subset(dir.path(), &["pass-0[12].yaml", "fail-1.yaml"], "{apiRetry: {attempts: 3, budget: 5s}, timeout: 60s}");
     // Every server-side apply answers 503: the budget runs out, the case is not judged.
-    std::fs::write(
-        &suite,
-        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nexamples: {include: [\"examples/pass-0[12].yaml\", \"examples/fail-1.yaml\"]}\ndefaults: {apiRetry: {attempts: 3, budget: 5s}, timeout: 60s}\n",
-    )
-    .expect("suite");
-    support::copy_dir(&repo().join("tests/fixtures/flaky-api/examples"), &dir.path().join("examples"));
     let faulty = faulty(dir.path(), &["--only", "apply", "--fail-all", "503"]);
     let down = finish(run(&suite, &faulty.kubeconfig, &dir.path().join("a"), &[]), &dir.path().join("a"));
     for (name, verdict) in &down.verdicts {
@@ -198,13 +207,8 @@ fn a_cluster_that_stays_down_is_an_error_never_a_failure() {
 #[test]
 fn a_namespace_that_cannot_be_deleted_is_reported_and_kubevet_clean_removes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let suite = dir.path().join("kubevet.yaml");
-    std::fs::write(
-        &suite,
-        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nexamples: {include: [\"examples/pass-0[12].yaml\", \"examples/cluster-scoped.yaml\"]}\ndefaults: {apiRetry: {attempts: 2, budget: 3s}}\n",
-    )
-    .expect("suite");
-    support::copy_dir(&repo().join("tests/fixtures/flaky-api/examples"), &dir.path().join("examples"));
+    let suite =
+        subset(dir.path(), &["pass-0[12].yaml", "cluster-scoped.yaml"], "{apiRetry: {attempts: 2, budget: 3s}}");
     let faulty = faulty(dir.path(), &["--only", "ns-delete", "--fail-all", "500"]);
     let run = finish(run(&suite, &faulty.kubeconfig, &dir.path().join("a"), &[]), &dir.path().join("a"));
     let id = run_id(&run);

@@ -133,16 +133,15 @@ impl Locations {
         fetched
     }
 
+    /// The URLs of one kind of location, in order.
+    fn urls(&self, templates: bool) -> Vec<String> {
+        let wanted = |l: &&Location| matches!(l, Location::Template(_)) == templates;
+        self.locations.iter().filter(wanted).map(|l| l.text().to_string()).collect()
+    }
+
     /// Every CRD in the plain-URL locations, with the URL it came from.
     pub fn crds(&mut self) -> Vec<(Value, String)> {
-        let urls: Vec<String> = self
-            .locations
-            .iter()
-            .filter_map(|l| match l {
-                Location::Crds(url) => Some(url.clone()),
-                Location::Template(_) => None,
-            })
-            .collect();
+        let urls = self.urls(false);
         let mut crds = Vec::new();
         for url in urls {
             match self.fetch(&url) {
@@ -169,15 +168,7 @@ impl Locations {
     /// or a CRD (then the caller takes the version's schema from it); else why each gave none.
     pub fn for_kind(&mut self, group: &str, version: &str, kind: &str) -> Result<(Value, String), Vec<String>> {
         let mut misses = Vec::new();
-        let templates: Vec<String> = self
-            .locations
-            .iter()
-            .filter_map(|l| match l {
-                Location::Template(t) => Some(t.clone()),
-                Location::Crds(_) => None,
-            })
-            .collect();
-        for template in templates {
+        for template in self.urls(true) {
             let url = expand(&template, group, version, kind);
             match self.fetch(&url) {
                 Fetched::Body(body) => match serde_saphyr::from_str::<Value>(&body) {
