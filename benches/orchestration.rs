@@ -94,7 +94,7 @@ fn main() {
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let suite = suite::load(&work.path().join("kubevet.yaml")).expect("suite");
-    let cases = plan::plan(&suite, &[]).expect("plan");
+    let cases = plan::plan(&suite, Default::default()).expect("plan");
     let (report, requests, cpu, wall, returned) = runtime.block_on(async {
         let cluster = Arc::new(Cluster::connect(Some(&kubeconfig), None).await.expect("cluster"));
         let (cpu0, requests0, start) = (cpu_ms(), cluster.requests(), Instant::now());

@@ -51,6 +51,7 @@ enum LintOutput {
     Json,
     Sarif,
     Junit,
+    Github,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +62,15 @@ struct SuiteArgs {
     /// Only the examples whose path (relative to the suite) or case id matches; repeatable.
     #[arg(long = "select", value_name = "GLOB")]
     select: Vec<String>,
+    /// Only the cases of this tier (the `tier` overrides give); repeatable.
+    #[arg(long = "tier", value_name = "NAME")]
+    tiers: Vec<String>,
+}
+
+impl SuiteArgs {
+    fn selection(&self) -> plan::Selection<'_> {
+        plan::Selection { globs: &self.select, tiers: &self.tiers }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,6 +131,37 @@ impl ClusterArgs {
     }
 }
 
+/// How `kubevet run` runs and reports, beyond the suite and the cluster.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// List floating versions anew, ignoring the suite's defaults.resolveTtl.
+    #[arg(long)]
+    refresh: bool,
+    /// Where evidence goes: one folder per case.
+    #[arg(long, default_value = "kubevet-artifacts")]
+    artifacts: PathBuf,
+    /// JUnit report file (default: <artifacts>/junit.xml).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Cases run at once (default: the suite's defaults.concurrency).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Retries of a case that fails in a class the suite retries (default: the suite's, per
+    /// example, profile and defaults).
+    #[arg(long)]
+    retries: Option<u32>,
+    /// Start no more cases after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Leave the namespaces of cases that did not pass, for a look.
+    #[arg(long)]
+    keep_on_failure: bool,
+    /// GitHub Actions output: a group per case, annotations on the example files, a step
+    /// summary (default when GITHUB_ACTIONS=true).
+    #[arg(long)]
+    github: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run every example of the suite on a cluster and report.
@@ -129,24 +170,8 @@ enum Command {
         suite: SuiteArgs,
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// List floating versions anew, ignoring the suite's defaults.resolveTtl.
-        #[arg(long)]
-        refresh: bool,
-        /// Where evidence goes: one folder per case.
-        #[arg(long, default_value = "kubevet-artifacts")]
-        artifacts: PathBuf,
-        /// JUnit report file (default: <artifacts>/junit.xml).
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// Cases run at once (default: the suite's defaults.concurrency).
-        #[arg(long)]
-        concurrency: Option<usize>,
-        /// Start no more cases after the first failure.
-        #[arg(long)]
-        fail_fast: bool,
-        /// Leave the namespaces of cases that did not pass, for a look.
-        #[arg(long)]
-        keep_on_failure: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Check examples without a cluster: YAML, schemas (CRDs and built-in kinds, strict),
     /// compiled Kubeflow pipelines, policy rules.
@@ -263,28 +288,27 @@ fn load_suite(path: Option<&std::path::Path>, refresh: bool) -> Result<Suite, Er
     Ok(suite)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_suite(
-    args: SuiteArgs,
-    cluster: ClusterArgs,
-    refresh: bool,
-    artifacts: PathBuf,
-    junit: Option<PathBuf>,
-    concurrency: Option<usize>,
-    fail_fast: bool,
-    keep_on_failure: bool,
-) -> Result<i32, Error> {
+fn run_suite(args: SuiteArgs, cluster: ClusterArgs, run: RunArgs) -> Result<i32, Error> {
     // Bad input is found before anything is created.
-    let mut suite = load_suite(args.suite.as_deref(), refresh)?;
+    let mut suite = load_suite(args.suite.as_deref(), run.refresh)?;
     cluster.apply(&mut suite)?;
-    let cases = plan::plan_some(&suite, &args.select)?;
+    let mut cases = plan::plan_some(&suite, args.selection())?;
+    if let Some(retries) = run.retries {
+        cases.iter_mut().for_each(|c| c.retries = retries);
+    }
     let session = Session {
         suite,
         cases,
         k8s_version: cluster.k8s_version,
         reuse: cluster.reuse,
-        junit,
-        options: RunOptions { artifacts, concurrency, fail_fast, keep_on_failure },
+        junit: run.junit,
+        options: RunOptions {
+            artifacts: run.artifacts,
+            concurrency: run.concurrency,
+            fail_fast: run.fail_fast,
+            keep_on_failure: run.keep_on_failure,
+            github: run.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+        },
     };
     util::block_on(session.run())?
 }
@@ -294,13 +318,14 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, cli.verbose);
     let outcome = match cli.command {
         Command::List { suite: args, output } => suite::load_found(args.suite.as_deref())
-            .and_then(|suite| plan::list(&suite, &args.select, matches!(output, Output::Json))),
+            .and_then(|suite| plan::list(&suite, args.selection(), matches!(output, Output::Json))),
         Command::Lint { paths, suite, crds, schema_locations, offline, allow, kubeconfig, context, output } => {
             let format = match output {
                 LintOutput::Text => Format::Text,
                 LintOutput::Json => Format::Json,
                 LintOutput::Sarif => Format::Sarif,
                 LintOutput::Junit => Format::Junit,
+                LintOutput::Github => Format::Github,
             };
             lint::command::run(LintCommand {
                 paths,
@@ -314,9 +339,7 @@ fn main() -> ExitCode {
                 format,
             })
         }
-        Command::Run { suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure } => {
-            run_suite(suite, cluster, refresh, artifacts, junit, concurrency, fail_fast, keep_on_failure)
-        }
+        Command::Run { suite, cluster, run } => run_suite(suite, cluster, run),
         Command::Render { suite, operators, refresh } => {
             load_suite(suite.as_deref(), refresh).and_then(|suite| util::block_on(render::command(&suite, &operators))?)
         }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::warn;
 
+pub use crate::suite::FailureClass;
 use crate::{
     cluster::{provision::Cell, retry::RequestCounts},
     plan::Case,
@@ -21,6 +22,8 @@ pub enum Outcome {
     Error,
     Skipped,
     Interrupted,
+    /// Failed, then passed on a retry: a verdict of its own, never a plain pass.
+    Flaky,
 }
 
 impl Outcome {
@@ -31,8 +34,27 @@ impl Outcome {
             Outcome::Error => "ERROR",
             Outcome::Skipped => "SKIP",
             Outcome::Interrupted => "INTERRUPTED",
+            Outcome::Flaky => "FLAKY",
         }
     }
+
+    /// Whether the case did not pass (flaky cases passed in the end).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::Error | Outcome::Interrupted)
+    }
+}
+
+/// One earlier attempt of a case that was retried.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub class: Option<FailureClass>,
+    pub reason: Option<String>,
+    pub seconds: f64,
+    pub namespace: Option<String>,
+    pub artifacts: PathBuf,
+    pub log_tail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +77,11 @@ pub struct CaseResult {
     pub name: String,
     pub profile: String,
     pub outcome: Outcome,
+    /// Why it did not pass (none when it passed, was skipped or interrupted).
+    pub class: Option<FailureClass>,
     pub reason: Option<String>,
+    /// Earlier attempts, when the case was retried (the last attempt is this result).
+    pub attempts: Vec<Attempt>,
     pub timeout: String,
     pub tier: Option<String>,
     pub namespace: Option<String>,
@@ -72,6 +98,9 @@ pub struct CaseResult {
     pub collect_problems: Vec<String>,
     #[serde(skip)]
     started: Instant,
+    /// The example file and the line of its workload, for annotations.
+    #[serde(skip)]
+    pub source: Option<(PathBuf, u64)>,
     /// When the workload's end was recorded (the moment that matters for detection latency).
     #[serde(skip)]
     pub ended: Option<SystemTime>,
@@ -85,6 +114,8 @@ impl CaseResult {
         let mut r = CaseResult::named(&case.id, &case.name, case.profile_name(), artifacts);
         r.timeout = case.timeout.to_string();
         r.tier = case.tier.clone();
+        let line = case.workloads.first().and_then(|w| case.objects.get(w.object)).or(case.objects.first());
+        r.source = Some((case.path.clone(), line.map(|d| d.line).unwrap_or(1)));
         r
     }
 
@@ -95,7 +126,9 @@ impl CaseResult {
             name: name.to_string(),
             profile: profile.to_string(),
             outcome: Outcome::Error,
+            class: None,
             reason: None,
+            attempts: Vec::new(),
             timeout: String::new(),
             tier: None,
             namespace: None,
@@ -109,16 +142,52 @@ impl CaseResult {
             left_behind: Vec::new(),
             collect_problems: Vec::new(),
             started: Instant::now(),
+            source: None,
             ended: None,
             finished_at: None,
         }
     }
 
+    /// Ends the result. Its class, unless set with [`CaseResult::finish_as`], follows from the
+    /// outcome: a failure is the test's, an error (could not be judged) the infrastructure's.
     pub(crate) fn finish(&mut self, outcome: Outcome, reason: Option<String>) {
+        let class = match outcome {
+            Outcome::Failed => Some(FailureClass::Test),
+            Outcome::Error => Some(FailureClass::Infrastructure),
+            _ => None,
+        };
+        self.finish_as(outcome, class, reason);
+    }
+
+    pub(crate) fn finish_as(&mut self, outcome: Outcome, class: Option<FailureClass>, reason: Option<String>) {
         self.outcome = outcome;
+        self.class = if outcome.is_failure() && outcome != Outcome::Interrupted { class } else { None };
         self.reason = reason;
         self.seconds = self.started.elapsed().as_secs_f64();
         self.finished_at = Some(SystemTime::now());
+    }
+
+    /// The reason with its class in front (`infrastructure: pod x: ImagePullBackOff: …`), as
+    /// JUnit messages and annotations give it.
+    pub fn classed_reason(&self) -> String {
+        let reason = self.reason.clone().unwrap_or_default();
+        match self.class {
+            Some(class) => format!("{}: {reason}", class.name()),
+            None => reason,
+        }
+    }
+
+    /// This result as an earlier attempt of the case.
+    pub fn as_attempt(&self) -> Attempt {
+        Attempt {
+            outcome: self.outcome,
+            class: self.class,
+            reason: self.reason.clone(),
+            seconds: self.seconds,
+            namespace: self.namespace.clone(),
+            artifacts: self.artifacts.clone(),
+            log_tail: self.log_tail.clone(),
+        }
     }
 
     pub fn not_run(case: &Case, artifacts: PathBuf, outcome: Outcome, reason: String) -> CaseResult {
@@ -128,11 +197,16 @@ impl CaseResult {
     }
 
     pub(crate) fn write(&self) {
+        self.write_to(&self.artifacts.clone());
+    }
+
+    /// `result.json` in `dir` (a retried case writes one per attempt and one for the case).
+    pub(crate) fn write_to(&self, dir: &std::path::Path) {
         if self.outcome == Outcome::Skipped {
             return;
         }
-        let file = self.artifacts.join("result.json");
-        let written = std::fs::create_dir_all(&self.artifacts)
+        let file = dir.join("result.json");
+        let written = std::fs::create_dir_all(dir)
             .and_then(|_| serde_json::to_vec_pretty(self).map_err(std::io::Error::other))
             .and_then(|bytes| std::fs::write(&file, bytes));
         if let Err(e) = written {

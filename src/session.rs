@@ -154,8 +154,12 @@ impl Session {
         let run_file = report::run_file(reports, &ledger, &rendered, &changed);
         let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
         report::write(&self.options.artifacts, &junit_path, &suite.name, reports, &properties, &run_file)?;
-        report::summary::print(reports, &changed, &junit_path, &self.options.artifacts);
-        Ok(report::exit_code(reports, interrupted))
+        if self.options.github {
+            print!("{}", report::github::log(reports));
+            report::github::append_step_summary(reports, &changed);
+        }
+        report::summary::print(reports, &changed, &junit_path, &self.options.artifacts, suite.defaults.flaky);
+        Ok(report::exit_code(reports, interrupted, suite.defaults.flaky))
     }
 
     /// One cell: cluster up, images loaded, operators installed in order, cases run, evidence

@@ -215,7 +215,7 @@ proptest! {
         let suite_file = write(dir.path(), "kubevet.yaml", "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\n");
         write(dir.path(), "examples/example.yaml", &text);
         let suite = suite::load(&suite_file).expect("the fixed suite loads");
-        match timed(|| plan::plan(&suite, &[]))? {
+        match timed(|| plan::plan(&suite, Default::default()))? {
             Ok(cases) => prop_assert_eq!(cases.len(), 1, "one file, one case"),
             Err(e) => located(&e)?,
         }

@@ -86,7 +86,10 @@ fn a_container_that_fails_to_start_is_removed_and_reported() {
     let cases = junit(&artifacts.join("junit.xml"));
     let cluster = support::case(&cases, "cluster");
     let message = cluster["message"].as_str().unwrap_or("");
-    assert!(message.starts_with(&format!("starting {image}: ")) && message.contains("does-not-exist"), "{message}");
+    assert!(
+        message.starts_with(&format!("infrastructure: starting {image}: ")) && message.contains("does-not-exist"),
+        "{message}"
+    );
     let left = Command::new("docker")
         .args(["ps", "-a", "-q", "--filter", &format!("ancestor={image}")])
         .output()

@@ -59,8 +59,8 @@ fn a_failed_build_is_a_reported_error_and_no_example_runs() {
     let image = support::case(&cases, "image kubevet.test/hello-app");
     assert_eq!((image["classname"].as_str(), image["result"].as_str()), (Some("image"), Some("error")));
     let message = image["message"].as_str().unwrap_or("");
-    assert!(message.starts_with("building kubevet.test/hello-app: docker build"), "{message}");
+    assert!(message.starts_with("infrastructure: building kubevet.test/hello-app: docker build"), "{message}");
     assert!(message.contains("returned a non-zero code: 7"), "the build's own words: {message}");
     let example = support::case(&cases, "examples/built-image-job.yaml");
-    assert_eq!(example["message"], "not run: image kubevet.test/hello-app failed to build");
+    assert_eq!(example["message"], "infrastructure: not run: image kubevet.test/hello-app failed to build");
 }

@@ -179,7 +179,12 @@ fn a_cluster_that_fails_to_come_up_is_an_error_case_and_is_cleaned_up() {
     let cluster = support::case(&cases, "cluster");
     assert_eq!(cluster["result"], "error");
     assert!(cluster["message"].as_str().unwrap_or("").contains("failed to create cluster"), "{cluster:#?}");
-    assert!(cases.iter().filter(|c| c["name"] != "cluster").all(|c| c["message"] == "not run: cluster failed"));
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c["name"] != "cluster")
+            .all(|c| c["message"] == "infrastructure: not run: cluster failed")
+    );
     let verbs: Vec<String> = standins.calls("kind").iter().map(|c| c[..2].join(" ")).collect();
     assert_eq!(verbs, ["get clusters", "create cluster", "delete cluster"], "a failed creation is deleted");
 }

@@ -42,10 +42,10 @@ fn a_broken_operator_fails_the_install_fast_and_no_example_runs() {
     let operator = case(&cases, "operator broken");
     assert_eq!(operator["result"], "failure");
     let message = operator["message"].as_str().unwrap_or("");
-    assert!(message.starts_with("install failed: pod broken-operator-"), "{message}");
+    assert!(message.starts_with("infrastructure: install failed: pod broken-operator-"), "{message}");
     assert!(message.contains("ErrImagePull") || message.contains("ImagePullBackOff"), "{message}");
     assert!(operator["time"].as_f64().unwrap_or(999.0) < 60.0, "not fast: {operator}");
     let example = case(&cases, "examples/hello-job.yaml");
     assert_eq!(example["result"], "error");
-    assert_eq!(example["message"], "not run: operator broken failed to install");
+    assert_eq!(example["message"], "infrastructure: not run: operator broken failed to install");
 }

@@ -34,6 +34,8 @@ pub struct Evidence {
     pub pods: Vec<String>,
     pub logs: Vec<ContainerLog>,
     pub problems: Vec<String>,
+    /// The namespace's events, one line each, in time order (as in `events.txt`).
+    pub events: Vec<String>,
 }
 
 impl Evidence {
@@ -240,7 +242,8 @@ impl Collect<'_> {
             Ok(events) => {
                 let mut lines: Vec<(String, String)> = events.iter().map(event_line).collect();
                 lines.sort();
-                let text: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+                evidence.events = lines.into_iter().map(|(_, l)| l).collect();
+                let text: String = evidence.events.iter().map(|l| format!("{l}\n")).collect();
                 if let Err(e) = write(&self.dir.join("events.txt"), &text) {
                     evidence.problems.push(e);
                 }

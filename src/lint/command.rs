@@ -21,6 +21,7 @@ pub enum Format {
     Json,
     Sarif,
     Junit,
+    Github,
 }
 
 pub struct LintCommand {
@@ -101,6 +102,7 @@ pub fn run(command: LintCommand) -> Result<i32> {
         Format::Json => println!("{}", output::json(&report)),
         Format::Sarif => println!("{}", output::sarif(&report)),
         Format::Junit => println!("{}", output::junit(&report)),
+        Format::Github => print!("{}", output::github(&report)),
     }
     if format != Format::Text {
         eprintln!("{}", output::summary(&report));

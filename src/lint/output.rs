@@ -60,6 +60,27 @@ pub fn json(report: &LintReport) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
+/// GitHub annotations: `::error` / `::warning` / `::notice` at each finding's file:line:col.
+pub fn github(report: &LintReport) -> String {
+    let mut out = String::new();
+    for file in &report.files {
+        for f in &file.findings {
+            let level = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Note => "notice",
+            };
+            let path = crate::util::github::workspace_path(std::path::Path::new(&f.file));
+            let title = format!("kubevet lint: {}", f.rule);
+            let line =
+                crate::util::github::annotation(level, &path, f.line as u64, Some(f.column as u64), &title, &f.message);
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 pub fn sarif(report: &LintReport) -> String {
     let rules: Vec<_> = CHECKS
         .iter()

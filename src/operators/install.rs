@@ -16,7 +16,7 @@ use crate::{
     },
     images,
     operators::render::{Rendered, helm_flags},
-    outcome::{CaseResult, Outcome, Phase},
+    outcome::{CaseResult, FailureClass, Outcome, Phase},
     suite::{
         HelmChart, HelmInstall, Operator, Source,
         images::Retag,
@@ -37,6 +37,7 @@ fn crd_profile() -> Profile {
         timeout: None,
         default_timeout: crate::util::duration::Dur(Duration::from_secs(60)),
         logs: Vec::new(),
+        retries: None,
     }
 }
 
@@ -105,7 +106,9 @@ impl Install<'_> {
             Ok(summary) => result.finish(Outcome::Passed, Some(summary)),
             Err(why) => {
                 result.log_tail = evidence.failing_tail(30);
-                result.finish(if *self.cancel.borrow() { Outcome::Interrupted } else { Outcome::Failed }, Some(why));
+                // An operator that does not install is the cluster's problem, not an example's.
+                let outcome = if *self.cancel.borrow() { Outcome::Interrupted } else { Outcome::Failed };
+                result.finish_as(outcome, Some(FailureClass::Infrastructure), Some(why));
             }
         }
         result.pods = evidence.pods;

@@ -40,6 +40,8 @@ pub struct Case {
     pub expect: Expect,
     pub skip: Option<String>,
     pub logs: Vec<LogAssertion>,
+    /// How many times the case is tried again when it fails in a class the suite retries.
+    pub retries: u32,
     /// Why the case cannot run at all (reported as an error, never silently passed).
     pub problem: Option<String>,
 }
@@ -122,7 +124,16 @@ fn check_object(path: &Path, doc: &Document) -> Result<()> {
     Ok(())
 }
 
-pub fn plan(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
+/// Which cases of the suite a command takes: globs over paths or ids (`--select`), and tiers
+/// (`--tier`); empty means all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    pub globs: &'a [String],
+    pub tiers: &'a [String],
+}
+
+pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
+    let select = selection.globs;
     let selectors: Vec<GlobMatcher> = select
         .iter()
         .map(|s| {
@@ -180,6 +191,12 @@ pub fn plan(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
             .or(suite.defaults.timeout)
             .or_else(|| first_profile.map(|p| p.default_timeout))
             .unwrap_or(Dur(std::time::Duration::from_secs(600)));
+        let retries = overrides
+            .iter()
+            .rev()
+            .find_map(|o| o.retries)
+            .or_else(|| first_profile.and_then(|p| p.retries))
+            .unwrap_or(suite.defaults.retries);
         let mut logs: Vec<LogAssertion> = first_profile.map(|p| p.logs.clone()).unwrap_or_default();
         logs.extend(overrides.iter().flat_map(|o| o.logs.iter().cloned()));
         cases.push(Case {
@@ -193,18 +210,29 @@ pub fn plan(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
             expect: overrides.iter().rev().find_map(|o| o.expect).unwrap_or(Expect::Success),
             skip: overrides.iter().rev().find_map(|o| o.skip.clone()),
             logs,
+            retries,
             problem,
         });
+    }
+    // A tier picks cases by the label overrides give; a case with none is in no tier.
+    if !selection.tiers.is_empty() {
+        cases.retain(|c| c.tier.as_ref().is_some_and(|t| selection.tiers.contains(t)));
     }
     Ok(cases)
 }
 
 /// The cases of a run: at least one, since a run (or a plan) of nothing is a mistake in the
 /// suite's globs or in `--select`, said the same way by `run` and `list`.
-pub fn plan_some(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
-    let cases = plan(suite, select)?;
+pub fn plan_some(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
+    let cases = plan(suite, selection)?;
     if cases.is_empty() {
-        let selected = if select.is_empty() { String::new() } else { format!(" and --select {}", select.join(", ")) };
+        let mut selected = String::new();
+        if !selection.globs.is_empty() {
+            selected.push_str(&format!(" and --select {}", selection.globs.join(", ")));
+        }
+        if !selection.tiers.is_empty() {
+            selected.push_str(&format!(" and --tier {}", selection.tiers.join(", ")));
+        }
         return Err(Error::Usage(format!(
             "no example matches the suite's globs{selected} under {}; check examples.include in {}",
             suite.root.display(),
@@ -215,8 +243,8 @@ pub fn plan_some(suite: &Suite, select: &[String]) -> Result<Vec<Case>> {
 }
 
 /// `kubevet list`: the plan as a table or JSON.
-pub fn list(suite: &Suite, select: &[String], json: bool) -> Result<i32> {
-    let cases = plan_some(suite, select)?;
+pub fn list(suite: &Suite, selection: Selection<'_>, json: bool) -> Result<i32> {
+    let cases = plan_some(suite, selection)?;
     let rows: Vec<PlanRow> = cases.iter().map(PlanRow::from).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?);

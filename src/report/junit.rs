@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use crate::outcome::{CaseResult, CellReport, Outcome};
+use crate::outcome::{Attempt, CaseResult, CellReport, FailureClass, Outcome};
 
 /// One `<testsuite>` per cell of the matrix, each with the cell's Kubernetes version and node
 /// image and the run's properties (operator versions, images, changes).
@@ -45,10 +45,39 @@ pub fn junit(suite_name: &str, cells: &[CellReport], properties: &[(String, Stri
     report
 }
 
+/// An earlier attempt as `<flakyFailure>` / `<rerunFailure>` (or their `Error` forms), with its
+/// own message, class and log tail.
+fn rerun(attempt: &Attempt) -> TestRerun {
+    let kind = if attempt.outcome == Outcome::Failed { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+    let mut rerun = TestRerun::new(kind);
+    let reason = attempt.reason.clone().unwrap_or_default();
+    let message = match attempt.class {
+        Some(class) => format!("{}: {reason}", class.name()),
+        None => reason,
+    };
+    rerun.set_message(message.as_str());
+    rerun.set_type(attempt.class.map(FailureClass::name).unwrap_or("failure"));
+    rerun.set_time(Duration::from_secs_f64(attempt.seconds));
+    let mut out = format!("artifacts: {}\n", attempt.artifacts.display());
+    if let Some(tail) = &attempt.log_tail {
+        out.push_str(tail);
+        out.push('\n');
+    }
+    rerun.set_system_out(out);
+    rerun
+}
+
 fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
     let reason = r.reason.clone().unwrap_or_default();
     let status = match r.outcome {
         Outcome::Passed => TestCaseStatus::success(),
+        // One <testcase>, its failed attempts inside it: GitLab keeps only the first of
+        // several <testcase>s of one name.
+        Outcome::Flaky => {
+            let mut s = TestCaseStatus::success();
+            s.add_reruns(r.attempts.iter().map(rerun));
+            s
+        }
         Outcome::Skipped => {
             let mut s = TestCaseStatus::skipped();
             s.set_message(reason.as_str());
@@ -57,12 +86,14 @@ fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
         Outcome::Failed | Outcome::Error | Outcome::Interrupted => {
             let kind = if r.outcome == Outcome::Failed { NonSuccessKind::Failure } else { NonSuccessKind::Error };
             let mut s = TestCaseStatus::non_success(kind);
-            s.set_message(reason.as_str());
-            s.set_type(match r.outcome {
-                Outcome::Interrupted => "interrupted",
-                Outcome::Error => "error",
+            s.set_message(r.classed_reason().as_str());
+            s.set_type(match (r.outcome, r.class) {
+                (Outcome::Interrupted, _) => "interrupted",
+                (_, Some(class)) => class.name(),
+                (Outcome::Error, None) => "error",
                 _ => "failure",
             });
+            s.add_reruns(r.attempts.iter().map(rerun));
             s
         }
     };
@@ -77,6 +108,12 @@ fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
     }
     if let Some(tier) = &r.tier {
         case.add_property(Property::new("tier", tier.as_str()));
+    }
+    if let Some(class) = r.class {
+        case.add_property(Property::new("class", class.name()));
+    }
+    if !r.attempts.is_empty() {
+        case.add_property(Property::new("attempts", (r.attempts.len() + 1).to_string()));
     }
     if r.outcome != Outcome::Skipped {
         let mut out = format!("artifacts: {}\n", r.artifacts.display());

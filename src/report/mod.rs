@@ -4,6 +4,7 @@
 //!
 //! May use: `outcome`, `operators` (what each version resolved to) and `util`.
 
+pub mod github;
 pub mod junit;
 pub mod summary;
 
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use crate::{
     operators::{render::Rendered, versions::Ledger},
     outcome::{CellReport, Outcome},
+    suite::FlakyPolicy,
     util::{
         error::{EXIT_CASE_FAILED, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED, EXIT_LEFT_BEHIND, Error},
         files::write_atomically,
@@ -62,7 +64,7 @@ pub fn write(
 
 /// The exit code of a run: interrupted, then a cell without its cluster, then a failed
 /// case, then something left on the cluster.
-pub fn exit_code(reports: &[CellReport], interrupted: bool) -> i32 {
+pub fn exit_code(reports: &[CellReport], interrupted: bool, flaky: FlakyPolicy) -> i32 {
     if interrupted || reports.iter().any(|c| c.report.interrupted) {
         return EXIT_INTERRUPTED;
     }
@@ -72,7 +74,7 @@ pub fn exit_code(reports: &[CellReport], interrupted: bool) -> i32 {
     let failed = reports
         .iter()
         .flat_map(|c| &c.report.results)
-        .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error | Outcome::Interrupted));
+        .any(|r| r.outcome.is_failure() || (r.outcome == Outcome::Flaky && flaky == FlakyPolicy::Fail));
     match (failed, reports.iter().any(|c| c.left_behind().next().is_some())) {
         (true, _) => EXIT_CASE_FAILED,
         (false, true) => EXIT_LEFT_BEHIND,

@@ -3,26 +3,47 @@
 
 use std::path::Path;
 
-use crate::outcome::{CellReport, Outcome, RunReport};
+use crate::{
+    outcome::{CellReport, Outcome, RunReport},
+    suite::FlakyPolicy,
+};
 
 /// The table printed at the end of a run.
 pub fn summary(run: &RunReport) -> String {
     let name_width = run.results.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!("{:<name_width$}  {:<11}  {:>8}  REASON\n", "CASE", "OUTCOME", "TIME");
+    let mut out = format!("{:<name_width$}  {:<11}  {:<14}  {:>8}  REASON\n", "CASE", "OUTCOME", "CLASS", "TIME");
     for r in &run.results {
         let reason = r.reason.as_deref().unwrap_or("").lines().next().unwrap_or("");
-        out.push_str(&format!("{:<name_width$}  {:<11}  {:>7.1}s  {reason}\n", r.name, r.outcome.label(), r.seconds));
+        let class = r.class.map(|c| c.name()).unwrap_or("-");
+        let tries = if r.attempts.is_empty() { String::new() } else { format!(" ({} attempts)", r.attempts.len() + 1) };
+        out.push_str(&format!(
+            "{:<name_width$}  {:<11}  {class:<14}  {:>7.1}s  {reason}{tries}\n",
+            r.name,
+            r.outcome.label(),
+            r.seconds
+        ));
     }
     let count = |o: Outcome| run.results.iter().filter(|r| r.outcome == o).count();
     out.push_str(&format!(
-        "{} passed, {} failed, {} errors, {} skipped, {} interrupted in {:.1}s\n",
+        "{} passed, {} failed, {} errors, {} skipped, {} interrupted, {} flaky in {:.1}s\n",
         count(Outcome::Passed),
         count(Outcome::Failed),
         count(Outcome::Error),
         count(Outcome::Skipped),
         count(Outcome::Interrupted),
+        count(Outcome::Flaky),
         run.seconds
     ));
+    let mut classes: Vec<(&str, usize)> = crate::outcome::FailureClass::ALL
+        .iter()
+        .map(|c| (c.name(), run.results.iter().filter(|r| r.class == Some(*c)).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if !classes.is_empty() {
+        classes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let parts: Vec<String> = classes.iter().map(|(c, n)| format!("{n} {c}")).collect();
+        out.push_str(&format!("not passed, by class: {}\n", parts.join(", ")));
+    }
     out
 }
 
@@ -50,7 +71,7 @@ pub fn left_behind(items: &[&str]) -> String {
 }
 
 /// Prints the end of a run.
-pub fn print(reports: &[CellReport], changed: &[String], junit: &Path, artifacts: &Path) {
+pub fn print(reports: &[CellReport], changed: &[String], junit: &Path, artifacts: &Path, flaky: FlakyPolicy) {
     if !changed.is_empty() {
         println!("changed since the previous run: {}", changed.join(", "));
     }
@@ -66,6 +87,14 @@ pub fn print(reports: &[CellReport], changed: &[String], junit: &Path, artifacts
         if !left.is_empty() {
             println!("{}; `kubevet clean --run {}` deletes them", left_behind(&left), c.report.run_id);
         }
+    }
+    let flaky_cases = reports.iter().flat_map(|c| &c.report.results).filter(|r| r.outcome == Outcome::Flaky).count();
+    if flaky_cases > 0 {
+        let counted = match flaky {
+            FlakyPolicy::Pass => "they pass (flaky: pass)",
+            FlakyPolicy::Fail => "they fail the run (flaky: fail)",
+        };
+        println!("warning: {flaky_cases} flaky cases failed, then passed on a retry; {counted}");
     }
     println!("JUnit: {}  artifacts: {}", junit.display(), artifacts.display());
 }

@@ -7,16 +7,17 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
+use super::classify;
 use crate::{
     cluster::{
-        ApiError, Applied, Cluster, LABEL_CASE, LABEL_RUN,
+        Applied, Cluster, LABEL_CASE, LABEL_RUN,
         collect::{Collect, Evidence},
         label_value,
         wait::{Ending, Wait},
     },
     outcome::{CaseResult, Outcome, Phase},
     plan::Case,
-    suite::{Defaults, Expect, assertions::LogSource},
+    suite::{ClassRule, Defaults, Expect, FailureClass, assertions::LogSource},
     util::ids::random_hex,
 };
 
@@ -36,8 +37,11 @@ pub struct CaseRun<'a> {
     pub cluster: &'a Cluster,
     pub case: &'a Case,
     pub run_id: &'a str,
-    pub artifacts: PathBuf,
+    /// Where this attempt's evidence goes.
+    pub dir: PathBuf,
     pub defaults: &'a Defaults,
+    /// The suite's own failure-class rules.
+    pub rules: &'a [ClassRule],
     pub cancel: watch::Receiver<bool>,
 }
 
@@ -53,8 +57,7 @@ pub fn namespace_name(case: &Case) -> String {
 impl CaseRun<'_> {
     pub async fn run(self) -> (CaseResult, Option<Cleanup>) {
         let case = self.case;
-        let dir = self.artifacts.join(&case.id);
-        let mut result = CaseResult::new(case, dir.clone());
+        let mut result = CaseResult::new(case, self.dir.clone());
         let namespace = namespace_name(case);
         result.namespace = Some(namespace.clone());
         let mut clock = Instant::now();
@@ -81,7 +84,9 @@ impl CaseRun<'_> {
                 Ok(k) => order.push((k.namespaced, i)),
                 Err(e) => {
                     result.phases.push(Phase::since("apply", clock));
-                    result.finish(outcome_of(&e), Some(format!("apply: {e}")));
+                    let reason = format!("apply: {e}");
+                    let class = classify::with_rules(self.rules, &reason, &[], classify::rejected(&e));
+                    result.finish_as(outcome_of(class), Some(class), Some(reason));
                     return (result, Some(cleanup));
                 }
             }
@@ -111,8 +116,10 @@ impl CaseRun<'_> {
                 Err(e) => {
                     result.phases.push(Phase::since("apply", clock));
                     let line = case.objects[i].line;
-                    result.finish(outcome_of(&e), Some(format!("apply ({}:{line}): {e}", case.name)));
-                    self.collect_into(&mut result, &namespace, &applied, (vec![], None), false).await;
+                    let reason = format!("apply ({}:{line}): {e}", case.name);
+                    let evidence = self.collect_into(&mut result, &namespace, &applied, (vec![], None), false).await;
+                    let class = classify::with_rules(self.rules, &reason, &evidence.events, classify::rejected(&e));
+                    result.finish_as(outcome_of(class), Some(class), Some(reason));
                     return (result, Some(cleanup));
                 }
             }
@@ -162,25 +169,31 @@ impl CaseRun<'_> {
         for ((a, _), state) in watched.iter().zip(waited.workloads) {
             seen[*a] = state;
         }
+        let pod_states = pods.clone();
         let evidence = self.collect_into(&mut result, &namespace, &applied, (seen, Some(pods)), interrupted).await;
 
-        let (outcome, reason) = match (waited.ending, case.expect) {
+        use FailureClass::{Infrastructure, Test, Timeout};
+        let (outcome, class, reason) = match (waited.ending, case.expect) {
             (Ending::Succeeded(why), Expect::Success) => match self.check_logs(&evidence) {
-                Ok(()) => (Outcome::Passed, Some(why)),
-                Err((outcome, e)) => (outcome, Some(e)),
+                Ok(()) => (Outcome::Passed, None, why),
+                Err((Outcome::Error, e)) => (Outcome::Error, Some(Infrastructure), e),
+                Err((outcome, e)) => (outcome, Some(Test), e),
             },
             (Ending::Succeeded(why), Expect::Failure) => {
-                (Outcome::Failed, Some(format!("expected a failure, but it succeeded: {why}")))
+                (Outcome::Failed, Some(Test), format!("expected a failure, but it succeeded: {why}"))
             }
-            (Ending::Failed(why), Expect::Failure) => (Outcome::Passed, Some(format!("failed as expected: {why}"))),
-            (Ending::Failed(why) | Ending::Stuck(why) | Ending::TimedOut(why), _) => (Outcome::Failed, Some(why)),
-            (Ending::Interrupted, _) => (Outcome::Interrupted, Some("interrupted while it ran".into())),
-            (Ending::Broken(why), _) => (Outcome::Error, Some(why)),
+            (Ending::Failed(why), Expect::Failure) => (Outcome::Passed, None, format!("failed as expected: {why}")),
+            (Ending::Failed(why), _) => (Outcome::Failed, Some(classify::failed(&pod_states, &evidence.events)), why),
+            (Ending::Stuck(why), _) => (Outcome::Failed, Some(classify::stuck(&why)), why),
+            (Ending::TimedOut(why), _) => (Outcome::Failed, Some(Timeout), why),
+            (Ending::Interrupted, _) => (Outcome::Interrupted, None, "interrupted while it ran".into()),
+            (Ending::Broken(why), _) => (Outcome::Error, Some(Infrastructure), why),
         };
+        let class = class.map(|c| classify::with_rules(self.rules, &reason, &evidence.events, c));
         if outcome != Outcome::Passed {
             result.log_tail = evidence.failing_tail(30);
         }
-        result.finish(outcome, reason);
+        result.finish_as(outcome, class, Some(reason));
         (result, Some(cleanup))
     }
 
@@ -233,10 +246,10 @@ impl CaseRun<'_> {
     }
 }
 
-/// A request that failed because the cluster did (after its retries) leaves the case
-/// unjudged; one the server rejected is the example's failure.
-fn outcome_of(e: &ApiError) -> Outcome {
-    if e.infrastructure { Outcome::Error } else { Outcome::Failed }
+/// An apply the cluster did not take: the case is unjudged when the cluster failed (after
+/// its retries, or a quota), a failure of the example when the server rejected it.
+fn outcome_of(class: FailureClass) -> Outcome {
+    if class == FailureClass::Infrastructure { Outcome::Error } else { Outcome::Failed }
 }
 
 /// From the first container start to the last container finish among the pods, by the

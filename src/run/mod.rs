@@ -2,7 +2,10 @@
 //! starting cases on an interrupt (or on the first failure with fail-fast); clean every
 //! namespace up without holding a slot; wait until they are all gone.
 
+mod attempts;
 mod case;
+mod classify;
+mod cleanup;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -11,12 +14,15 @@ use tokio::{
     task::JoinSet,
     time::Instant,
 };
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, info_span};
 use tracing_indicatif::{span_ext::IndicatifSpanExt, style::ProgressStyle};
+
+use attempts::{Attempts, Breaker};
+use cleanup::clean_up;
 
 use crate::{
     cluster::Cluster,
-    outcome::{CaseResult, Outcome, Phase, RunReport},
+    outcome::{CaseResult, FailureClass, Outcome, RunReport},
     plan::Case,
     suite::Suite,
     util::ids::random_hex,
@@ -28,6 +34,8 @@ pub struct RunOptions {
     pub concurrency: Option<usize>,
     pub fail_fast: bool,
     pub keep_on_failure: bool,
+    /// GitHub Actions output: groups, annotations, the step summary.
+    pub github: bool,
 }
 
 /// The report of a run whose cases could not start (an operator failed to install).
@@ -73,29 +81,34 @@ pub async fn run(
     run_span.pb_start();
     let mut tasks = JoinSet::new();
     let cases: Vec<Arc<Case>> = cases.into_iter().map(Arc::new).collect();
+    let runnable = cases.iter().filter(|c| c.skip.is_none() && c.problem.is_none()).count();
+    let breaker = Arc::new(Breaker::new(runnable, suite.defaults.circuit_breaker));
+    // One watch over the run's namespaces, for every cleanup (between attempts too).
+    let namespaces = cluster.track_namespaces(&run_id);
+    let suite = Arc::new(suite.clone());
     for (index, case) in cases.iter().cloned().enumerate() {
         let cluster = cluster.clone();
         let slots = slots.clone();
         let mut cancel = cancel_rx.clone();
         let mut stop_starting = stop_starting_rx.clone();
         let stop_starting_tx = stop_starting_tx.clone();
-        let artifacts = options.artifacts.clone();
-        let defaults = suite.defaults.clone();
+        let (suite, breaker, namespaces) = (suite.clone(), breaker.clone(), namespaces.clone());
         let run_id = run_id.clone();
         let options = options.clone();
         let case_span = info_span!(parent: &run_span, "case", name = %case.name);
         tasks.spawn(async move {
-            let dir = artifacts.join(&case.id);
+            let dir = options.artifacts.join(&case.id);
             if let Some(reason) = &case.skip {
                 return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason.clone()), None);
             }
             if let Some(problem) = &case.problem {
-                let r = CaseResult::not_run(&case, dir, Outcome::Error, problem.clone());
+                let mut r = CaseResult::new(&case, dir);
+                r.finish_as(Outcome::Error, Some(FailureClass::Example), Some(problem.clone()));
                 r.write();
                 return (index, r, None);
             }
             let permit = tokio::select! {
-                permit = slots.acquire_owned() => permit.ok(),
+                permit = slots.clone().acquire_owned() => permit.ok(),
                 _ = cancel.wait_for(|c| *c) => None,
                 _ = stop_starting.wait_for(|s| s.is_some()) => None,
             };
@@ -106,33 +119,33 @@ pub async fn run(
                 };
                 return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason), None);
             };
-            info!(case = %case.name, "case starting");
-            let (result, cleanup) = case::CaseRun {
+            let (result, cleanup) = Attempts {
                 cluster: &cluster,
                 case: &case,
+                suite: &suite,
                 run_id: &run_id,
-                artifacts,
-                defaults: &defaults,
+                options: &options,
+                breaker: &breaker,
+                slots,
+                namespaces,
                 cancel: cancel.clone(),
+                span: case_span,
             }
-            .run()
-            .instrument(case_span)
+            .run(permit)
             .await;
-            drop(permit);
             info!(case = %case.name, outcome = result.outcome.label(), seconds = format!("{:.1}", result.seconds), reason = result.reason.as_deref().unwrap_or(""), "case ended");
             if options.fail_fast && matches!(result.outcome, Outcome::Failed | Outcome::Error) {
                 let _ = stop_starting_tx.send(Some(format!("not run: --fail-fast after {} failed", case.name)));
             }
             result.write();
             let keep = options.keep_on_failure && result.outcome != Outcome::Passed;
-            (index, result, cleanup.map(|c| (c, keep, defaults.cleanup_timeout)))
+            (index, result, cleanup.map(|c| (c, keep, suite.defaults.cleanup_timeout)))
         });
     }
 
     // Namespaces are deleted as cases end, without holding a slot; the run waits for them all.
     let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
     let mut cleanups = JoinSet::new();
-    let namespaces = cluster.track_namespaces(&run_id);
     let mut done = 0;
     while let Some(joined) = tasks.join_next().await {
         done += 1;
@@ -150,30 +163,15 @@ pub async fn run(
             Some((cleanup, false, timeout)) => {
                 let cluster = cluster.clone();
                 let mut namespaces = namespaces.clone();
+                let case_dir = options.artifacts.join(&cases[index].id);
+                let retried = cases[index].retries > 0;
                 cleanups.spawn(async move {
                     let mut result = result;
-                    let clock = Instant::now();
-                    let mut problems = Vec::new();
-                    for object in &cleanup.cluster_scoped {
-                        if let Err(e) = cluster.delete(object).await {
-                            warn!(object = %object.name, error = %e, "cannot delete a cluster-scoped object");
-                            result.left_behind.push(format!("{}/{}", object.kind.resource.kind, object.name));
-                            problems.push(e.message);
-                        }
-                    }
-                    if let Err(why) = cluster
-                        .delete_namespace(&cleanup.namespace, &cleanup.unfinished, &mut namespaces, timeout.0)
-                        .await
-                    {
-                        warn!(namespace = %cleanup.namespace, "{why}");
-                        result.left_behind.push(format!("namespace {}", cleanup.namespace));
-                        problems.push(why);
-                    }
-                    if !problems.is_empty() {
-                        result.cleanup = Some(problems.join("; "));
-                    }
-                    result.phases.push(Phase::since("cleanup", clock));
+                    clean_up(&cluster, &cleanup, &mut namespaces, timeout.0, &mut result).await;
                     result.write();
+                    if retried {
+                        result.write_to(&case_dir);
+                    }
                     (index, result)
                 });
             }

@@ -18,12 +18,15 @@ use crate::{
 };
 
 pub mod assertions;
+pub mod classes;
 mod cluster;
 pub mod images;
 mod operators;
 pub mod profile;
 
+pub use classes::{ClassRule, FailureClass};
 use cluster::ClusterFile;
+
 pub use cluster::{ClusterSettings, ContainerModule, Provider};
 use operators::OperatorFile;
 pub use operators::{GitSource, HelmChart, HelmInstall, KustomizeTarget, Operator, Source};
@@ -50,6 +53,16 @@ struct SuiteFile {
     operators: Option<Vec<OperatorFile>>,
     images: Option<Vec<ImageFile>>,
     cluster: Option<ClusterFile>,
+    classes: Option<Vec<ClassRuleFile>>,
+}
+
+/// A `classes:` entry: a regular expression over the reason and the events, and the class.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClassRuleFile {
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    class: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +141,21 @@ struct DefaultsFile {
     cleanup_timeout: Option<Dur>,
     resolve_ttl: Option<Dur>,
     api_retry: Option<ApiRetryFile>,
+    retries: Option<u32>,
+    retry_on: Option<Vec<Spanned<String>>>,
+    retry_backoff: Option<Dur>,
+    circuit_breaker: Option<Spanned<u32>>,
+    flaky: Option<FlakyPolicy>,
+}
+
+/// What a flaky case (failed, then passed on a retry) does to the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlakyPolicy {
+    /// It counts as passed, with a warning line.
+    Pass,
+    /// It fails the run (exit 1).
+    Fail,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +204,7 @@ struct ProfileFile {
     timeout: Option<Dur>,
     #[serde(default)]
     logs: Vec<Spanned<LogAssertionFile>>,
+    retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +237,7 @@ struct OverrideFile {
     profile: Option<Spanned<String>>,
     #[serde(default)]
     logs: Vec<Spanned<LogAssertionFile>>,
+    retries: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +253,15 @@ pub struct Defaults {
     /// not at all: a floating version is listed at every run.
     pub resolve_ttl: Dur,
     pub api_retry: ApiRetry,
+    /// Retries of a case that did not pass (over it: a profile's, an override's, `--retries`).
+    pub retries: u32,
+    /// Which failure classes are retried.
+    pub retry_on: Vec<FailureClass>,
+    /// The wait before the first retry; it doubles for each later one.
+    pub retry_backoff: Dur,
+    /// Stop retrying once more than this share (%) of the run's cases have failed.
+    pub circuit_breaker: u32,
+    pub flaky: FlakyPolicy,
 }
 
 /// Settings for the examples whose path (relative to the suite) matches `pattern`; later
@@ -236,6 +275,7 @@ pub struct Override {
     pub tier: Option<String>,
     pub profile: Option<String>,
     pub logs: Vec<LogAssertion>,
+    pub retries: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +293,8 @@ pub struct Suite {
     pub operators: Vec<Operator>,
     pub images: Vec<images::Image>,
     pub cluster: ClusterSettings,
+    /// The suite's own failure-class rules, before kubevet's.
+    pub classes: Vec<ClassRule>,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -345,6 +387,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             skip: o.skip.clone(),
             tier: o.tier.clone(),
             profile: o.profile.as_ref().map(|p| p.value.clone()),
+            retries: o.retries,
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
         });
     }
@@ -403,6 +446,28 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     if let Some(a) = retry.and_then(|r| r.attempts.as_ref()).filter(|a| a.value == 0) {
         return Err(at(&a.referenced, "attempts must be at least 1 (the first attempt counts)".into()));
     }
+    let class_of = |name: &Spanned<String>| {
+        FailureClass::parse(&name.value).ok_or_else(|| {
+            at(&name.referenced, format!("unknown failure class {:?}", name.value))
+                .with_hint("write one of test, timeout, infrastructure, example")
+        })
+    };
+    let retry_on = match &d.retry_on {
+        Some(names) => names.iter().map(class_of).collect::<Result<Vec<_>>>()?,
+        None => inherited
+            .as_ref()
+            .map(|i| i.retry_on.clone())
+            .unwrap_or_else(|| vec![FailureClass::Infrastructure, FailureClass::Timeout]),
+    };
+    if let Some(c) = d.circuit_breaker.as_ref().filter(|c| c.value == 0 || c.value > 100) {
+        return Err(at(&c.referenced, "circuitBreaker is a share of the run's cases, from 1 to 100 (%)".into()));
+    }
+    let mut classes = parent.as_ref().map(|p| p.classes.clone()).unwrap_or_default();
+    for rule in file.classes.iter().flatten() {
+        let pattern = Regex::new(&rule.pattern.value)
+            .map_err(|e| at(&rule.pattern.referenced, format!("invalid regular expression: {e}")))?;
+        classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
+    }
     let inherited_retry = inherited.as_ref().map(|i| i.api_retry).unwrap_or_default();
     let api_retry = ApiRetry {
         attempts: retry.and_then(|r| r.attempts.as_ref()).map(|a| a.value).unwrap_or(inherited_retry.attempts),
@@ -430,7 +495,18 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             cleanup_timeout: or(d.cleanup_timeout, |i| i.cleanup_timeout, 120),
             resolve_ttl: or(d.resolve_ttl, |i| i.resolve_ttl, 0),
             api_retry,
+            retries: d.retries.or(inherited.as_ref().map(|i| i.retries)).unwrap_or(0),
+            retry_on,
+            retry_backoff: or(d.retry_backoff, |i| i.retry_backoff, 5),
+            circuit_breaker: d
+                .circuit_breaker
+                .as_ref()
+                .map(|c| c.value)
+                .or(inherited.as_ref().map(|i| i.circuit_breaker))
+                .unwrap_or(50),
+            flaky: d.flaky.or(inherited.as_ref().map(|i| i.flaky)).unwrap_or(FlakyPolicy::Pass),
         },
+        classes,
         lint,
         root,
         profiles,
@@ -509,6 +585,7 @@ fn merge_profile(path: &Path, p: &ProfileFile, base: Option<&Profile>) -> Result
         timeout: p.timeout.or_else(|| base.and_then(|b| b.timeout)),
         default_timeout: base.map(|b| b.default_timeout).unwrap_or(Dur(std::time::Duration::from_secs(600))),
         logs: if logs.is_empty() { base.map(|b| b.logs.clone()).unwrap_or_default() } else { logs },
+        retries: p.retries.or_else(|| base.and_then(|b| b.retries)),
     })
 }
 

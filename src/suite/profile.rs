@@ -72,6 +72,8 @@ pub struct Profile {
     /// The framework's own default, used when neither the suite nor the example sets one.
     pub default_timeout: Dur,
     pub logs: Vec<LogAssertion>,
+    /// Retries for every example of this profile (over `defaults.retries`).
+    pub retries: Option<u32>,
 }
 
 impl Profile {
@@ -113,6 +115,7 @@ fn builtin(
         timeout: None,
         default_timeout: Dur(std::time::Duration::from_secs(minutes * 60)),
         logs: Vec::new(),
+        retries: None,
     }
 }
 

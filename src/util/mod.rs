@@ -5,6 +5,7 @@ pub mod command;
 pub mod duration;
 pub mod error;
 pub mod files;
+pub mod github;
 pub mod http;
 pub mod ids;
 pub mod interrupt;

@@ -1,0 +1,130 @@
+//! Why a case did not pass, as a class CI can act on: the workload's own failure (`test`),
+//! its timeout, the cluster's fault (`infrastructure`: a registry, an eviction, a node, the
+//! cluster's capacity, API errors beyond their retries, a quota) or the example's own mistake
+//! (`example`: rejected by validation, an unknown kind, an object it needs that is missing).
+//! The suite's rules (`classes:`) come first; kubevet's own read pod status and events.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::{
+    cluster::ApiError,
+    suite::{ClassRule, FailureClass, classes::by_rules},
+};
+
+/// Reasons of events that say the node or the cluster took the pod away.
+const NODE_EVENTS: &[&str] = &[
+    "Evicted",
+    "NodeNotReady",
+    "NodeHasDiskPressure",
+    "NodeHasMemoryPressure",
+    "NodeHasPIDPressure",
+    "TaintManagerEviction",
+    "Preempted",
+    "Preempting",
+    "DeletingNode",
+    "RemovingNode",
+    "NodeShutdown",
+    "Shutdown",
+    "OutOfcpu",
+    "OutOfmemory",
+];
+
+/// Image pull failures that say the image itself does not exist: the example names it wrong.
+const IMAGE_NOT_THERE: &[&str] =
+    &["manifest unknown", "not found", "repository does not exist", "no such image", "name unknown"];
+
+/// A workload that ran and failed: the test's failure, unless a pod was taken away by its
+/// node or the cluster (eviction, node pressure or loss, preemption).
+pub fn failed(pods: &[Pod], events: &[String]) -> FailureClass {
+    let evicted = pods.iter().filter_map(|p| p.status.as_ref()).any(|s| {
+        matches!(s.reason.as_deref(), Some("Evicted" | "NodeLost" | "Shutdown" | "Terminated"))
+            || s.conditions.iter().flatten().any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+    });
+    let node_trouble = events.iter().any(|line| NODE_EVENTS.iter().any(|reason| has_reason(line, reason)));
+    if evicted || node_trouble { FailureClass::Infrastructure } else { FailureClass::Test }
+}
+
+/// An event line (`<time> <type> <reason> <object>: <message>`) with this reason.
+fn has_reason(line: &str, reason: &str) -> bool {
+    line.split_whitespace().nth(2) == Some(reason)
+}
+
+/// A pod stuck beyond the grace period (the text is `pod P: REASON: message`).
+pub fn stuck(text: &str) -> FailureClass {
+    let reason = text.split(": ").nth(1).unwrap_or_default();
+    let message = text.to_lowercase();
+    match reason {
+        "ImagePullBackOff" | "ErrImagePull" if IMAGE_NOT_THERE.iter().any(|m| message.contains(m)) => {
+            FailureClass::Example
+        }
+        // A registry that is down, slow, rate-limiting or unreachable.
+        "ImagePullBackOff" | "ErrImagePull" => FailureClass::Infrastructure,
+        // A missing ConfigMap, Secret or key, a bad image name, a bad command.
+        "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError" => FailureClass::Example,
+        "Unschedulable" if message.contains("persistentvolumeclaim") && message.contains("not found") => {
+            FailureClass::Example
+        }
+        "Unschedulable" if message.contains("unbound immediate persistentvolumeclaims") => FailureClass::Example,
+        // Not enough CPU, memory or nodes of the kind asked for: the cluster's capacity.
+        _ => FailureClass::Infrastructure,
+    }
+}
+
+/// An object the API server would not take.
+pub fn rejected(error: &ApiError) -> FailureClass {
+    let message = error.message.to_lowercase();
+    if error.infrastructure || message.contains("exceeded quota") || message.contains("forbidden") {
+        FailureClass::Infrastructure
+    } else {
+        // Invalid (422), an unknown kind, a conflict with what the example itself declares.
+        FailureClass::Example
+    }
+}
+
+/// The suite's rules first (over the reason and the events), then kubevet's class.
+pub fn with_rules(rules: &[ClassRule], reason: &str, events: &[String], builtin: FailureClass) -> FailureClass {
+    let texts: Vec<&str> = std::iter::once(reason).chain(events.iter().map(String::as_str)).collect();
+    by_rules(rules, &texts).unwrap_or(builtin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuck_pods_are_told_apart() {
+        let c = stuck;
+        assert_eq!(
+            c("pod p: ErrImagePull: rpc error: dial tcp 127.0.0.1:1: connect: connection refused"),
+            FailureClass::Infrastructure
+        );
+        assert_eq!(c("pod p: ImagePullBackOff: manifest unknown: manifest unknown"), FailureClass::Example);
+        assert_eq!(c("pod p: CreateContainerConfigError: configmap \"x\" not found"), FailureClass::Example);
+        assert_eq!(c("pod p: Unschedulable: persistentvolumeclaim \"data\" not found"), FailureClass::Example);
+        assert_eq!(
+            c("pod p: Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."),
+            FailureClass::Infrastructure
+        );
+    }
+
+    #[test]
+    fn a_failure_after_an_eviction_is_the_clusters() {
+        let evicted = "2026-11-30T10:00:00Z Warning Evicted Pod/p: The node was low on resource: memory.".to_string();
+        assert_eq!(failed(&[], &[evicted]), FailureClass::Infrastructure);
+        let backoff =
+            "2026-11-30T10:00:00Z Warning BackoffLimitExceeded Job/j: Job has reached the specified backoff limit"
+                .to_string();
+        assert_eq!(failed(&[], &[backoff]), FailureClass::Test);
+    }
+
+    #[test]
+    fn the_suites_rules_come_first() {
+        let rules = vec![ClassRule {
+            pattern: regex::Regex::new("CUDA out of memory").expect("regex"),
+            class: FailureClass::Infrastructure,
+        }];
+        let events = vec!["… Warning BackOff Pod/p: RuntimeError: CUDA out of memory".to_string()];
+        assert_eq!(with_rules(&rules, "Failed: JobFailed", &events, FailureClass::Test), FailureClass::Infrastructure);
+        assert_eq!(with_rules(&rules, "Failed: JobFailed", &[], FailureClass::Test), FailureClass::Test);
+    }
+}

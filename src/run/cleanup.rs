@@ -1,0 +1,41 @@
+//! Deleting what a case made: its cluster-scoped objects, then its namespace (workloads that
+//! had not finished first), waiting until the namespace is gone. What stays is never silent:
+//! it goes into the result's `leftBehind` and `cleanup`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::case::Cleanup;
+use crate::{
+    cluster::{Cluster, NamespaceTracker},
+    outcome::{CaseResult, Phase},
+};
+
+pub(super) async fn clean_up(
+    cluster: &Cluster,
+    cleanup: &Cleanup,
+    namespaces: &mut NamespaceTracker,
+    timeout: Duration,
+    result: &mut CaseResult,
+) {
+    let clock = Instant::now();
+    let mut problems = Vec::new();
+    for object in &cleanup.cluster_scoped {
+        if let Err(e) = cluster.delete(object).await {
+            warn!(object = %object.name, error = %e, "cannot delete a cluster-scoped object");
+            result.left_behind.push(format!("{}/{}", object.kind.resource.kind, object.name));
+            problems.push(e.message);
+        }
+    }
+    if let Err(why) = cluster.delete_namespace(&cleanup.namespace, &cleanup.unfinished, namespaces, timeout).await {
+        warn!(namespace = %cleanup.namespace, "{why}");
+        result.left_behind.push(format!("namespace {}", cleanup.namespace));
+        problems.push(why);
+    }
+    if !problems.is_empty() {
+        result.cleanup = Some(problems.join("; "));
+    }
+    result.phases.push(Phase::since("cleanup", clock));
+}
