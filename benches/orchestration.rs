@@ -103,6 +103,7 @@ fn main() {
             concurrency: None,
             fail_fast: false,
             keep_on_failure: false,
+            github: false,
         };
         let report =
             run::run(&suite, cases, cluster.clone(), options, kubevet::util::interrupt::interrupt_signal()).await;
