@@ -105,8 +105,15 @@ fn main() {
             keep_on_failure: false,
             github: false,
         };
-        let report =
-            run::run(&suite, cases, cluster.clone(), options, kubevet::util::interrupt::interrupt_signal()).await;
+        let report = run::run(
+            &suite,
+            cases,
+            cluster.clone(),
+            options,
+            kubevet::util::interrupt::interrupt_signal(),
+            Arc::new(kubevet::outcome::Quiet),
+        )
+        .await;
         (report, cluster.requests() - requests0, cpu_ms() - cpu0, start.elapsed(), std::time::SystemTime::now())
     });
     let _ = helper.kill();

@@ -12,6 +12,7 @@ use kubevet::{
     },
     operators::render,
     plan,
+    report::terminal::ColorChoice,
     run::RunOptions,
     session::Session,
     suite::{self, Provider, Suite},
@@ -26,11 +27,32 @@ struct Cli {
     /// Log lines as text or JSON (on standard error).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// More detail in the log (repeat for more); RUST_LOG overrides.
+    /// Log lines on standard error: -v info, -vv debug (every retried request), -vvv trace;
+    /// RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto)]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for ColorChoice {
+    fn from(c: ColorArg) -> ColorChoice {
+        match c {
+            ColorArg::Auto => ColorChoice::Auto,
+            ColorArg::Always => ColorChoice::Always,
+            ColorArg::Never => ColorChoice::Never,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -251,30 +273,24 @@ enum Command {
     },
 }
 
-/// Log lines on standard error; on a terminal (text format), a live display of the running
-/// cases above them.
-fn init_logging(format: LogFormat, verbose: u8) {
+/// Log lines on standard error: as JSON (from info up), or as text only when asked for
+/// (`-v` info, `-vv` debug, `-vvv` trace; warnings always), since a run's own lines are the
+/// finished cases and the live area.
+fn init_logging(format: LogFormat, verbose: u8, color: ColorChoice) {
     use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
-    let default = match verbose {
-        0 => "kubevet=info",
-        1 => "kubevet=debug",
+    let default = match (format, verbose) {
+        (LogFormat::Json, 0) | (_, 1) => "kubevet=info",
+        (LogFormat::Text, 0) => "kubevet=warn",
+        (_, 2) => "kubevet=debug",
         _ => "kubevet=trace,kube=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init(),
-        LogFormat::Text if std::io::stderr().is_terminal() => {
-            let mut live = tracing_indicatif::IndicatifLayer::new();
-            let case_line = "{span_child_prefix}{spinner} {span_name}{{{span_fields}}} {elapsed}";
-            if let Ok(style) = tracing_indicatif::style::ProgressStyle::with_template(case_line) {
-                live = live.with_progress_style(style);
-            }
-            let lines = tracing_subscriber::fmt::layer().with_writer(live.get_stderr_writer());
-            registry.with(lines).with(live).init();
-        }
         LogFormat::Text => {
-            registry.with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::io::stderr)).init()
+            let ansi = color.enabled(std::io::stderr().is_terminal());
+            registry.with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).init()
         }
     }
 }
@@ -288,7 +304,7 @@ fn load_suite(path: Option<&std::path::Path>, refresh: bool) -> Result<Suite, Er
     Ok(suite)
 }
 
-fn run_suite(args: SuiteArgs, cluster: ClusterArgs, run: RunArgs) -> Result<i32, Error> {
+fn run_suite(args: SuiteArgs, cluster: ClusterArgs, run: RunArgs, color: ColorChoice) -> Result<i32, Error> {
     // Bad input is found before anything is created.
     let mut suite = load_suite(args.suite.as_deref(), run.refresh)?;
     cluster.apply(&mut suite)?;
@@ -302,6 +318,7 @@ fn run_suite(args: SuiteArgs, cluster: ClusterArgs, run: RunArgs) -> Result<i32,
         k8s_version: cluster.k8s_version,
         reuse: cluster.reuse,
         junit: run.junit,
+        color,
         options: RunOptions {
             artifacts: run.artifacts,
             concurrency: run.concurrency,
@@ -315,7 +332,8 @@ fn run_suite(args: SuiteArgs, cluster: ClusterArgs, run: RunArgs) -> Result<i32,
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.verbose);
+    let color = ColorChoice::from(cli.color);
+    init_logging(cli.log_format, cli.verbose, color);
     let outcome = match cli.command {
         Command::List { suite: args, output } => suite::load_found(args.suite.as_deref())
             .and_then(|suite| plan::list(&suite, args.selection(), matches!(output, Output::Json))),
@@ -339,7 +357,7 @@ fn main() -> ExitCode {
                 format,
             })
         }
-        Command::Run { suite, cluster, run } => run_suite(suite, cluster, run),
+        Command::Run { suite, cluster, run } => run_suite(suite, cluster, run, color),
         Command::Render { suite, operators, refresh } => {
             load_suite(suite.as_deref(), refresh).and_then(|suite| util::block_on(render::command(&suite, &operators))?)
         }

@@ -242,3 +242,23 @@ impl CellReport {
         self.report.results.iter().flat_map(|r| r.left_behind.iter().map(String::as_str))
     }
 }
+
+/// What the runner tells whoever shows a run as it goes (a terminal, or nothing): a case
+/// started (or started again), its phase changed, it ended.
+pub trait Progress: Send + Sync {
+    fn started(&self, case: &str, attempt: u32, timeout: &str);
+    fn phase(&self, case: &str, phase: &str);
+    fn finished(&self, result: &CaseResult);
+    /// What the run does besides its cases (deleting namespaces at the end).
+    fn note(&self, text: &str);
+}
+
+/// Shows nothing (benchmarks, tests of the runner).
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn started(&self, _: &str, _: u32, _: &str) {}
+    fn phase(&self, _: &str, _: &str) {}
+    fn finished(&self, _: &CaseResult) {}
+    fn note(&self, _: &str) {}
+}

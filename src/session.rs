@@ -3,7 +3,7 @@
 //! cluster, its images, its operators and its cases, and gives its cluster back; the reports
 //! cover every cell.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{io::IsTerminal, path::PathBuf, sync::Arc};
 
 use tokio::sync::watch;
 
@@ -21,7 +21,10 @@ use crate::{
     },
     outcome::{CaseResult, CellReport, Outcome},
     plan::Case,
-    report,
+    report::{
+        self,
+        terminal::{ColorChoice, Terminal},
+    },
     run::{self, RunOptions},
     suite::{Suite, images::Retag},
     util::{command, error::Error, files::copy_tree},
@@ -34,6 +37,8 @@ pub struct Session {
     pub k8s_version: Option<String>,
     pub reuse: bool,
     pub junit: Option<PathBuf>,
+    /// Colour on the terminal (`--color`).
+    pub color: ColorChoice,
     /// Its `artifacts` is the run's folder; each cell's cases go to a sub-folder in a matrix.
     pub options: RunOptions,
 }
@@ -154,6 +159,8 @@ impl Session {
         let run_file = report::run_file(reports, &ledger, &rendered, &changed);
         let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
         report::write(&self.options.artifacts, &junit_path, &suite.name, reports, &properties, &run_file)?;
+        let results: Vec<&CaseResult> = reports.iter().flat_map(|c| &c.report.results).collect();
+        print!("{}", report::terminal::failures(&results, self.color.enabled(std::io::stdout().is_terminal())));
         if self.options.github {
             print!("{}", report::github::log(reports));
             report::github::append_step_summary(reports, &changed);
@@ -302,7 +309,12 @@ impl Session {
         let options = RunOptions { artifacts: dir.to_path_buf(), ..self.options.clone() };
         let mut report = match failed_install {
             Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),
-            None => run::run(suite, cases.to_vec(), cluster.clone(), options, cancel).await,
+            None => {
+                let terminal = Arc::new(Terminal::new(cases.len(), self.color));
+                let report = run::run(suite, cases.to_vec(), cluster.clone(), options, cancel, terminal.clone()).await;
+                terminal.finish();
+                report
+            }
         };
         // Operator logs cover the whole run: collected again at its end, and put beside the
         // evidence of every case that did not pass, where whoever reads it looks first.

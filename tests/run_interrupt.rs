@@ -24,6 +24,8 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
         .arg(dir.path().join("artifacts"))
         .arg("--junit")
         .arg(&junit_path)
+        // Info log lines, to know when cases start.
+        .arg("-v")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -209,6 +209,8 @@ fn an_interrupt_deletes_the_cluster_and_reports_every_cell() {
         .arg(suite_dir.join("kubevet.yaml"))
         .arg("--artifacts")
         .arg(&artifacts)
+        // Info log lines, to know when the case starts.
+        .arg("-v")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -70,6 +70,8 @@ pub struct Wait<'a> {
     pub timeout: Duration,
     pub grace: Duration,
     pub cancel: watch::Receiver<bool>,
+    /// Told once, when the first pod runs.
+    pub on_running: Option<&'a (dyn Fn() + Sync)>,
 }
 
 impl Wait<'_> {
@@ -102,7 +104,13 @@ impl Wait<'_> {
                             break ending;
                         }
                     }
-                    Some(Change::Pod(pod)) => state.pod_changed(&pod),
+                    Some(Change::Pod(pod)) => {
+                        let was_running = state.running_since.is_some();
+                        state.pod_changed(&pod);
+                        if !was_running && state.running_since.is_some() && let Some(told) = self.on_running {
+                            told();
+                        }
+                    }
                     Some(Change::Failed(e)) => {
                         // The watcher retries by itself; a lasting failure ends at the timeout.
                         tracing::debug!(error = %e, "watch error");

@@ -216,6 +216,7 @@ impl Install<'_> {
             timeout: op.timeout,
             grace: self.grace,
             cancel: self.cancel.clone(),
+            on_running: None,
         }
         .run()
         .await;

@@ -7,6 +7,7 @@
 pub mod github;
 pub mod junit;
 pub mod summary;
+pub mod terminal;
 
 use std::path::Path;
 
@@ -79,5 +80,56 @@ pub fn exit_code(reports: &[CellReport], interrupted: bool, flaky: FlakyPolicy) 
         (true, _) => EXIT_CASE_FAILED,
         (false, true) => EXIT_LEFT_BEHIND,
         (false, false) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{cluster::provision::Cell, outcome::CaseResult};
+
+    fn cell(outcomes: &[Outcome]) -> CellReport {
+        let results = outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let mut r = CaseResult::named(&format!("c{i}"), &format!("examples/c{i}.yaml"), "job", "a".into());
+                r.finish(*o, Some(format!("reason {i} | with a pipe")));
+                r
+            })
+            .collect();
+        CellReport {
+            cell: Cell { version: None, image: None, kind_cluster: None },
+            server_version: "v1.20.2".into(),
+            report: crate::outcome::RunReport {
+                run_id: "r".into(),
+                properties: Vec::new(),
+                results,
+                interrupted: false,
+                seconds: 1.0,
+            },
+            requests: Default::default(),
+            infrastructure_failed: false,
+        }
+    }
+
+    #[test]
+    fn a_flaky_case_fails_the_run_only_when_the_policy_says_so() {
+        let reports = [cell(&[Outcome::Passed, Outcome::Flaky])];
+        assert_eq!(exit_code(&reports, false, FlakyPolicy::Pass), 0);
+        assert_eq!(exit_code(&reports, false, FlakyPolicy::Fail), EXIT_CASE_FAILED);
+        assert_eq!(exit_code(&[cell(&[Outcome::Passed, Outcome::Failed])], false, FlakyPolicy::Pass), EXIT_CASE_FAILED);
+    }
+
+    #[test]
+    fn the_step_summary_stays_within_githubs_limit_failures_first() {
+        let mut outcomes = vec![Outcome::Passed; 20_000];
+        outcomes.push(Outcome::Failed);
+        let summary = github::step_summary(&[cell(&outcomes)], &[]);
+        assert!(summary.len() <= github::SUMMARY_LIMIT, "{} bytes", summary.len());
+        let first_row = summary.lines().find(|l| l.starts_with("| FAIL") || l.starts_with("| PASS"));
+        assert_eq!(first_row.map(|r| r.starts_with("| FAIL | examples/c20000.yaml")), Some(true));
+        assert!(summary.contains("more cases not shown (GitHub's summary limit)"));
+        assert!(summary.contains("reason 20000 \\| with a pipe"), "pipes escaped in table cells");
     }
 }

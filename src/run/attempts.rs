@@ -14,12 +14,12 @@ use std::{
 };
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tracing::{Instrument, Span, info, warn};
+use tracing::{info, warn};
 
 use super::{RunOptions, case, cleanup::clean_up};
 use crate::{
     cluster::{Cluster, NamespaceTracker},
-    outcome::{Attempt, CaseResult, Outcome},
+    outcome::{Attempt, CaseResult, Outcome, Progress},
     plan::Case,
     suite::Suite,
 };
@@ -69,7 +69,7 @@ pub(super) struct Attempts<'a> {
     pub slots: Arc<Semaphore>,
     pub namespaces: NamespaceTracker,
     pub cancel: watch::Receiver<bool>,
-    pub span: Span,
+    pub progress: &'a dyn Progress,
 }
 
 impl Attempts<'_> {
@@ -88,6 +88,7 @@ impl Attempts<'_> {
             number += 1;
             let dir = if tries > 1 { case_dir.join(format!("attempt-{number}")) } else { case_dir.clone() };
             info!(case = %case.name, attempt = number, "case starting");
+            self.progress.started(&case.name, number, &case.timeout.to_string());
             let (mut result, cleanup) = case::CaseRun {
                 cluster: self.cluster,
                 case,
@@ -95,10 +96,10 @@ impl Attempts<'_> {
                 dir,
                 defaults,
                 rules: &self.suite.classes,
+                progress: self.progress,
                 cancel: self.cancel.clone(),
             }
             .run()
-            .instrument(self.span.clone())
             .await;
             let failed = result.outcome.is_failure() && result.outcome != Outcome::Interrupted;
             if failed && number == 1 {

@@ -15,7 +15,7 @@ use crate::{
         label_value,
         wait::{Ending, Wait},
     },
-    outcome::{CaseResult, Outcome, Phase},
+    outcome::{CaseResult, Outcome, Phase, Progress},
     plan::Case,
     suite::{ClassRule, Defaults, Expect, FailureClass, assertions::LogSource},
     util::ids::random_hex,
@@ -42,6 +42,7 @@ pub struct CaseRun<'a> {
     pub defaults: &'a Defaults,
     /// The suite's own failure-class rules.
     pub rules: &'a [ClassRule],
+    pub progress: &'a dyn Progress,
     pub cancel: watch::Receiver<bool>,
 }
 
@@ -61,6 +62,7 @@ impl CaseRun<'_> {
         let namespace = namespace_name(case);
         result.namespace = Some(namespace.clone());
         let mut clock = Instant::now();
+        self.progress.phase(&case.name, "apply");
         let labels = BTreeMap::from([
             (LABEL_RUN.to_string(), self.run_id.to_string()),
             (LABEL_CASE.to_string(), label_value(&case.id)),
@@ -126,6 +128,8 @@ impl CaseRun<'_> {
         }
         result.phases.push(Phase::since("apply", clock));
         clock = Instant::now();
+        self.progress.phase(&case.name, "scheduling");
+        let on_running = || self.progress.phase(&case.name, "running");
 
         let watched: Vec<(usize, &crate::suite::profile::Profile)> =
             case.workloads.iter().filter_map(|w| applied_index[w.object].map(|a| (a, &w.profile))).collect();
@@ -137,6 +141,7 @@ impl CaseRun<'_> {
             timeout: case.timeout.0,
             grace: self.defaults.failure_grace.0,
             cancel: self.cancel.clone(),
+            on_running: Some(&on_running),
         }
         .run()
         .await;
@@ -207,6 +212,7 @@ impl CaseRun<'_> {
         hurry: bool,
     ) -> Evidence {
         let clock = Instant::now();
+        self.progress.phase(&self.case.name, "collecting");
         let collect = Collect {
             cluster: self.cluster,
             dir: result.artifacts.clone(),

@@ -14,15 +14,14 @@ use tokio::{
     task::JoinSet,
     time::Instant,
 };
-use tracing::{info, info_span};
-use tracing_indicatif::{span_ext::IndicatifSpanExt, style::ProgressStyle};
+use tracing::info;
 
 use attempts::{Attempts, Breaker};
 use cleanup::clean_up;
 
 use crate::{
     cluster::Cluster,
-    outcome::{CaseResult, FailureClass, Outcome, RunReport},
+    outcome::{CaseResult, FailureClass, Outcome, Progress, RunReport},
     plan::Case,
     suite::Suite,
     util::ids::random_hex,
@@ -62,6 +61,7 @@ pub async fn run(
     cluster: Arc<Cluster>,
     options: RunOptions,
     cancel_rx: watch::Receiver<bool>,
+    progress: Arc<dyn Progress>,
 ) -> RunReport {
     let started = Instant::now();
     let run_id = random_hex(8);
@@ -71,14 +71,6 @@ pub async fn run(
     let stop_starting_tx = Arc::new(stop_starting_tx);
     info!(run = %run_id, cases = cases.len(), concurrency, server = %cluster.server_version, "run starting");
 
-    // On a terminal the run span is a live counter and each case span a live line under it.
-    let run_span = info_span!("run", id = %run_id);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos}/{len} cases done, {msg} [{elapsed}]") {
-        run_span.pb_set_style(&style);
-    }
-    run_span.pb_set_length(cases.len() as u64);
-    run_span.pb_set_message(&format!("concurrency {concurrency}"));
-    run_span.pb_start();
     let mut tasks = JoinSet::new();
     let cases: Vec<Arc<Case>> = cases.into_iter().map(Arc::new).collect();
     let runnable = cases.iter().filter(|c| c.skip.is_none() && c.problem.is_none()).count();
@@ -95,8 +87,10 @@ pub async fn run(
         let (suite, breaker, namespaces) = (suite.clone(), breaker.clone(), namespaces.clone());
         let run_id = run_id.clone();
         let options = options.clone();
-        let case_span = info_span!(parent: &run_span, "case", name = %case.name);
+        let progress = progress.clone();
         tasks.spawn(async move {
+            let told = progress.clone();
+            let (index, result, cleanup) = async move {
             let dir = options.artifacts.join(&case.id);
             if let Some(reason) = &case.skip {
                 return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason.clone()), None);
@@ -129,7 +123,7 @@ pub async fn run(
                 slots,
                 namespaces,
                 cancel: cancel.clone(),
-                span: case_span,
+                progress: progress.as_ref(),
             }
             .run(permit)
             .await;
@@ -140,16 +134,17 @@ pub async fn run(
             result.write();
             let keep = options.keep_on_failure && result.outcome != Outcome::Passed;
             (index, result, cleanup.map(|c| (c, keep, suite.defaults.cleanup_timeout)))
+            }
+            .await;
+            told.finished(&result);
+            (index, result, cleanup)
         });
     }
 
     // Namespaces are deleted as cases end, without holding a slot; the run waits for them all.
     let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
     let mut cleanups = JoinSet::new();
-    let mut done = 0;
     while let Some(joined) = tasks.join_next().await {
-        done += 1;
-        run_span.pb_set_position(done);
         let Ok((index, result, cleanup)) = joined else {
             continue;
         };
@@ -177,6 +172,9 @@ pub async fn run(
             }
             None => results[index] = Some(result),
         }
+    }
+    if !cleanups.is_empty() {
+        progress.note(&format!("deleting {} namespaces", cleanups.len()));
     }
     while let Some(joined) = cleanups.join_next().await {
         if let Ok((index, result)) = joined {
