@@ -85,6 +85,10 @@ fn classes_retries_and_flaky_verdicts() {
         pvc["properties"].get("attempts").is_none()
             && reruns["examples/missing-pvc.yaml"]["reruns"] == Value::Array(vec![])
     );
+    let big = case(&cases, "examples/too-big.yaml");
+    assert_eq!(big["properties"]["class"], "example", "more than any node has is the example's: {big}");
+    assert!(big["message"].as_str().unwrap_or("").contains("asks for 1000 cpu, more than any node can give"), "{big}");
+    assert!(big["properties"].get("attempts").is_none());
     let logs = case(&cases, "examples/log-assertion.yaml");
     assert_eq!(logs["properties"]["class"], "test");
     assert!(logs["message"].as_str().unwrap_or("").starts_with("test: log assertion failed"), "{logs}");

@@ -382,6 +382,20 @@ impl Cluster {
             .map_err(|e| e.to_string())
     }
 
+    /// What each node can give pods (`status.allocatable`).
+    pub async fn node_allocatable(&self) -> Result<Vec<BTreeMap<String, String>>, ApiError> {
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let nodes = api.list(&ListParams::default()).await.map_err(|e| ApiError::new("listing nodes", &e))?;
+        Ok(nodes
+            .items
+            .into_iter()
+            .map(|n| {
+                let allocatable = n.status.and_then(|s| s.allocatable).unwrap_or_default();
+                allocatable.into_iter().map(|(k, q)| (k, q.0)).collect()
+            })
+            .collect())
+    }
+
     pub async fn list_pods(&self, namespace: &str) -> Result<Vec<Pod>, String> {
         self.pods(namespace).list(&ListParams::default()).await.map(|l| l.items).map_err(|e| describe(&e))
     }

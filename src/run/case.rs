@@ -189,7 +189,19 @@ impl CaseRun<'_> {
             }
             (Ending::Failed(why), Expect::Failure) => (Outcome::Passed, None, format!("failed as expected: {why}")),
             (Ending::Failed(why), _) => (Outcome::Failed, Some(classify::failed(&pod_states, &evidence.events)), why),
-            (Ending::Stuck(why), _) => (Outcome::Failed, Some(classify::stuck(&why)), why),
+            (Ending::Stuck(why), _) => {
+                let mut class = classify::stuck(&why);
+                let mut why = why;
+                // Not enough room: the cluster's, unless the pod asks for more than any node has.
+                if why.contains("Insufficient")
+                    && let Ok(nodes) = self.cluster.node_allocatable().await
+                    && let Some(beyond) = classify::beyond_every_node(&pod_states, &nodes)
+                {
+                    class = FailureClass::Example;
+                    why = format!("{why} ({beyond})");
+                }
+                (Outcome::Failed, Some(class), why)
+            }
             (Ending::TimedOut(why), _) => (Outcome::Failed, Some(Timeout), why),
             (Ending::Interrupted, _) => (Outcome::Interrupted, None, "interrupted while it ran".into()),
             (Ending::Broken(why), _) => (Outcome::Error, Some(Infrastructure), why),
