@@ -98,6 +98,10 @@ pub struct CaseResult {
     pub collect_problems: Vec<String>,
     #[serde(skip)]
     started: Instant,
+    /// A retried case's own folder: `write` keeps a `result.json` with every attempt there,
+    /// besides the one in this attempt's folder.
+    #[serde(skip)]
+    pub case_dir: Option<PathBuf>,
     /// The example file and the line of its workload, for annotations.
     #[serde(skip)]
     pub source: Option<(PathBuf, u64)>,
@@ -143,6 +147,7 @@ impl CaseResult {
             collect_problems: Vec::new(),
             started: Instant::now(),
             source: None,
+            case_dir: None,
             ended: None,
             finished_at: None,
         }
@@ -196,12 +201,15 @@ impl CaseResult {
         r
     }
 
+    /// `result.json` in the result's folder (and, for a retried case, in the case's).
     pub(crate) fn write(&self) {
-        self.write_to(&self.artifacts.clone());
+        self.write_to(&self.artifacts);
+        if let Some(dir) = &self.case_dir {
+            self.write_to(dir);
+        }
     }
 
-    /// `result.json` in `dir` (a retried case writes one per attempt and one for the case).
-    pub(crate) fn write_to(&self, dir: &std::path::Path) {
+    fn write_to(&self, dir: &std::path::Path) {
         if self.outcome == Outcome::Skipped {
             return;
         }

@@ -253,8 +253,7 @@ impl Session {
         } else if provisioned.container.is_some() && !built.is_empty() {
             tracing::warn!("built images are not loaded into a container cluster: KWOK runs no containers");
         }
-        let retry = suite.defaults.api_retry;
-        let policy = RetryPolicy { attempts: retry.attempts, budget: retry.budget.0, ..RetryPolicy::default() };
+        let policy = RetryPolicy::from(suite.defaults.api_retry);
         let cluster = Arc::new(
             Cluster::connect_with(provisioned.kubeconfig.as_deref(), provisioned.context.as_deref(), policy)
                 .await

@@ -120,9 +120,9 @@ fn a_failing_pytorchjob_ends_at_once_with_the_operator_reason_and_the_failing_lo
 fn a_tfjob_that_never_finishes_times_out_naming_its_phase(run: &Run) {
     let c = case(&run.cases, "examples/hanging-tfjob.yaml");
     assert_eq!(c["result"], "failure");
-    assert_eq!(c["message"], "timeout: timed out after 15s while Running");
+    assert_eq!(c["message"], "timeout: timed out after 30s while Running");
     assert_eq!(c["properties"]["class"], "timeout");
-    assert_eq!(c["properties"]["timeout"], "15s");
+    assert_eq!(c["properties"]["timeout"], "30s");
 }
 
 fn a_missing_image_fails_fast_with_the_pods_reason(run: &Run) {

@@ -31,6 +31,8 @@ use serde::Serialize;
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tracing::debug;
 
+use crate::suite::ApiRetry;
+
 /// A response body as kube's client stack passes it on.
 pub type DynBody = Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send + Unpin>;
 
@@ -49,11 +51,12 @@ pub struct RetryPolicy {
     pub attempt_timeout: Duration,
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
+/// The suite's `defaults.apiRetry` (attempts and budget; its defaults are the policy's).
+impl From<ApiRetry> for RetryPolicy {
+    fn from(retry: ApiRetry) -> Self {
         RetryPolicy {
-            attempts: 6,
-            budget: Duration::from_secs(60),
+            attempts: retry.attempts,
+            budget: retry.budget.0,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(30),
@@ -61,12 +64,19 @@ impl Default for RetryPolicy {
     }
 }
 
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        ApiRetry::default().into()
+    }
+}
+
 impl RetryPolicy {
     /// The wait before retry number `retry` (1 for the first): exponential with "full
-    /// jitter" (a random share between half and all of it), or what the server asked for.
+    /// jitter" (a random share between half and all of it), or what the server asked for
+    /// (the budget decides whether that wait is worth it).
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(asked) = retry_after {
-            return asked.min(self.max_delay.max(Duration::from_secs(1)) * 4);
+            return asked;
         }
         let exponential = self.base_delay.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(self.max_delay);
         let mut byte = [0u8; 1];
@@ -115,22 +125,6 @@ impl RequestCounts {
             text.push_str(&format!("; {} still failed after their retries", self.exhausted));
         }
         Some(text)
-    }
-
-    /// The counts since `earlier`.
-    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
-        let mut retried = self.retried.clone();
-        for (why, n) in &earlier.retried {
-            if let Some(now) = retried.get_mut(why) {
-                *now = now.saturating_sub(*n);
-            }
-        }
-        retried.retain(|_, n| *n > 0);
-        RequestCounts {
-            sent: self.sent.saturating_sub(earlier.sent),
-            retried,
-            exhausted: self.exhausted.saturating_sub(earlier.exhausted),
-        }
     }
 }
 
@@ -332,10 +326,9 @@ impl Service<Request<Body>> for Retrying {
             let repeatable = req.method() != Method::POST;
             let timeout = (!is_stream(&req)).then_some(policy.attempt_timeout);
             let spare = copy(&req);
-            let mut next = Some(req);
+            let mut req = req;
             let mut number = 1;
             loop {
-                let Some(req) = next.take() else { unreachable!("a request is set before each attempt") };
                 let again = if number < policy.attempts { spare.as_ref().and_then(copy) } else { None };
                 stats.sent.fetch_add(1, Ordering::Relaxed);
                 let (fault, result) = match attempt(&inner, req, timeout).await {
@@ -352,11 +345,11 @@ impl Service<Request<Body>> for Retrying {
                 let delay = policy.delay(number, fault.retry_after);
                 let safe = repeatable || !fault.maybe_processed;
                 match again {
-                    Some(req) if safe && policy.allows(number, started.elapsed(), delay) => {
+                    Some(copied) if safe && policy.allows(number, started.elapsed(), delay) => {
                         debug!(request = %what, attempt = number, reason = %fault.reason, wait_ms = delay.as_millis() as u64, "retrying a request");
                         stats.record_retry(&fault.reason);
                         tokio::time::sleep(delay).await;
-                        next = Some(req);
+                        req = copied;
                         number += 1;
                     }
                     _ => {
@@ -439,14 +432,15 @@ mod tests {
     }
 
     #[test]
-    fn counts_since_a_moment() {
+    fn counts_say_how_many_and_why() {
         let stats = RequestStats::default();
         stats.record_retry("HTTP 503");
-        let before = stats.counts();
         stats.record_retry("HTTP 503");
         stats.record_retry("HTTP 429");
-        let since = stats.counts().since(&before);
-        assert_eq!(since.retries(), 2);
-        assert_eq!(since.describe_retries().as_deref(), Some("2 API requests retried (HTTP 429: 1, HTTP 503: 1)"));
+        assert_eq!(stats.counts().retries(), 3);
+        assert_eq!(
+            stats.counts().describe_retries().as_deref(),
+            Some("3 API requests retried (HTTP 429: 1, HTTP 503: 2)")
+        );
     }
 }

@@ -120,10 +120,6 @@ impl Terminal {
             }
         }
     }
-
-    pub fn color(&self) -> bool {
-        self.color
-    }
 }
 
 impl Progress for Terminal {

@@ -121,10 +121,8 @@ impl Attempts<'_> {
                 }
                 result.attempts = earlier;
                 result.left_behind.splice(0..0, left_behind);
-                if tries > 1 {
-                    // The case's own result.json sums up its attempts; each has its own too.
-                    result.write_to(&case_dir);
-                }
+                // The case's own result.json sums up its attempts; each has its own too.
+                result.case_dir = (tries > 1).then_some(case_dir);
                 return (result, cleanup);
             }
             // This attempt is cleaned up before the next starts, without holding a slot.

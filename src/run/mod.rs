@@ -158,15 +158,10 @@ pub async fn run(
             Some((cleanup, false, timeout)) => {
                 let cluster = cluster.clone();
                 let mut namespaces = namespaces.clone();
-                let case_dir = options.artifacts.join(&cases[index].id);
-                let retried = cases[index].retries > 0;
                 cleanups.spawn(async move {
                     let mut result = result;
                     clean_up(&cluster, &cleanup, &mut namespaces, timeout.0, &mut result).await;
                     result.write();
-                    if retried {
-                        result.write_to(&case_dir);
-                    }
                     (index, result)
                 });
             }
