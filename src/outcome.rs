@@ -69,6 +69,49 @@ impl Phase {
     }
 }
 
+/// How one scenario step or one check of a case went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepOutcome {
+    Passed,
+    Failed,
+    /// It could not be judged: the cluster failed, or the expression could not be evaluated.
+    Error,
+    /// Not run: an earlier step failed.
+    Skipped,
+}
+
+/// One scenario step (in `steps`, `catch` or `finally`) or one user check (`checks`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub section: &'static str,
+    pub name: String,
+    /// apply, assert, error, wait, script, exec, logs, delete, or the check's kind.
+    pub action: &'static str,
+    pub outcome: StepOutcome,
+    pub seconds: f64,
+    /// What it saw: on failure why, and for a script or exec its output's tail.
+    pub detail: Option<String>,
+}
+
+impl StepReport {
+    /// `steps "job running" (assert): failed in 3.1s: …`, for `<system-out>`.
+    pub fn line(&self) -> String {
+        let outcome = match self.outcome {
+            StepOutcome::Passed => "passed",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Error => "error",
+            StepOutcome::Skipped => "skipped",
+        };
+        let mut line = format!("{} {:?} ({}): {outcome} in {:.1}s", self.section, self.name, self.action, self.seconds);
+        if let Some(detail) = &self.detail {
+            line.push_str(": ");
+            line.push_str(detail);
+        }
+        line
+    }
+}
+
 /// What became of one case; written as `result.json` and read by the reports.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,6 +129,8 @@ pub struct CaseResult {
     pub tier: Option<String>,
     pub namespace: Option<String>,
     pub phases: Vec<Phase>,
+    /// A scenario's steps and the case's checks, in the order they ran.
+    pub steps: Vec<StepReport>,
     pub seconds: f64,
     pub pods: Vec<String>,
     pub cluster_scoped: Vec<String>,
@@ -137,6 +182,7 @@ impl CaseResult {
             tier: None,
             namespace: None,
             phases: Vec::new(),
+            steps: Vec::new(),
             seconds: 0.0,
             pods: Vec::new(),
             cluster_scoped: Vec::new(),

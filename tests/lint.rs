@@ -51,12 +51,9 @@ fn real_upstream_examples_lint_with_the_expected_findings() {
     let expected: Vec<(&str, u64, &str)> = vec![
         // The compiled pipeline the KFP API server rejects: empty pipelineInfo.name.
         ("invalid-no_name.yaml", 16, "kfp-pipeline"),
-        // Trainer v2: valid; their CEL rules are reported as not checked.
-        ("01-multi-node.yaml", 31, "not-checked"),
-        ("torch_distributed-runtime.yaml", 16, "not-checked"),
+        // Trainer v2: valid, their CRDs' CEL rules (evaluated offline) included.
         ("torch_distributed-runtime.yaml", 37, "no-resource-requests"),
         // Training operator v1: namespace kubeflow hard-coded, OnFailure, no requests, Always pulls, :latest.
-        ("pytorch-simple.yaml", 2, "not-checked"),
         ("pytorch-simple.yaml", 5, "hard-coded-namespace"),
         ("pytorch-simple.yaml", 10, "restart-policy-hides-failures"),
         ("pytorch-simple.yaml", 14, "no-resource-requests"),
@@ -64,12 +61,10 @@ fn real_upstream_examples_lint_with_the_expected_findings() {
         ("pytorch-simple.yaml", 23, "restart-policy-hides-failures"),
         ("pytorch-simple.yaml", 27, "no-resource-requests"),
         ("pytorch-simple.yaml", 29, "pull-always-unpinned"),
-        ("tensorflow-simple.yaml", 2, "not-checked"),
         ("tensorflow-simple.yaml", 5, "hard-coded-namespace"),
         ("tensorflow-simple.yaml", 10, "restart-policy-hides-failures"),
         ("tensorflow-simple.yaml", 14, "no-resource-requests"),
         ("tensorflow-simple.yaml", 15, "image-not-pinned"),
-        ("xgboostjob.yaml", 2, "not-checked"),
         ("xgboostjob.yaml", 13, "no-resource-requests"),
         ("xgboostjob.yaml", 14, "image-not-pinned"),
         ("xgboostjob.yaml", 18, "pull-always-unpinned"),
@@ -90,7 +85,7 @@ fn real_upstream_examples_lint_with_the_expected_findings() {
 fn an_unknown_field_deep_in_a_pod_template_is_found_on_its_line() {
     let (code, report) = lint_json(&["tests/fixtures/lint/pytorchjob-typo.yaml"]);
     assert_eq!(code, 1);
-    let f = &report["findings"].as_array().expect("findings")[1];
+    let f = &report["findings"].as_array().expect("findings")[0];
     assert_eq!(f["rule"], "schema");
     assert_eq!((f["line"].as_u64(), f["column"].as_u64()), (Some(20), Some(15)));
     let message = f["message"].as_str().unwrap_or("");
@@ -108,7 +103,7 @@ fn text_output_shows_the_source_line_and_a_caret() {
     assert!(text.contains("tests/fixtures/lint/pytorchjob-typo.yaml:20:15"), "{text}");
     assert!(text.contains("20 │               volumeMount:"), "{text}");
     assert!(text.contains("───┬───"), "{text}");
-    assert!(text.ends_with("kubevet lint: 1 files, 1 documents: 1 errors, 0 warnings, 1 notes\n"), "{text}");
+    assert!(text.ends_with("kubevet lint: 1 files, 1 documents: 1 errors, 0 warnings, 0 notes\n"), "{text}");
 }
 
 #[test]
@@ -130,7 +125,7 @@ fn the_suite_picks_the_files_and_allows_rules() {
     let (code, report) = lint_json(&["--suite", "tests/fixtures/lint/kubevet.yaml"]);
     let rules: Vec<String> = findings(&report).into_iter().map(|(_, _, r)| r).collect();
     assert_eq!(code, 1, "{report}");
-    assert_eq!(rules, ["not-checked", "schema"], "the typo is found; the allowed rule is not reported");
+    assert_eq!(rules, ["schema"], "the typo is found; the allowed rule is not reported");
     let (code, report) = lint_json(&["tests/fixtures/lint/clean-job.yaml"]);
     assert_eq!((code, report["findings"].as_array().map(Vec::len)), (0, Some(0)));
 }
@@ -140,7 +135,7 @@ fn sarif_and_junit_outputs_are_well_formed() {
     let out = lint(&["tests/fixtures/lint/pytorchjob-typo.yaml", "--output", "sarif"]).output().expect("runs");
     let sarif: Value = serde_json::from_slice(&out.stdout).expect("SARIF is JSON");
     assert_eq!(sarif["version"], "2.1.0");
-    let result = &sarif["runs"][0]["results"][1];
+    let result = &sarif["runs"][0]["results"][0];
     assert_eq!(result["ruleId"], "schema");
     assert_eq!(result["level"], "error");
     assert_eq!(result["locations"][0]["physicalLocation"]["region"]["startLine"], 20);
@@ -290,4 +285,55 @@ fn a_plain_crd_url_is_a_schema_location_too() {
     assert_eq!(schema.len(), 1, "{report}");
     assert_eq!((schema[0]["line"].as_u64(), schema[0]["column"].as_u64()), (Some(20), Some(15)));
     assert!(schema[0]["message"].as_str().unwrap_or("").contains(&format!("against the CRD at {url}")), "{report}");
+}
+
+#[test]
+fn the_crds_own_cel_rules_are_evaluated_offline_at_the_field_that_breaks_them() {
+    let (code, report) = lint_json(&["tests/fixtures/crd-rules"]);
+    assert_eq!(code, 1);
+    let found: Vec<(String, u64, u64, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            let file = f["file"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+            let message = f["message"].as_str().unwrap_or("");
+            (file, f["line"].as_u64().unwrap_or(0), f["column"].as_u64().unwrap_or(0), message.to_string())
+        })
+        .collect();
+    let expected = [
+        ("runtime-breaks-rules.yaml", 7, 3, "spec.mlPolicy: Only one of the policy can be configured"),
+        (
+            "runtime-breaks-rules.yaml",
+            11,
+            7,
+            "spec.mlPolicy.mpi.numProcPerNode: NumProcPerNode in mpiPolicy must be >= 1",
+        ),
+        ("trainjob-breaks-rules.yaml", 6, 3, "the object: metadata.name must match RFC 1035 DNS label format"),
+        (
+            "trainjob-breaks-rules.yaml",
+            10,
+            3,
+            "spec.managedBy: ManagedBy must be trainer.kubeflow.org/trainjob-controller",
+        ),
+        (
+            "trainjob-breaks-rules.yaml",
+            13,
+            7,
+            "spec.initializer.dataset.storageUri: storageUri may be empty, or it must be a valid URI",
+        ),
+        (
+            "trainjob-breaks-rules.yaml",
+            16,
+            5,
+            "spec.trainer.numProcPerNode: numProcPerNode must be greater than or equal to 1",
+        ),
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for ((file, line, column, message), (want_file, want_line, want_column, want)) in found.iter().zip(expected) {
+        assert_eq!((file.as_str(), *line, *column), (want_file, want_line, want_column), "{message}");
+        assert!(message.starts_with(want), "{message}");
+        assert!(message.contains("(rule `"), "the rule itself is named: {message}");
+    }
+    assert!(report["findings"].as_array().into_iter().flatten().all(|f| f["rule"] == "crd-rule"));
 }

@@ -110,6 +110,10 @@ pub struct Cluster {
     client: Client,
     discovery: RwLock<Discovery>,
     pub server_version: String,
+    /// The kubeconfig and context it was reached with, for users' scripts (`KUBECONFIG`);
+    /// none when found the default way.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub context: Option<String>,
     policy: RetryPolicy,
     stats: Arc<RequestStats>,
 }
@@ -173,7 +177,15 @@ impl Cluster {
             .run()
             .await
             .map_err(|e| infrastructure("API discovery failed", describe(&e)))?;
-        Ok(Cluster { client, discovery: RwLock::new(discovery), server_version: version.git_version, policy, stats })
+        Ok(Cluster {
+            client,
+            discovery: RwLock::new(discovery),
+            server_version: version.git_version,
+            kubeconfig: kubeconfig.map(Path::to_path_buf),
+            context: context.map(str::to_string),
+            policy,
+            stats,
+        })
     }
 
     /// API requests sent so far (each attempt counts).
@@ -372,6 +384,128 @@ impl Cluster {
         name: &str,
     ) -> impl Stream<Item = Result<Option<DynamicObject>, String>> + use<> {
         kube::runtime::watcher::watch_object(self.dynamic(kind, namespace), name).map_err(|e| e.to_string())
+    }
+
+    /// The objects of a kind in a namespace (by name, label selector, or all), as a full
+    /// snapshot after every change: what a scenario's assert, error and wait steps judge. A
+    /// failed watch is started again with backoff.
+    pub fn watch_matching(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: Option<&str>,
+        selector: Option<&str>,
+    ) -> impl Stream<Item = Result<Vec<Value>, String>> + use<> {
+        let mut config = watcher::Config::default();
+        if let Some(name) = name {
+            config = config.fields(&format!("metadata.name={name}"));
+        }
+        if let Some(selector) = selector {
+            config = config.labels(selector);
+        }
+        let mut current: BTreeMap<String, Value> = BTreeMap::new();
+        let mut listing: BTreeMap<String, Value> = BTreeMap::new();
+        watcher(self.dynamic(kind, Some(namespace)), config).default_backoff().filter_map(move |event| {
+            let snapshot = match event {
+                Err(e) => Some(Err(e.to_string())),
+                Ok(watcher::Event::Init) => {
+                    listing.clear();
+                    None
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    listing.insert(
+                        o.metadata.name.clone().unwrap_or_default(),
+                        serde_json::to_value(o).unwrap_or_default(),
+                    );
+                    None
+                }
+                Ok(watcher::Event::InitDone) => {
+                    current = std::mem::take(&mut listing);
+                    Some(Ok(current.values().cloned().collect()))
+                }
+                Ok(watcher::Event::Apply(o)) => {
+                    current.insert(
+                        o.metadata.name.clone().unwrap_or_default(),
+                        serde_json::to_value(o).unwrap_or_default(),
+                    );
+                    Some(Ok(current.values().cloned().collect()))
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    current.remove(&o.metadata.name.clone().unwrap_or_default());
+                    Some(Ok(current.values().cloned().collect()))
+                }
+            };
+            futures::future::ready(snapshot)
+        })
+    }
+
+    /// The names of the objects of a kind in a namespace, by name or label selector.
+    pub async fn list_matching(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut params = ListParams::default();
+        if let Some(name) = name {
+            params = params.fields(&format!("metadata.name={name}"));
+        }
+        if let Some(selector) = selector {
+            params = params.labels(selector);
+        }
+        let listed = self
+            .dynamic(kind, Some(namespace))
+            .list(&params)
+            .await
+            .map_err(|e| ApiError::new(&format!("listing {}", kind.resource.plural), &e))?;
+        Ok(listed.items.into_iter().filter_map(|o| serde_json::to_value(o).ok()).collect())
+    }
+
+    /// Runs a command in a container of a pod through the API server: its exit code (None
+    /// when the server gave no status) and its output, standard error after standard output.
+    pub async fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        command: &[String],
+    ) -> Result<(Option<i32>, String), ApiError> {
+        use kube::api::AttachParams;
+        use tokio::io::AsyncReadExt;
+        let mut params = AttachParams::default().stdout(true).stderr(true).stdin(false);
+        if let Some(c) = container {
+            params = params.container(c);
+        }
+        let what = format!("exec in pod {pod}");
+        let mut attached =
+            self.pods(namespace).exec(pod, command.to_vec(), &params).await.map_err(|e| ApiError::new(&what, &e))?;
+        let (mut out, mut err) = (String::new(), String::new());
+        if let Some(mut stdout) = attached.stdout() {
+            let _ = stdout.read_to_string(&mut out).await;
+        }
+        if let Some(mut stderr) = attached.stderr() {
+            let _ = stderr.read_to_string(&mut err).await;
+        }
+        let status = match attached.take_status() {
+            Some(status) => status.await,
+            None => None,
+        };
+        let _ = attached.join().await;
+        let code = status.map(|s| match s.status.as_deref() {
+            Some("Success") => 0,
+            _ => s
+                .details
+                .and_then(|d| d.causes)
+                .into_iter()
+                .flatten()
+                .find(|c| c.reason.as_deref() == Some("ExitCode"))
+                .and_then(|c| c.message)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(-1),
+        });
+        out.push_str(&err);
+        Ok((code, out))
     }
 
     /// Every change to a pod of the namespace; a failed watch is started again with backoff.

@@ -3,6 +3,7 @@
 //! its file:line:col.
 
 pub mod command;
+pub mod crd_rules;
 mod finding;
 pub mod kfp;
 pub mod locations;
@@ -29,7 +30,11 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("object-identity", "a document lacks apiVersion, kind or metadata.name (or generateName)"),
     ("schema", "an object does not match its schema (CRD or Kubernetes built-in), unknown fields included"),
     ("kfp-pipeline", "a compiled Kubeflow pipeline would be rejected on upload"),
-    ("not-checked", "something kubevet could not check: a kind without a schema, CEL rules"),
+    ("crd-rule", "an object breaks a validation rule of its CRD (x-kubernetes-validations, evaluated offline)"),
+    (
+        "not-checked",
+        "something kubevet could not check: a kind without a schema, a CRD rule using a function kubevet lacks",
+    ),
 ];
 
 pub struct FileReport {
@@ -214,12 +219,7 @@ fn check_document(doc: &Value, store: &mut SchemaStore) -> Vec<Finding> {
                     format!("{} (against {})", v.message, schema.origin),
                 ));
             }
-            if schema.cel_rules > 0 {
-                out.push(Finding::new("not-checked", Severity::Note, "/kind", format!(
-                    "{} CEL validation rules (x-kubernetes-validations) of {kind} were not checked; the API server will check them",
-                    schema.cel_rules
-                )));
-            }
+            out.extend(schema.rules.check(doc, &schema.origin));
         }
         Lookup::UnknownVersion(served) => out.push(Finding::new(
             "schema",
@@ -277,7 +277,7 @@ fn check_file(parsed: Parsed, store: &mut SchemaStore, options: &LintOptions) ->
         }
     }
     report.findings.sort_by_key(|f| (f.line, f.column, f.severity));
-    // "CEL rules not checked" says something about a kind, not a document: once per file.
+    // A note says something about a kind or a rule, not a document: once per file.
     let mut told = std::collections::HashSet::new();
     report.findings.retain(|f| f.rule != "not-checked" || told.insert(f.message.clone()));
     report

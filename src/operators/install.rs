@@ -38,6 +38,7 @@ fn crd_profile() -> Profile {
         default_timeout: crate::util::duration::Dur(Duration::from_secs(60)),
         logs: Vec::new(),
         retries: None,
+        checks: Vec::new(),
     }
 }
 

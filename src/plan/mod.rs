@@ -1,5 +1,10 @@
 //! From a suite to its cases: every example file the suite's globs match is one case, its
-//! workload objects recognised by a profile and everything else applied with them.
+//! workload objects recognised by a profile and everything else applied with them; every
+//! scenario file (`kind: Scenario`) is one case of ordered steps.
+
+pub mod scenario;
+
+pub use scenario::{Scenario, Step, StepAction, Target};
 
 use std::path::{Path, PathBuf};
 
@@ -7,8 +12,11 @@ use globset::{Glob, GlobMatcher};
 use serde::Serialize;
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use crate::{
     suite::assertions::LogAssertion,
+    suite::checks::Check,
     suite::profile::Profile,
     suite::{Expect, Suite},
     util::duration::Dur,
@@ -40,6 +48,10 @@ pub struct Case {
     pub expect: Expect,
     pub skip: Option<String>,
     pub logs: Vec<LogAssertion>,
+    /// The user's checks: the profile's, then the overrides'.
+    pub checks: Vec<Check>,
+    /// The steps of a scenario (`kind: Scenario`), instead of a workload to watch.
+    pub scenario: Option<Arc<Scenario>>,
     /// How many times the case is tried again when it fails in a class the suite retries.
     pub retries: u32,
     /// Why the case cannot run at all (reported as an error, never silently passed).
@@ -49,6 +61,9 @@ pub struct Case {
 impl Case {
     /// The profile named in reports: the first workload's.
     pub fn profile_name(&self) -> &str {
+        if self.scenario.is_some() {
+            return "scenario";
+        }
         self.workloads.first().map(|w| w.profile.name.as_str()).unwrap_or("none")
     }
 }
@@ -79,7 +94,7 @@ impl<'a> From<&'a Case> for PlanRow<'a> {
     }
 }
 
-/// Example files under the suite's root, `.gitignore` respected, in path order.
+/// Example and scenario files under the suite's root, `.gitignore` respected, in path order.
 pub fn example_files(suite: &Suite) -> Vec<(PathBuf, String)> {
     let mut files: Vec<(PathBuf, String)> = ignore::WalkBuilder::new(&suite.root)
         .require_git(false)
@@ -88,9 +103,11 @@ pub fn example_files(suite: &Suite) -> Vec<(PathBuf, String)> {
         .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
         .filter_map(|e| {
             let rel = e.path().strip_prefix(&suite.root).ok()?.to_string_lossy().replace('\\', "/");
-            let included = suite.include.iter().any(|g| g.is_match(&rel));
-            let excluded = suite.exclude.iter().any(|g| g.is_match(&rel));
-            (included && !excluded).then(|| (e.path().to_path_buf(), rel))
+            let picked = |include: &[GlobMatcher], exclude: &[GlobMatcher]| {
+                include.iter().any(|g| g.is_match(&rel)) && !exclude.iter().any(|g| g.is_match(&rel))
+            };
+            (picked(&suite.include, &suite.exclude) || picked(&suite.scenarios_include, &suite.scenarios_exclude))
+                .then(|| (e.path().to_path_buf(), rel))
         })
         .collect();
     files.sort_by(|a, b| a.1.cmp(&b.1));
@@ -148,7 +165,12 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         if !selectors.is_empty() && !selectors.iter().any(|s| s.is_match(&rel) || s.is_match(&id)) {
             continue;
         }
-        let objects = yaml::documents(&path, &yaml::read(&path)?)?;
+        let text = yaml::read(&path)?;
+        if scenario::is_scenario(&text) {
+            cases.push(scenario_case(suite, path, rel, id, &text)?);
+            continue;
+        }
+        let objects = yaml::documents(&path, &text)?;
         for doc in &objects {
             check_object(&path, doc)?;
         }
@@ -199,6 +221,8 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
             .unwrap_or(suite.defaults.retries);
         let mut logs: Vec<LogAssertion> = first_profile.map(|p| p.logs.clone()).unwrap_or_default();
         logs.extend(overrides.iter().flat_map(|o| o.logs.iter().cloned()));
+        let mut checks: Vec<Check> = first_profile.map(|p| p.checks.clone()).unwrap_or_default();
+        checks.extend(overrides.iter().flat_map(|o| o.checks.iter().cloned()));
         cases.push(Case {
             id,
             name: rel,
@@ -210,6 +234,8 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
             expect: overrides.iter().rev().find_map(|o| o.expect).unwrap_or(Expect::Success),
             skip: overrides.iter().rev().find_map(|o| o.skip.clone()),
             logs,
+            checks,
+            scenario: None,
             retries,
             problem,
         });
@@ -219,6 +245,33 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         cases.retain(|c| c.tier.as_ref().is_some_and(|t| selection.tiers.contains(t)));
     }
     Ok(cases)
+}
+
+/// A scenario file's case: its steps, and what the suite's overrides say of its path.
+fn scenario_case(suite: &Suite, path: PathBuf, rel: String, id: String, text: &str) -> Result<Case> {
+    let read = scenario::read(&path, text)?;
+    let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
+    let last = |f: fn(&crate::suite::Override) -> Option<Dur>| overrides.iter().rev().find_map(|o| f(o));
+    Ok(Case {
+        id,
+        name: rel,
+        path,
+        objects: Vec::new(),
+        workloads: Vec::new(),
+        timeout: last(|o| o.timeout)
+            .or(read.timeout)
+            .or(suite.defaults.timeout)
+            .unwrap_or(Dur(std::time::Duration::from_secs(600))),
+        tier: overrides.iter().rev().find_map(|o| o.tier.clone()).or(read.tier),
+        expect: overrides.iter().rev().find_map(|o| o.expect).or(read.expect).unwrap_or(Expect::Success),
+        skip: overrides.iter().rev().find_map(|o| o.skip.clone()).or(read.skip),
+        logs: Vec::new(),
+        // A scenario's checks are its steps.
+        checks: Vec::new(),
+        retries: overrides.iter().rev().find_map(|o| o.retries).unwrap_or(suite.defaults.retries),
+        scenario: Some(Arc::new(read.scenario)),
+        problem: None,
+    })
 }
 
 /// The cases of a run: at least one, since a run (or a plan) of nothing is a mistake in the

@@ -120,6 +120,9 @@ fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
         for p in &r.phases {
             out.push_str(&format!("phase {}: {:.2}s\n", p.name, p.seconds));
         }
+        for step in &r.steps {
+            out.push_str(&format!("step {}\n", step.line()));
+        }
         if let Some(cleanup) = &r.cleanup {
             out.push_str(&format!("cleanup: {cleanup}\n"));
         }

@@ -7,7 +7,10 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
-use super::classify;
+use super::{
+    checks, classify,
+    steps::{Scope, Verdict},
+};
 use crate::{
     cluster::{
         Applied, Cluster, LABEL_CASE, LABEL_RUN,
@@ -22,7 +25,7 @@ use crate::{
 };
 
 /// How long an interrupted case may spend collecting before it is cleaned up.
-const INTERRUPT_COLLECT_GRACE: Duration = Duration::from_secs(10);
+pub(super) const INTERRUPT_COLLECT_GRACE: Duration = Duration::from_secs(10);
 
 /// What a case leaves for the runner to delete.
 #[derive(Debug)]
@@ -56,22 +59,36 @@ pub fn namespace_name(case: &Case) -> String {
 }
 
 impl CaseRun<'_> {
-    pub async fn run(self) -> (CaseResult, Option<Cleanup>) {
-        let case = self.case;
-        let mut result = CaseResult::new(case, self.dir.clone());
-        let namespace = namespace_name(case);
+    /// The case's namespace, labelled with the run and the case; none (and the result ended)
+    /// when the cluster would not make it.
+    pub(super) async fn open_namespace(&self, result: &mut CaseResult) -> Option<String> {
+        let namespace = namespace_name(self.case);
         result.namespace = Some(namespace.clone());
-        let mut clock = Instant::now();
-        self.progress.phase(&case.name, "apply");
-        let labels = BTreeMap::from([
-            (LABEL_RUN.to_string(), self.run_id.to_string()),
-            (LABEL_CASE.to_string(), label_value(&case.id)),
-        ]);
-        if let Err(e) = self.cluster.create_namespace(&namespace, labels.clone()).await {
+        self.progress.phase(&self.case.name, "apply");
+        if let Err(e) = self.cluster.create_namespace(&namespace, self.labels()).await {
             result.finish(Outcome::Error, Some(e.message));
             result.namespace = None;
-            return (result, None);
+            return None;
         }
+        Some(namespace)
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_RUN.to_string(), self.run_id.to_string()),
+            (LABEL_CASE.to_string(), label_value(&self.case.id)),
+        ])
+    }
+
+    pub async fn run(self) -> (CaseResult, Option<Cleanup>) {
+        let case = self.case;
+        if let Some(scenario) = &case.scenario {
+            return self.run_scenario(scenario).await;
+        }
+        let mut result = CaseResult::new(case, self.dir.clone());
+        let mut clock = Instant::now();
+        let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
+        let labels = self.labels();
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
 
         // Cluster-scoped objects first: namespaced ones often refer to them.
@@ -206,6 +223,40 @@ impl CaseRun<'_> {
             (Ending::Interrupted, _) => (Outcome::Interrupted, None, "interrupted while it ran".into()),
             (Ending::Broken(why), _) => (Outcome::Error, Some(Infrastructure), why),
         };
+        let (mut outcome, mut class, mut reason) = (outcome, class, reason);
+        if outcome == Outcome::Passed && !case.checks.is_empty() {
+            self.progress.phase(&case.name, "checks");
+            let workload = watched.first().map(|(a, _)| &applied[*a]);
+            let object = match workload {
+                Some(w) => self.cluster.get(w).await.unwrap_or(Value::Null),
+                None => Value::Null,
+            };
+            let pods = serde_json::to_value(&pod_states).unwrap_or(Value::Null);
+            let scope = Scope {
+                cluster: self.cluster,
+                namespace: &namespace,
+                case: &case.name,
+                run_id: self.run_id,
+                artifacts: &result.artifacts,
+                replica_label: case.workloads.first().and_then(|w| w.profile.replica_label.as_deref()),
+                cancel: self.cancel.clone(),
+            };
+            let clock = Instant::now();
+            let (reports, first_bad) = checks::run(&scope, &case.checks, &object, &pods).await;
+            result.phases.push(Phase::since("checks", clock));
+            result.steps = reports;
+            match first_bad {
+                Some((name, Verdict::Failed(why, failed_class))) => {
+                    (outcome, class, reason) =
+                        (Outcome::Failed, Some(failed_class), format!("check {name:?} failed: {why}"));
+                }
+                Some((name, Verdict::Error(why))) => {
+                    (outcome, class, reason) =
+                        (Outcome::Error, Some(Infrastructure), format!("check {name:?} could not be judged: {why}"));
+                }
+                _ => {}
+            }
+        }
         let class = class.map(|c| classify::with_rules(self.rules, &reason, &evidence.events, c));
         if outcome != Outcome::Passed {
             result.log_tail = evidence.failing_tail(30);
@@ -215,7 +266,7 @@ impl CaseRun<'_> {
     }
 
     /// `seen`: what the watches already know (object states by index into `applied`, pods).
-    async fn collect_into(
+    pub(super) async fn collect_into(
         &self,
         result: &mut CaseResult,
         namespace: &str,

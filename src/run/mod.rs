@@ -4,8 +4,11 @@
 
 mod attempts;
 mod case;
+mod checks;
 mod classify;
 mod cleanup;
+mod scenario;
+mod steps;
 
 use std::{path::PathBuf, sync::Arc};
 

@@ -18,6 +18,7 @@ use crate::{
 };
 
 pub mod assertions;
+pub mod checks;
 pub mod classes;
 mod cluster;
 pub mod images;
@@ -43,6 +44,7 @@ struct SuiteFile {
     #[serde(default)]
     metadata: Option<Metadata>,
     examples: Option<ExamplesFile>,
+    scenarios: Option<ExamplesFile>,
     #[serde(default)]
     defaults: DefaultsFile,
     #[serde(default)]
@@ -205,11 +207,13 @@ struct ProfileFile {
     #[serde(default)]
     logs: Vec<Spanned<LogAssertionFile>>,
     retries: Option<u32>,
+    #[serde(default)]
+    checks: Vec<Spanned<checks::CheckFile>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct LogAssertionFile {
+pub struct LogAssertionFile {
     replica: Option<String>,
     container: Option<String>,
     matches: Option<Spanned<String>>,
@@ -238,6 +242,8 @@ struct OverrideFile {
     #[serde(default)]
     logs: Vec<Spanned<LogAssertionFile>>,
     retries: Option<u32>,
+    #[serde(default)]
+    checks: Vec<Spanned<checks::CheckFile>>,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +282,7 @@ pub struct Override {
     pub profile: Option<String>,
     pub logs: Vec<LogAssertion>,
     pub retries: Option<u32>,
+    pub checks: Vec<checks::Check>,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +293,9 @@ pub struct Suite {
     pub name: String,
     pub include: Vec<GlobMatcher>,
     pub exclude: Vec<GlobMatcher>,
+    /// Scenario files (`kind: Scenario`), by default `scenarios/**/*.yaml`.
+    pub scenarios_include: Vec<GlobMatcher>,
+    pub scenarios_exclude: Vec<GlobMatcher>,
     pub defaults: Defaults,
     pub profiles: Vec<Profile>,
     pub overrides: Vec<Override>,
@@ -368,7 +378,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     };
     let mut profiles = parent.as_ref().map(|p| p.profiles.clone()).unwrap_or_else(profile::builtins);
     for p in &file.profiles {
-        let merged = merge_profile(path, p, profiles.iter().find(|b| b.name == p.name.value))?;
+        let merged = merge_profile(path, &text, p, profiles.iter().find(|b| b.name == p.name.value))?;
         profiles.retain(|b| b.name != merged.name);
         profiles.push(merged);
     }
@@ -389,6 +399,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             profile: o.profile.as_ref().map(|p| p.value.clone()),
             retries: o.retries,
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
+            checks: all_checks(path, &text, &o.checks)?,
         });
     }
     let base = dir;
@@ -414,6 +425,15 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         (None, None) => {
             let e = ExamplesFile::default();
             (e.include.iter().map(glob).collect::<Result<_>>()?, Vec::new())
+        }
+    };
+    let (scenarios_include, scenarios_exclude) = match (&file.scenarios, &parent) {
+        (Some(e), _) => {
+            (e.include.iter().map(glob).collect::<Result<_>>()?, e.exclude.iter().map(glob).collect::<Result<_>>()?)
+        }
+        (None, Some(p)) => (p.scenarios_include.clone(), p.scenarios_exclude.clone()),
+        (None, None) => {
+            (vec![glob(&Spanned::new("scenarios/**/*.yaml".into(), Location::UNKNOWN, Location::UNKNOWN))?], Vec::new())
         }
     };
     let lint = match (&file.lint, &parent) {
@@ -482,6 +502,8 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         },
         include,
         exclude,
+        scenarios_include,
+        scenarios_exclude,
         defaults: Defaults {
             timeout: d.timeout.or(inherited.as_ref().and_then(|i| i.timeout)),
             concurrency: d
@@ -551,7 +573,11 @@ fn rule(path: &Path, r: &Spanned<RuleFile>) -> Result<Rule> {
     }
 }
 
-fn merge_profile(path: &Path, p: &ProfileFile, base: Option<&Profile>) -> Result<Profile> {
+fn all_checks(path: &Path, text: &str, files: &[Spanned<checks::CheckFile>]) -> Result<Vec<checks::Check>> {
+    files.iter().enumerate().map(|(i, c)| checks::check(path, text, c, i)).collect()
+}
+
+fn merge_profile(path: &Path, text: &str, p: &ProfileFile, base: Option<&Profile>) -> Result<Profile> {
     let loc = &p.name.referenced;
     let missing = |what: &str| {
         Error::input(
@@ -568,6 +594,7 @@ fn merge_profile(path: &Path, p: &ProfileFile, base: Option<&Profile>) -> Result
         (None, None) => return Err(missing("apiVersion")),
     };
     let logs = p.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<Vec<_>>>()?;
+    let checks = all_checks(path, text, &p.checks)?;
     Ok(Profile {
         name: p.name.value.clone(),
         group,
@@ -586,10 +613,11 @@ fn merge_profile(path: &Path, p: &ProfileFile, base: Option<&Profile>) -> Result
         default_timeout: base.map(|b| b.default_timeout).unwrap_or(Dur(std::time::Duration::from_secs(600))),
         logs: if logs.is_empty() { base.map(|b| b.logs.clone()).unwrap_or_default() } else { logs },
         retries: p.retries.or_else(|| base.and_then(|b| b.retries)),
+        checks: if checks.is_empty() { base.map(|b| b.checks.clone()).unwrap_or_default() } else { checks },
     })
 }
 
-fn log_assertion(path: &Path, l: &Spanned<LogAssertionFile>) -> Result<LogAssertion> {
+pub fn log_assertion(path: &Path, l: &Spanned<LogAssertionFile>) -> Result<LogAssertion> {
     let v = &l.value;
     let compile = |s: &Spanned<String>| {
         Regex::new(&s.value).map_err(|e| {

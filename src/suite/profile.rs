@@ -74,6 +74,8 @@ pub struct Profile {
     pub logs: Vec<LogAssertion>,
     /// Retries for every example of this profile (over `defaults.retries`).
     pub retries: Option<u32>,
+    /// The user's own checks, run once the workload has its verdict.
+    pub checks: Vec<crate::suite::checks::Check>,
 }
 
 impl Profile {
@@ -116,6 +118,7 @@ fn builtin(
         default_timeout: Dur(std::time::Duration::from_secs(minutes * 60)),
         logs: Vec::new(),
         retries: None,
+        checks: Vec::new(),
     }
 }
 

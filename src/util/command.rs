@@ -57,3 +57,57 @@ pub fn require(programs: &[&str]) -> Result<(), String> {
         programs.iter().filter(|p| !on_path(p)).map(|p| format!("{p} ({})", install_hint(p))).collect();
     if missing.is_empty() { Ok(()) } else { Err(format!("missing tools: {}", missing.join("; "))) }
 }
+
+/// How a user's script ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code; None when it was killed (by its timeout, or a signal).
+    pub code: Option<i32>,
+    pub timed_out: bool,
+    /// Standard output, then standard error.
+    pub output: String,
+}
+
+/// Runs a user's script: no shell (the argv as written), its own environment added, stopped
+/// (the whole process group) when it outlasts `timeout`.
+pub async fn script(
+    argv: &[String],
+    env: &[(&str, String)],
+    dir: &Path,
+    timeout: std::time::Duration,
+) -> Result<Finished, String> {
+    let Some((program, args)) = argv.split_first() else { return Err("an empty command".into()) };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{program}: no such program (looked in {} and on PATH)", dir.display()));
+        }
+        Err(e) => return Err(format!("cannot run {program}: {e}")),
+    };
+    let group = child.id();
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) => {
+            let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+            output.push_str(&String::from_utf8_lossy(&out.stderr));
+            Ok(Finished { code: out.status.code(), timed_out: false, output })
+        }
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Err(_) => {
+            // The child itself is killed on drop; its own children share its process group.
+            if let Some(pid) = group {
+                let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+            }
+            Ok(Finished { code: None, timed_out: true, output: String::new() })
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Small helpers every stage may use, and that use no other part of kubevet: errors and exit
 //! codes, durations, YAML reading with positions, external commands, files and ids.
 
+pub mod cel;
 pub mod command;
 pub mod duration;
 pub mod error;

@@ -91,6 +91,21 @@ fn in_user_terms(message: &str, found: &str) -> (String, Option<String>) {
             Some("write `key: value` pairs, indented under this key".into()),
         );
     }
+    if message.contains("untagged enum Words") {
+        return (
+            format!("expected a command, found {found_text}"),
+            Some(
+                "write the command as one string, or as a list of strings in quotes, like [\"cat\", \"/tmp/done\"]"
+                    .into(),
+            ),
+        );
+    }
+    if message.contains("untagged enum ApplyFile") {
+        return (
+            format!("expected a file name or {{file: …}} / {{object: {{…}}}}, found {found_text}"),
+            Some("write `apply: job.yaml`, or `apply: {object: {apiVersion: …, kind: …, metadata: {name: …}}}`".into()),
+        );
+    }
     if message.contains("budget") {
         return (
             "this YAML expands beyond kubevet's limits (aliases that repeat aliases, or too deep a nesting)".into(),

@@ -1,0 +1,177 @@
+//! One scenario: its steps in order in a namespace of its own, each within its timeout and the
+//! scenario's; at the first step that does not pass the rest are skipped and the `catch`
+//! steps run; the evidence is collected; the `finally` steps always run. Every step is a line
+//! of the result (`steps` in `result.json`, `<system-out>` in JUnit).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{
+    case::{CaseRun, Cleanup},
+    classify,
+    steps::{Scope, Verdict, evidence_name},
+};
+use crate::{
+    cluster::Applied,
+    outcome::{CaseResult, Outcome, Phase, StepOutcome, StepReport},
+    plan::{Scenario, Step, StepAction},
+    suite::{Expect, FailureClass},
+};
+
+/// How a list of steps ended.
+enum Ended {
+    Passed,
+    /// At this step (section, index, name, verb), with this verdict.
+    At(String, Verdict),
+    /// The scenario's timeout ran out during this step.
+    TimedOut(String),
+    Interrupted,
+}
+
+impl CaseRun<'_> {
+    pub(super) async fn run_scenario(self, scenario: &Scenario) -> (CaseResult, Option<Cleanup>) {
+        let case = self.case;
+        let mut result = CaseResult::new(case, self.dir.clone());
+        let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
+        let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
+        let artifacts = result.artifacts.clone();
+        let scope = Scope {
+            cluster: self.cluster,
+            namespace: &namespace,
+            case: &case.name,
+            run_id: self.run_id,
+            artifacts: &artifacts,
+            replica_label: None,
+            cancel: self.cancel.clone(),
+        };
+        let deadline = Instant::now() + case.timeout.0;
+        let mut applied: Vec<Applied> = Vec::new();
+        let clock = Instant::now();
+        let ended = self.steps("steps", &scenario.steps, &scope, deadline, &mut applied, &mut result.steps).await;
+        if !matches!(ended, Ended::Passed | Ended::Interrupted) {
+            // Catch steps get their own timeouts, even when the scenario's has run out.
+            let catch_deadline = Instant::now() + scenario.catch.iter().map(|s| s.timeout).sum::<Duration>();
+            self.steps("catch", &scenario.catch, &scope, catch_deadline, &mut applied, &mut result.steps).await;
+        }
+        result.phases.push(Phase::since("steps", clock));
+        result.ended = Some(std::time::SystemTime::now());
+        let interrupted = matches!(ended, Ended::Interrupted);
+        let unseen = (vec![None; applied.len()], None);
+        let evidence = self.collect_into(&mut result, &namespace, &applied, unseen, interrupted).await;
+        if !interrupted {
+            let finally_deadline = Instant::now() + scenario.finally.iter().map(|s| s.timeout).sum::<Duration>();
+            self.steps("finally", &scenario.finally, &scope, finally_deadline, &mut applied, &mut result.steps).await;
+        }
+        for a in &applied {
+            match a.namespace {
+                None => cleanup.cluster_scoped.push(a.clone()),
+                Some(_) => cleanup.unfinished.push(a.clone()),
+            }
+        }
+        result.cluster_scoped =
+            cleanup.cluster_scoped.iter().map(|a| format!("{}/{}", a.kind.resource.kind, a.name)).collect();
+
+        let count = result.steps.iter().filter(|s| s.section == "steps").count();
+        let (outcome, class, reason) = match (ended, case.expect) {
+            (Ended::Passed, Expect::Success) => (Outcome::Passed, None, format!("{count} steps passed")),
+            (Ended::Passed, Expect::Failure) => {
+                (Outcome::Failed, Some(FailureClass::Test), format!("expected a failure, but all {count} steps passed"))
+            }
+            (Ended::At(at, Verdict::Error(why)), _) => {
+                (Outcome::Error, Some(FailureClass::Infrastructure), format!("{at} could not be judged: {why}"))
+            }
+            (Ended::At(at, Verdict::Failed(why, _)), Expect::Failure) => {
+                (Outcome::Passed, None, format!("failed as expected: {at} failed: {why}"))
+            }
+            (Ended::At(at, Verdict::Failed(why, class)), Expect::Success) => {
+                let reason = format!("{at} failed: {why}");
+                (Outcome::Failed, Some(classify::with_rules(self.rules, &reason, &evidence.events, class)), reason)
+            }
+            (Ended::At(at, Verdict::Passed(_)), _) => (Outcome::Error, None, format!("{at}: kubevet lost its verdict")),
+            (Ended::TimedOut(at), _) => (
+                Outcome::Failed,
+                Some(FailureClass::Timeout),
+                format!("the scenario's timeout ({}) ran out during {at}", case.timeout),
+            ),
+            (Ended::Interrupted, _) => (Outcome::Interrupted, None, "interrupted while it ran".into()),
+        };
+        if outcome != Outcome::Passed {
+            result.log_tail = evidence.failing_tail(30);
+        }
+        result.finish_as(outcome, class, Some(reason));
+        (result, Some(cleanup))
+    }
+
+    /// Runs steps in order until one does not pass; the rest are reported as skipped.
+    async fn steps(
+        &self,
+        section: &'static str,
+        steps: &[Step],
+        scope: &Scope<'_>,
+        deadline: Instant,
+        applied: &mut Vec<Applied>,
+        reports: &mut Vec<StepReport>,
+    ) -> Ended {
+        let mut ended = Ended::Passed;
+        for (i, step) in steps.iter().enumerate() {
+            let verb = step.action.verb();
+            if !matches!(ended, Ended::Passed) {
+                reports.push(StepReport {
+                    section,
+                    name: step.name.clone(),
+                    action: verb,
+                    outcome: StepOutcome::Skipped,
+                    seconds: 0.0,
+                    detail: None,
+                });
+                continue;
+            }
+            let at = format!("{section}[{}] {:?} ({verb}, line {})", i + 1, step.name, step.line);
+            self.progress.phase(&self.case.name, &format!("{verb}: {}", step.name));
+            let clock = Instant::now();
+            let remaining = deadline.saturating_duration_since(clock);
+            let evidence = scope.artifacts.join(section).join(evidence_name(i, &step.name));
+            let ran = tokio::time::timeout(remaining, self.step(step, scope, applied, &evidence)).await;
+            let seconds = clock.elapsed().as_secs_f64();
+            let verdict = match ran {
+                Ok(verdict) => verdict,
+                Err(_) => {
+                    let why = format!("the scenario's timeout ran out after {seconds:.1}s of this step");
+                    reports
+                        .push(Verdict::Failed(why, FailureClass::Timeout).report(section, &step.name, verb, seconds));
+                    ended = Ended::TimedOut(at);
+                    continue;
+                }
+            };
+            reports.push(verdict.report(section, &step.name, verb, seconds));
+            if *scope.cancel.borrow() {
+                ended = Ended::Interrupted;
+            } else if !matches!(verdict, Verdict::Passed(_)) {
+                ended = Ended::At(at, verdict);
+            }
+        }
+        ended
+    }
+
+    async fn step(
+        &self,
+        step: &Step,
+        scope: &Scope<'_>,
+        applied: &mut Vec<Applied>,
+        evidence: &std::path::Path,
+    ) -> Verdict {
+        match &step.action {
+            StepAction::Apply { objects, expect_error, .. } => {
+                scope.apply(objects, expect_error.as_ref(), applied).await
+            }
+            StepAction::Assert(target) => scope.assert(target, step.timeout).await,
+            StepAction::Error { target, hold } => scope.error(target, *hold).await,
+            StepAction::Wait { target, until } => scope.wait(target, until, step.timeout).await,
+            StepAction::Script(script) => scope.script(script, step.timeout, evidence).await,
+            StepAction::Exec(exec) => scope.exec(exec, step.timeout, evidence).await,
+            StepAction::Logs { selector, assertions } => scope.logs(selector.as_deref(), assertions).await,
+            StepAction::Delete(target) => scope.delete(target).await,
+        }
+    }
+}
