@@ -1,5 +1,5 @@
 //! The project's own examples, under the root kubevet.yaml, pass on the test cluster with the
-//! stand-in training operator installed.
+//! stand-in training operator installed (its scenarios: tests/run_scenarios.rs).
 
 mod support;
 
@@ -10,7 +10,7 @@ fn the_projects_examples_pass() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = kubevet()
         .current_dir(repo())
-        .args(["run", "--kubeconfig"])
+        .args(["run", "--select", "examples/**", "--kubeconfig"])
         .arg(support::kubeconfig())
         .arg("--artifacts")
         .arg(dir.path())

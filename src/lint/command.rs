@@ -69,7 +69,7 @@ pub fn run(command: LintCommand) -> Result<i32> {
     };
     check_allowed(suite.as_ref(), &allow)?;
     let files = match (&suite, paths.is_empty()) {
-        (Some(s), true) => plan::example_files(s).into_iter().map(|(path, _)| path).collect(),
+        (Some(s), true) => plan::example_files(s).into_iter().map(|p| p.path).collect(),
         _ => super::expand(&paths)?,
     };
     let settings = suite.as_ref().map(|s| s.lint.clone()).unwrap_or_default();

@@ -252,7 +252,7 @@ mod tests {
             "{}",
             found[0].2
         );
-        assert_eq!((found[1].0.as_str(), found[1].1), ("/spec/items/1", "crd-rule"));
+        assert_eq!((found[1].0.as_str(), found[1].1), ("/spec/items/1/n", "crd-rule"));
         assert!(found[1].2.contains("n is 0"), "{}", found[1].2);
         assert_eq!((found[2].0.as_str(), found[2].1), ("/spec/site", "not-checked"));
         assert!(found[2].2.contains("`url()`"), "{}", found[2].2);

@@ -30,6 +30,10 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("object-identity", "a document lacks apiVersion, kind or metadata.name (or generateName)"),
     ("schema", "an object does not match its schema (CRD or Kubernetes built-in), unknown fields included"),
     ("kfp-pipeline", "a compiled Kubeflow pipeline would be rejected on upload"),
+    (
+        "scenario",
+        "a scenario file (kind: Scenario) kubevet cannot run: an unknown key, bad CEL or regular expression, a missing file",
+    ),
     ("crd-rule", "an object breaks a validation rule of its CRD (x-kubernetes-validations, evaluated offline)"),
     (
         "not-checked",
@@ -163,6 +167,30 @@ pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
         let text = read(path)?;
         let name = path.display().to_string();
         let mut report = FileReport { path: path.clone(), name, text, documents: 0, findings: Vec::new() };
+        // A scenario is read as `run` reads it: strictly, its CEL compiled, its files found.
+        if crate::plan::scenario::is_scenario(&report.text) {
+            report.documents = 1;
+            match crate::plan::scenario::read(path, &report.text) {
+                Ok(_) => {}
+                Err(Error::Input { path: at, line, column, message, hint }) => {
+                    let message = match hint {
+                        Some(hint) => format!("{message} (help: {hint})"),
+                        None => message,
+                    };
+                    // A mistake in a file the scenario applies is named with its own place.
+                    let (message, line, column) = match at == *path {
+                        true => (message, line, column),
+                        false => (format!("{}:{line}:{column}: {message}", at.display()), 1, 1),
+                    };
+                    let mut f = Finding::new("scenario", Severity::Error, "", message);
+                    (f.line, f.column) = (line as usize, column as usize);
+                    report.findings.push(f);
+                }
+                Err(other) => return Err(other),
+            }
+            parsed.push(Parsed { report, documents: Vec::new() });
+            continue;
+        }
         let documents = match yaml::documents(path, &report.text) {
             Ok(docs) => docs,
             Err(Error::Input { line, column, message, .. }) => {

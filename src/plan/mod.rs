@@ -94,9 +94,19 @@ impl<'a> From<&'a Case> for PlanRow<'a> {
     }
 }
 
+/// A file a suite's globs pick.
+pub struct Picked {
+    pub path: PathBuf,
+    /// Relative to the suite, `/`-separated.
+    pub rel: String,
+    /// Picked by the examples' globs; otherwise only by the scenarios' (where a file that is
+    /// not a scenario is one of the manifests scenarios apply, not a case).
+    pub example: bool,
+}
+
 /// Example and scenario files under the suite's root, `.gitignore` respected, in path order.
-pub fn example_files(suite: &Suite) -> Vec<(PathBuf, String)> {
-    let mut files: Vec<(PathBuf, String)> = ignore::WalkBuilder::new(&suite.root)
+pub fn example_files(suite: &Suite) -> Vec<Picked> {
+    let mut files: Vec<Picked> = ignore::WalkBuilder::new(&suite.root)
         .require_git(false)
         .build()
         .filter_map(|entry| entry.ok())
@@ -106,11 +116,15 @@ pub fn example_files(suite: &Suite) -> Vec<(PathBuf, String)> {
             let picked = |include: &[GlobMatcher], exclude: &[GlobMatcher]| {
                 include.iter().any(|g| g.is_match(&rel)) && !exclude.iter().any(|g| g.is_match(&rel))
             };
-            (picked(&suite.include, &suite.exclude) || picked(&suite.scenarios_include, &suite.scenarios_exclude))
-                .then(|| (e.path().to_path_buf(), rel))
+            let example = picked(&suite.include, &suite.exclude);
+            (example || picked(&suite.scenarios_include, &suite.scenarios_exclude)).then(|| Picked {
+                path: e.path().to_path_buf(),
+                rel,
+                example,
+            })
         })
         .collect();
-    files.sort_by(|a, b| a.1.cmp(&b.1));
+    files.sort_by(|a, b| a.rel.cmp(&b.rel));
     files
 }
 
@@ -160,7 +174,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         })
         .collect::<Result<_>>()?;
     let mut cases = Vec::new();
-    for (path, rel) in example_files(suite) {
+    for Picked { path, rel, example } in example_files(suite) {
         let id = case_id(&rel);
         if !selectors.is_empty() && !selectors.iter().any(|s| s.is_match(&rel) || s.is_match(&id)) {
             continue;
@@ -168,6 +182,9 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         let text = yaml::read(&path)?;
         if scenario::is_scenario(&text) {
             cases.push(scenario_case(suite, path, rel, id, &text)?);
+            continue;
+        }
+        if !example {
             continue;
         }
         let objects = yaml::documents(&path, &text)?;

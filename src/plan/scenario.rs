@@ -313,7 +313,9 @@ fn step(path: &Path, text: &str, file: &Spanned<StepFile>, index: usize) -> Resu
                 (vec![doc.value], format!("the object at line {}", apply.referenced.line()))
             }
             _ => {
-                return Err(here("apply takes a file (`apply: job.yaml`) or an inline object (`apply: {object: {…}}`)"));
+                return Err(here(
+                    "apply takes a file (`apply: job.yaml`) or an inline object (`apply: {object: {…}}`)",
+                ));
             }
         };
         let expect_error = s

@@ -116,10 +116,11 @@ impl CaseRun<'_> {
         let mut ended = Ended::Passed;
         for (i, step) in steps.iter().enumerate() {
             let verb = step.action.verb();
+            let name = scope.substitute(&step.name);
             if !matches!(ended, Ended::Passed) {
                 reports.push(StepReport {
                     section,
-                    name: step.name.clone(),
+                    name,
                     action: verb,
                     outcome: StepOutcome::Skipped,
                     seconds: 0.0,
@@ -127,11 +128,11 @@ impl CaseRun<'_> {
                 });
                 continue;
             }
-            let at = format!("{section}[{}] {:?} ({verb}, line {})", i + 1, step.name, step.line);
-            self.progress.phase(&self.case.name, &format!("{verb}: {}", step.name));
+            let at = format!("{section}[{}] {name:?} ({verb}, line {})", i + 1, step.line);
+            self.progress.phase(&self.case.name, &format!("{verb}: {name}"));
             let clock = Instant::now();
             let remaining = deadline.saturating_duration_since(clock);
-            let evidence = scope.artifacts.join(section).join(evidence_name(i, &step.name));
+            let evidence = scope.artifacts.join(section).join(evidence_name(i, &name));
             let ran = tokio::time::timeout(remaining, self.step(step, scope, applied, &evidence)).await;
             let seconds = clock.elapsed().as_secs_f64();
             let verdict = match ran {
@@ -144,7 +145,7 @@ impl CaseRun<'_> {
                     continue;
                 }
             };
-            reports.push(verdict.report(section, &step.name, verb, seconds));
+            reports.push(verdict.report(section, &name, verb, seconds));
             if *scope.cancel.borrow() {
                 ended = Ended::Interrupted;
             } else if !matches!(verdict, Verdict::Passed(_)) {

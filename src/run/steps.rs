@@ -203,7 +203,7 @@ impl Scope<'_> {
                 variables.push(("object", &objects[0]));
             }
             return match expression.holds(&variables) {
-                Ok(true) => Judged::Holds(format!("`{}`", expression.source)),
+                Ok(true) => Judged::Holds(format!("exists and `{}` holds", expression.source)),
                 Ok(false) => {
                     Judged::NotYet(format!("`{}` is false; saw {}", expression.source, expression.observed(&variables)))
                 }
@@ -211,7 +211,7 @@ impl Scope<'_> {
                 Err(e) => Judged::NotYet(format!("`{}`: {e}", expression.source)),
             };
         }
-        Judged::Holds(format!("{what} matches"))
+        Judged::Holds(if target.matches.is_some() { "exists and matches".into() } else { "exists".into() })
     }
 
     /// Watches the target until `until` says it is done, or the timeout. Each snapshot of the
@@ -254,7 +254,7 @@ impl Scope<'_> {
             target,
             timeout,
             |objects| match self.judge(target, objects) {
-                Judged::Holds(why) => Some(Verdict::Passed(Some(why))),
+                Judged::Holds(why) => Some(Verdict::Passed(Some(format!("{} {why}", self.describe(target))))),
                 Judged::Broken(why) => Some(Verdict::Error(why)),
                 Judged::NotYet(why) => {
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = why;
@@ -275,7 +275,7 @@ impl Scope<'_> {
             target,
             limit,
             |objects| match self.judge(target, objects) {
-                Judged::Holds(why) => Some(failed(format!("{} is there and matches ({why})", self.describe(target)))),
+                Judged::Holds(why) => Some(failed(format!("{} {why}", self.describe(target)))),
                 Judged::Broken(why) => Some(Verdict::Error(why)),
                 Judged::NotYet(_) if once => Some(Verdict::Passed(None)),
                 Judged::NotYet(_) => None,
@@ -378,7 +378,7 @@ impl Scope<'_> {
 
     /// A command in a running container, through the API server; exit 0 passes.
     pub async fn exec(&self, exec: &Exec, timeout: Duration, evidence: &Path) -> Verdict {
-        let pod = match self.pod_for(exec).await {
+        let pod = match self.pod_for(exec, timeout).await {
             Ok(pod) => pod,
             Err(verdict) => return verdict,
         };
@@ -404,46 +404,60 @@ impl Scope<'_> {
         }
     }
 
-    /// The running pod an exec names: by name, label selector, or replica; or the first.
-    async fn pod_for(&self, exec: &Exec) -> Result<String, Verdict> {
-        let pods = self.cluster.list_pods(self.namespace).await.map_err(Verdict::Error)?;
-        let selector = exec.selector.as_ref().map(|s| self.substitute(s));
-        let wanted: Vec<&k8s_openapi::api::core::v1::Pod> = pods
-            .iter()
-            .filter(|p| {
-                exec.pod.as_ref().is_none_or(|n| p.metadata.name.as_deref() == Some(self.substitute(n).as_str()))
-            })
-            .filter(|p| selector.as_deref().is_none_or(|s| labels_match(p.metadata.labels.as_ref(), s)))
-            .filter(|p| {
-                exec.replica.as_ref().is_none_or(|r| {
-                    let labels = p.metadata.labels.clone().unwrap_or_default();
-                    self.replica_label
-                        .into_iter()
-                        .chain(REPLICA_LABELS.iter().copied())
-                        .any(|key| labels.get(key).is_some_and(|v| v.eq_ignore_ascii_case(r)))
-                })
-            })
-            .collect();
-        let running = wanted.iter().find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
-        match running {
-            Some(p) => Ok(p.metadata.name.clone().unwrap_or_default()),
-            None => {
-                let seen: Vec<String> = wanted
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{} ({})",
-                            p.metadata.name.as_deref().unwrap_or("?"),
-                            p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("?")
-                        )
-                    })
-                    .collect();
-                Err(failed(format!(
-                    "no running pod to exec in (found: {}); exec needs a running container: use it on a workload that keeps running (a Deployment), or as a scenario step while the job runs",
-                    if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
-                )))
-            }
+    /// The running pod an exec names (by name, label selector, or replica; or the first),
+    /// waited for by watching while the candidates are still starting; at once a failure when
+    /// every candidate has finished (a container that ended cannot run a command).
+    async fn pod_for(&self, exec: &Exec, timeout: Duration) -> Result<String, Verdict> {
+        let target = Target {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: exec.pod.clone(),
+            selector: exec.selector.clone(),
+            matches: None,
+            cel: None,
+        };
+        let chosen = std::sync::Mutex::new(None);
+        let seen = std::sync::Mutex::new(String::from("none"));
+        let phase = |p: &Value| p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("?").to_string();
+        let verdict = self
+            .watch(
+                &target,
+                timeout,
+                |pods| {
+                    let wanted: Vec<&Value> = pods.iter().filter(|p| self.is_replica(p, exec.replica.as_deref())).collect();
+                    if let Some(running) = wanted.iter().find(|p| phase(p) == "Running") {
+                        *chosen.lock().unwrap_or_else(|e| e.into_inner()) = Some(name_of(running).to_string());
+                        return Some(Verdict::Passed(None));
+                    }
+                    let listed: Vec<String> = wanted.iter().map(|p| format!("{} ({})", name_of(p), phase(p))).collect();
+                    if !listed.is_empty() {
+                        *seen.lock().unwrap_or_else(|e| e.into_inner()) = listed.join(", ");
+                    }
+                    let finished = !wanted.is_empty() && wanted.iter().all(|p| matches!(phase(p).as_str(), "Succeeded" | "Failed"));
+                    finished.then(|| failed(format!(
+                        "no running pod to exec in (found: {}); exec needs a running container: use it on a workload that keeps running (a Deployment), or as a scenario step while the job runs",
+                        listed.join(", ")
+                    )))
+                },
+                || failed(format!("no running pod to exec in within {} (found: {})", Dur(timeout), seen.lock().unwrap_or_else(|e| e.into_inner()))),
+            )
+            .await;
+        match chosen.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(pod) => Ok(pod),
+            None => Err(verdict),
         }
+    }
+
+    /// Whether a pod is of the replica named (by the profile's replica label or a well-known
+    /// one, case-insensitively); any pod when none is named.
+    fn is_replica(&self, pod: &Value, replica: Option<&str>) -> bool {
+        let Some(replica) = replica else { return true };
+        self.replica_label.into_iter().chain(REPLICA_LABELS.iter().copied()).any(|key| {
+            pod.pointer("/metadata/labels")
+                .and_then(|l| l.get(key))
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.eq_ignore_ascii_case(replica))
+        })
     }
 
     /// Log assertions over the containers of the namespace's pods (those of a selector).

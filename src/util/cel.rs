@@ -96,11 +96,19 @@ impl Expression {
                 },
             }
         })?;
-        if let Some(name) = program.references().functions().into_iter().find(|f| UNSUPPORTED.contains(f)) {
+        // The first written, so that the message is the same at every run.
+        let references = program.references();
+        let first = references
+            .functions()
+            .into_iter()
+            .filter(|f| UNSUPPORTED.contains(f))
+            .min_by_key(|f| source.find(&format!("{f}(")).unwrap_or(usize::MAX))
+            .map(str::to_string);
+        if let Some(name) = first {
             return Err(CompileError {
                 message: format!("uses `{name}()`, a Kubernetes CEL function kubevet does not evaluate"),
-                column: source.find(name).map(|i| i as u64 + 1),
-                unsupported: Some(name.to_string()),
+                column: source.find(&format!("{name}(")).map(|i| i as u64 + 1),
+                unsupported: Some(name),
             });
         }
         Ok(Expression { source: source.to_string(), program })
