@@ -36,9 +36,11 @@ fn pytorchjob(i: usize) -> String {
     )
 }
 
+/// Every 53rd breaks a CRD rule (`numProcPerNode` must be at least 1).
 fn trainjob(i: usize) -> String {
+    let procs = if i.is_multiple_of(53) { 0 } else { 1 };
     format!(
-        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: tj-{i}\nspec:\n  runtimeRef:\n    name: torch-distributed\n  trainer:\n    numNodes: {}\n    image: registry.example/trainer:0.{i}\n    command: [torchrun, train.py]\n    resourcesPerNode:\n      requests: {{cpu: \"2\"}}\n",
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n  name: tj-{i}\nspec:\n  runtimeRef:\n    name: torch-distributed\n  trainer:\n    numNodes: {}\n    numProcPerNode: {procs}\n    image: registry.example/trainer:0.{i}\n    command: [torchrun, train.py]\n    resourcesPerNode:\n      requests: {{cpu: \"2\"}}\n",
         1 + i % 4
     )
 }
@@ -88,9 +90,10 @@ fn main() {
     let report = lint::lint(&files, &options).expect("lint runs");
     let seconds = start.elapsed().as_secs_f64();
     assert_eq!(report.documents(), docs, "every document is read");
-    let typos = report.files.iter().flat_map(|f| &f.findings).filter(|f| f.rule == "schema").count();
+    let count = |rule: &str| report.files.iter().flat_map(|f| &f.findings).filter(|f| f.rule == rule).count();
+    let (typos, broken_rules) = (count("schema"), count("crd-rule"));
     eprintln!(
-        "kubevet: {} files, {docs} documents in {seconds:.3}s on one thread; {} errors ({typos} schema), {} warnings, {} notes",
+        "kubevet: {} files, {docs} documents in {seconds:.3}s on one thread; {} errors ({typos} schema, {broken_rules} CRD rules), {} warnings, {} notes",
         files.len(),
         report.count(Severity::Error),
         report.count(Severity::Warning),
@@ -116,4 +119,15 @@ fn main() {
         Err(e) => eprintln!("kubernetes-validate not run ({e}): pip install kubernetes-validate"),
     }
     println!("lint: docs={docs} docs_per_s={ours:.0}");
+    let mut rules = kubevet::lint::crd_rules::RuleCounts::default();
+    for entry in std::fs::read_dir(options.crd_dirs[0].join("trainer.kubeflow.org")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Ok(crd) = serde_saphyr::from_str::<serde_json::Value>(&text) {
+            rules.add(kubevet::lint::crd_rules::count_in_crd(&crd));
+        }
+    }
+    println!(
+        "crd_rules: trainer_total={} evaluated={} transition={} unsupported={} violations_found={broken_rules}",
+        rules.total, rules.evaluated, rules.transition, rules.unsupported
+    );
 }

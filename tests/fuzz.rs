@@ -1,5 +1,5 @@
-//! Property-based fuzzing of the three readers of user input: the suite parser, the example
-//! reader (what `run` and `list` plan from) and the lint reader. Inputs are real suites and
+//! Property-based fuzzing of the four readers of user input: the suite parser, the example
+//! reader (what `run` and `list` plan from), the scenario reader and the lint reader. Inputs are real suites and
 //! examples of this repository mutated at random (characters cut, YAML punctuation, anchors,
 //! aliases, tabs, octals and odd unicode put in, lines doubled and swapped). For every input:
 //! no panic, an answer within a bound, and every rejection an input error with a file:line:col
@@ -67,6 +67,12 @@ const TOKENS: &[&str] = &[
     "timeout: 5",
     "concurrency: ",
     "version: '>>>1'",
+    "cel: ",
+    " && object.status.x ==",
+    "url(",
+    "expectError: '('",
+    "steps:\n",
+    "- assert: ",
 ];
 
 fn cases() -> u32 {
@@ -80,7 +86,7 @@ fn repo() -> PathBuf {
 /// Every YAML file under the fixture and example folders: the seeds.
 fn seeds(filter: fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![repo().join("tests/fixtures"), repo().join("examples")];
+    let mut stack = vec![repo().join("tests/fixtures"), repo().join("examples"), repo().join("scenarios")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -235,6 +241,21 @@ proptest! {
         let report = report.map_err(|e| TestCaseError::fail(format!("lint gave up on a readable file: {e}")))?;
         for f in report.files.iter().flat_map(|f| &f.findings) {
             prop_assert!(f.line >= 1 && f.column >= 1, "{} without a position: {}", f.rule, f.message);
+        }
+    }
+
+    #[test]
+    fn the_scenario_reader_locates_every_rejection(
+        seed in any::<prop::sample::Index>(),
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let seeds = seeds(|t| t.contains("kind: Scenario"));
+        let text = mutate(seed.get::<String>(&seeds), &mutations);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "scenarios/scenario.yaml", &text);
+        let _ = timed(|| plan::scenario::is_scenario(&text))?;
+        if let Err(e) = timed(|| plan::scenario::read(&path, &text))? {
+            located(&e)?;
         }
     }
 }

@@ -65,12 +65,21 @@ pub struct RuleCounts {
 }
 
 impl RuleCounts {
-    fn add(&mut self, other: RuleCounts) {
+    pub fn add(&mut self, other: RuleCounts) {
         self.total += other.total;
         self.evaluated += other.evaluated;
         self.transition += other.transition;
         self.unsupported += other.unsupported;
     }
+}
+
+/// The rules of every version of a CRD object.
+pub fn count_in_crd(crd: &Value) -> RuleCounts {
+    let mut all = RuleCounts::default();
+    for version in crd.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten() {
+        all.add(RuleTree::of(version.pointer("/schema/openAPIV3Schema").unwrap_or(&Value::Null)).1);
+    }
+    all
 }
 
 impl RuleTree {

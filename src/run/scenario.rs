@@ -133,7 +133,12 @@ impl CaseRun<'_> {
             let clock = Instant::now();
             let remaining = deadline.saturating_duration_since(clock);
             let evidence = scope.artifacts.join(section).join(evidence_name(i, &name));
-            let ran = tokio::time::timeout(remaining, self.step(step, scope, applied, &evidence)).await;
+            let mut cancel = scope.cancel.clone();
+            // An interrupt drops the step: a script's process is killed with it.
+            let ran = tokio::select! {
+                ran = tokio::time::timeout(remaining, self.step(step, scope, applied, &evidence)) => ran,
+                _ = cancel.wait_for(|c| *c) => Ok(Verdict::Error("interrupted".into())),
+            };
             let seconds = clock.elapsed().as_secs_f64();
             let verdict = match ran {
                 Ok(verdict) => verdict,
