@@ -6,6 +6,7 @@ use kubevet::{
         clean::{Runs, clean_clusters},
         manage::{Action, manage},
     },
+    history,
     lint::{
         self,
         command::{Format, LintCommand},
@@ -16,6 +17,7 @@ use kubevet::{
     run::RunOptions,
     session::Session,
     suite::{self, Provider, Suite},
+    sweep,
     util::{self, duration::Dur, error::Error},
 };
 
@@ -182,6 +184,80 @@ struct RunArgs {
     /// summary (default when GITHUB_ACTIONS=true).
     #[arg(long)]
     github: bool,
+    #[command(flatten)]
+    history: HistoryArgs,
+    /// Write the HTML report (the run, its history and health) to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Write a CTRF (Common Test Report Format) JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    ctrf: Option<PathBuf>,
+}
+
+/// Where the run history is.
+#[derive(clap::Args, Clone)]
+struct HistoryArgs {
+    /// The history database (default: history.sqlite in kubevet's cache folder).
+    #[arg(long, value_name = "PATH")]
+    history: Option<PathBuf>,
+    /// Do not add this run to any history.
+    #[arg(long, conflicts_with = "history")]
+    no_history: bool,
+}
+
+impl HistoryArgs {
+    fn path(&self) -> Option<PathBuf> {
+        (!self.no_history).then(|| self.history.clone().unwrap_or_else(history::default_path))
+    }
+}
+
+/// Which runs health and the report look at.
+#[derive(clap::Args)]
+struct WindowArgs {
+    /// The history database (default: history.sqlite in kubevet's cache folder).
+    #[arg(long, value_name = "PATH")]
+    history: Option<PathBuf>,
+    /// The suite file whose runs to take (default: kubevet.yaml here or above; without one,
+    /// every suite's).
+    #[arg(long)]
+    suite: Option<PathBuf>,
+    /// At most this many of the latest runs.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Only runs of the last DAYS days.
+    #[arg(long, default_value_t = 14)]
+    days: i64,
+}
+
+impl WindowArgs {
+    fn history(&self) -> PathBuf {
+        self.history.clone().unwrap_or_else(history::default_path)
+    }
+
+    /// The suite's name, when one is given or found.
+    fn suite_name(&self) -> Result<Option<String>, Error> {
+        match &self.suite {
+            Some(path) => Ok(Some(suite::load(path)?.name)),
+            None => Ok(suite::load_found(None).ok().map(|s| s.name)),
+        }
+    }
+
+    fn window(&self) -> history::Window {
+        history::Window { runs: self.runs.max(1), days: self.days.max(1) }
+    }
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Add runs made elsewhere (run.json files, or folders holding them: each CI job's
+    /// artifacts); a run already there is not added twice.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The history database (default: history.sqlite in kubevet's cache folder).
+        #[arg(long, value_name = "PATH")]
+        history: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +340,44 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// The run history: import runs made elsewhere.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
+    /// Health per example, per Kubernetes version and overall: state, score, pass rate,
+    /// flakiness, duration trend, and regressions on one version.
+    Health {
+        #[command(flatten)]
+        window: WindowArgs,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Write the HTML report of the history's latest run: the matrix, the history grid,
+    /// health and trends, in one file that opens offline.
+    Report {
+        #[command(flatten)]
+        window: WindowArgs,
+        /// The HTML file (default: kubevet-artifacts/report.html).
+        #[arg(long, default_value = "kubevet-artifacts/report.html")]
+        output: PathBuf,
+    },
+    /// Stay up and run the suite at each trigger of a cron schedule (history appended, report
+    /// written each time); never two runs at once, no catch-up of missed triggers.
+    Sweep {
+        /// A cron schedule: five fields, or six with seconds first.
+        #[arg(long, required_unless_present = "once")]
+        schedule: Option<String>,
+        /// One sweep now, then exit with its exit code.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        suite: SuiteArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Print the plan: every case, its file, profile, timeout and tier.
     List {
         #[command(flatten)]
@@ -304,30 +418,33 @@ fn load_suite(path: Option<&std::path::Path>, refresh: bool) -> Result<Suite, Er
     Ok(suite)
 }
 
-fn run_suite(args: SuiteArgs, cluster: ClusterArgs, run: RunArgs, color: ColorChoice) -> Result<i32, Error> {
-    // Bad input is found before anything is created.
+/// A run as the command line asks for it: the suite read, the cases planned (bad input is
+/// found here, before anything is created).
+fn session(args: &SuiteArgs, cluster: &ClusterArgs, run: &RunArgs, color: ColorChoice) -> Result<Session, Error> {
     let mut suite = load_suite(args.suite.as_deref(), run.refresh)?;
     cluster.apply(&mut suite)?;
     let mut cases = plan::plan_some(&suite, args.selection())?;
     if let Some(retries) = run.retries {
         cases.iter_mut().for_each(|c| c.retries = retries);
     }
-    let session = Session {
+    Ok(Session {
         suite,
         cases,
-        k8s_version: cluster.k8s_version,
+        k8s_version: cluster.k8s_version.clone(),
         reuse: cluster.reuse,
-        junit: run.junit,
+        junit: run.junit.clone(),
         color,
         options: RunOptions {
-            artifacts: run.artifacts,
+            artifacts: run.artifacts.clone(),
             concurrency: run.concurrency,
             fail_fast: run.fail_fast,
             keep_on_failure: run.keep_on_failure,
             github: run.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
         },
-    };
-    util::block_on(session.run())?
+        history: run.history.path(),
+        html: run.html.clone(),
+        ctrf: run.ctrf.clone(),
+    })
 }
 
 fn main() -> ExitCode {
@@ -357,7 +474,25 @@ fn main() -> ExitCode {
                 format,
             })
         }
-        Command::Run { suite, cluster, run } => run_suite(suite, cluster, run, color),
+        Command::Run { suite, cluster, run } => {
+            session(&suite, &cluster, &run, color).and_then(|session| util::block_on(session.run())?)
+        }
+        Command::Sweep { schedule, once, suite, cluster, run } => {
+            schedule.as_deref().map(sweep::schedule).transpose().and_then(|cron| {
+                // The first run's input is checked before the sweep starts waiting.
+                session(&suite, &cluster, &run, color)?;
+                util::block_on(sweep::sweep(cron, once, || session(&suite, &cluster, &run, color)))?
+            })
+        }
+        Command::History { command: HistoryCommand::Import { paths, history: path } } => {
+            history::import(&path.unwrap_or_else(history::default_path), &paths)
+        }
+        Command::Health { window, output } => window.suite_name().and_then(|name| {
+            history::health_command(&window.history(), name.as_deref(), window.window(), matches!(output, Output::Json))
+        }),
+        Command::Report { window, output } => window
+            .suite_name()
+            .and_then(|name| history::report_command(&window.history(), name.as_deref(), window.window(), &output)),
         Command::Render { suite, operators, refresh } => {
             load_suite(suite.as_deref(), refresh).and_then(|suite| util::block_on(render::command(&suite, &operators))?)
         }

@@ -13,6 +13,7 @@ use crate::{
         provision::{self, Cell, Provisioned},
         retry::RetryPolicy,
     },
+    history,
     images::{self, Built},
     operators::{
         install,
@@ -41,6 +42,12 @@ pub struct Session {
     pub color: ColorChoice,
     /// Its `artifacts` is the run's folder; each cell's cases go to a sub-folder in a matrix.
     pub options: RunOptions,
+    /// The history database this run is added to (none: `--no-history`).
+    pub history: Option<PathBuf>,
+    /// The HTML report to write (`--html`).
+    pub html: Option<PathBuf>,
+    /// The CTRF report to write (`--ctrf`).
+    pub ctrf: Option<PathBuf>,
 }
 
 /// What every cell shares, made once per run.
@@ -56,6 +63,7 @@ struct Prepared {
 
 impl Session {
     pub async fn run(mut self) -> Result<i32, Error> {
+        let started = jiff::Timestamp::now();
         let suite = &self.suite;
         let cells = provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(Error::Usage)?;
         command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
@@ -89,7 +97,7 @@ impl Session {
                 reports.push(self.cell(cell, &dir, &prepared, cancel.clone()).await);
             }
         }
-        self.report(&prepared, &reports, *cancel.borrow())
+        self.report(&prepared, &reports, *cancel.borrow(), started)
     }
 
     /// What every cell shares: images built (a failed build is a result in the report, not a
@@ -134,7 +142,13 @@ impl Session {
     }
 
     /// The ledger, `run.json`, the JUnit file and the summary; the exit code.
-    fn report(&self, prepared: &Prepared, reports: &[CellReport], interrupted: bool) -> Result<i32, Error> {
+    fn report(
+        &self,
+        prepared: &Prepared,
+        reports: &[CellReport],
+        interrupted: bool,
+        started: jiff::Timestamp,
+    ) -> Result<i32, Error> {
         let suite = &self.suite;
         let rendered = || prepared.rendered.iter().flatten();
         let ledger: versions::Ledger =
@@ -156,9 +170,23 @@ impl Session {
             properties.push((format!("image.{}.cache", b.name), if b.cached { "hit" } else { "miss" }.into()));
         }
         let rendered: Vec<&Rendered> = rendered().collect();
-        let run_file = report::run_file(reports, &ledger, &rendered, &changed);
+        let id = format!("{}-{}", started.strftime("%Y%m%dT%H%M%SZ"), crate::util::ids::random_hex(6));
+        let facts = report::RunFacts {
+            id: &id,
+            suite: &suite.name,
+            started,
+            ended: jiff::Timestamp::now(),
+            artifacts: &self.options.artifacts,
+        };
+        let run_file = report::run_file(&facts, reports, &ledger, &rendered, &changed);
         let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
         report::write(&self.options.artifacts, &junit_path, &suite.name, reports, &properties, &run_file)?;
+        if let Some(path) = &self.ctrf {
+            let ctrf = report::ctrf::ctrf(&facts, reports);
+            crate::util::files::write_atomically(path, ctrf.to_string().as_bytes())
+                .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", path.display())))?;
+        }
+        self.remember(&self.options.artifacts.join("run.json"), &suite.name);
         let results: Vec<&CaseResult> = reports.iter().flat_map(|c| &c.report.results).collect();
         print!("{}", report::terminal::failures(&results, self.color.enabled(std::io::stdout().is_terminal())));
         if self.options.github {
@@ -167,6 +195,25 @@ impl Session {
         }
         report::summary::print(reports, &changed, &junit_path, &self.options.artifacts, suite.defaults.flaky);
         Ok(report::exit_code(reports, interrupted, suite.defaults.flaky))
+    }
+
+    /// The run into the history, and the HTML report from it. A history that cannot be
+    /// written is said, and changes no verdict.
+    fn remember(&self, run_json: &std::path::Path, suite: &str) {
+        let memory = PathBuf::from(":memory:");
+        let Some(path) = self.history.as_ref().or(self.html.as_ref().map(|_| &memory)) else { return };
+        let stored = history::open(path).and_then(|mut store| {
+            history::append(&mut store, run_json)?;
+            if let Some(html) = &self.html {
+                let loaded = history::load(&store, Some(suite), history::Window::default())?;
+                history::html::write(&loaded, html)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = stored {
+            tracing::warn!("the run was not added to the history or its report: {e}");
+            eprintln!("kubevet: the run was not added to the history: {e}");
+        }
     }
 
     /// One cell: cluster up, images loaded, operators installed in order, cases run, evidence

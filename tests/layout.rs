@@ -11,8 +11,21 @@ use std::{
 /// The stages in the order of the flow; a module may use only those before it (and `util`,
 /// the leaf). `lint` sits beside the run: it reads suites, renders operators and may ask a
 /// cluster for schemas, and nothing of the run uses it.
-const RANKS: &[&str] =
-    &["util", "suite", "plan", "cluster", "outcome", "images", "operators", "lint", "run", "report", "session"];
+const RANKS: &[&str] = &[
+    "util",
+    "suite",
+    "plan",
+    "cluster",
+    "outcome",
+    "images",
+    "operators",
+    "lint",
+    "run",
+    "report",
+    "history",
+    "session",
+    "sweep",
+];
 
 /// A source file's module path: `src/cluster/client.rs` → `cluster::client`.
 fn module_of(rel: &Path) -> String {

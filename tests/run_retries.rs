@@ -202,7 +202,8 @@ fn lint_findings_become_annotations() {
     let out = kubevet()
         .current_dir(repo())
         .env("GITHUB_WORKSPACE", repo())
-        .args(["lint", "tests/fixtures/lint/pytorchjob-typo.yaml", "--output", "github", "--crds"])
+        .args(["lint", "tests/fixtures/lint/pytorchjob-typo.yaml", "tests/fixtures/notes/widget.yaml"])
+        .args(["--output", "github", "--crds"])
         .arg(repo().join("../shared/data/crds"))
         .output()
         .expect("runs");
@@ -214,5 +215,9 @@ fn lint_findings_become_annotations() {
     assert_eq!(schema["name"], "error");
     assert_eq!(schema["properties"]["file"], "tests/fixtures/lint/pytorchjob-typo.yaml");
     assert_eq!((schema["properties"]["line"].as_str(), schema["properties"]["col"].as_str()), (Some("20"), Some("15")));
-    assert!(commands.iter().any(|c| c["name"] == "notice"), "notes become notices: {commands:#?}");
+    let notice = commands
+        .iter()
+        .find(|c| c["name"] == "notice")
+        .unwrap_or_else(|| panic!("notes become notices: {commands:#?}"));
+    assert_eq!(notice["properties"]["file"], "tests/fixtures/notes/widget.yaml");
 }

@@ -57,7 +57,7 @@ fn the_projects_scenarios_run_every_step_as_written() {
     let expected = [
         ("create the job", "apply"),
         ("it runs with both workers active", "assert"),
-        ("its pods carry the operator's labels", "assert"),
+        ("its pods run and carry the operator's labels", "assert"),
         ("the master says its epoch", "logs"),
         ("a worker knows its rank", "exec"),
         ("delete the job", "delete"),

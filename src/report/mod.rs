@@ -4,6 +4,7 @@
 //!
 //! May use: `outcome`, `operators` (what each version resolved to) and `util`.
 
+pub mod ctrf;
 pub mod github;
 pub mod junit;
 pub mod summary;
@@ -23,11 +24,48 @@ use crate::{
     },
 };
 
-/// `run.json`: per cell its run id, Kubernetes version and image, API requests and retries,
-/// what was left behind; what each floating version resolved to, how each operator was
-/// rendered, and what changed since the previous run.
-pub fn run_file(reports: &[CellReport], ledger: &Ledger, rendered: &[&Rendered], changed: &[String]) -> Value {
+/// What a run was, beyond its cells: for `run.json` and the history.
+pub struct RunFacts<'a> {
+    /// Unique and sortable by time: `20261201T021500Z-3f9a1c`.
+    pub id: &'a str,
+    pub suite: &'a str,
+    pub started: jiff::Timestamp,
+    pub ended: jiff::Timestamp,
+    /// The artifacts folder: case folders are named relative to it.
+    pub artifacts: &'a Path,
+}
+
+/// `run.json`: the run (id, suite, start, end), per cell its run id, Kubernetes version and
+/// image, API requests and retries, what was left behind and every case's result (its
+/// evidence folder relative to the artifacts folder); what each floating version resolved
+/// to, how each operator was rendered, and what changed since the previous run. Whole
+/// enough for `kubevet history import` to take a run made elsewhere.
+pub fn run_file(
+    facts: &RunFacts<'_>,
+    reports: &[CellReport],
+    ledger: &Ledger,
+    rendered: &[&Rendered],
+    changed: &[String],
+) -> Value {
+    let relative = |mut case: Value| {
+        let shorten = |v: &mut Value| {
+            if let Some(p) = v.as_str().map(std::path::PathBuf::from)
+                && let Ok(rel) = p.strip_prefix(facts.artifacts)
+            {
+                *v = json!(rel.to_string_lossy());
+            }
+        };
+        shorten(&mut case["artifacts"]);
+        for attempt in case["attempts"].as_array_mut().into_iter().flatten() {
+            shorten(&mut attempt["artifacts"]);
+        }
+        case
+    };
     json!({
+        "id": facts.id,
+        "suite": facts.suite,
+        "started": facts.started.to_string(),
+        "ended": facts.ended.to_string(),
         "cells": reports.iter().map(|c| json!({
             "run": c.report.run_id,
             "kubernetesVersion": c.cell.version,
@@ -35,6 +73,7 @@ pub fn run_file(reports: &[CellReport], ledger: &Ledger, rendered: &[&Rendered],
             "kubernetes": c.server_version,
             "requests": c.requests,
             "leftBehind": c.left_behind().collect::<Vec<_>>(),
+            "cases": c.report.results.iter().map(|r| relative(serde_json::to_value(r).unwrap_or_default())).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "versions": ledger,
         "rendered": rendered.iter().map(|r| (r.operator.clone(), json!({

@@ -171,3 +171,31 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Headless Chromium (Debian's `chromium`): the page's DOM after its scripts ran.
+pub fn chromium_dom(url: &str) -> String {
+    let out = Command::new("chromium")
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", url])
+        .output()
+        .expect("chromium runs (tests/run installs Debian's chromium)");
+    assert!(out.status.success(), "chromium --dump-dom {url}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// A screenshot of the page by headless Chromium.
+pub fn chromium_screenshot(url: &str, png: &Path) {
+    let out = Command::new("chromium")
+        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1600"])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success() && png.is_file(), "chromium --screenshot {url}: {}", stderr(&out));
+}
+
+/// Where tests keep files for people to look at after a run (screenshots).
+pub fn test_artifacts() -> PathBuf {
+    let dir = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("mkdir target/test-artifacts");
+    dir
+}

@@ -1,0 +1,436 @@
+//! The HTML report: one self-contained file (styles, script and charts inline, no network)
+//! with the latest run's Kubernetes-version × example matrix in TestGrid's colours, each
+//! case's reason, class, phases as a bar, log tail and links to its evidence (relative to the
+//! report, so the artifacts folder can be opened anywhere), the history grid, duration trends
+//! as inline SVG, health, and filters (also read from the URL: `report.html#outcome=failed`).
+//! Templated with minijinja, which escapes everything the runs wrote.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Component, Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use super::{
+    Loaded,
+    health::{self, Health},
+    store::{CaseRow, RunRow},
+};
+use crate::util::{
+    error::{Error, Result},
+    files::write_atomically,
+};
+
+const TEMPLATE: &str = include_str!("report.html.j2");
+
+#[derive(Serialize)]
+struct Filter {
+    key: &'static str,
+    label: &'static str,
+    values: BTreeSet<String>,
+}
+
+#[derive(Serialize)]
+struct MatrixCell {
+    version: String,
+    outcome: String,
+    class: String,
+    tier: String,
+    profile: String,
+    css: String,
+    label: String,
+    title: String,
+    href: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MatrixRow {
+    id: String,
+    example: String,
+    state: &'static str,
+    score: u8,
+    cells: Vec<MatrixCell>,
+}
+
+#[derive(Serialize)]
+struct PhaseView {
+    name: String,
+    css: String,
+    seconds: String,
+    pct: String,
+}
+
+#[derive(Serialize)]
+struct Link {
+    label: &'static str,
+    href: String,
+}
+
+#[derive(Serialize)]
+struct CaseView {
+    id: String,
+    example: String,
+    version: String,
+    outcome: String,
+    css: String,
+    class: String,
+    tier: String,
+    profile: String,
+    seconds: String,
+    attempts: u32,
+    phases: Vec<PhaseView>,
+    phases_title: String,
+    reason: String,
+    log_tail: Option<String>,
+    links: Vec<Link>,
+}
+
+#[derive(Serialize)]
+struct RunHead {
+    short: String,
+    changed: bool,
+    title: String,
+}
+
+#[derive(Serialize)]
+struct Dot {
+    css: String,
+    title: String,
+}
+
+#[derive(Serialize)]
+struct HistoryRow {
+    id: String,
+    example: String,
+    version: String,
+    dots: Vec<Dot>,
+    svg: String,
+}
+
+#[derive(Serialize)]
+struct HealthView {
+    id: String,
+    example: String,
+    version: String,
+    state: &'static str,
+    score: u8,
+    pass_rate: String,
+    flakiness: String,
+    judged: usize,
+    median: String,
+    p95: String,
+    note: String,
+}
+
+/// The CSS class of an outcome: TestGrid's colours, timeouts and infrastructure apart.
+fn css(case: &CaseRow) -> String {
+    match (case.outcome.as_str(), case.class.as_deref()) {
+        ("failed", Some("timeout")) => "timeout".into(),
+        ("failed" | "error", Some("infrastructure")) => "infrastructure".into(),
+        (outcome, _) => outcome.into(),
+    }
+}
+
+/// `to` as a link from the folder `from`: relative when both are absolute, `/`-separated.
+fn relative(from: &Path, to: &Path) -> String {
+    let (from, to) = (std::path::absolute(from).unwrap_or_default(), std::path::absolute(to).unwrap_or_default());
+    let (a, b): (Vec<Component>, Vec<Component>) = (from.components().collect(), to.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_string(), a.len() - common).collect();
+    parts.extend(b[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    if parts.is_empty() { ".".into() } else { parts.join("/") }
+}
+
+/// The case's evidence folder: as recorded, under the folder its run.json was in.
+fn evidence(run: &RunRow, case: &CaseRow) -> Option<PathBuf> {
+    let artifacts = PathBuf::from(case.artifacts.as_ref()?);
+    let dir = match (&run.root, artifacts.is_absolute()) {
+        (_, true) | (None, _) => artifacts,
+        (Some(root), false) => Path::new(root).join(artifacts),
+    };
+    Some(dir)
+}
+
+fn seconds(s: f64) -> String {
+    if s >= 60.0 { format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64) } else { format!("{s:.1}s") }
+}
+
+/// A sparkline of a case's durations over the runs (passes only), with the last value.
+fn sparkline(points: &[(usize, f64)], runs: usize) -> String {
+    if points.is_empty() {
+        return String::new();
+    }
+    let (w, h) = (120.0, 24.0);
+    let max = points.iter().map(|p| p.1).fold(0.0f64, f64::max).max(0.001);
+    let x = |i: usize| if runs <= 1 { w / 2.0 } else { 2.0 + (w - 4.0) * i as f64 / (runs - 1) as f64 };
+    let y = |v: f64| h - 2.0 - (h - 4.0) * v / max;
+    let line: Vec<String> = points.iter().map(|(i, v)| format!("{:.1},{:.1}", x(*i), y(*v))).collect();
+    let last = points.last().map(|p| p.1).unwrap_or(0.0);
+    format!(
+        "<svg class=\"trend\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"duration over runs\"><polyline fill=\"none\" stroke=\"#1e88e5\" stroke-width=\"1.5\" points=\"{}\"/></svg> {}",
+        line.join(" "),
+        seconds(last)
+    )
+}
+
+/// Renders the report into `output`; the number of bytes written.
+pub fn write(loaded: &Loaded, output: &Path) -> Result<usize> {
+    let html = render(loaded, output.parent().unwrap_or(Path::new(".")))?;
+    write_atomically(output, html.as_bytes())
+        .map_err(|e| Error::Infrastructure(format!("{}: {e}", output.display())))?;
+    Ok(html.len())
+}
+
+fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
+    let runs = &loaded.window;
+    let latest = runs.last().ok_or_else(|| Error::Usage("no run to report".into()))?;
+    let healths = health::health(runs, &loaded.earlier, &loaded.all);
+    let health_of =
+        |id: &str, version: Option<&str>| healths.iter().find(|h| h.id == id && h.kubernetes.as_deref() == version);
+    let versions: Vec<String> = latest.cells.iter().map(|c| c.kubernetes.clone()).collect();
+    let mut filters = [
+        Filter { key: "outcome", label: "outcome", values: BTreeSet::new() },
+        Filter { key: "class", label: "class", values: BTreeSet::new() },
+        Filter { key: "tier", label: "tier", values: BTreeSet::new() },
+        Filter { key: "profile", label: "profile", values: BTreeSet::new() },
+        Filter { key: "version", label: "Kubernetes", values: BTreeSet::new() },
+    ];
+    let mut matrix: BTreeMap<String, MatrixRow> = BTreeMap::new();
+    let mut cases = Vec::new();
+    for cell in &latest.cells {
+        for case in &cell.cases {
+            let dir = evidence(latest, case);
+            let href = |file: &str| dir.as_ref().map(|d| relative(report_dir, &d.join(file)));
+            let class = case.class.clone().unwrap_or_default();
+            let (tier, profile) = (case.tier.clone().unwrap_or_default(), case.profile.clone().unwrap_or_default());
+            for (filter, value) in filters.iter_mut().zip([&case.outcome, &class, &tier, &profile, &cell.kubernetes]) {
+                if !value.is_empty() {
+                    filter.values.insert(value.clone());
+                }
+            }
+            let overall = health_of(&case.id, None);
+            let row = matrix.entry(case.name.clone()).or_insert_with(|| MatrixRow {
+                id: case.id.clone(),
+                example: case.name.clone(),
+                state: overall.map(|h| h.state.name()).unwrap_or("NEW"),
+                score: overall.map(|h| h.score).unwrap_or(0),
+                cells: Vec::new(),
+            });
+            let label = match (case.outcome.as_str(), case.attempts) {
+                ("flaky", n) => format!("FLAKY {n}×"),
+                (outcome, n) if n > 1 => format!("{} {n}×", outcome.to_uppercase()),
+                (outcome, _) => outcome.to_uppercase(),
+            };
+            row.cells.push(MatrixCell {
+                version: cell.kubernetes.clone(),
+                outcome: case.outcome.clone(),
+                class: class.clone(),
+                tier: tier.clone(),
+                profile: profile.clone(),
+                css: css(case),
+                label,
+                title: format!("{} on {}: {}", case.name, cell.kubernetes, case.reason.clone().unwrap_or_default()),
+                href: href("result.json"),
+            });
+            let total: f64 = case.phases.as_array().into_iter().flatten().filter_map(|p| p["seconds"].as_f64()).sum();
+            let phases: Vec<PhaseView> = case
+                .phases
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let name = p["name"].as_str().unwrap_or("other").to_string();
+                    let s = p["seconds"].as_f64().unwrap_or(0.0);
+                    let known = ["apply", "scheduling", "running", "collecting", "checks", "steps", "cleanup"];
+                    PhaseView {
+                        css: if known.contains(&name.as_str()) { name.clone() } else { "other".into() },
+                        seconds: seconds(s),
+                        pct: format!("{:.1}", if total > 0.0 { 100.0 * s / total } else { 0.0 }),
+                        name,
+                    }
+                })
+                .collect();
+            let links = [("result", "result.json"), ("events", "events.txt"), ("objects", "objects"), ("pods", "pods")]
+                .into_iter()
+                .filter(|(_, file)| dir.as_ref().is_none_or(|d| d.join(file).exists()))
+                .filter_map(|(label, file)| href(file).map(|href| Link { label, href }))
+                .collect();
+            cases.push(CaseView {
+                id: case.id.clone(),
+                example: case.name.clone(),
+                version: cell.kubernetes.clone(),
+                outcome: case.outcome.clone(),
+                css: css(case),
+                class,
+                tier,
+                profile,
+                seconds: seconds(case.seconds),
+                attempts: case.attempts,
+                phases_title: phases.iter().map(|p| format!("{} {}", p.name, p.seconds)).collect::<Vec<_>>().join(", "),
+                phases,
+                reason: case.reason.clone().unwrap_or_default(),
+                log_tail: case.log_tail.clone(),
+                links,
+            });
+        }
+    }
+    // Cells of versions where an example did not run, so every row has a cell per column.
+    for row in matrix.values_mut() {
+        for v in &versions {
+            if !row.cells.iter().any(|c| &c.version == v) {
+                row.cells.push(MatrixCell {
+                    version: v.clone(),
+                    outcome: "none".into(),
+                    class: String::new(),
+                    tier: String::new(),
+                    profile: String::new(),
+                    css: "none".into(),
+                    label: "—".into(),
+                    title: format!("not run on {v}"),
+                    href: None,
+                });
+            }
+        }
+        row.cells.sort_by_key(|c| versions.iter().position(|v| v == &c.version));
+    }
+    let history_runs: Vec<RunHead> = runs
+        .iter()
+        .map(|r| RunHead {
+            short: r.started.strftime("%m-%d %H:%M").to_string(),
+            changed: !r.changed.is_empty(),
+            title: format!(
+                "{} {}{}",
+                r.id,
+                r.started,
+                if r.changed.is_empty() { String::new() } else { format!(": {}", r.changed.join("; ")) }
+            ),
+        })
+        .collect();
+    let mut history = Vec::new();
+    for h in healths.iter().filter(|h| h.kubernetes.is_some()) {
+        let version = h.kubernetes.clone().unwrap_or_default();
+        let mut dots = Vec::new();
+        let mut durations = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            let case =
+                run.cells.iter().filter(|c| c.kubernetes == version).flat_map(|c| &c.cases).find(|c| c.id == h.id);
+            dots.push(match case {
+                Some(c) => {
+                    if matches!(c.outcome.as_str(), "passed" | "flaky") {
+                        durations.push((i, c.seconds));
+                    }
+                    Dot {
+                        css: css(c),
+                        title: format!("{}: {} {}", run.id, c.outcome, c.reason.clone().unwrap_or_default()),
+                    }
+                }
+                None => Dot { css: "none".into(), title: format!("{}: not run", run.id) },
+            });
+        }
+        history.push(HistoryRow {
+            id: h.id.clone(),
+            example: h.example.clone(),
+            version,
+            dots,
+            svg: sparkline(&durations, runs.len()),
+        });
+    }
+    let health_rows: Vec<HealthView> = healths.iter().map(health_view).collect();
+    let regressions: Vec<String> = healths
+        .iter()
+        .filter(|h| h.kubernetes.is_none())
+        .filter_map(|h| {
+            let r = h.regression.as_ref()?;
+            Some(format!(
+                "{} fails every run on {} since run {} ({}); what changed then: {}",
+                h.example,
+                r.kubernetes,
+                r.first_failing_run,
+                r.started,
+                r.changed.join("; ")
+            ))
+        })
+        .collect();
+    let mut env = minijinja::Environment::new();
+    env.add_template("report.html", TEMPLATE).map_err(|e| Error::Infrastructure(format!("report template: {e}")))?;
+    let template = env.get_template("report.html").map_err(|e| Error::Infrastructure(e.to_string()))?;
+    let ended = latest.ended;
+    let page = Page {
+        suite: &latest.suite,
+        run_id: &latest.id,
+        started: latest.started.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ended: ended.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        duration: seconds(ended.duration_since(latest.started).as_secs_f64()),
+        generated: jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        changed: &latest.changed,
+        regressions,
+        versions,
+        filters,
+        matrix: matrix.into_values().collect(),
+        cases,
+        history_runs,
+        history,
+        health: health_rows,
+    };
+    template
+        .render(minijinja::value::Serde(&page))
+        .map_err(|e| Error::Infrastructure(format!("rendering the report: {e}")))
+}
+
+/// Everything the template shows.
+#[derive(Serialize)]
+struct Page<'a> {
+    suite: &'a str,
+    run_id: &'a str,
+    started: String,
+    ended: String,
+    duration: String,
+    generated: String,
+    changed: &'a [String],
+    regressions: Vec<String>,
+    versions: Vec<String>,
+    filters: [Filter; 5],
+    matrix: Vec<MatrixRow>,
+    cases: Vec<CaseView>,
+    history_runs: Vec<RunHead>,
+    history: Vec<HistoryRow>,
+    health: Vec<HealthView>,
+}
+
+fn health_view(h: &Health) -> HealthView {
+    let note = match &h.regression {
+        Some(r) => {
+            format!("regression on {} since run {}: {}", r.kubernetes, r.first_failing_run, r.changed.join("; "))
+        }
+        None => h.timeline.clone(),
+    };
+    let opt = |s: Option<f64>| s.map(seconds).unwrap_or_else(|| "-".into());
+    HealthView {
+        id: h.id.clone(),
+        example: h.example.clone(),
+        version: h.kubernetes.clone().unwrap_or_else(|| "all".into()),
+        state: h.state.name(),
+        score: h.score,
+        pass_rate: h.pass_rate.map(|p| format!("{:.0}%", p * 100.0)).unwrap_or_else(|| "-".into()),
+        flakiness: format!("{:.0}%", h.flakiness),
+        judged: h.judged,
+        median: match (h.median_seconds, h.previous_median_seconds) {
+            (Some(now), Some(before)) => format!("{} (was {})", seconds(now), seconds(before)),
+            (now, _) => opt(now),
+        },
+        p95: opt(h.p95_seconds),
+        note,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative_to_the_report() {
+        assert_eq!(relative(Path::new("/a/art"), Path::new("/a/art/case/result.json")), "case/result.json");
+        assert_eq!(relative(Path::new("/a/out"), Path::new("/a/art/case")), "../art/case");
+    }
+}

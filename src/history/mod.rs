@@ -1,0 +1,186 @@
+//! Memory across runs: every run goes into an SQLite history (`store.rs`); health per example
+//! is computed from it (`health.rs`); the HTML report shows the latest run, the history and
+//! the health (`html.rs`). `kubevet history import`, `kubevet health` and `kubevet report`.
+//! A stage after `report`: it reads what runs wrote.
+
+pub mod health;
+pub mod html;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::{
+    error::{Error, Result},
+    files::cache_dir,
+};
+pub use health::Window;
+use store::{RunRow, Store};
+
+/// `<cache>/history.sqlite`, unless `--history PATH`.
+pub fn default_path() -> PathBuf {
+    cache_dir().join("history.sqlite")
+}
+
+pub fn open(path: &Path) -> Result<Store> {
+    let store = Store::open(path).map_err(|e| Error::Usage(format!("history {}: {e}", path.display())))?;
+    if let Some(aside) = &store.set_aside {
+        eprintln!(
+            "kubevet: the history {} was damaged; it was moved to {} and a new one started",
+            path.display(),
+            aside.display()
+        );
+    }
+    Ok(store)
+}
+
+/// Adds one run's `run.json` (written by `kubevet run`) to the history; false when it is
+/// there already.
+pub fn append(store: &mut Store, run_json: &Path) -> Result<bool> {
+    let text = std::fs::read_to_string(run_json).map_err(|e| Error::Usage(format!("{}: {e}", run_json.display())))?;
+    let run: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{}: not a kubevet run.json: {e}", run_json.display())))?;
+    let root = run_json.parent().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    store.append(&run, root.as_deref()).map_err(|e| Error::Usage(format!("{}: {e}", run_json.display())))
+}
+
+/// Every `run.json` under the paths given (files, or folders searched through).
+fn run_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            found.push(path.clone());
+        } else if path.is_dir() {
+            let mut here: Vec<PathBuf> = ignore::WalkBuilder::new(path)
+                .standard_filters(false)
+                .build()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name() == "run.json")
+                .map(|e| e.into_path())
+                .collect();
+            here.sort();
+            found.extend(here);
+        } else {
+            return Err(Error::Usage(format!("{}: no such file or folder", path.display())));
+        }
+    }
+    Ok(found)
+}
+
+/// `kubevet history import PATH…`: runs made elsewhere (each CI job's artifacts) into the
+/// history; the same run imported twice is stored once.
+pub fn import(history: &Path, paths: &[PathBuf]) -> Result<i32> {
+    let mut store = open(history)?;
+    let files = run_files(paths)?;
+    if files.is_empty() {
+        return Err(Error::Usage("no run.json under the paths given".into()));
+    }
+    let (mut added, mut known) = (0, 0);
+    for file in &files {
+        if append(&mut store, file)? {
+            added += 1;
+        } else {
+            known += 1;
+        }
+    }
+    let (total, _) = store.summary().map_err(Error::Usage)?;
+    println!("imported {added} runs ({known} already in the history); {} holds {total} runs", history.display());
+    Ok(0)
+}
+
+/// The runs health and reports look at: the window, the window before it (for trends), and
+/// the latest 200 runs or the window if larger (where a regression started).
+pub struct Loaded {
+    pub window: Vec<RunRow>,
+    pub earlier: Vec<RunRow>,
+    pub all: Vec<RunRow>,
+}
+
+pub fn load(store: &Store, suite: Option<&str>, window: Window) -> Result<Loaded> {
+    let since = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(24 * window.days)).ok();
+    let all = store.runs(suite, window.runs.max(200), None).map_err(Error::Usage)?;
+    let in_days: Vec<RunRow> = all.iter().filter(|r| since.is_none_or(|s| r.started >= s)).cloned().collect();
+    let window_runs: Vec<RunRow> = in_days[in_days.len().saturating_sub(window.runs)..].to_vec();
+    let first = window_runs.first().map(|r| r.id.clone());
+    let before: Vec<RunRow> = all.iter().take_while(|r| Some(&r.id) != first.as_ref()).cloned().collect();
+    let earlier = before[before.len().saturating_sub(window.runs)..].to_vec();
+    Ok(Loaded { window: window_runs, earlier, all })
+}
+
+/// `kubevet health`: a table or JSON of every example's health.
+pub fn health_command(history: &Path, suite: Option<&str>, window: Window, json: bool) -> Result<i32> {
+    let store = open(history)?;
+    let loaded = load(&store, suite, window)?;
+    if loaded.window.is_empty() {
+        return Err(Error::Usage(format!(
+            "no run{} in {} within the last {} days",
+            suite.map(|s| format!(" of suite {s}")).unwrap_or_default(),
+            history.display(),
+            window.days
+        )));
+    }
+    let rows = health::health(&loaded.window, &loaded.earlier, &loaded.all);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?);
+        return Ok(0);
+    }
+    print!("{}", table(&rows, loaded.window.len()));
+    Ok(0)
+}
+
+fn seconds(s: Option<f64>) -> String {
+    s.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into())
+}
+
+fn table(rows: &[health::Health], runs: usize) -> String {
+    let width = rows.iter().map(|r| r.example.len()).max().unwrap_or(7).max(7);
+    let mut out = format!(
+        "{:<width$}  {:<10}  {:<8}  {:>5}  {:>5}  {:>6}  {:>4}  {:>7}  {:>7}  TIMELINE / NOTE\n",
+        "EXAMPLE", "KUBERNETES", "STATE", "SCORE", "PASS", "FLAKY", "RUNS", "MEDIAN", "P95"
+    );
+    for r in rows {
+        let trend = match (r.median_seconds, r.previous_median_seconds) {
+            (Some(now), Some(before)) if before > 0.0 => {
+                format!(" ({:+.0}% vs earlier)", 100.0 * (now - before) / before)
+            }
+            _ => String::new(),
+        };
+        let note = match &r.regression {
+            Some(reg) if r.kubernetes.is_none() => format!(
+                "regression on {} since run {} ({}): {}",
+                reg.kubernetes,
+                reg.first_failing_run,
+                reg.started,
+                reg.changed.join("; ")
+            ),
+            _ => format!("{}{trend}", r.timeline),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<10}  {:<8}  {:>5}  {:>5}  {:>6}  {:>4}  {:>7}  {:>7}  {note}\n",
+            r.example,
+            r.kubernetes.as_deref().unwrap_or("all"),
+            r.state.name(),
+            r.score,
+            r.pass_rate.map(|p| format!("{:.0}%", p * 100.0)).unwrap_or_else(|| "-".into()),
+            format!("{:.0}%", r.flakiness),
+            r.judged,
+            seconds(r.median_seconds),
+            seconds(r.p95_seconds),
+        ));
+    }
+    out.push_str(&format!("over the last {runs} runs\n"));
+    out
+}
+
+/// `kubevet report`: the HTML report of the history's latest run of a suite.
+pub fn report_command(history: &Path, suite: Option<&str>, window: Window, output: &Path) -> Result<i32> {
+    let store = open(history)?;
+    let loaded = load(&store, suite, window)?;
+    if loaded.window.is_empty() {
+        return Err(Error::Usage(format!("no run in {} to report", history.display())));
+    }
+    let bytes = html::write(&loaded, output)?;
+    println!("report: {} ({bytes} bytes, {} runs)", output.display(), loaded.window.len());
+    Ok(0)
+}

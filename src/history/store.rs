@@ -1,0 +1,362 @@
+//! The run history: an embedded SQLite database (bundled, nothing to install), by default in
+//! kubevet's cache folder. Every run is one transaction of rows: the run, its cells (the
+//! Kubernetes version asked for, the server's, the node image) and per case and attempt the
+//! outcome, class, reason, seconds and phases. The schema is versioned (`user_version`) and
+//! migrated forward; concurrent writers wait for each other (WAL, a busy timeout, immediate
+//! transactions); a damaged file is set aside under a new name and reported, never truncated.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, params};
+use serde_json::Value;
+
+/// Each entry takes the schema one version further; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, cells, cases and attempts.
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        suite TEXT NOT NULL,
+        started TEXT NOT NULL,
+        ended TEXT NOT NULL,
+        versions TEXT NOT NULL,
+        changed TEXT NOT NULL,
+        root TEXT
+    );
+    CREATE INDEX runs_by_suite ON runs (suite, started);
+    CREATE TABLE cells (
+        run TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        cell INTEGER NOT NULL,
+        kubernetes TEXT NOT NULL,
+        asked TEXT,
+        server TEXT,
+        image TEXT,
+        PRIMARY KEY (run, cell)
+    );
+    CREATE TABLE cases (
+        run TEXT NOT NULL,
+        cell INTEGER NOT NULL,
+        case_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        profile TEXT,
+        tier TEXT,
+        outcome TEXT NOT NULL,
+        class TEXT,
+        reason TEXT,
+        seconds REAL NOT NULL,
+        phases TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        artifacts TEXT,
+        log_tail TEXT,
+        PRIMARY KEY (run, cell, case_id),
+        FOREIGN KEY (run, cell) REFERENCES cells (run, cell) ON DELETE CASCADE
+    );
+    CREATE INDEX cases_by_id ON cases (case_id);
+    CREATE TABLE attempts (
+        run TEXT NOT NULL,
+        cell INTEGER NOT NULL,
+        case_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        class TEXT,
+        reason TEXT,
+        seconds REAL NOT NULL,
+        PRIMARY KEY (run, cell, case_id, attempt),
+        FOREIGN KEY (run, cell, case_id) REFERENCES cases (run, cell, case_id) ON DELETE CASCADE
+    );",
+];
+
+pub struct Store {
+    conn: Connection,
+    pub path: PathBuf,
+    /// Where a damaged file was moved, when it was.
+    pub set_aside: Option<PathBuf>,
+}
+
+/// One run as the history holds it.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub id: String,
+    pub suite: String,
+    pub started: jiff::Timestamp,
+    pub ended: jiff::Timestamp,
+    pub versions: Value,
+    pub changed: Vec<String>,
+    /// The folder its `run.json` was in, for links to evidence.
+    pub root: Option<String>,
+    pub cells: Vec<CellRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CellRow {
+    /// The Kubernetes version this cell stands for: the one asked for, else the server's.
+    pub kubernetes: String,
+    pub server: Option<String>,
+    pub image: Option<String>,
+    pub cases: Vec<CaseRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseRow {
+    pub id: String,
+    pub name: String,
+    pub profile: Option<String>,
+    pub tier: Option<String>,
+    pub outcome: String,
+    pub class: Option<String>,
+    pub reason: Option<String>,
+    pub seconds: f64,
+    pub phases: Value,
+    /// Attempts made (1 without retries).
+    pub attempts: u32,
+    pub artifacts: Option<String>,
+    pub log_tail: Option<String>,
+}
+
+fn sql(e: rusqlite::Error) -> String {
+    e.to_string()
+}
+
+impl Store {
+    /// Opens (or makes) the history at `path`, migrated to this kubevet's schema. A file that
+    /// is not a sound SQLite database is moved aside (`<path>.damaged-<time>`) and a new one
+    /// started; one written by a newer kubevet is refused, not touched.
+    pub fn open(path: &Path) -> Result<Store, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let mut set_aside = None;
+        let conn = match Self::connect(path) {
+            Ok(conn) => conn,
+            Err(why) if path.exists() => {
+                let aside = PathBuf::from(format!("{}.damaged-{}", path.display(), jiff::Timestamp::now().as_second()));
+                std::fs::rename(path, &aside).map_err(|e| format!("{why}; and it cannot be moved aside: {e}"))?;
+                for suffix in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                tracing::warn!(history = %path.display(), moved_to = %aside.display(), "the history database is damaged ({why}); it was set aside and a new one started");
+                set_aside = Some(aside);
+                Self::connect(path)?
+            }
+            Err(why) => return Err(why),
+        };
+        let mut store = Store { conn, path: path.to_path_buf(), set_aside };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn connect(path: &Path) -> Result<Connection, String> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sql)?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(sql)?;
+        if check != "ok" {
+            return Err(format!("integrity check: {check}"));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        Ok(conn)
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+        let version = version.max(0) as usize;
+        if version > MIGRATIONS.len() {
+            return Err(format!(
+                "{} has history schema {version}, newer than this kubevet's ({}); upgrade kubevet or use --history with another file",
+                self.path.display(),
+                MIGRATIONS.len()
+            ));
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(migration).map_err(|e| format!("migrating the history to schema {}: {e}", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Adds one run (a `run.json` document; `root` the folder it was in). False when a run
+    /// with its id is there already: importing twice stores once.
+    pub fn append(&mut self, run: &Value, root: Option<&Path>) -> Result<bool, String> {
+        let id = run["id"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or("run.json has no id (written by a kubevet before 0.2?)")?;
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO runs (id, suite, started, ended, versions, changed, root) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    id,
+                    run["suite"].as_str().unwrap_or("kubevet"),
+                    run["started"].as_str().unwrap_or_default(),
+                    run["ended"].as_str().unwrap_or_default(),
+                    run["versions"].to_string(),
+                    run["changed"].to_string(),
+                    root.map(|r| r.to_string_lossy().into_owned()),
+                ],
+            )
+            .map_err(sql)?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        for (c, cell) in run["cells"].as_array().into_iter().flatten().enumerate() {
+            let c = c as i64;
+            let kubernetes =
+                text(&cell["kubernetesVersion"]).or_else(|| text(&cell["kubernetes"])).unwrap_or_else(|| "?".into());
+            tx.execute(
+                "INSERT INTO cells (run, cell, kubernetes, asked, server, image) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    c,
+                    kubernetes,
+                    text(&cell["kubernetesVersion"]),
+                    text(&cell["kubernetes"]),
+                    text(&cell["image"])
+                ],
+            )
+            .map_err(sql)?;
+            let mut case_insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO cases (run, cell, case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(sql)?;
+            let mut attempt_insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO attempts (run, cell, case_id, attempt, outcome, class, reason, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(sql)?;
+            for case in cell["cases"].as_array().into_iter().flatten() {
+                let case_id = case["id"].as_str().unwrap_or_default();
+                let earlier = case["attempts"].as_array().map(Vec::len).unwrap_or(0);
+                case_insert
+                    .execute(params![
+                        id,
+                        c,
+                        case_id,
+                        case["name"].as_str().unwrap_or(case_id),
+                        text(&case["profile"]),
+                        text(&case["tier"]),
+                        case["outcome"].as_str().unwrap_or("error"),
+                        text(&case["class"]),
+                        text(&case["reason"]),
+                        case["seconds"].as_f64().unwrap_or(0.0),
+                        case["phases"].to_string(),
+                        earlier as i64 + 1,
+                        text(&case["artifacts"]),
+                        text(&case["logTail"]),
+                    ])
+                    .map_err(sql)?;
+                let last = std::iter::once(case);
+                for (n, attempt) in case["attempts"].as_array().into_iter().flatten().chain(last).enumerate() {
+                    attempt_insert
+                        .execute(params![
+                            id,
+                            c,
+                            case_id,
+                            n as i64 + 1,
+                            attempt["outcome"].as_str().unwrap_or("error"),
+                            text(&attempt["class"]),
+                            text(&attempt["reason"]),
+                            attempt["seconds"].as_f64().unwrap_or(0.0),
+                        ])
+                        .map_err(sql)?;
+                }
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(true)
+    }
+
+    /// Runs of a suite (or of every suite), oldest first: the last `last` of them, started
+    /// at or after `since`.
+    pub fn runs(
+        &self,
+        suite: Option<&str>,
+        last: usize,
+        since: Option<jiff::Timestamp>,
+    ) -> Result<Vec<RunRow>, String> {
+        let since = since.map(|t| t.to_string()).unwrap_or_default();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, suite, started, ended, versions, changed, root FROM runs
+                 WHERE (?1 IS NULL OR suite = ?1) AND started >= ?2 ORDER BY started DESC, id DESC LIMIT ?3",
+            )
+            .map_err(sql)?;
+        let mut runs: Vec<RunRow> = stmt
+            .query_map(params![suite, since, last as i64], |r| {
+                let time = |s: String| s.parse::<jiff::Timestamp>().unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    suite: r.get(1)?,
+                    started: time(r.get(2)?),
+                    ended: time(r.get(3)?),
+                    versions: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or(Value::Null),
+                    changed: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                    root: r.get(6)?,
+                    cells: Vec::new(),
+                })
+            })
+            .map_err(sql)?
+            .collect::<Result<_, _>>()
+            .map_err(sql)?;
+        runs.reverse();
+        let mut cells = self
+            .conn
+            .prepare_cached("SELECT cell, kubernetes, server, image FROM cells WHERE run = ?1 ORDER BY cell")
+            .map_err(sql)?;
+        let mut cases = self
+            .conn
+            .prepare_cached(
+                "SELECT case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail
+                 FROM cases WHERE run = ?1 AND cell = ?2 ORDER BY name",
+            )
+            .map_err(sql)?;
+        for run in &mut runs {
+            let found: Vec<(i64, CellRow)> = cells
+                .query_map(params![run.id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        CellRow { kubernetes: r.get(1)?, server: r.get(2)?, image: r.get(3)?, cases: Vec::new() },
+                    ))
+                })
+                .map_err(sql)?
+                .collect::<Result<_, _>>()
+                .map_err(sql)?;
+            for (index, mut cell) in found {
+                cell.cases = cases
+                    .query_map(params![run.id, index], |r| {
+                        Ok(CaseRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            profile: r.get(2)?,
+                            tier: r.get(3)?,
+                            outcome: r.get(4)?,
+                            class: r.get(5)?,
+                            reason: r.get(6)?,
+                            seconds: r.get(7)?,
+                            phases: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or(Value::Null),
+                            attempts: r.get(9)?,
+                            artifacts: r.get(10)?,
+                            log_tail: r.get(11)?,
+                        })
+                    })
+                    .map_err(sql)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql)?;
+                run.cells.push(cell);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// How many runs the history holds, and its schema version.
+    pub fn summary(&self) -> Result<(usize, usize), String> {
+        let runs: i64 = self.conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).map_err(sql)?;
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+        Ok((runs as usize, version as usize))
+    }
+}
