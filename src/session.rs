@@ -133,6 +133,17 @@ impl Session {
         for object in cases.iter_mut().flat_map(|c| c.objects.iter_mut()) {
             images::rewrite(&mut object.value, &retags);
         }
+        // A scenario's objects name the suite's images as examples do.
+        for scenario in cases.iter_mut().filter_map(|c| c.scenario.as_mut()) {
+            let scenario = std::sync::Arc::make_mut(scenario);
+            for step in scenario.steps.iter_mut().chain(&mut scenario.catch).chain(&mut scenario.finally) {
+                if let crate::plan::StepAction::Apply { objects, .. } = &mut step.action {
+                    for object in objects.iter_mut() {
+                        images::rewrite(object, &retags);
+                    }
+                }
+            }
+        }
         let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0)
             .await
             .into_iter()

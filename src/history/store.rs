@@ -360,3 +360,43 @@ impl Store {
         Ok((runs as usize, version as usize))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_is_migrated_and_a_newer_schema_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.sqlite");
+        let store = Store::open(&path).expect("a new history");
+        assert_eq!(store.summary(), Ok((0, MIGRATIONS.len())));
+        drop(store);
+        let conn = Connection::open(&path).expect("open");
+        conn.pragma_update(None, "user_version", 99).expect("pragma");
+        drop(conn);
+        let err = Store::open(&path).err().expect("refused");
+        assert!(err.contains("has history schema 99, newer than this kubevet's (1)"), "{err}");
+        assert!(
+            !dir.path().read_dir().expect("dir").flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"))
+        );
+    }
+
+    #[test]
+    fn a_run_is_stored_once_with_its_cells_cases_and_attempts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("h.sqlite")).expect("history");
+        let run = serde_json::json!({"id": "r1", "suite": "s", "started": "2026-12-01T00:00:00Z", "ended": "2026-12-01T00:01:00Z",
+            "versions": {"op": "v1"}, "changed": [],
+            "cells": [{"kubernetesVersion": "1.33", "kubernetes": "v1.33.1", "image": "kindest/node:v1.33.1", "cases": [
+                {"id": "a", "name": "a.yaml", "outcome": "flaky", "seconds": 3.0, "phases": [],
+                 "attempts": [{"outcome": "failed", "class": "timeout", "seconds": 1.0}]}]}]});
+        assert_eq!(store.append(&run, None), Ok(true));
+        assert_eq!(store.append(&run, None), Ok(false), "the same run twice is stored once");
+        let runs = store.runs(Some("s"), 10, None).expect("runs");
+        let case = &runs[0].cells[0].cases[0];
+        assert_eq!((runs[0].cells[0].kubernetes.as_str(), case.outcome.as_str(), case.attempts), ("1.33", "flaky", 2));
+        let attempts: i64 = store.conn.query_row("SELECT count(*) FROM attempts", [], |r| r.get(0)).expect("count");
+        assert_eq!(attempts, 2);
+    }
+}
