@@ -66,3 +66,63 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
         xml.split("name=\"kubevet.run\" value=\"").nth(1).and_then(|s| s.split('"').next()).expect("run id property");
     assert_eq!(support::namespaces_of_run(run_id), Vec::<String>::new(), "namespaces left behind");
 }
+
+#[test]
+fn sigint_during_scenario_steps_stops_them_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit_path = dir.path().join("junit.xml");
+    let mut child = kubevet()
+        .args(["run", "--suite"])
+        .arg(repo().join("tests/fixtures/interrupt-scenario/kubevet.yaml"))
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--artifacts")
+        .arg(dir.path().join("artifacts"))
+        .arg("--junit")
+        .arg(&junit_path)
+        .arg("-v")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kubevet starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut started = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started < 2 && Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("case starting") => started += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(started, 2, "both scenarios should have started");
+    // Until the script runs (its process is on this machine) and the assert waits.
+    let sleeping = || Command::new("pgrep").args(["-f", "sleep 297"]).output().is_ok_and(|o| o.status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sleeping() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(sleeping(), "the scenario's script is running");
+    std::thread::sleep(Duration::from_secs(1));
+    let interrupted_at = Instant::now();
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(kill.success());
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let status = child.wait().expect("kubevet exits");
+    let log = drain.join().unwrap_or_default().join("\n");
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(interrupted_at.elapsed() < Duration::from_secs(60), "an interrupt does not wait for the steps' timeouts");
+    assert!(!sleeping(), "the script's process was stopped with its step");
+
+    let cases = junit(&junit_path);
+    assert_eq!(cases.len(), 2, "{cases:#?}");
+    assert!(cases.iter().all(|c| c["result"] == "error" && c["message"] == "interrupted while it ran"), "{cases:#?}");
+    let out = support::kubectl(&["get", "ns", "-l", "kubevet.dev/case", "-o", "name"]);
+    let left: Vec<String> = support::stdout(&out)
+        .lines()
+        .filter(|n| n.contains("kv-long-script-") || n.contains("kv-long-assert-"))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+}
