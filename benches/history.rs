@@ -76,12 +76,23 @@ fn main() {
     }
     let import_s = start.elapsed().as_secs_f64();
     let size_mb = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    drop(store);
+    // Opening checks the file (SQLite's quick_check) before anything is read or written.
+    let start = Instant::now();
+    let store = history::open(&path).expect("history");
+    let open_s = start.elapsed().as_secs_f64();
     println!(
-        "history: runs={runs} cases_per_run={} import_s={import_s:.2} runs_per_s={:.0} db_mb={size_mb:.1}",
+        "history: runs={runs} cases_per_run={} import_s={import_s:.2} runs_per_s={:.0} db_mb={size_mb:.1} open_s={open_s:.2}",
         2 * examples,
         runs as f64 / import_s
     );
 
+    // Chromium's own start, on a page with nothing in it: the baseline the loads compare with.
+    let blank = dir.path().join("blank.html");
+    std::fs::write(&blank, "<!DOCTYPE html><html><body data-rendered-ms=\"0\"></body></html>").expect("write");
+    if let Some((wall, _)) = chromium_load(&blank) {
+        println!("chromium: blank_page_load_s={wall:.2}");
+    }
     for window in [Window { runs: 20, days: 3650 }, Window { runs, days: 3650 }] {
         let start = Instant::now();
         let loaded = history::load(&store, Some("bench"), window).expect("load");
