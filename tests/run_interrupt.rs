@@ -11,26 +11,29 @@ use std::{
 
 use support::{junit, kubevet, repo};
 
-#[test]
-fn sigint_leaves_a_valid_report_and_no_namespace() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let junit_path = dir.path().join("junit.xml");
+/// `kubevet run` of a fixture suite, once two of its cases have started (from its info log
+/// lines): the process, and the rest of its log lines.
+struct Started {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+}
+
+fn start(suite: &str, dir: &std::path::Path, junit_path: &std::path::Path) -> Started {
     let mut child = kubevet()
         .args(["run", "--suite"])
-        .arg(repo().join("tests/fixtures/interrupt/kubevet.yaml"))
+        .arg(repo().join(suite))
         .arg("--kubeconfig")
         .arg(support::kubeconfig())
         .arg("--artifacts")
-        .arg(dir.path().join("artifacts"))
+        .arg(dir.join("artifacts"))
         .arg("--junit")
-        .arg(&junit_path)
+        .arg(junit_path)
         // Info log lines, to know when cases start.
         .arg("-v")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .expect("kubevet starts");
-    // Wait until both slots hold a running case, then interrupt.
     let stderr = child.stderr.take().expect("stderr");
     let mut started = 0;
     let mut lines = BufReader::new(stderr).lines();
@@ -43,14 +46,29 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
         }
     }
     assert_eq!(started, 2, "two cases should have started");
-    std::thread::sleep(Duration::from_secs(3));
+    Started { child, lines }
+}
+
+/// SIGINT, then the exit code and the log lines until the end.
+fn interrupt(started: Started) -> (Option<i32>, String) {
+    let Started { mut child, lines } = started;
     let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
     assert!(kill.success());
     // Drain stderr so kubevet never blocks on a full pipe.
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let status = child.wait().expect("kubevet exits");
-    let log = drain.join().unwrap_or_default().join("\n");
-    assert_eq!(status.code(), Some(130), "{log}");
+    (status.code(), drain.join().unwrap_or_default().join("\n"))
+}
+
+#[test]
+fn sigint_leaves_a_valid_report_and_no_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit_path = dir.path().join("junit.xml");
+    // Both slots hold a running case: then interrupt.
+    let started = start("tests/fixtures/interrupt/kubevet.yaml", dir.path(), &junit_path);
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, log) = interrupt(started);
+    assert_eq!(code, Some(130), "{log}");
 
     let cases = junit(&junit_path);
     assert_eq!(cases.len(), 3, "every selected case is in the report: {cases:#?}");
@@ -71,32 +89,7 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
 fn sigint_during_scenario_steps_stops_them_and_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let junit_path = dir.path().join("junit.xml");
-    let mut child = kubevet()
-        .args(["run", "--suite"])
-        .arg(repo().join("tests/fixtures/interrupt-scenario/kubevet.yaml"))
-        .arg("--kubeconfig")
-        .arg(support::kubeconfig())
-        .arg("--artifacts")
-        .arg(dir.path().join("artifacts"))
-        .arg("--junit")
-        .arg(&junit_path)
-        .arg("-v")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("kubevet starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut started = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while started < 2 && Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("case starting") => started += 1,
-            Some(_) => {}
-            None => break,
-        }
-    }
-    assert_eq!(started, 2, "both scenarios should have started");
+    let started = start("tests/fixtures/interrupt-scenario/kubevet.yaml", dir.path(), &junit_path);
     // Until the script runs (its process is on this machine) and the assert waits.
     let sleeping = || Command::new("pgrep").args(["-f", "sleep 297"]).output().is_ok_and(|o| o.status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -106,12 +99,8 @@ fn sigint_during_scenario_steps_stops_them_and_leaves_nothing() {
     assert!(sleeping(), "the scenario's script is running");
     std::thread::sleep(Duration::from_secs(1));
     let interrupted_at = Instant::now();
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
-    assert!(kill.success());
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let status = child.wait().expect("kubevet exits");
-    let log = drain.join().unwrap_or_default().join("\n");
-    assert_eq!(status.code(), Some(130), "{log}");
+    let (code, log) = interrupt(started);
+    assert_eq!(code, Some(130), "{log}");
     assert!(interrupted_at.elapsed() < Duration::from_secs(60), "an interrupt does not wait for the steps' timeouts");
     assert!(!sleeping(), "the script's process was stopped with its step");
 
