@@ -260,17 +260,22 @@ enum HistoryCommand {
     },
 }
 
+/// What `kubevet run` (and each run of `kubevet sweep`) is asked: the suite, the cluster, how
+/// to run and report.
+#[derive(clap::Args)]
+struct RunCommand {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run every example of the suite on a cluster and report.
-    Run {
-        #[command(flatten)]
-        suite: SuiteArgs,
-        #[command(flatten)]
-        cluster: ClusterArgs,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Run(RunCommand),
     /// Check examples without a cluster: YAML, schemas (CRDs and built-in kinds, strict),
     /// compiled Kubeflow pipelines, policy rules.
     Lint {
@@ -372,11 +377,7 @@ enum Command {
         #[arg(long)]
         once: bool,
         #[command(flatten)]
-        suite: SuiteArgs,
-        #[command(flatten)]
-        cluster: ClusterArgs,
-        #[command(flatten)]
-        run: RunArgs,
+        run: RunCommand,
     },
     /// Print the plan: every case, its file, profile, timeout and tier.
     List {
@@ -420,7 +421,8 @@ fn load_suite(path: Option<&std::path::Path>, refresh: bool) -> Result<Suite, Er
 
 /// A run as the command line asks for it: the suite read, the cases planned (bad input is
 /// found here, before anything is created).
-fn session(args: &SuiteArgs, cluster: &ClusterArgs, run: &RunArgs, color: ColorChoice) -> Result<Session, Error> {
+fn session(command: &RunCommand, color: ColorChoice) -> Result<Session, Error> {
+    let RunCommand { suite: args, cluster, run } = command;
     let mut suite = load_suite(args.suite.as_deref(), run.refresh)?;
     cluster.apply(&mut suite)?;
     let mut cases = plan::plan_some(&suite, args.selection())?;
@@ -474,14 +476,12 @@ fn main() -> ExitCode {
                 format,
             })
         }
-        Command::Run { suite, cluster, run } => {
-            session(&suite, &cluster, &run, color).and_then(|session| util::block_on(session.run())?)
-        }
-        Command::Sweep { schedule, once, suite, cluster, run } => {
+        Command::Run(command) => session(&command, color).and_then(|session| util::block_on(session.run())?),
+        Command::Sweep { schedule, once, run } => {
             schedule.as_deref().map(sweep::schedule).transpose().and_then(|cron| {
                 // The first run's input is checked before the sweep starts waiting.
-                session(&suite, &cluster, &run, color)?;
-                util::block_on(sweep::sweep(cron, once, || session(&suite, &cluster, &run, color)))?
+                session(&run, color)?;
+                util::block_on(sweep::sweep(cron, once, || session(&run, color)))?
             })
         }
         Command::History { command: HistoryCommand::Import { paths, history: path } } => {
