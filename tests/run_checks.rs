@@ -48,7 +48,7 @@ fn checks_pass_and_fail_with_what_they_saw() {
     assert_eq!(short["class"], "test");
     assert_eq!(
         short["reason"],
-        "check \"both workers succeeded\" failed: `object.status.replicaStatuses.Worker.succeeded == 2` is false; saw object.status.replicaStatuses.Worker.succeeded = 1"
+        "check \"two workers were asked for\" failed: `object.spec.pytorchReplicaSpecs.Worker.replicas == 2` is false; saw object.spec.pytorchReplicaSpecs.Worker.replicas = 1"
     );
 
     // A shell script (asked for with shell: true) that exits 1.

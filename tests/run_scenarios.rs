@@ -80,9 +80,9 @@ fn the_projects_scenarios_run_every_step_as_written() {
     let failing = result(dir.path(), "scenarios.failing-assertion");
     assert_eq!(failing["outcome"], "passed");
     let reason = failing["reason"].as_str().unwrap_or_default();
-    assert!(reason.starts_with("failed as expected: steps[2] \"it succeeded twice\" (assert, line "), "{reason}");
+    assert!(reason.starts_with("failed as expected: steps[3] \"it succeeded twice\" (assert, line "), "{reason}");
     assert!(reason.contains("saw object.status.succeeded = 1"), "{reason}");
-    assert_eq!(steps(&failing)[2], row("steps", "never reached", "script", "skipped"));
+    assert_eq!(steps(&failing)[3], row("steps", "never reached", "script", "skipped"));
 
     let caught = result(dir.path(), "scenarios.catch-and-finally");
     assert_eq!(
