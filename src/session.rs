@@ -211,9 +211,13 @@ impl Session {
     /// The run into the history, and the HTML report from it. A history that cannot be
     /// written is said, and changes no verdict.
     fn remember(&self, run_json: &std::path::Path, suite: &str) {
-        let memory = PathBuf::from(":memory:");
-        let Some(path) = self.history.as_ref().or(self.html.as_ref().map(|_| &memory)) else { return };
-        let stored = history::open(path).and_then(|mut store| {
+        let store = match (&self.history, &self.html) {
+            (Some(path), _) => history::open(path),
+            // A report without a history: this run alone.
+            (None, Some(_)) => history::store::Store::in_memory().map_err(Error::Infrastructure),
+            (None, None) => return,
+        };
+        let stored = store.and_then(|mut store| {
             history::append(&mut store, run_json)?;
             if let Some(html) = &self.html {
                 let loaded = history::load(&store, Some(suite), history::Window::default())?;

@@ -139,6 +139,11 @@ fn each_step_behaviour_on_fixtures() {
             .is_ok_and(|t| t.starts_with("checking kv-exec-fails-"))
     );
 
+    // Set-based selectors are the API server's: none of its pods matches `app in (…)`.
+    let no_pod = result(dir.path(), "logs-of-no-pod");
+    assert_eq!(no_pod["steps"][0]["detail"], "no pod matches app in (trainer, server) to read logs from");
+    assert_eq!(no_pod["outcome"], "passed", "expected to fail: {no_pod:#}");
+
     let accepted = result(dir.path(), "accepted-not-rejected");
     let reason = accepted["reason"].as_str().unwrap_or_default();
     assert!(reason.ends_with("the API server accepted it; expected a rejection matching /Invalid value/"), "{reason}");

@@ -100,11 +100,16 @@ fn once_runs_one_sweep_now_and_exits_with_its_code() {
         .arg(support::kubeconfig())
         .arg("--artifacts")
         .arg(dir.path().join("artifacts"))
-        .arg("--history")
-        .arg(&history)
+        // No history: the report is still written, of this run alone.
+        .arg("--no-history")
+        .arg("--html")
+        .arg(dir.path().join("artifacts/report.html"))
         .output()
         .expect("kubevet runs");
     assert_eq!(out.status.code(), Some(1), "the failing example's exit code\n{}", stderr(&out));
+    assert!(!history.exists(), "--no-history writes no history");
+    let report = std::fs::read_to_string(dir.path().join("artifacts/report.html")).expect("the report");
+    assert!(report.contains("data-example=\"examples.fails\""), "the run's case is in the report");
     let out = kubevet().args(["sweep", "--schedule", "every day"]).output().expect("kubevet runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("write a cron schedule"), "{}", stderr(&out));

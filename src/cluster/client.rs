@@ -530,8 +530,14 @@ impl Cluster {
             .collect())
     }
 
-    pub async fn list_pods(&self, namespace: &str) -> Result<Vec<Pod>, String> {
-        self.pods(namespace).list(&ListParams::default()).await.map(|l| l.items).map_err(|e| describe(&e))
+    /// The namespace's pods, or those of a label selector (the API server's own selector
+    /// syntax, set-based terms included).
+    pub async fn list_pods(&self, namespace: &str, selector: Option<&str>) -> Result<Vec<Pod>, String> {
+        let params = match selector {
+            Some(selector) => ListParams::default().labels(selector),
+            None => ListParams::default(),
+        };
+        self.pods(namespace).list(&params).await.map(|l| l.items).map_err(|e| describe(&e))
     }
 
     pub async fn get(&self, applied: &Applied) -> Result<Value, String> {

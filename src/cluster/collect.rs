@@ -162,7 +162,7 @@ impl Collect<'_> {
         let mut evidence = Evidence::default();
         let pods = match self.pods.clone() {
             Some(pods) => pods,
-            None => self.cluster.list_pods(self.namespace).await.unwrap_or_else(|e| {
+            None => self.cluster.list_pods(self.namespace, None).await.unwrap_or_else(|e| {
                 evidence.problems.push(format!("listing pods: {e}"));
                 Vec::new()
             }),

@@ -144,6 +144,15 @@ impl Store {
         Ok(store)
     }
 
+    /// A history that lives as long as the process: a report of one run with `--no-history`.
+    pub fn in_memory() -> Result<Store, String> {
+        let conn = Connection::open_in_memory().map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        let mut store = Store { conn, path: PathBuf::from(":memory:"), set_aside: None };
+        store.migrate()?;
+        Ok(store)
+    }
+
     fn connect(path: &Path) -> Result<Connection, String> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(sql)?;

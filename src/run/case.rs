@@ -168,7 +168,7 @@ impl CaseRun<'_> {
             // The workload's watch and the pod watch are separate streams: a workload can be seen
             // to end before any event of its pods. They are then listed once, so that no log goes
             // missing, and the running phase is timed by the containers' own start and finish.
-            if let Ok(listed) = self.cluster.list_pods(&namespace).await {
+            if let Ok(listed) = self.cluster.list_pods(&namespace, None).await {
                 pods = listed;
             }
             running_since =
