@@ -1,0 +1,65 @@
+//! TEST STAND-IN for the Kubeflow Pipelines API server. Not the real KFP.
+//!
+//! KFP's images cannot be pulled on the machines kubevet is tested on, so this one binary
+//! plays the parts a client of KFP meets:
+//! - `serve`: the v2beta1 REST API subset kubevet and the `kfp` SDK use (health, pipelines and
+//!   versions with uploads, experiments, runs with terminate and delete), with KFP's JSON
+//!   shapes and error rules (snake_case, zero values omitted, unknown body fields rejected,
+//!   the upload error shape, strict parameter types); state is kept in memory;
+//! - a run is executed as KFP's Argo backend would leave it in the cluster: a real
+//!   `argoproj.io/v1alpha1` `Workflow` labelled `pipeline/runid`, one real pod per container
+//!   task in dependency order (container `main`, KFP's labels and Argo's annotations), and the
+//!   Workflow's `status.phase` and `status.nodes` updated as Argo does;
+//! - `copy-launcher` and `launch`: the launcher a task's pod runs its command through (as
+//!   KFP's `kfp-launcher` does), which hands the task's output parameters back.
+//!
+//! Deliberately partial: container tasks in the root DAG only (no Python executors, artifacts,
+//! nested DAGs, conditions, loops or caching), no driver pods, no multi-user mode.
+
+mod api;
+mod launcher;
+mod runner;
+mod store;
+
+use std::net::SocketAddr;
+
+fn usage() -> ! {
+    eprintln!("usage: standin-kfp serve [--port N] | copy-launcher DEST; as …/launch: [--outputs a,b] -- COMMAND…");
+    std::process::exit(2)
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().collect();
+    // Copied into a task's pod as /kfp-launcher/launch, the binary is the launcher by its name.
+    if args.first().is_some_and(|a| a.ends_with("/launch")) {
+        std::process::exit(launcher::launch(&args[1..]));
+    }
+    args.remove(0);
+    match args.first().map(String::as_str) {
+        Some("copy-launcher") => std::process::exit(launcher::copy_self(args.get(1).map(String::as_str))),
+        Some("serve") => {
+            let port = match args.iter().position(|a| a == "--port") {
+                Some(i) => args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or_else(|| usage()),
+                None => 8888,
+            };
+            serve(port)
+        }
+        _ => usage(),
+    }
+}
+
+fn serve(port: u16) {
+    tracing_subscriber::fmt().with_env_filter("info").init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async move {
+        let client = kube::Client::try_default().await.expect("in-cluster Kubernetes client");
+        let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kubeflow".into());
+        let launcher_image = runner::own_image(&client, &namespace).await;
+        tracing::info!(%namespace, %launcher_image, "TEST STAND-IN KFP API server starting");
+        let state = store::State::new(runner::Runner::new(client, namespace, launcher_image));
+        let app = api::router(state);
+        let addr = SocketAddr::from(([0, 0, 0, 0], port));
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the API port");
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
