@@ -75,6 +75,23 @@ impl Built {
 
 /// Points every container image of `object` whose repository a retag names at its new
 /// reference; returns how many it changed.
+/// A compiled pipeline's executor images (`deploymentSpec.executors.*.container.image`)
+/// pointed at the built images, as [`rewrite`] does for containers.
+pub fn rewrite_pipeline(spec: &mut Value, retags: &[Retag]) -> usize {
+    let Some(executors) = spec.pointer_mut("/deploymentSpec/executors").and_then(Value::as_object_mut) else {
+        return 0;
+    };
+    let mut changed = 0;
+    for container in executors.values_mut().filter_map(|e| e.get_mut("container")) {
+        let Some(image) = container.get("image").and_then(Value::as_str) else { continue };
+        if let Some(r) = retags.iter().find(|r| repository(image) == r.repository) {
+            container["image"] = Value::String(r.apply(image));
+            changed += 1;
+        }
+    }
+    changed
+}
+
 pub fn rewrite(object: &mut Value, retags: &[Retag]) -> usize {
     let mut changed = 0;
     match object {
@@ -125,6 +142,18 @@ mod tests {
         assert_eq!(rewrite(&mut job, &built), 2);
         assert_eq!(job.pointer("/spec/template/spec/containers/0/image"), Some(&json!("example.com/app:kv-abc")));
         assert_eq!(job.pointer("/spec/template/spec/containers/1/image"), Some(&json!("busybox:1.36")));
+    }
+
+    #[test]
+    fn pipeline_executor_images_are_rewritten() {
+        let swap = Retag::parse("ghcr.io/org/trainer=kubevet.test/trainer:kv-1").expect("parses");
+        let mut spec = serde_json::json!({"deploymentSpec": {"executors": {
+            "exec-a": {"container": {"image": "ghcr.io/org/trainer:v1"}},
+            "exec-b": {"container": {"image": "alpine"}},
+        }}});
+        assert_eq!(rewrite_pipeline(&mut spec, &[swap]), 1);
+        assert_eq!(spec["deploymentSpec"]["executors"]["exec-a"]["container"]["image"], "kubevet.test/trainer:kv-1");
+        assert_eq!(spec["deploymentSpec"]["executors"]["exec-b"]["container"]["image"], "alpine");
     }
 
     #[test]

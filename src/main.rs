@@ -494,7 +494,16 @@ fn main() -> ExitCode {
             .suite_name()
             .and_then(|name| history::report_command(&window.history(), name.as_deref(), window.window(), &output)),
         Command::Render { suite, operators, refresh } => {
-            load_suite(suite.as_deref(), refresh).and_then(|suite| util::block_on(render::command(&suite, &operators))?)
+            load_suite(suite.as_deref(), refresh).and_then(|suite| {
+                let rendered = util::block_on(render::command(&suite, &operators))??;
+                // Python pipelines are compiled into their cache too (not when operators are named).
+                let compiled = if operators.is_empty() {
+                    util::block_on(kubevet::plan::pipeline::compile_command(&suite))??
+                } else {
+                    0
+                };
+                Ok(rendered.max(compiled))
+            })
         }
         Command::Clean { run, all: _, suite, cluster } => suite::load_found(suite.as_deref()).and_then(|mut suite| {
             cluster.apply(&mut suite)?;

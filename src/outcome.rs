@@ -112,6 +112,43 @@ impl StepReport {
     }
 }
 
+/// One task of a pipeline run, as its Workflow's executor node and pod tell it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    pub task: String,
+    /// Argo's node phase: Pending, Running, Succeeded, Failed, Error, Skipped, Omitted.
+    pub state: String,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What a pipeline case ran in Kubeflow Pipelines.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRun {
+    pub pipeline: String,
+    /// The version's name (a content hash for uploaded files) and id.
+    pub version: String,
+    pub version_id: String,
+    /// For a pipeline that already lived in KFP: what the suite asked for (`latest` or a name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked: Option<String>,
+    /// Whether this case uploaded the version (otherwise an identical one was already there).
+    pub uploaded: bool,
+    pub run_id: Option<String>,
+    /// KFP's final state of the run.
+    pub state: Option<String>,
+    /// When kubevet saw the run's Workflow end (RFC 3339, milliseconds).
+    pub seen_ended_at: Option<String>,
+    /// Whether the run was followed by watching its Workflow (else by polling KFP's API).
+    pub watched: bool,
+    /// KFP API requests the case made.
+    pub requests: u64,
+}
+
 /// What became of one case; written as `result.json` and read by the reports.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -131,6 +168,11 @@ pub struct CaseResult {
     pub phases: Vec<Phase>,
     /// A scenario's steps and the case's checks, in the order they ran.
     pub steps: Vec<StepReport>,
+    /// A pipeline case's tasks (task, state, start, end, pod).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineRun>,
     pub seconds: f64,
     pub pods: Vec<String>,
     pub cluster_scoped: Vec<String>,
@@ -183,6 +225,8 @@ impl CaseResult {
             namespace: None,
             phases: Vec::new(),
             steps: Vec::new(),
+            tasks: Vec::new(),
+            pipeline: None,
             seconds: 0.0,
             pods: Vec::new(),
             cluster_scoped: Vec::new(),

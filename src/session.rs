@@ -144,6 +144,7 @@ impl Session {
                 }
             }
         }
+        crate::run::pipeline::prepare(&mut cases, &retags).await;
         let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0)
             .await
             .into_iter()
@@ -162,13 +163,23 @@ impl Session {
     ) -> Result<i32, Error> {
         let suite = &self.suite;
         let rendered = || prepared.rendered.iter().flatten();
-        let ledger: versions::Ledger =
+        let mut ledger: versions::Ledger =
             rendered().filter_map(|r| r.version.clone().map(|v| (r.operator.clone(), v))).collect();
+        // Pipelines that live in KFP at a floating or pinned version: what each ran.
+        for run in reports.iter().flat_map(|c| &c.report.results).filter_map(|r| r.pipeline.as_ref()) {
+            if run.asked.is_some() && !run.version.is_empty() {
+                ledger.insert(format!("pipeline {}", run.pipeline), run.version.clone());
+            }
+        }
         // What floating versions resolved to is recorded per run; a change is the first thing said.
         let changed = versions::changes(&versions::swap_ledger(&suite.path, &ledger), &ledger);
         let mut properties = Vec::new();
         for (name, version) in &ledger {
-            properties.push((format!("operator.{name}.version"), version.clone()));
+            let key = match name.strip_prefix("pipeline ") {
+                Some(pipeline) => format!("pipeline.{pipeline}.version"),
+                None => format!("operator.{name}.version"),
+            };
+            properties.push((key, version.clone()));
         }
         for r in rendered() {
             properties.push((format!("operator.{}.render", r.operator), r.cache_label().into()));

@@ -107,15 +107,15 @@ impl NamespaceTracker {
 }
 
 pub struct Cluster {
-    client: Client,
+    pub(super) client: Client,
     discovery: RwLock<Discovery>,
     pub server_version: String,
     /// The kubeconfig and context it was reached with, for users' scripts (`KUBECONFIG`);
     /// none when found the default way.
     pub kubeconfig: Option<std::path::PathBuf>,
     pub context: Option<String>,
-    policy: RetryPolicy,
-    stats: Arc<RequestStats>,
+    pub(super) policy: RetryPolicy,
+    pub(super) stats: Arc<RequestStats>,
 }
 
 fn infrastructure(what: &str, e: impl std::fmt::Display) -> Error {

@@ -42,14 +42,23 @@ impl Evidence {
     /// The end of the log that best explains a failure: a failed container's, else the first.
     pub fn failing_tail(&self, lines: usize) -> Option<String> {
         let log = self.logs.iter().find(|l| l.failed).or_else(|| self.logs.first())?;
-        let all: Vec<&str> = log.text.lines().collect();
+        Some(log.tail(lines))
+    }
+
+    /// The end of one container's log (a pipeline's failing task), else [`Self::failing_tail`].
+    pub fn tail_of(&self, pod: Option<&str>, container: &str, lines: usize) -> Option<String> {
+        match self.logs.iter().find(|l| Some(l.pod.as_str()) == pod && l.container == container) {
+            Some(log) => Some(log.tail(lines)),
+            None => self.failing_tail(lines),
+        }
+    }
+}
+
+impl ContainerLog {
+    fn tail(&self, lines: usize) -> String {
+        let all: Vec<&str> = self.text.lines().collect();
         let tail = all[all.len().saturating_sub(lines)..].join("\n");
-        Some(format!(
-            "--- last {} lines of pod {} container {} ---\n{tail}",
-            all.len().min(lines),
-            log.pod,
-            log.container
-        ))
+        format!("--- last {} lines of pod {} container {} ---\n{tail}", all.len().min(lines), self.pod, self.container)
     }
 }
 
@@ -153,6 +162,8 @@ pub struct Collect<'a> {
     pub pods: Option<Vec<Pod>>,
     pub replica_label: Option<&'a str>,
     pub log_limit: usize,
+    /// Only the events of these objects (a shared namespace, like KFP's); none: all.
+    pub events_of: Option<&'a [String]>,
 }
 
 impl Collect<'_> {
@@ -240,7 +251,12 @@ impl Collect<'_> {
         }
         match events {
             Ok(events) => {
-                let mut lines: Vec<(String, String)> = events.iter().map(event_line).collect();
+                let wanted = |e: &&Event| {
+                    self.events_of.is_none_or(|names| {
+                        e.involved_object.name.as_ref().is_some_and(|n| names.iter().any(|x| x == n))
+                    })
+                };
+                let mut lines: Vec<(String, String)> = events.iter().filter(wanted).map(event_line).collect();
                 lines.sort();
                 evidence.events = lines.into_iter().map(|(_, l)| l).collect();
                 let text: String = evidence.events.iter().map(|l| format!("{l}\n")).collect();

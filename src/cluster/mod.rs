@@ -8,6 +8,7 @@
 pub mod clean;
 pub mod client;
 pub mod collect;
+pub mod kfp;
 pub mod manage;
 pub mod provision;
 pub mod retry;

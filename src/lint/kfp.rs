@@ -4,16 +4,7 @@
 use serde_json::Value;
 
 use super::finding::{Finding, Severity};
-
-/// A compiled pipeline is a document with `pipelineInfo` and `root` and no `kind`.
-pub fn is_pipeline(doc: &Value) -> bool {
-    doc.get("kind").is_none() && (doc.get("pipelineInfo").is_some() || doc.get("deploymentSpec").is_some())
-}
-
-/// The optional second document of a compiled pipeline: `platforms: {kubernetes: …}`.
-pub fn is_platform_spec(doc: &Value) -> bool {
-    doc.get("kind").is_none() && doc.get("platforms").is_some()
-}
+pub use crate::plan::pipeline::{is_pipeline, is_platform_spec};
 
 fn finding(pointer: &str, message: String) -> Finding {
     Finding::new("kfp-pipeline", Severity::Error, pointer, message)

@@ -248,6 +248,7 @@ pub async fn collect_logs(cluster: &Cluster, applied: &[Applied], dir: &Path, lo
         pods: None,
         replica_label: None,
         log_limit,
+        events_of: None,
     }
     .run()
     .await

@@ -2,8 +2,10 @@
 //! workload objects recognised by a profile and everything else applied with them; every
 //! scenario file (`kind: Scenario`) is one case of ordered steps.
 
+pub mod pipeline;
 pub mod scenario;
 
+pub use pipeline::{PipelineCase, PipelineSource};
 pub use scenario::{Scenario, Step, StepAction, Target};
 
 use std::path::{Path, PathBuf};
@@ -52,6 +54,8 @@ pub struct Case {
     pub checks: Vec<Check>,
     /// The steps of a scenario (`kind: Scenario`), instead of a workload to watch.
     pub scenario: Option<Arc<Scenario>>,
+    /// A Kubeflow pipeline to upload and run, instead of objects to apply.
+    pub pipeline: Option<Arc<PipelineCase>>,
     /// How many times the case is tried again when it fails in a class the suite retries.
     pub retries: u32,
     /// Why the case cannot run at all (reported as an error, never silently passed).
@@ -63,6 +67,9 @@ impl Case {
     pub fn profile_name(&self) -> &str {
         if self.scenario.is_some() {
             return "scenario";
+        }
+        if self.pipeline.is_some() {
+            return crate::suite::profile::PIPELINE;
         }
         self.workloads.first().map(|w| w.profile.name.as_str()).unwrap_or("none")
     }
@@ -116,7 +123,7 @@ pub fn example_files(suite: &Suite) -> Vec<Picked> {
             let picked = |include: &[GlobMatcher], exclude: &[GlobMatcher]| {
                 include.iter().any(|g| g.is_match(&rel)) && !exclude.iter().any(|g| g.is_match(&rel))
             };
-            let example = picked(&suite.include, &suite.exclude);
+            let example = picked(&suite.include, &suite.exclude) || picked(&suite.pipelines.compile, &[]);
             (example || picked(&suite.scenarios_include, &suite.scenarios_exclude)).then(|| Picked {
                 path: e.path().to_path_buf(),
                 rel,
@@ -129,7 +136,7 @@ pub fn example_files(suite: &Suite) -> Vec<Picked> {
 }
 
 fn case_id(rel: &str) -> String {
-    let stem = rel.strip_suffix(".yaml").or_else(|| rel.strip_suffix(".yml")).unwrap_or(rel);
+    let stem = [".yaml", ".yml", ".py"].iter().find_map(|ext| rel.strip_suffix(ext)).unwrap_or(rel);
     stem.chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '.' })
         .collect()
@@ -179,6 +186,12 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         if !selectors.is_empty() && !selectors.iter().any(|s| s.is_match(&rel) || s.is_match(&id)) {
             continue;
         }
+        if rel.ends_with(".py") {
+            if example {
+                cases.push(pipeline_case(suite, path.clone(), rel, id, PipelineSource::Python(path)));
+            }
+            continue;
+        }
         let text = yaml::read(&path)?;
         if scenario::is_scenario(&text) {
             cases.push(scenario_case(suite, path, rel, id, &text)?);
@@ -188,6 +201,10 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
             continue;
         }
         let objects = yaml::documents(&path, &text)?;
+        if let Some(source) = pipeline::compiled(&objects) {
+            cases.push(pipeline_case(suite, path, rel, id, source));
+            continue;
+        }
         for doc in &objects {
             check_object(&path, doc)?;
         }
@@ -253,15 +270,81 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
             logs,
             checks,
             scenario: None,
+            pipeline: None,
             retries,
             problem,
         });
+    }
+    for existing in &suite.pipelines.existing {
+        let id = format!("pipelines.{}", case_id(&existing.name));
+        let name = format!("pipelines/{}", existing.name);
+        if !selectors.is_empty() && !selectors.iter().any(|s| s.is_match(&name) || s.is_match(&id)) {
+            continue;
+        }
+        let source = PipelineSource::Existing { version: existing.version.clone() };
+        let mut case = pipeline_case(suite, suite.path.clone(), name, id, source.clone());
+        case.pipeline = Some(Arc::new(PipelineCase {
+            name: existing.name.clone(),
+            source,
+            parameters: existing.parameters.clone().into_iter().collect(),
+        }));
+        case.timeout = existing.timeout.unwrap_or(case.timeout);
+        case.expect = existing.expect.unwrap_or(case.expect);
+        case.tier = existing.tier.clone().or(case.tier);
+        cases.push(case);
     }
     // A tier picks cases by the label overrides give; a case with none is in no tier.
     if !selection.tiers.is_empty() {
         cases.retain(|c| c.tier.as_ref().is_some_and(|t| selection.tiers.contains(t)));
     }
     Ok(cases)
+}
+
+/// A pipeline's case: the built-in `pipeline` profile's timeout unless the suite says
+/// otherwise, and the overrides' run parameters, typed now when the pipeline is compiled.
+fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, source: PipelineSource) -> Case {
+    let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
+    let profile = suite.profiles.iter().find(|p| p.name == crate::suite::profile::PIPELINE);
+    let mut parameters = serde_json::Map::new();
+    for o in &overrides {
+        parameters.extend(o.parameters.clone());
+    }
+    let problem = match &source {
+        PipelineSource::Compiled { spec, .. } => pipeline::typed_parameters(spec, &parameters).err().map(|problems| {
+            let at = overrides.iter().rev().find(|o| !o.parameters.is_empty()).map(|o| o.line).unwrap_or(1);
+            format!("{}:{at}: {}", suite.path.display(), problems.join("; "))
+        }),
+        _ => None,
+    };
+    Case {
+        id: id.clone(),
+        name: rel,
+        path,
+        objects: Vec::new(),
+        workloads: Vec::new(),
+        timeout: overrides
+            .iter()
+            .rev()
+            .find_map(|o| o.timeout)
+            .or_else(|| profile.and_then(|p| p.timeout))
+            .or(suite.defaults.timeout)
+            .or_else(|| profile.map(|p| p.default_timeout))
+            .unwrap_or(Dur(std::time::Duration::from_secs(900))),
+        tier: overrides.iter().rev().find_map(|o| o.tier.clone()),
+        expect: overrides.iter().rev().find_map(|o| o.expect).unwrap_or(Expect::Success),
+        skip: overrides.iter().rev().find_map(|o| o.skip.clone()),
+        logs: Vec::new(),
+        checks: Vec::new(),
+        scenario: None,
+        pipeline: Some(Arc::new(PipelineCase { name: id, source, parameters })),
+        retries: overrides
+            .iter()
+            .rev()
+            .find_map(|o| o.retries)
+            .or_else(|| profile.and_then(|p| p.retries))
+            .unwrap_or(suite.defaults.retries),
+        problem,
+    }
 }
 
 /// A scenario file's case: its steps, and what the suite's overrides say of its path.
@@ -287,6 +370,7 @@ fn scenario_case(suite: &Suite, path: PathBuf, rel: String, id: String, text: &s
         checks: Vec::new(),
         retries: overrides.iter().rev().find_map(|o| o.retries).unwrap_or(suite.defaults.retries),
         scenario: Some(Arc::new(read.scenario)),
+        pipeline: None,
         problem: None,
     })
 }

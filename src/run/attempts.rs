@@ -98,6 +98,9 @@ impl Attempts<'_> {
                 rules: &self.suite.classes,
                 progress: self.progress,
                 cancel: self.cancel.clone(),
+                pipelines: &self.suite.pipelines,
+                suite_name: &self.suite.name,
+                keep_on_failure: self.options.keep_on_failure,
             }
             .run()
             .await;

@@ -47,6 +47,10 @@ pub struct CaseRun<'a> {
     pub rules: &'a [ClassRule],
     pub progress: &'a dyn Progress,
     pub cancel: watch::Receiver<bool>,
+    /// Where KFP is, for pipeline cases, and the experiment's default name (the suite's).
+    pub pipelines: &'a crate::suite::pipelines::PipelineSettings,
+    pub suite_name: &'a str,
+    pub keep_on_failure: bool,
 }
 
 /// `kv-<short case name>-<random>`: a valid namespace name of at most 63 characters.
@@ -84,6 +88,9 @@ impl CaseRun<'_> {
         let case = self.case;
         if let Some(scenario) = &case.scenario {
             return self.run_scenario(scenario).await;
+        }
+        if let Some(pipeline) = &case.pipeline {
+            return self.run_pipeline(pipeline).await;
         }
         let mut result = CaseResult::new(case, self.dir.clone());
         let mut clock = Instant::now();
@@ -285,6 +292,7 @@ impl CaseRun<'_> {
             pods: seen.1,
             replica_label: self.case.workloads.first().and_then(|w| w.profile.replica_label.as_deref()),
             log_limit: self.defaults.log_limit_bytes,
+            events_of: None,
         }
         .run();
         let evidence = if hurry {

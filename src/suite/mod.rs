@@ -2,7 +2,10 @@
 //! per-example overrides. Read strictly: an unknown key, a wrong type, a bad glob or regular
 //! expression is an error at its file:line:col.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
@@ -23,6 +26,7 @@ pub mod classes;
 mod cluster;
 pub mod images;
 mod operators;
+pub mod pipelines;
 pub mod profile;
 
 pub use classes::{ClassRule, FailureClass};
@@ -56,6 +60,7 @@ struct SuiteFile {
     images: Option<Vec<ImageFile>>,
     cluster: Option<ClusterFile>,
     classes: Option<Vec<ClassRuleFile>>,
+    pipelines: Option<pipelines::PipelinesFile>,
 }
 
 /// A `classes:` entry: a regular expression over the reason and the events, and the class.
@@ -244,6 +249,9 @@ struct OverrideFile {
     retries: Option<u32>,
     #[serde(default)]
     checks: Vec<Spanned<checks::CheckFile>>,
+    /// A pipeline's run parameters, typed as the pipeline declares them.
+    #[serde(default)]
+    parameters: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +291,9 @@ pub struct Override {
     pub logs: Vec<LogAssertion>,
     pub retries: Option<u32>,
     pub checks: Vec<checks::Check>,
+    /// A pipeline's run parameters, and where the override is (for errors about them).
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    pub line: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +316,7 @@ pub struct Suite {
     pub cluster: ClusterSettings,
     /// The suite's own failure-class rules, before kubevet's.
     pub classes: Vec<ClassRule>,
+    pub pipelines: pipelines::PipelineSettings,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -400,6 +412,8 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             retries: o.retries,
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
             checks: all_checks(path, &text, &o.checks)?,
+            parameters: o.parameters.clone(),
+            line: o.path.referenced.line(),
         });
     }
     let base = dir;
@@ -488,6 +502,11 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             .map_err(|e| at(&rule.pattern.referenced, format!("invalid regular expression: {e}")))?;
         classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
     }
+    let pipelines = match (&file.pipelines, &parent) {
+        (Some(p), _) => pipelines::load(path, p)?,
+        (None, Some(p)) => p.pipelines.clone(),
+        (None, None) => pipelines::PipelineSettings::default(),
+    };
     let inherited_retry = inherited.as_ref().map(|i| i.api_retry).unwrap_or_default();
     let api_retry = ApiRetry {
         attempts: retry.and_then(|r| r.attempts.as_ref()).map(|a| a.value).unwrap_or(inherited_retry.attempts),
@@ -529,6 +548,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             flaky: d.flaky.or(inherited.as_ref().map(|i| i.flaky)).unwrap_or(FlakyPolicy::Pass),
         },
         classes,
+        pipelines,
         lint,
         root,
         profiles,

@@ -54,6 +54,9 @@ impl Rule {
     }
 }
 
+/// The built-in profile of pipeline cases.
+pub const PIPELINE: &str = "pipeline";
+
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
@@ -80,6 +83,10 @@ pub struct Profile {
 
 impl Profile {
     pub fn matches(&self, api_version: &str, kind: &str) -> bool {
+        // `pipeline` names no kind: compiled pipelines are recognised by their shape.
+        if self.kind.is_empty() {
+            return false;
+        }
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
         group == self.group && kind == self.kind
     }
@@ -173,6 +180,16 @@ pub fn builtins() -> Vec<Profile> {
             phase(&["Failed", "Error"]),
             ("workflows.argoproj.io/workflow={name}", None),
             20,
+        ),
+        // Kubeflow Pipelines runs, judged by KFP's run state (see `run::pipeline`); the rules
+        // here are the Workflow's, for the suite's own reading only.
+        builtin(
+            PIPELINE,
+            ("", ""),
+            phase(&["Succeeded"]),
+            phase(&["Failed", "Error"]),
+            ("pipeline/runid={name}", None),
+            15,
         ),
         builtin(
             "deployment",

@@ -1,0 +1,223 @@
+//! Pipeline cases (Kubeflow Pipelines): a compiled pipeline file (KFP IR YAML), a Python
+//! pipeline file compiled with the KFP SDK (`kfp dsl compile`, cached by the source's hash and
+//! the SDK's version), or a pipeline that already lives in KFP at a floating or pinned version.
+//! The run parameters an override gives are typed here as the pipeline declares them, so a
+//! wrong one is said before anything runs.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::util::{
+    command,
+    files::{cache_dir, short_hash, write_atomically},
+    yaml::{self, Document},
+};
+
+/// A compiled pipeline is a document with `pipelineInfo` (or `deploymentSpec`) and no `kind`.
+pub fn is_pipeline(doc: &Value) -> bool {
+    doc.get("kind").is_none() && (doc.get("pipelineInfo").is_some() || doc.get("deploymentSpec").is_some())
+}
+
+/// The optional second document of a compiled pipeline: `platforms: {kubernetes: …}`.
+pub fn is_platform_spec(doc: &Value) -> bool {
+    doc.get("kind").is_none() && doc.get("platforms").is_some()
+}
+
+/// What a pipeline case runs.
+#[derive(Debug, Clone)]
+pub enum PipelineSource {
+    /// A compiled pipeline: its IR document and optional platform document (built images
+    /// already swapped into its executors by the session).
+    Compiled { spec: Value, platform: Option<Value> },
+    /// A Python file, compiled before the run (a failure is the case's error).
+    Python(PathBuf),
+    /// A pipeline in KFP, by name: `latest` or a version name.
+    Existing { version: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineCase {
+    /// The pipeline's name in KFP: the case's id for files, the listed name for existing ones.
+    pub name: String,
+    pub source: PipelineSource,
+    /// As the override (or the `existing` entry) gives them; typed once the spec is known.
+    pub parameters: Map<String, Value>,
+}
+
+impl PipelineCase {
+    /// The spec's text as uploaded (JSON documents, which YAML readers take as they are),
+    /// and its content hash: the version's name, so unchanged content reuses its version.
+    pub fn upload(&self) -> Option<(String, String)> {
+        let PipelineSource::Compiled { spec, platform } = &self.source else { return None };
+        let mut text = spec.to_string();
+        if let Some(p) = platform {
+            text.push_str("\n---\n");
+            text.push_str(&p.to_string());
+        }
+        let hash = short_hash(&text);
+        Some((text, format!("kv-{hash}")))
+    }
+}
+
+/// The compiled documents of a pipeline file: its IR and optional platform document.
+pub fn compiled(docs: &[Document]) -> Option<PipelineSource> {
+    let spec = docs.iter().find(|d| is_pipeline(&d.value))?.value.clone();
+    let platform = docs.iter().find(|d| is_platform_spec(&d.value)).map(|d| d.value.clone());
+    Some(PipelineSource::Compiled { spec, platform })
+}
+
+/// The run parameters `given`, checked against what `spec` declares and typed as it declares
+/// them (KFP rejects an integer given as a string): every problem, in the user's terms.
+pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<String>> {
+    let declared = spec.pointer("/root/inputDefinitions/parameters").and_then(Value::as_object);
+    let mut problems = Vec::new();
+    let mut typed = Map::new();
+    for (name, value) in given {
+        let Some(decl) = declared.and_then(|d| d.get(name)) else {
+            let known: Vec<&str> = declared.into_iter().flat_map(|d| d.keys().map(String::as_str)).collect();
+            problems.push(format!(
+                "parameter {name:?} is not declared by the pipeline (it declares: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ));
+            continue;
+        };
+        let kind = decl["parameterType"].as_str().unwrap_or("STRING");
+        let fitted = match (kind, value) {
+            ("STRING", Value::String(_)) => Some(value.clone()),
+            ("NUMBER_INTEGER", Value::Number(n)) if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                Some(value.clone())
+            }
+            ("NUMBER_DOUBLE", Value::Number(_)) => Some(value.clone()),
+            ("BOOLEAN", Value::Bool(_)) => Some(value.clone()),
+            ("LIST", Value::Array(_)) => Some(value.clone()),
+            ("STRUCT", Value::Object(_)) => Some(value.clone()),
+            _ => None,
+        };
+        match fitted {
+            Some(v) => {
+                typed.insert(name.clone(), v);
+            }
+            None => problems.push(format!(
+                "parameter {name:?} is declared {kind}, but the suite gives {value} ({})",
+                match kind {
+                    "NUMBER_INTEGER" => "write a whole number without quotes",
+                    "NUMBER_DOUBLE" => "write a number without quotes",
+                    "BOOLEAN" => "write true or false",
+                    "LIST" => "write a list",
+                    "STRUCT" => "write a mapping",
+                    _ => "write a string, quoted if it looks like a number",
+                }
+            )),
+        }
+    }
+    for (name, decl) in declared.into_iter().flatten() {
+        let required = decl["isOptional"] != true && decl.get("defaultValue").is_none();
+        if required && !given.contains_key(name) {
+            problems.push(format!(
+                "parameter {name:?} is required (no default) but the suite gives none: add it under the override's parameters"
+            ));
+        }
+    }
+    if problems.is_empty() { Ok(typed) } else { Err(problems) }
+}
+
+/// The KFP SDK's version (`kfp --version`), part of every compiled pipeline's cache key.
+pub async fn sdk_version() -> Result<String, String> {
+    let out = command::output("kfp", &["--version"], None).await?;
+    Ok(out.trim().trim_start_matches("kfp").trim().to_string())
+}
+
+/// A Python pipeline compiled with the real SDK, or its compiled result from the cache (keyed
+/// by the source's content hash and the SDK version): the compiled file and whether it was a
+/// cache hit.
+pub async fn compile(source: &Path, sdk: &str) -> Result<(PathBuf, bool), String> {
+    let text = std::fs::read_to_string(source).map_err(|e| format!("{}: {e}", source.display()))?;
+    let key = short_hash(&format!("{sdk}\n{text}"));
+    let stem = source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let cached = cache_dir().join("pipelines").join(format!("{stem}-{key}.yaml"));
+    if cached.is_file() {
+        return Ok((cached, true));
+    }
+    let dir = cached.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = dir.join(format!(".{stem}-{key}.compiling.yaml"));
+    let (src, dst) = (source.to_string_lossy(), out.to_string_lossy());
+    command::output("kfp", &["dsl", "compile", "--py", &src, "--output", &dst], None)
+        .await
+        .map_err(|e| format!("compiling {} with the KFP SDK {sdk}: {e}", source.display()))?;
+    let compiled = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    write_atomically(&cached, &compiled).map_err(|e| format!("{}: {e}", cached.display()))?;
+    Ok((cached, false))
+}
+
+/// `kubevet render`'s part for pipelines: every Python pipeline the suite compiles, compiled
+/// into the cache (or found there), one line each: `PIPELINE  SDK  CACHE  FILE`. Exit 0, or 3
+/// when one did not compile.
+pub async fn compile_command(suite: &crate::suite::Suite) -> crate::util::error::Result<i32> {
+    let sources: Vec<super::Picked> =
+        super::example_files(suite).into_iter().filter(|p| p.example && p.rel.ends_with(".py")).collect();
+    if sources.is_empty() {
+        return Ok(0);
+    }
+    let sdk = sdk_version()
+        .await
+        .map_err(|e| crate::util::error::Error::Usage(format!("{e}; Python pipelines are compiled with the KFP SDK: pip install kfp")))?;
+    let mut failed = false;
+    println!("PIPELINE\tSDK\tCACHE\tFILE");
+    for source in sources {
+        match compile(&source.path, &sdk).await {
+            Ok((file, hit)) => println!("{}\t{sdk}\t{}\t{}", source.rel, if hit { "hit" } else { "miss" }, file.display()),
+            Err(e) => {
+                eprintln!("kubevet: pipeline {}: {e}", source.rel);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { crate::util::error::EXIT_INFRASTRUCTURE } else { 0 })
+}
+
+/// The compiled file's pipeline documents.
+pub fn read_compiled(path: &Path) -> Result<PipelineSource, String> {
+    let text = yaml::read(path).map_err(|e| e.to_string())?;
+    let docs = yaml::documents(path, &text).map_err(|e| e.to_string())?;
+    compiled(&docs).ok_or_else(|| format!("{} holds no compiled pipeline", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parameters_are_typed_as_declared() {
+        let spec = json!({"root": {"inputDefinitions": {"parameters": {
+            "epochs": {"parameterType": "NUMBER_INTEGER"},
+            "rate": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 0.5, "isOptional": true},
+        }}}});
+        let given = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert!(typed_parameters(&spec, &given(json!({"epochs": 3}))).is_ok());
+        let problems = typed_parameters(&spec, &given(json!({"epochs": "3", "lr": 1}))).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("declared NUMBER_INTEGER"), "{problems:?}");
+        assert!(problems[1].contains("\"lr\" is not declared") && problems[1].contains("epochs, rate"));
+        let missing = typed_parameters(&spec, &Map::new()).unwrap_err();
+        assert!(missing[0].contains("\"epochs\" is required"), "{missing:?}");
+    }
+
+    #[test]
+    fn unchanged_content_keeps_its_version_name() {
+        let case = |spec: Value| PipelineCase {
+            name: "p".into(),
+            source: PipelineSource::Compiled { spec, platform: None },
+            parameters: Map::new(),
+        };
+        let (_, a) = case(json!({"pipelineInfo": {"name": "x"}})).upload().unwrap_or_default();
+        let (_, b) = case(json!({"pipelineInfo": {"name": "x"}})).upload().unwrap_or_default();
+        let (_, c) = case(json!({"pipelineInfo": {"name": "y"}})).upload().unwrap_or_default();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("kv-"));
+    }
+}
