@@ -138,6 +138,9 @@ pub struct PipelineRun {
     pub asked: Option<String>,
     /// Whether this case uploaded the version (otherwise an identical one was already there).
     pub uploaded: bool,
+    /// For a Python pipeline: `cache hit` or `compiled now` (by the KFP SDK, before the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<&'static str>,
     pub run_id: Option<String>,
     /// KFP's final state of the run.
     pub state: Option<String>,

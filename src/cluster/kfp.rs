@@ -95,7 +95,13 @@ impl Kfp {
         self.requests.load(Ordering::Relaxed)
     }
 
-    async fn send(&self, method: Method, path: &str, content_type: Option<String>, body: Vec<u8>) -> Result<Value, KfpError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    ) -> Result<Value, KfpError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = Request::builder().method(method.clone()).uri(format!("{}{path}", self.base));
         if let Some(ct) = content_type {
@@ -126,7 +132,10 @@ impl Kfp {
         }
         serde_json::from_str(&text).map_err(|e| KfpError {
             status: None,
-            message: format!("{method} {path}: the answer is not JSON ({e}): {}", text.chars().take(200).collect::<String>()),
+            message: format!(
+                "{method} {path}: the answer is not JSON ({e}): {}",
+                text.chars().take(200).collect::<String>()
+            ),
         })
     }
 

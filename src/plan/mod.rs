@@ -287,6 +287,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
             name: existing.name.clone(),
             source,
             parameters: existing.parameters.clone().into_iter().collect(),
+            compiled_from_cache: None,
         }));
         case.timeout = existing.timeout.unwrap_or(case.timeout);
         case.expect = existing.expect.unwrap_or(case.expect);
@@ -336,7 +337,7 @@ fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, source: 
         logs: Vec::new(),
         checks: Vec::new(),
         scenario: None,
-        pipeline: Some(Arc::new(PipelineCase { name: id, source, parameters })),
+        pipeline: Some(Arc::new(PipelineCase { name: id, source, parameters, compiled_from_cache: None })),
         retries: overrides
             .iter()
             .rev()

@@ -43,6 +43,8 @@ pub struct PipelineCase {
     pub source: PipelineSource,
     /// As the override (or the `existing` entry) gives them; typed once the spec is known.
     pub parameters: Map<String, Value>,
+    /// For a Python pipeline: whether its compiled result came from the cache.
+    pub compiled_from_cache: Option<bool>,
 }
 
 impl PipelineCase {
@@ -85,7 +87,9 @@ pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<
         let kind = decl["parameterType"].as_str().unwrap_or("STRING");
         let fitted = match (kind, value) {
             ("STRING", Value::String(_)) => Some(value.clone()),
-            ("NUMBER_INTEGER", Value::Number(n)) if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+            ("NUMBER_INTEGER", Value::Number(n))
+                if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) =>
+            {
                 Some(value.clone())
             }
             ("NUMBER_DOUBLE", Value::Number(_)) => Some(value.clone()),
@@ -161,14 +165,18 @@ pub async fn compile_command(suite: &crate::suite::Suite) -> crate::util::error:
     if sources.is_empty() {
         return Ok(0);
     }
-    let sdk = sdk_version()
-        .await
-        .map_err(|e| crate::util::error::Error::Usage(format!("{e}; Python pipelines are compiled with the KFP SDK: pip install kfp")))?;
+    let sdk = sdk_version().await.map_err(|e| {
+        crate::util::error::Error::Usage(format!(
+            "{e}; Python pipelines are compiled with the KFP SDK: pip install kfp"
+        ))
+    })?;
     let mut failed = false;
     println!("PIPELINE\tSDK\tCACHE\tFILE");
     for source in sources {
         match compile(&source.path, &sdk).await {
-            Ok((file, hit)) => println!("{}\t{sdk}\t{}\t{}", source.rel, if hit { "hit" } else { "miss" }, file.display()),
+            Ok((file, hit)) => {
+                println!("{}\t{sdk}\t{}\t{}", source.rel, if hit { "hit" } else { "miss" }, file.display())
+            }
             Err(e) => {
                 eprintln!("kubevet: pipeline {}: {e}", source.rel);
                 failed = true;
@@ -212,6 +220,7 @@ mod tests {
             name: "p".into(),
             source: PipelineSource::Compiled { spec, platform: None },
             parameters: Map::new(),
+            compiled_from_cache: None,
         };
         let (_, a) = case(json!({"pipelineInfo": {"name": "x"}})).upload().unwrap_or_default();
         let (_, b) = case(json!({"pipelineInfo": {"name": "x"}})).upload().unwrap_or_default();

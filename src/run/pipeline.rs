@@ -39,7 +39,9 @@ fn infrastructure(what: &str, e: &KfpError) -> Stop {
 /// the infrastructure failing.
 fn refused_or_infrastructure(what: &str, e: &KfpError) -> Stop {
     match e.status {
-        Some(s) if (400..500).contains(&s) && s != 429 => (Outcome::Failed, Some(FailureClass::Example), format!("{what}: KFP refused it: {e}")),
+        Some(s) if (400..500).contains(&s) && s != 429 => {
+            (Outcome::Failed, Some(FailureClass::Example), format!("{what}: KFP refused it: {e}"))
+        }
         _ => infrastructure(what, e),
     }
 }
@@ -47,7 +49,8 @@ fn refused_or_infrastructure(what: &str, e: &KfpError) -> Stop {
 /// Before the cells: Python pipelines compiled (or taken from the cache), every compiled
 /// pipeline's parameters typed, and the built images swapped into executors.
 pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
-    let python = cases.iter().any(|c| c.pipeline.as_ref().is_some_and(|p| matches!(p.source, PipelineSource::Python(_))));
+    let python =
+        cases.iter().any(|c| c.pipeline.as_ref().is_some_and(|p| matches!(p.source, PipelineSource::Python(_))));
     let sdk = if python { Some(pipeline::sdk_version().await) } else { None };
     for case in cases.iter_mut() {
         let Some(p) = case.pipeline.as_mut() else { continue };
@@ -60,9 +63,12 @@ pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
             };
             match compiled.and_then(|(file, hit)| {
                 tracing::info!(pipeline = %source.display(), compiled = %file.display(), cache = if hit { "hit" } else { "miss" }, "pipeline compiled");
-                pipeline::read_compiled(&file)
+                pipeline::read_compiled(&file).map(|source| (source, hit))
             }) {
-                Ok(source) => p.source = source,
+                Ok((source, hit)) => {
+                    p.source = source;
+                    p.compiled_from_cache = Some(hit);
+                }
                 Err(e) => {
                     case.problem = Some(e);
                     continue;
@@ -128,7 +134,11 @@ fn tasks(workflow: &Value, pods: &[k8s_openapi::api::core::v1::Pod]) -> Vec<Task
         .map(|n| {
             let id = n["id"].as_str().unwrap_or_default();
             let pod = pods.iter().find(|p| {
-                p.metadata.annotations.as_ref().and_then(|a| a.get("workflows.argoproj.io/node-id")).is_some_and(|x| x == id)
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("workflows.argoproj.io/node-id"))
+                    .is_some_and(|x| x == id)
             });
             TaskRow {
                 task: task_of(n),
@@ -148,7 +158,11 @@ impl CaseRun<'_> {
     pub(super) async fn run_pipeline(self, p: &PipelineCase) -> (CaseResult, Option<Cleanup>) {
         let case = self.case;
         let mut result = CaseResult::new(case, self.dir.clone());
-        result.pipeline = Some(PipelineRun { pipeline: p.name.clone(), ..Default::default() });
+        result.pipeline = Some(PipelineRun {
+            pipeline: p.name.clone(),
+            compiled: p.compiled_from_cache.map(|hit| if hit { "cache hit" } else { "compiled now" }),
+            ..Default::default()
+        });
         let kfp = match self.cluster.kfp(self.pipelines) {
             Ok(k) => k,
             Err(e) => {
@@ -170,7 +184,13 @@ impl CaseRun<'_> {
     }
 
     /// Everything up to the verdict; an `Err` stopped early.
-    async fn pipeline_steps(&self, kfp: &Kfp, p: &PipelineCase, result: &mut CaseResult, made: &mut Made) -> Result<Stop, Stop> {
+    async fn pipeline_steps(
+        &self,
+        kfp: &Kfp,
+        p: &PipelineCase,
+        result: &mut CaseResult,
+        made: &mut Made,
+    ) -> Result<Stop, Stop> {
         let case = self.case;
         let clock = Instant::now();
         self.progress.phase(&case.name, "upload");
@@ -190,7 +210,10 @@ impl CaseRun<'_> {
             "pipeline_version_reference": {"pipeline_id": pipeline_id, "pipeline_version_id": version_id},
             "runtime_config": {"parameters": parameters},
         });
-        let created = kfp.post(&format!("{API}/runs"), &body).await.map_err(|e| refused_or_infrastructure("creating the run", &e))?;
+        let created = kfp
+            .post(&format!("{API}/runs"), &body)
+            .await
+            .map_err(|e| refused_or_infrastructure("creating the run", &e))?;
         let run_id = created["run_id"].as_str().unwrap_or_default().to_string();
         made.run_id = Some(run_id.clone());
         if let Some(r) = result.pipeline.as_mut() {
@@ -235,13 +258,20 @@ impl CaseRun<'_> {
         let verdict = match followed {
             Followed::Interrupted => (Outcome::Interrupted, None, format!("interrupted while it ran{stopped_note}")),
             Followed::TimedOut => {
-                let running: Vec<&str> =
-                    result.tasks.iter().filter(|t| matches!(t.state.as_str(), "Running" | "Pending")).map(|t| t.task.as_str()).collect();
+                let running: Vec<&str> = result
+                    .tasks
+                    .iter()
+                    .filter(|t| matches!(t.state.as_str(), "Running" | "Pending"))
+                    .map(|t| t.task.as_str())
+                    .collect();
                 let running = if running.is_empty() { "none".to_string() } else { running.join(", ") };
                 (
                     Outcome::Failed,
                     Some(FailureClass::Timeout),
-                    format!("the pipeline run did not end within {}{stopped_note}; tasks still running: {running}", case.timeout),
+                    format!(
+                        "the pipeline run did not end within {}{stopped_note}; tasks still running: {running}",
+                        case.timeout
+                    ),
                 )
             }
             Followed::Ended => {
@@ -251,15 +281,24 @@ impl CaseRun<'_> {
                 };
                 match (state.as_str(), case.expect) {
                     ("SUCCEEDED", Expect::Success) => (Outcome::Passed, None, format!("run {run_id} SUCCEEDED")),
-                    ("SUCCEEDED", Expect::Failure) => {
-                        (Outcome::Failed, Some(FailureClass::Test), "expected a failure, but the pipeline run SUCCEEDED".into())
+                    ("SUCCEEDED", Expect::Failure) => (
+                        Outcome::Failed,
+                        Some(FailureClass::Test),
+                        "expected a failure, but the pipeline run SUCCEEDED".into(),
+                    ),
+                    (s, Expect::Failure) if terminal_state(s) => {
+                        (Outcome::Passed, None, format!("failed as expected: run {s}: {why}"))
                     }
-                    (s, Expect::Failure) if terminal_state(s) => (Outcome::Passed, None, format!("failed as expected: run {s}: {why}")),
-                    (s, Expect::Success) if terminal_state(s) => (Outcome::Failed, Some(FailureClass::Test), format!("pipeline run {s}: {why}")),
+                    (s, Expect::Success) if terminal_state(s) => {
+                        (Outcome::Failed, Some(FailureClass::Test), format!("pipeline run {s}: {why}"))
+                    }
                     (s, _) => (
                         Outcome::Error,
                         Some(FailureClass::Infrastructure),
-                        format!("the run's Workflow ended {} but KFP still reports the run {s} after 30 s", phase_of(&workflow)),
+                        format!(
+                            "the run's Workflow ended {} but KFP still reports the run {s} after 30 s",
+                            phase_of(&workflow)
+                        ),
                     ),
                 }
             }
@@ -272,7 +311,13 @@ impl CaseRun<'_> {
 
     /// The pipeline's id, the version to run and its spec: uploaded (or reused by content
     /// hash) for a file, resolved now for a pipeline already in KFP.
-    async fn pipeline_version(&self, kfp: &Kfp, p: &PipelineCase, result: &mut CaseResult, made: &mut Made) -> Result<(String, String, Value), Stop> {
+    async fn pipeline_version(
+        &self,
+        kfp: &Kfp,
+        p: &PipelineCase,
+        result: &mut CaseResult,
+        made: &mut Made,
+    ) -> Result<(String, String, Value), Stop> {
         let found = kfp
             .get(&format!("{API}/pipelines?filter={}", filter_equals("name", &p.name)))
             .await
@@ -289,14 +334,23 @@ impl CaseRun<'_> {
         match &p.source {
             PipelineSource::Existing { version } => {
                 let Some(id) = existing_id else {
-                    return Err((Outcome::Failed, Some(FailureClass::Example), format!("pipeline {:?} does not exist in KFP ({})", p.name, kfp.shown)));
+                    return Err((
+                        Outcome::Failed,
+                        Some(FailureClass::Example),
+                        format!("pipeline {:?} does not exist in KFP ({})", p.name, kfp.shown),
+                    ));
                 };
                 let listed = kfp
                     .get(&format!("{API}/pipelines/{id}/versions?sort_by={}&page_size=200", encode("created_at desc")))
                     .await
                     .map_err(|e| infrastructure("listing the pipeline's versions", &e))?;
                 let versions: Vec<Value> = listed["pipeline_versions"].as_array().cloned().unwrap_or_default();
-                let key = |v: &Value| (v["created_at"].as_str().unwrap_or_default().to_string(), v["pipeline_version_id"].as_str().unwrap_or_default().to_string());
+                let key = |v: &Value| {
+                    (
+                        v["created_at"].as_str().unwrap_or_default().to_string(),
+                        v["pipeline_version_id"].as_str().unwrap_or_default().to_string(),
+                    )
+                };
                 // KFP's latest: the newest by created_at (one-second resolution), then by id.
                 let chosen = match version.as_str() {
                     "latest" => versions.iter().max_by_key(|v| key(v)),
@@ -338,7 +392,8 @@ impl CaseRun<'_> {
                         created["pipeline_id"].as_str().unwrap_or_default().to_string()
                     }
                 };
-                let versions_of = format!("{API}/pipelines/{id}/versions?filter={}", filter_equals("name", &version_name));
+                let versions_of =
+                    format!("{API}/pipelines/{id}/versions?filter={}", filter_equals("name", &version_name));
                 let listed = kfp.get(&versions_of).await.map_err(|e| infrastructure("looking up the version", &e))?;
                 if let Some(v) = listed["pipeline_versions"].get(0) {
                     record(result, v, None, false);
@@ -353,7 +408,11 @@ impl CaseRun<'_> {
                         v
                     }
                     Err(e) if e.status == Some(409) => {
-                        let v = kfp.get(&versions_of).await.map_err(|e| infrastructure("looking up the version", &e))?["pipeline_versions"][0].clone();
+                        let v = kfp
+                            .get(&versions_of)
+                            .await
+                            .map_err(|e| infrastructure("looking up the version", &e))?["pipeline_versions"][0]
+                            .clone();
                         record(result, &v, None, false);
                         v
                     }
@@ -380,8 +439,10 @@ impl CaseRun<'_> {
         }
         match kfp.post(&format!("{API}/experiments"), &body).await {
             Ok(e) => Ok(e["experiment_id"].as_str().unwrap_or_default().to_string()),
-            Err(e) if e.status == Some(409) => id_of(&kfp.get(&find).await.map_err(|e| infrastructure("looking up the experiment", &e))?)
-                .ok_or_else(|| infrastructure("the experiment", &e)),
+            Err(e) if e.status == Some(409) => {
+                id_of(&kfp.get(&find).await.map_err(|e| infrastructure("looking up the experiment", &e))?)
+                    .ok_or_else(|| infrastructure("the experiment", &e))
+            }
             Err(e) => Err(infrastructure("creating the experiment", &e)),
         }
     }
@@ -402,7 +463,8 @@ impl CaseRun<'_> {
         let selector = format!("pipeline/runid={run_id}");
         match self.cluster.kind("argoproj.io/v1alpha1", "Workflow").await {
             Ok(kind) => {
-                let mut snapshots = std::pin::pin!(self.cluster.watch_matching(&kind, &kfp.namespace, None, Some(&selector)));
+                let mut snapshots =
+                    std::pin::pin!(self.cluster.watch_matching(&kind, &kfp.namespace, None, Some(&selector)));
                 loop {
                     tokio::select! {
                         snapshot = snapshots.next() => match snapshot {
@@ -447,7 +509,14 @@ impl CaseRun<'_> {
 
     /// The run as KFP reports it, the Workflow's final state, every pod's logs (task and
     /// driver pods alike) and their events; the task table into the result.
-    async fn pipeline_evidence(&self, kfp: &Kfp, run_id: &str, run: &Value, workflow: &Value, result: &mut CaseResult) -> Evidence {
+    async fn pipeline_evidence(
+        &self,
+        kfp: &Kfp,
+        run_id: &str,
+        run: &Value,
+        workflow: &Value,
+        result: &mut CaseResult,
+    ) -> Evidence {
         let dir = result.artifacts.clone();
         let write = |name: &str, value: &Value| {
             let text = serde_json::to_string_pretty(value).unwrap_or_default();
@@ -499,9 +568,10 @@ impl CaseRun<'_> {
         // A pipeline this case created goes with its versions; else only the version it uploaded.
         match (&made.pipeline_id, &made.version_id) {
             (Some(pid), _) => what.push((format!("{API}/pipelines/{pid}?cascade=true"), format!("KFP pipeline {pid}"))),
-            (None, Some(vid)) => {
-                what.push((format!("{API}/pipelines/{}/versions/{vid}", made.used_pipeline), format!("KFP pipeline version {vid}")))
-            }
+            (None, Some(vid)) => what.push((
+                format!("{API}/pipelines/{}/versions/{vid}", made.used_pipeline),
+                format!("KFP pipeline version {vid}"),
+            )),
             (None, None) => {}
         }
         if what.is_empty() {
@@ -522,5 +592,4 @@ impl CaseRun<'_> {
         }
         result.cleanup = Some(format!("deleted {}", deleted.join(", ")));
     }
-
 }

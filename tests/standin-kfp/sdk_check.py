@@ -42,7 +42,7 @@ version = client.upload_pipeline_version(
     f"{folder}/pipeline-with-after.yaml", pipeline_version_name="v2", pipeline_id=with_after.pipeline_id
 )
 versions = client.list_pipeline_versions(with_after.pipeline_id, sort_by="created_at desc")
-seen["versions"] = [v.display_name for v in versions.pipeline_versions]
+seen["versions"] = sorted(v.display_name for v in versions.pipeline_versions)
 experiment = client.create_experiment(f"sdk-{suffix}")
 # The SDK finds an experiment by name before creating one: the filter must work.
 seen["experiment_again"] = client.create_experiment(f"sdk-{suffix}").experiment_id == experiment.experiment_id

@@ -1,0 +1,290 @@
+//! Pipeline cases through the `kubevet` binary, on the TEST STAND-IN KFP API server (installed
+//! by kubevet as an operator): upstream container-only pipelines adapted to the local busybox,
+//! a failing task named with its log, a Python pipeline compiled by the real SDK (a cache miss,
+//! then a hit), a timeout that terminates the run, `expect: failure`, a floating `latest`
+//! version that changes between two runs, an unreachable KFP; and the stand-in itself checked
+//! with the official `kfp` SDK.
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+use support::{case, junit, kubevet, repo, stderr, stdout};
+
+/// The stand-in's API on the host (it runs on the host network, as a port-forward would give it).
+const KFP: &str = "http://127.0.0.1:8888";
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    repo().join("tests/fixtures/pipelines").join(name)
+}
+
+fn result(artifacts: &Path, id: &str) -> Value {
+    let text = std::fs::read_to_string(artifacts.join(id).join("result.json"))
+        .unwrap_or_else(|e| panic!("{id}/result.json: {e}"));
+    serde_json::from_str(&text).expect("result.json is JSON")
+}
+
+fn run(suite: &Path, artifacts: &Path, select: &[&str], cache: &Path) -> std::process::Output {
+    let mut cmd = kubevet();
+    cmd.env("KUBEVET_CACHE", cache).args(["run", "--no-history", "--suite"]).arg(suite);
+    for s in select {
+        cmd.args(["--select", s]);
+    }
+    cmd.arg("--kubeconfig").arg(support::kubeconfig()).arg("--artifacts").arg(artifacts).output().expect("kubevet runs")
+}
+
+fn tasks(r: &Value) -> Vec<(String, String)> {
+    r["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (t["task"].as_str().unwrap_or_default().to_string(), t["state"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn upstream_pipelines_run_and_are_judged_by_their_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let out = run(&fixture("kubevet.yaml"), &dir.path().join("a"), &["examples/**"], &cache);
+    let text = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "two cases fail: {text}");
+    let a = dir.path().join("a");
+
+    let after = result(&a, "examples.pipeline-with-after");
+    assert_eq!(after["outcome"], "passed", "{after:#}");
+    assert_eq!(after["profile"], "pipeline");
+    // Dependency order: the third task starts after the first two ended.
+    let rows = tasks(&after);
+    assert_eq!(rows.len(), 3, "{after:#}");
+    assert!(rows.iter().all(|(_, s)| s == "Succeeded"), "{rows:?}");
+    let started = |t: &str| {
+        after["tasks"].as_array().unwrap().iter().find(|r| r["task"] == t).unwrap()["started"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ended = |t: &str| {
+        after["tasks"].as_array().unwrap().iter().find(|r| r["task"] == t).unwrap()["ended"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        started("print-text-3") >= ended("print-text-2") && started("print-text-2") >= ended("print-text"),
+        "{after:#}"
+    );
+    let pipeline = &after["pipeline"];
+    assert_eq!(pipeline["state"], "SUCCEEDED");
+    assert_eq!(pipeline["watched"], true, "followed by watching its Workflow");
+    assert!(pipeline["version"].as_str().unwrap().starts_with("kv-"), "named by content hash: {pipeline}");
+    assert!(pipeline["requests"].as_u64().unwrap() <= 12, "KFP requests per case: {pipeline}");
+    assert!(after["cleanup"].as_str().unwrap().contains("deleted KFP run"), "{after:#}");
+    // Evidence: the run as KFP reports it, the Workflow, each task pod's main log.
+    let case_dir = a.join("examples.pipeline-with-after");
+    let run: Value = serde_json::from_str(&std::fs::read_to_string(case_dir.join("kfp-run.json")).unwrap()).unwrap();
+    assert_eq!(run["state"], "SUCCEEDED");
+    let workflow: Value =
+        serde_json::from_str(&std::fs::read_to_string(case_dir.join("workflow.json")).unwrap()).unwrap();
+    assert_eq!(workflow["status"]["phase"], "Succeeded");
+    assert_eq!(workflow["metadata"]["labels"]["pipeline/runid"], pipeline["runId"]);
+    let pod = after["tasks"][2]["pod"].as_str().unwrap();
+    let log = std::fs::read_to_string(case_dir.join("pods").join(pod).join("main.log")).unwrap();
+    assert!(log.contains("3rd task"), "{log}");
+
+    // An output parameter handed from one task to the next.
+    let pc = result(&a, "examples.producer-consumer-param-pipeline");
+    assert_eq!(pc["outcome"], "passed", "{pc:#}");
+    let consumer = pc["tasks"].as_array().unwrap().iter().find(|t| t["task"] == "consumer").unwrap()["pod"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = std::fs::read_to_string(
+        a.join("examples.producer-consumer-param-pipeline/pods").join(consumer).join("main.log"),
+    )
+    .unwrap();
+    assert!(log.contains("Hello world, this is an output parameter"), "{log}");
+
+    // Typed parameters from the override (an integer as a number).
+    assert_eq!(result(&a, "examples.typed-parameters")["outcome"], "passed");
+    assert_eq!(result(&a, "examples.container-component-with-no-inputs")["outcome"], "passed");
+
+    // A failing task: named, with its message; the task after it never ran.
+    let failing = result(&a, "examples.failing-task");
+    assert_eq!(failing["outcome"], "failed");
+    assert_eq!(failing["class"], "test");
+    assert_eq!(failing["reason"], "pipeline run FAILED: task train failed: Error (exit code 3)", "{failing:#}");
+    assert_eq!(tasks(&failing), vec![("prepare".into(), "Succeeded".into()), ("train".into(), "Failed".into())]);
+    assert!(failing["seconds"].as_f64().unwrap() < 60.0, "fails fast: {failing:#}");
+
+    // A timeout terminates the run and says which tasks were still running.
+    let slow = result(&a, "examples.slow-task");
+    assert_eq!(slow["class"], "timeout", "{slow:#}");
+    assert!(
+        slow["reason"].as_str().unwrap().contains("the run was terminated; tasks still running: sleep"),
+        "{slow:#}"
+    );
+
+    // JUnit, read by junitparser: the failing task's log tail in <system-out>.
+    let cases = junit(&a.join("junit.xml"));
+    let junit_case = case(&cases, "examples/failing-task.yaml");
+    let out = junit_case["system_out"].as_str().unwrap_or_default();
+    assert!(out.contains("container main") && out.contains("loss=nan"), "{junit_case:#}");
+}
+
+#[test]
+fn a_python_pipeline_is_compiled_once_per_version_of_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let render = || {
+        kubevet()
+            .env("KUBEVET_CACHE", &cache)
+            .args(["render", "--suite"])
+            .arg(fixture("kubevet.yaml"))
+            .output()
+            .expect("kubevet render")
+    };
+    let first = render();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let line = stdout(&first).lines().find(|l| l.starts_with("python/hello.py")).unwrap_or_default().to_string();
+    assert!(line.contains("\tmiss\t"), "first compile is a miss: {}", stdout(&first));
+    let second = render();
+    assert!(
+        stdout(&second).lines().any(|l| l.starts_with("python/hello.py") && l.contains("\thit\t")),
+        "{}",
+        stdout(&second)
+    );
+    let compiled: Vec<_> = std::fs::read_dir(cache.join("pipelines")).unwrap().flatten().collect();
+    assert_eq!(compiled.len(), 1, "one compiled file: {compiled:?}");
+
+    // The run reuses what render compiled, and the pipeline runs.
+    let out = run(&fixture("kubevet.yaml"), &dir.path().join("a"), &["python/**"], &cache);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let hello = result(&dir.path().join("a"), "python.hello");
+    assert_eq!(hello["outcome"], "passed", "{hello:#}");
+    assert_eq!(hello["pipeline"]["compiled"], "cache hit", "{hello:#}");
+    let pod = hello["tasks"][0]["pod"].as_str().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("a/python.hello/pods").join(pod).join("main.log")).unwrap();
+    assert!(log.contains("said: hello from Python"), "{log}");
+}
+
+#[test]
+fn an_expected_failure_passes_and_an_unreachable_kfp_is_the_infrastructures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let out =
+        run(&fixture("kubevet.expect-failure.yaml"), &dir.path().join("a"), &["examples/failing-task.yaml"], &cache);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let failing = result(&dir.path().join("a"), "examples.failing-task");
+    assert_eq!(failing["outcome"], "passed");
+    assert!(
+        failing["reason"].as_str().unwrap().starts_with("failed as expected: run FAILED: task train failed"),
+        "{failing:#}"
+    );
+
+    let out = run(
+        &fixture("kubevet.unreachable.yaml"),
+        &dir.path().join("b"),
+        &["examples/pipeline-with-after.yaml"],
+        &cache,
+    );
+    assert_eq!(out.status.code(), Some(1), "a case that did not pass: {}\n{}", stdout(&out), stderr(&out));
+    let r = result(&dir.path().join("b"), "examples.pipeline-with-after");
+    assert_eq!(r["outcome"], "error");
+    assert_eq!(r["class"], "infrastructure");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("KFP is unreachable or unhealthy")
+            && reason.contains("service no-such-kfp:http in namespace kubeflow"),
+        "{reason}"
+    );
+}
+
+/// Uploads `file` to the stand-in as version `version` of pipeline `name` with the kfp SDK.
+fn upload_version(name: &str, version: &str, file: &Path) {
+    let script = r#"
+import sys, kfp
+name, version, path = sys.argv[1:4]
+c = kfp.Client(host=sys.argv[4])
+pid = c.get_pipeline_id(name)
+if pid is None:
+    pid = c.upload_pipeline(path, pipeline_name=name).pipeline_id
+c.upload_pipeline_version(path, pipeline_version_name=version, pipeline_id=pid)
+"#;
+    let out = Command::new("python3").args(["-c", script, name, version]).arg(file).arg(KFP).output().expect("python3");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_floating_latest_version_is_resolved_at_every_run_and_its_change_said_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let name = format!("churn-model-{}", std::process::id());
+    let suite = dir.path().join("kubevet.yaml");
+    std::fs::write(
+        &suite,
+        format!(
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nextends: {}\nexamples:\n  include: [\"none/**\"]\npipelines:\n  existing:\n    - name: {name}\n      version: latest\n",
+            fixture("kubevet.yaml").display()
+        ),
+    )
+    .unwrap();
+    let examples = fixture("examples");
+    upload_version(&name, "v3", &examples.join("container-component-with-no-inputs.yaml"));
+    let out = run(&suite, &dir.path().join("a"), &[], &cache);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let first = result(&dir.path().join("a"), &format!("pipelines.{name}"));
+    assert_eq!(first["pipeline"]["version"], "v3", "{first:#}");
+    assert_eq!(first["pipeline"]["asked"], "latest");
+    assert_eq!(first["tasks"][0]["task"], "hello-world-container");
+
+    // KFP's created_at has one-second resolution: the new version is a second newer.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    upload_version(&name, "v4", &examples.join("pipeline-with-after.yaml"));
+    let out = run(&suite, &dir.path().join("b"), &[], &cache);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert_eq!(first_line, format!("changed since the previous run: pipeline {name} v3 → v4"), "{text}");
+    let second = result(&dir.path().join("b"), &format!("pipelines.{name}"));
+    assert_eq!(second["pipeline"]["version"], "v4");
+    assert_eq!(tasks(&second).len(), 3, "the new version's three tasks ran: {second:#}");
+    let run_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("b/run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["versions"][format!("pipeline {name}")], "v4", "{run_json:#}");
+    let junit_text = std::fs::read_to_string(dir.path().join("b/junit.xml")).unwrap();
+    assert!(junit_text.contains(&format!("name=\"pipeline.{name}.version\" value=\"v4\"")), "{junit_text}");
+}
+
+#[test]
+fn the_standin_speaks_kfp_to_the_official_sdk() {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/standin-kfp/sdk_check.py"))
+        .arg(KFP)
+        .arg(fixture("examples"))
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen: Value = serde_json::from_str(stdout(&out).lines().last().unwrap_or_default()).expect("JSON");
+    assert_eq!(seen["duplicate_upload"]["status"], 409);
+    assert!(seen["duplicate_upload"]["body"]["error_message"].is_string(), "the upload error shape: {seen:#}");
+    let versions = seen["versions"].as_array().expect("versions");
+    assert!(versions.len() == 2 && versions.iter().any(|v| v == "v2"), "the upload's version and v2: {seen:#}");
+    assert_eq!(seen["experiment_again"], true);
+    assert_eq!(seen["with_after"]["state"], "SUCCEEDED");
+    assert_eq!(seen["producer_consumer"], "SUCCEEDED");
+    assert_eq!(seen["typed"], "SUCCEEDED");
+    for rule in ["undeclared_parameter", "string_for_integer", "missing_required"] {
+        assert_eq!(seen[rule]["status"], 400, "{rule}: {seen:#}");
+        assert_eq!(seen[rule]["body"]["code"], 3);
+    }
+    assert_eq!(seen["failing"]["state"], "FAILED");
+    assert!(seen["failing"]["failed_tasks"].as_array().unwrap().iter().any(|t| t == "train"), "{seen:#}");
+    assert_eq!(seen["terminated"], "FAILED");
+    assert_eq!(seen["terminate_again"]["status"], 400);
+    assert_eq!(seen["deleted_run"]["status"], 404);
+    assert_eq!(seen["delete_with_versions"]["status"], 412);
+}
