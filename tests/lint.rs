@@ -337,3 +337,41 @@ fn the_crds_own_cel_rules_are_evaluated_offline_at_the_field_that_breaks_them() 
     }
     assert!(report["findings"].as_array().into_iter().flatten().all(|f| f["rule"] == "crd-rule"));
 }
+
+#[test]
+fn a_pipelines_run_parameters_are_checked_against_its_declarations() {
+    let (code, report) = lint_json(&["--suite", "tests/fixtures/pipelines/kubevet.bad-parameters.yaml"]);
+    assert_eq!(code, 1, "{report:#}");
+    let mut found: Vec<(String, u64, String)> =
+        findings(&report).into_iter().filter(|(_, _, rule)| rule == "pipeline-parameters").collect();
+    found.sort();
+    // At the declarations: text (producer-consumer-param-pipeline.yaml:86), the pipeline's
+    // root for the undeclared name (typed-parameters.yaml:27), epochs (:43).
+    assert_eq!(
+        found,
+        vec![
+            ("producer-consumer-param-pipeline.yaml".into(), 86, "pipeline-parameters".into()),
+            ("typed-parameters.yaml".into(), 27, "pipeline-parameters".into()),
+            ("typed-parameters.yaml".into(), 43, "pipeline-parameters".into()),
+        ],
+        "{report:#}"
+    );
+    let messages: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "pipeline-parameters")
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    assert!(messages.iter().any(|m| m.contains("\"epochs\" is declared NUMBER_INTEGER, but the suite gives \"3\" (write a whole number without quotes)") && m.contains("kubevet.bad-parameters.yaml:9")), "{messages:#?}");
+    assert!(messages.iter().any(|m| m.contains("\"learning_rate\" is not declared by the pipeline (it declares: epochs, rate, verbose)")), "{messages:#?}");
+
+    // The run says the same before anything is uploaded: each case an error, not run.
+    let out = kubevet()
+        .current_dir(repo())
+        .args(["list", "--suite", "tests/fixtures/pipelines/kubevet.bad-parameters.yaml"])
+        .output()
+        .expect("kubevet list");
+    let text = stdout(&out);
+    assert!(text.contains("(error: ") && text.contains("\"text\" is declared STRING, but the suite gives 5"), "{text}");
+}

@@ -68,9 +68,24 @@ pub fn run(command: LintCommand) -> Result<i32> {
         (None, false) => suite::locate(None).ok().map(|p| suite::load(&p)).transpose()?,
     };
     check_allowed(suite.as_ref(), &allow)?;
-    let files = match (&suite, paths.is_empty()) {
-        (Some(s), true) => plan::example_files(s).into_iter().map(|p| p.path).collect(),
+    // Python pipelines are the SDK's to check (kubevet lints what they compile into).
+    let files: Vec<PathBuf> = match (&suite, paths.is_empty()) {
+        (Some(s), true) => {
+            plan::example_files(s).into_iter().filter(|p| !p.rel.ends_with(".py")).map(|p| p.path).collect()
+        }
         _ => super::expand(&paths)?,
+    };
+    // What the suite gives each pipeline to run with, by file.
+    let pipeline_parameters = match &suite {
+        Some(s) => plan::example_files(s)
+            .into_iter()
+            .filter(|p| p.example)
+            .map(|p| {
+                let (given, at) = plan::pipeline_parameters(s, &p.rel);
+                (p.path, given, at)
+            })
+            .collect(),
+        None => Vec::new(),
     };
     let settings = suite.as_ref().map(|s| s.lint.clone()).unwrap_or_default();
     let (cluster_openapi, rendered) = util::block_on(async {
@@ -95,6 +110,7 @@ pub fn run(command: LintCommand) -> Result<i32> {
         offline,
         rendered,
         cluster_openapi,
+        pipeline_parameters,
     };
     let report = super::lint(&files, &options)?;
     match format {

@@ -10,6 +10,21 @@ fn finding(pointer: &str, message: String) -> Finding {
     Finding::new("kfp-pipeline", Severity::Error, pointer, message)
 }
 
+/// The suite's run parameters for this pipeline against what it declares (rule
+/// `pipeline-parameters`): each problem at the declaration it concerns, naming where the suite
+/// sets it.
+pub fn check_parameters(doc: &Value, given: &serde_json::Map<String, Value>, at: &str) -> Vec<Finding> {
+    let Err(problems) = crate::plan::pipeline::typed_parameters(doc, given) else { return Vec::new() };
+    problems
+        .into_iter()
+        .map(|p| {
+            let declared = format!("/root/inputDefinitions/parameters/{}", p.name);
+            let pointer = if doc.pointer(&declared).is_some() { declared } else { "/root".to_string() };
+            Finding::new("pipeline-parameters", Severity::Error, &pointer, format!("{} (set in {at})", p.message))
+        })
+        .collect()
+}
+
 pub fn check(doc: &Value) -> Vec<Finding> {
     let mut out = Vec::new();
     match doc.get("schemaVersion").and_then(Value::as_str) {

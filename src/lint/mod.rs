@@ -31,6 +31,10 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("schema", "an object does not match its schema (CRD or Kubernetes built-in), unknown fields included"),
     ("kfp-pipeline", "a compiled Kubeflow pipeline would be rejected on upload"),
     (
+        "pipeline-parameters",
+        "the suite's run parameters for a pipeline: an undeclared name, a wrong type, a required one missing",
+    ),
+    (
         "scenario",
         "a scenario file (kind: Scenario) kubevet cannot run: an unknown key, bad CEL or regular expression, a missing file",
     ),
@@ -75,6 +79,9 @@ pub struct LintOptions {
     pub rendered: Vec<(String, String)>,
     /// A cluster's `/openapi/v2` and its version, to check against instead of the built-in schemas.
     pub cluster_openapi: Option<(Value, String)>,
+    /// The run parameters the suite gives each pipeline file, and where (`kubevet.yaml:LINE`):
+    /// checked against what the pipeline declares.
+    pub pipeline_parameters: Vec<(PathBuf, serde_json::Map<String, Value>, String)>,
 }
 
 const CLUSTER_SCOPED: &[&str] = &[
@@ -273,8 +280,13 @@ fn check_document(doc: &Value, store: &mut SchemaStore) -> Vec<Finding> {
 fn check_file(parsed: Parsed, store: &mut SchemaStore, options: &LintOptions) -> FileReport {
     let Parsed { mut report, documents } = parsed;
     let mut per_doc: Vec<(usize, Vec<Finding>)> = Vec::new();
+    let parameters = options.pipeline_parameters.iter().find(|(p, _, _)| *p == report.path);
     for (i, doc) in documents.iter().enumerate() {
-        let findings: Vec<Finding> = check_document(&doc.value, store)
+        let mut findings = check_document(&doc.value, store);
+        if let Some((_, given, at)) = parameters.filter(|_| kfp::is_pipeline(&doc.value)) {
+            findings.extend(kfp::check_parameters(&doc.value, given, at));
+        }
+        let findings: Vec<Finding> = findings
             .into_iter()
             .filter(|f| !options.allow.iter().any(|a| a == f.rule))
             .collect();

@@ -306,14 +306,11 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
 fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, source: PipelineSource) -> Case {
     let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
     let profile = suite.profiles.iter().find(|p| p.name == crate::suite::profile::PIPELINE);
-    let mut parameters = serde_json::Map::new();
-    for o in &overrides {
-        parameters.extend(o.parameters.clone());
-    }
+    let parameters = pipeline_parameters(suite, &rel).0;
     let problem = match &source {
         PipelineSource::Compiled { spec, .. } => pipeline::typed_parameters(spec, &parameters).err().map(|problems| {
-            let at = overrides.iter().rev().find(|o| !o.parameters.is_empty()).map(|o| o.line).unwrap_or(1);
-            format!("{}:{at}: {}", suite.path.display(), problems.join("; "))
+            let at = pipeline_parameters(suite, &rel).1;
+            format!("{at}: {}", pipeline::problems_line(&problems))
         }),
         _ => None,
     };
@@ -346,6 +343,24 @@ fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, source: 
             .unwrap_or(suite.defaults.retries),
         problem,
     }
+}
+
+/// The run parameters the suite's overrides give a pipeline file (later overrides win), and
+/// where the last of them is (`kubevet.yaml:LINE`), for errors.
+pub fn pipeline_parameters(suite: &Suite, rel: &str) -> (serde_json::Map<String, Value>, String) {
+    let mut parameters = serde_json::Map::new();
+    let mut line = None;
+    for o in suite.overrides.iter().filter(|o| o.pattern.is_match(rel)) {
+        if !o.parameters.is_empty() {
+            line = Some(o.line);
+        }
+        parameters.extend(o.parameters.clone());
+    }
+    let at = match line {
+        Some(line) => format!("{}:{line}", suite.path.display()),
+        None => format!("{} (no override gives parameters)", suite.path.display()),
+    };
+    (parameters, at)
 }
 
 /// A scenario file's case: its steps, and what the suite's overrides say of its path.

@@ -69,19 +69,32 @@ pub fn compiled(docs: &[Document]) -> Option<PipelineSource> {
     Some(PipelineSource::Compiled { spec, platform })
 }
 
+/// A run parameter the suite gets wrong: its name, and what is wrong in the user's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParameterProblem {
+    pub name: String,
+    pub message: String,
+}
+
+/// The problems as one line.
+pub fn problems_line(problems: &[ParameterProblem]) -> String {
+    problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
+}
+
 /// The run parameters `given`, checked against what `spec` declares and typed as it declares
 /// them (KFP rejects an integer given as a string): every problem, in the user's terms.
-pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<String>> {
+pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<ParameterProblem>> {
     let declared = spec.pointer("/root/inputDefinitions/parameters").and_then(Value::as_object);
     let mut problems = Vec::new();
     let mut typed = Map::new();
     for (name, value) in given {
         let Some(decl) = declared.and_then(|d| d.get(name)) else {
             let known: Vec<&str> = declared.into_iter().flat_map(|d| d.keys().map(String::as_str)).collect();
-            problems.push(format!(
+            let message = format!(
                 "parameter {name:?} is not declared by the pipeline (it declares: {})",
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ));
+            );
+            problems.push(ParameterProblem { name: name.clone(), message });
             continue;
         };
         let kind = decl["parameterType"].as_str().unwrap_or("STRING");
@@ -102,7 +115,9 @@ pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<
             Some(v) => {
                 typed.insert(name.clone(), v);
             }
-            None => problems.push(format!(
+            None => problems.push(ParameterProblem {
+                name: name.clone(),
+                message: format!(
                 "parameter {name:?} is declared {kind}, but the suite gives {value} ({})",
                 match kind {
                     "NUMBER_INTEGER" => "write a whole number without quotes",
@@ -112,15 +127,17 @@ pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<
                     "STRUCT" => "write a mapping",
                     _ => "write a string, quoted if it looks like a number",
                 }
-            )),
+            ),
+            }),
         }
     }
     for (name, decl) in declared.into_iter().flatten() {
         let required = decl["isOptional"] != true && decl.get("defaultValue").is_none();
         if required && !given.contains_key(name) {
-            problems.push(format!(
+            let message = format!(
                 "parameter {name:?} is required (no default) but the suite gives none: add it under the override's parameters"
-            ));
+            );
+            problems.push(ParameterProblem { name: name.clone(), message });
         }
     }
     if problems.is_empty() { Ok(typed) } else { Err(problems) }
@@ -208,10 +225,11 @@ mod tests {
         assert!(typed_parameters(&spec, &given(json!({"epochs": 3}))).is_ok());
         let problems = typed_parameters(&spec, &given(json!({"epochs": "3", "lr": 1}))).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("declared NUMBER_INTEGER"), "{problems:?}");
-        assert!(problems[1].contains("\"lr\" is not declared") && problems[1].contains("epochs, rate"));
+        assert!(problems[0].message.contains("declared NUMBER_INTEGER"), "{problems:?}");
+        assert_eq!(problems[1].name, "lr");
+        assert!(problems[1].message.contains("\"lr\" is not declared") && problems[1].message.contains("epochs, rate"));
         let missing = typed_parameters(&spec, &Map::new()).unwrap_err();
-        assert!(missing[0].contains("\"epochs\" is required"), "{missing:?}");
+        assert!(missing[0].message.contains("\"epochs\" is required"), "{missing:?}");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
             if case.problem.is_none()
                 && let Err(problems) = pipeline::typed_parameters(spec, &p.parameters)
             {
-                case.problem = Some(problems.join("; "));
+                case.problem = Some(pipeline::problems_line(&problems));
             }
         }
     }
@@ -201,7 +201,7 @@ impl CaseRun<'_> {
         let (pipeline_id, version_id, spec) = self.pipeline_version(kfp, p, result, made).await?;
         made.used_pipeline = pipeline_id.clone();
         let parameters = pipeline::typed_parameters(&spec, &p.parameters)
-            .map_err(|problems| (Outcome::Failed, Some(FailureClass::Example), problems.join("; ")))?;
+            .map_err(|problems| (Outcome::Failed, Some(FailureClass::Example), pipeline::problems_line(&problems)))?;
         let experiment_id = self.experiment(kfp, multi_user).await?;
         let body = json!({
             "display_name": format!("{} {}", case.id, self.run_id),
