@@ -363,8 +363,19 @@ fn a_pipelines_run_parameters_are_checked_against_its_declarations() {
         .filter(|f| f["rule"] == "pipeline-parameters")
         .filter_map(|f| f["message"].as_str())
         .collect();
-    assert!(messages.iter().any(|m| m.contains("\"epochs\" is declared NUMBER_INTEGER, but the suite gives \"3\" (write a whole number without quotes)") && m.contains("kubevet.bad-parameters.yaml:9")), "{messages:#?}");
-    assert!(messages.iter().any(|m| m.contains("\"learning_rate\" is not declared by the pipeline (it declares: epochs, rate, verbose)")), "{messages:#?}");
+    assert!(
+        messages.iter().any(|m| m.contains(
+            "\"epochs\" is declared NUMBER_INTEGER, but the suite gives \"3\" (write a whole number without quotes)"
+        ) && m.contains("kubevet.bad-parameters.yaml:9")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m
+                .contains("\"learning_rate\" is not declared by the pipeline (it declares: epochs, rate, verbose)")),
+        "{messages:#?}"
+    );
 
     // The run says the same before anything is uploaded: each case an error, not run.
     let out = kubevet()

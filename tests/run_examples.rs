@@ -1,5 +1,5 @@
 //! The project's own examples, under the root kubevet.yaml, pass on the test cluster with the
-//! stand-in training operator installed (its scenarios: tests/run_scenarios.rs).
+//! stand-in training operator and the stand-in KFP API server installed (its scenarios: tests/run_scenarios.rs).
 
 mod support;
 
@@ -22,4 +22,7 @@ fn the_projects_examples_pass() {
     assert_eq!(case(&cases, "examples/training-v1/pytorch-simple.yaml")["result"], "passed");
     assert_eq!(case(&cases, "examples/training-v1/tensorflow-simple.yaml")["result"], "passed");
     assert_eq!(case(&cases, "examples/trainer-v2/two-node-env.yaml")["result"], "skipped");
+    // On the TEST STAND-IN KFP API server, which tests/run installs as it does the operator.
+    assert_eq!(case(&cases, "examples/pipelines/train-and-evaluate.yaml")["result"], "passed");
+    assert_eq!(case(&cases, "examples/pipelines/greet.py")["result"], "passed");
 }

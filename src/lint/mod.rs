@@ -286,10 +286,8 @@ fn check_file(parsed: Parsed, store: &mut SchemaStore, options: &LintOptions) ->
         if let Some((_, given, at)) = parameters.filter(|_| kfp::is_pipeline(&doc.value)) {
             findings.extend(kfp::check_parameters(&doc.value, given, at));
         }
-        let findings: Vec<Finding> = findings
-            .into_iter()
-            .filter(|f| !options.allow.iter().any(|a| a == f.rule))
-            .collect();
+        let findings: Vec<Finding> =
+            findings.into_iter().filter(|f| !options.allow.iter().any(|a| a == f.rule)).collect();
         if !findings.is_empty() {
             per_doc.push((i, findings));
         }

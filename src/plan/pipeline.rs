@@ -118,16 +118,16 @@ pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<
             None => problems.push(ParameterProblem {
                 name: name.clone(),
                 message: format!(
-                "parameter {name:?} is declared {kind}, but the suite gives {value} ({})",
-                match kind {
-                    "NUMBER_INTEGER" => "write a whole number without quotes",
-                    "NUMBER_DOUBLE" => "write a number without quotes",
-                    "BOOLEAN" => "write true or false",
-                    "LIST" => "write a list",
-                    "STRUCT" => "write a mapping",
-                    _ => "write a string, quoted if it looks like a number",
-                }
-            ),
+                    "parameter {name:?} is declared {kind}, but the suite gives {value} ({})",
+                    match kind {
+                        "NUMBER_INTEGER" => "write a whole number without quotes",
+                        "NUMBER_DOUBLE" => "write a number without quotes",
+                        "BOOLEAN" => "write true or false",
+                        "LIST" => "write a list",
+                        "STRUCT" => "write a mapping",
+                        _ => "write a string, quoted if it looks like a number",
+                    }
+                ),
             }),
         }
     }
