@@ -6,6 +6,8 @@
 //! Needs the test cluster (tests/cluster/up). Run: cargo bench --bench orchestration
 //! Environment: KUBEVET_TEST_KUBECONFIG, BENCH_N (200), BENCH_C (20), BENCH_D (2).
 
+mod support;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -25,15 +27,6 @@ const NODE: &str = "kubevet-bench-node";
 
 fn env_number(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
 }
 
 /// User plus system CPU time of this process, in milliseconds (from /proc, in clock ticks of 10 ms).
@@ -159,18 +152,18 @@ fn main() {
             .collect();
         eprintln!(
             "phase {phase}: p50_ms={:.0} p99_ms={:.0}",
-            percentile(&mut seconds, 50.0),
-            percentile(&mut seconds, 99.0)
+            support::percentile(&mut seconds, 50.0),
+            support::percentile(&mut seconds, 99.0)
         );
     }
     println!(
         "orchestration: n={n} concurrency={c} duration_s={d} wall_s={wall_s:.2} ideal_s={ideal_s:.0} wall_over_ideal={:.3} slot_overhead_p50_ms={:.0} slot_overhead_p99_ms={:.0} tail_s={tail_s:.2} requests_per_case={:.1} detect_p50_ms={:.0} detect_p99_ms={:.0} cpu_ms_per_case={:.1}",
         (wall_s - tail_s) / ideal_s,
-        percentile(&mut overhead, 50.0),
-        percentile(&mut overhead, 99.0),
+        support::percentile(&mut overhead, 50.0),
+        support::percentile(&mut overhead, 99.0),
         requests as f64 / n as f64,
-        percentile(&mut detect, 50.0),
-        percentile(&mut detect, 99.0),
+        support::percentile(&mut detect, 50.0),
+        support::percentile(&mut detect, 99.0),
         cpu / n as f64,
     );
 }

@@ -9,6 +9,8 @@
 //! tests/standin-kfp/install) and the kfp SDK. Run: cargo bench --bench pipelines
 //! Environment: KUBEVET_TEST_KUBECONFIG, BENCH_N (20).
 
+mod support;
+
 use std::{path::Path, process::Command};
 
 use serde_json::Value;
@@ -38,15 +40,6 @@ root:
 schemaVersion: 2.1.0
 sdkVersion: kfp-2.15.2
 "#;
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
-}
 
 fn millis(text: &str) -> f64 {
     text.parse::<jiff::Timestamp>().map(|t| t.as_millisecond() as f64).unwrap_or(f64::NAN)
@@ -115,8 +108,8 @@ fn main() {
             .expect("the peer's JSON");
     let mut sdk: Vec<f64> = peer["latencies_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
 
-    let (k50, k99) = (percentile(&mut detect, 50.0), percentile(&mut detect, 99.0));
-    let (s50, s99) = (percentile(&mut sdk, 50.0), percentile(&mut sdk, 99.0));
+    let (k50, k99) = (support::percentile(&mut detect, 50.0), support::percentile(&mut detect, 99.0));
+    let (s50, s99) = (support::percentile(&mut sdk, 50.0), support::percentile(&mut sdk, 99.0));
     println!(
         "pipelines: n={n} kubevet_detect_p50_ms={k50:.0} kubevet_detect_p99_ms={k99:.0} sdk_wait_p50_ms={s50:.0} sdk_wait_p99_ms={s99:.0} sdk_over_kubevet_p50={:.1} kfp_requests_per_case={:.1} k8s_requests_per_case={:.1}",
         s50 / k50.max(1.0),

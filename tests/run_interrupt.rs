@@ -1,5 +1,5 @@
 //! SIGINT in the middle of a run: a valid JUnit with every selected case, exit 130, and no
-//! namespace of the run left.
+//! namespace of the run left (nor, for a pipeline, its KFP run or a pod not being deleted).
 
 mod support;
 
@@ -19,6 +19,11 @@ struct Started {
 }
 
 fn start(suite: &str, dir: &std::path::Path, junit_path: &std::path::Path) -> Started {
+    start_cases(suite, dir, junit_path, 2)
+}
+
+/// As [`start`], once `cases` cases have started.
+fn start_cases(suite: &str, dir: &std::path::Path, junit_path: &std::path::Path, cases: usize) -> Started {
     let mut child = kubevet()
         .args(["run", "--suite"])
         .arg(repo().join(suite))
@@ -38,14 +43,14 @@ fn start(suite: &str, dir: &std::path::Path, junit_path: &std::path::Path) -> St
     let mut started = 0;
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while started < 2 && Instant::now() < deadline {
+    while started < cases && Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) if line.contains("case starting") => started += 1,
             Some(_) => {}
             None => break,
         }
     }
-    assert_eq!(started, 2, "two cases should have started");
+    assert_eq!(started, cases, "{cases} cases should have started");
     Started { child, lines }
 }
 
@@ -114,4 +119,48 @@ fn sigint_during_scenario_steps_stops_them_and_leaves_nothing() {
         .map(str::to_string)
         .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
+}
+
+#[test]
+fn sigint_during_a_pipeline_run_terminates_and_deletes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit_path = dir.path().join("junit.xml");
+    let started = start_cases("tests/fixtures/pipelines/kubevet.interrupt.yaml", dir.path(), &junit_path, 1);
+    // Until the run's task pod runs: then interrupt.
+    let running = || {
+        let out = support::kubectl(&["-n", "kubeflow", "get", "pods", "-l", "pipeline/runid", "-o", "json"]);
+        let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        pods["items"].as_array().into_iter().flatten().any(|p| {
+            p["metadata"]["name"].as_str().unwrap_or_default().starts_with("slow-task-")
+                && p["status"]["phase"] == "Running"
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(running(), "the pipeline's task runs");
+    let (code, log) = interrupt(started);
+    assert_eq!(code, Some(130), "{log}");
+
+    let cases = junit(&junit_path);
+    assert_eq!(cases.len(), 1, "{cases:#?}");
+    assert_eq!(cases[0]["message"], "interrupted while it ran; the run was terminated", "{cases:#?}");
+    let result: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("artifacts/examples.slow-task/result.json")).expect("result.json"),
+    )
+    .expect("JSON");
+    let run_id = result["pipeline"]["runId"].as_str().expect("the run's id").to_string();
+    assert!(result["cleanup"].as_str().unwrap_or_default().contains(&format!("KFP run {run_id}")), "{result:#}");
+    // The run's pods are gone or going (a shell that ignores SIGTERM takes its grace period).
+    let out =
+        support::kubectl(&["-n", "kubeflow", "get", "pods", "-l", &format!("pipeline/runid={run_id}"), "-o", "json"]);
+    let pods: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pods JSON");
+    let staying: Vec<&serde_json::Value> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect();
+    assert!(staying.is_empty(), "pods of the run left: {staying:#?}");
 }

@@ -203,6 +203,32 @@ fn an_expected_failure_passes_and_an_unreachable_kfp_is_the_infrastructures() {
     );
 }
 
+#[test]
+fn kfp_at_an_endpoint_with_a_token_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = fixture("kubevet.endpoint.yaml");
+    let mut cmd = kubevet();
+    cmd.env("KUBEVET_CACHE", dir.path().join("cache")).env("KUBEVET_TEST_KFP_TOKEN", "not-checked-by-the-stand-in");
+    let out = cmd
+        .args(["run", "--no-history", "--select", "examples/pipeline-with-after.yaml", "--suite"])
+        .arg(&suite)
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--artifacts")
+        .arg(dir.path().join("a"))
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(result(&dir.path().join("a"), "examples.pipeline-with-after")["pipeline"]["state"], "SUCCEEDED");
+
+    // Without the variable: an infrastructure error that names it, before any request.
+    let out = run(&suite, &dir.path().join("b"), &["examples/pipeline-with-after.yaml"], &dir.path().join("cache"));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let r = result(&dir.path().join("b"), "examples.pipeline-with-after");
+    assert_eq!(r["class"], "infrastructure");
+    assert!(r["reason"].as_str().unwrap().contains("KUBEVET_TEST_KFP_TOKEN is not set"), "{r:#}");
+}
+
 /// Uploads `file` to the stand-in as version `version` of pipeline `name` with the kfp SDK.
 fn upload_version(name: &str, version: &str, file: &Path) {
     let script = r#"

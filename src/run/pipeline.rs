@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::case::{CaseRun, Cleanup};
+use super::case::{CaseRun, Cleanup, INTERRUPT_COLLECT_GRACE};
 use crate::{
     cluster::{
         collect::{Collect, Evidence},
@@ -248,7 +248,12 @@ impl CaseRun<'_> {
                 }
             }
         }
-        let evidence = self.pipeline_evidence(kfp, &run_id, &run, &workflow, result).await;
+        let collect = self.pipeline_evidence(kfp, &run_id, &run, &workflow, result);
+        let evidence = match followed {
+            // An interrupted run collects what it can in a short while.
+            Followed::Interrupted => tokio::time::timeout(INTERRUPT_COLLECT_GRACE, collect).await.unwrap_or_default(),
+            _ => collect.await,
+        };
         result.phases.push(Phase::since("collecting", clock));
         let state = run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED").to_string();
         if let Some(r) = result.pipeline.as_mut() {

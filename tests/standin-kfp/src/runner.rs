@@ -127,6 +127,15 @@ fn sanitize(name: &str) -> String {
     s.chars().take(50).collect::<String>().trim_end_matches('-').to_string()
 }
 
+/// The run being executed, as every status update needs it.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    state: &'a State,
+    run_id: &'a str,
+    wf: &'a str,
+    started: &'a str,
+}
+
 /// What the loop knows of one task.
 #[derive(Default, Clone)]
 struct Progress {
@@ -230,10 +239,11 @@ impl Runner {
             run.workflow = Some(wf.clone());
             run.json["state"] = json!("RUNNING");
         });
+        let ctx = Ctx { state, run_id, wf: &wf, started: &started };
         let tasks = match tasks_of(ir) {
             Ok(t) => t,
             Err(why) => {
-                self.finish(state, run_id, &wf, &started, &BTreeMap::new(), "Error", Some(why)).await;
+                self.finish(&ctx, &BTreeMap::new(), "Error", Some(why)).await;
                 return Ok(());
             }
         };
@@ -267,14 +277,14 @@ impl Runner {
                     progress.insert(task.name.clone(), p);
                 }
             }
-            self.report(state, run_id, &wf, &started, &progress, "Running", None).await;
+            self.report(&ctx, &progress, "Running", None).await;
             let active = progress.values().any(|p| matches!(p.phase, "Pending" | "Running"));
             if !active {
                 let (phase, message) = match &failed {
                     Some(task) => ("Failed", Some(format!("child '{}' failed", node_id(&wf, &exec_name(&wf, task))))),
                     None => ("Succeeded", None),
                 };
-                self.finish(state, run_id, &wf, &started, &progress, phase, message).await;
+                self.finish(&ctx, &progress, phase, message).await;
                 return Ok(());
             }
             tokio::select! {
@@ -289,7 +299,7 @@ impl Runner {
                             p.finished = Some(now());
                         }
                         let message = Some("Stopped with strategy 'Terminate'".to_string());
-                        self.finish(state, run_id, &wf, &started, &progress, "Failed", message).await;
+                        self.finish(&ctx, &progress, "Failed", message).await;
                         return Ok(());
                     }
                 }
@@ -433,17 +443,8 @@ impl Runner {
     }
 
     /// The Workflow's status and the run's task details, from what the loop knows.
-    #[allow(clippy::too_many_arguments)]
-    async fn report(
-        &self,
-        state: &State,
-        run_id: &str,
-        wf: &str,
-        started: &str,
-        progress: &BTreeMap<String, Progress>,
-        phase: &str,
-        message: Option<String>,
-    ) {
+    async fn report(&self, ctx: &Ctx<'_>, progress: &BTreeMap<String, Progress>, phase: &str, message: Option<String>) {
+        let Ctx { state, run_id, wf, started } = *ctx;
         let finished = (phase != "Running").then(now);
         let mut nodes = Map::new();
         let mut children = Vec::new();
@@ -504,18 +505,9 @@ impl Runner {
         state.update_run(run_id, |run| run.json["run_details"] = json!({"task_details": details}));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        state: &State,
-        run_id: &str,
-        wf: &str,
-        started: &str,
-        progress: &BTreeMap<String, Progress>,
-        phase: &str,
-        message: Option<String>,
-    ) {
-        self.report(state, run_id, wf, started, progress, phase, message.clone()).await;
+    async fn finish(&self, ctx: &Ctx<'_>, progress: &BTreeMap<String, Progress>, phase: &str, message: Option<String>) {
+        self.report(ctx, progress, phase, message.clone()).await;
+        let Ctx { state, run_id, wf, .. } = *ctx;
         info!(run = %run_id, workflow = %wf, %phase, "run ended");
         let at = now();
         state.update_run(run_id, |run| {
