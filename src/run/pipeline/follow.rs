@@ -1,0 +1,91 @@
+//! Following a run to its end: its Argo Workflow watched (label `pipeline/runid`), or KFP's
+//! API polled with backoff when the cluster serves no Workflow kind; within the case's timeout
+//! and until an interrupt.
+
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::API;
+use crate::{cluster::kfp::Kfp, outcome::CaseResult, run::case::CaseRun};
+
+/// How following the run ended.
+pub(super) enum Followed {
+    Ended,
+    TimedOut,
+    Interrupted,
+}
+pub(super) fn phase_of(workflow: &Value) -> &str {
+    workflow.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")
+}
+
+fn terminal_phase(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed" | "Error")
+}
+
+pub(super) fn terminal_state(state: &str) -> bool {
+    matches!(state, "SUCCEEDED" | "FAILED" | "CANCELED" | "SKIPPED")
+}
+impl CaseRun<'_> {
+    /// Follows the run to its end by watching its Workflow (by polling KFP's API only when
+    /// the cluster serves no Workflow kind), within the case's timeout; the Workflow as last seen.
+    pub(super) async fn follow(&self, kfp: &Kfp, run_id: &str, result: &mut CaseResult) -> (Followed, Value) {
+        let deadline = Instant::now() + self.case.timeout.0;
+        let mut cancel = self.cancel.clone();
+        let mut workflow = Value::Null;
+        let seen_end = |result: &mut CaseResult, watched: bool| {
+            result.ended = Some(SystemTime::now());
+            if let Some(r) = result.pipeline.as_mut() {
+                r.seen_ended_at = Some(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+                r.watched = watched;
+            }
+        };
+        let selector = format!("pipeline/runid={run_id}");
+        match self.cluster.kind("argoproj.io/v1alpha1", "Workflow").await {
+            Ok(kind) => {
+                let mut snapshots =
+                    std::pin::pin!(self.cluster.watch_matching(&kind, &kfp.namespace, None, Some(&selector)));
+                loop {
+                    tokio::select! {
+                        snapshot = snapshots.next() => match snapshot {
+                            Some(Ok(list)) => {
+                                let Some(wf) = list.into_iter().next() else { continue };
+                                workflow = wf;
+                                if terminal_phase(phase_of(&workflow)) {
+                                    seen_end(result, true);
+                                    return (Followed::Ended, workflow);
+                                }
+                            }
+                            Some(Err(e)) => tracing::warn!(run = %run_id, error = %e, "watching the run's Workflow (kube retries it)"),
+                            None => return (Followed::Interrupted, workflow),
+                        },
+                        _ = tokio::time::sleep_until(deadline) => return (Followed::TimedOut, workflow),
+                        _ = cancel.wait_for(|c| *c) => return (Followed::Interrupted, workflow),
+                    }
+                }
+            }
+            Err(e) => {
+                let note = format!(
+                    "the cluster serves no Argo Workflow kind ({e}): the run was followed by polling KFP's API (every 1 s, backing off to 10 s)"
+                );
+                tracing::warn!(run = %run_id, "{note}");
+                result.collect_problems.push(note);
+                let mut wait = Duration::from_secs(1);
+                loop {
+                    let run = kfp.get(&format!("{API}/runs/{run_id}")).await.unwrap_or_default();
+                    if terminal_state(run["state"].as_str().unwrap_or_default()) {
+                        seen_end(result, false);
+                        return (Followed::Ended, workflow);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => wait = (wait * 3 / 2).min(Duration::from_secs(10)),
+                        _ = tokio::time::sleep_until(deadline) => return (Followed::TimedOut, workflow),
+                        _ = cancel.wait_for(|c| *c) => return (Followed::Interrupted, workflow),
+                    }
+                }
+            }
+        }
+    }
+}
