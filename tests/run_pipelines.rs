@@ -237,7 +237,11 @@ name, version, path = sys.argv[1:4]
 c = kfp.Client(host=sys.argv[4])
 pid = c.get_pipeline_id(name)
 if pid is None:
+    # An upload makes the pipeline with a first version of its own, in the same second as
+    # the one wanted: removed, so that "latest" is not decided by a tie of ids.
     pid = c.upload_pipeline(path, pipeline_name=name).pipeline_id
+    for v in c.list_pipeline_versions(pid).pipeline_versions:
+        c.delete_pipeline_version(pid, v.pipeline_version_id)
 c.upload_pipeline_version(path, pipeline_version_name=version, pipeline_id=pid)
 "#;
     let out = Command::new("python3").args(["-c", script, name, version]).arg(file).arg(KFP).output().expect("python3");
