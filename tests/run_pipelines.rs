@@ -169,6 +169,23 @@ fn a_python_pipeline_is_compiled_once_per_version_of_its_source() {
     let pod = hello["tasks"][0]["pod"].as_str().unwrap();
     let log = std::fs::read_to_string(dir.path().join("a/python.hello/pods").join(pod).join("main.log")).unwrap();
     assert!(log.contains("said: hello from Python"), "{log}");
+
+    // Without the SDK on PATH (and a cache of its own), the case says how to get it.
+    let out = kubevet()
+        .env("KUBEVET_CACHE", dir.path().join("empty-cache"))
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .args(["run", "--no-history", "--select", "python/**", "--suite"])
+        .arg(fixture("kubevet.yaml"))
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--artifacts")
+        .arg(dir.path().join("b"))
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    let r = result(&dir.path().join("b"), "python.hello");
+    assert_eq!(r["outcome"], "error", "{r:#}");
+    assert!(r["reason"].as_str().unwrap().contains("kfp is not installed") && r["reason"].as_str().unwrap().contains("pip install kfp"), "{r:#}");
 }
 
 #[test]

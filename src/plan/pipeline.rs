@@ -182,11 +182,7 @@ pub async fn compile_command(suite: &crate::suite::Suite) -> crate::util::error:
     if sources.is_empty() {
         return Ok(0);
     }
-    let sdk = sdk_version().await.map_err(|e| {
-        crate::util::error::Error::Usage(format!(
-            "{e}; Python pipelines are compiled with the KFP SDK: pip install kfp"
-        ))
-    })?;
+    let sdk = sdk_version().await.map_err(crate::util::error::Error::Usage)?;
     let mut failed = false;
     println!("PIPELINE\tSDK\tCACHE\tFILE");
     for source in sources {

@@ -14,6 +14,7 @@ fn install_hint(program: &str) -> &'static str {
         "helm" => "install helm (https://helm.sh/docs/intro/install/)",
         "kind" => "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
         "docker" => "install Docker and start its engine",
+        "kfp" => "install the Kubeflow Pipelines SDK, which compiles Python pipelines: pip install kfp",
         _ => "install it and make sure it is on PATH",
     }
 }

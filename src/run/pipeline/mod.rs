@@ -59,7 +59,7 @@ pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
         if let PipelineSource::Python(source) = &p.source {
             let compiled = match &sdk {
                 Some(Ok(version)) => pipeline::compile(source, version).await,
-                Some(Err(e)) => Err(format!("{e}; Python pipelines are compiled with the KFP SDK: pip install kfp")),
+                Some(Err(e)) => Err(e.clone()),
                 None => continue,
             };
             match compiled.and_then(|(file, hit)| {
@@ -86,6 +86,7 @@ pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
         }
     }
 }
+
 /// What this case made in KFP, to delete after it.
 #[derive(Default)]
 struct Made {
