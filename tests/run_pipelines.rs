@@ -185,7 +185,11 @@ fn a_python_pipeline_is_compiled_once_per_version_of_its_source() {
     assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
     let r = result(&dir.path().join("b"), "python.hello");
     assert_eq!(r["outcome"], "error", "{r:#}");
-    assert!(r["reason"].as_str().unwrap().contains("kfp is not installed") && r["reason"].as_str().unwrap().contains("pip install kfp"), "{r:#}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("kfp is not installed")
+            && r["reason"].as_str().unwrap().contains("pip install kfp"),
+        "{r:#}"
+    );
 }
 
 #[test]
@@ -244,6 +248,27 @@ fn kfp_at_an_endpoint_with_a_token_from_the_environment() {
     let r = result(&dir.path().join("b"), "examples.pipeline-with-after");
     assert_eq!(r["class"], "infrastructure");
     assert!(r["reason"].as_str().unwrap().contains("KUBEVET_TEST_KFP_TOKEN is not set"), "{r:#}");
+}
+
+#[test]
+fn without_a_workflow_kind_to_watch_the_run_is_polled_and_that_is_said() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No --kubeconfig: the suite's own cluster, the KWOK container.
+    let out = kubevet()
+        .env("KUBEVET_CACHE", dir.path().join("cache"))
+        .args(["run", "--no-history", "--suite"])
+        .arg(fixture("kubevet.polled.yaml"))
+        .arg("--artifacts")
+        .arg(dir.path().join("a"))
+        .output()
+        .expect("kubevet runs");
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let r = result(&dir.path().join("a"), "examples.container-component-with-no-inputs");
+    assert_eq!(r["outcome"], "passed", "{r:#}");
+    assert_eq!(r["pipeline"]["watched"], false, "{r:#}");
+    let said =
+        r["collectProblems"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join("\n");
+    assert!(said.contains("the run was followed by polling KFP's API"), "{r:#}");
 }
 
 /// Uploads `file` to the stand-in as version `version` of pipeline `name` with the kfp SDK.
