@@ -51,7 +51,7 @@ fn upstream_pipelines_run_and_are_judged_by_their_runs() {
     let cache = dir.path().join("cache");
     let out = run(&fixture("kubevet.yaml"), &dir.path().join("a"), &["examples/**"], &cache);
     let text = format!("{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(1), "two cases fail: {text}");
+    assert_eq!(out.status.code(), Some(1), "three cases fail: {text}");
     let a = dir.path().join("a");
 
     let after = result(&a, "examples.pipeline-with-after");
@@ -127,6 +127,18 @@ fn upstream_pipelines_run_and_are_judged_by_their_runs() {
         slow["reason"].as_str().unwrap().contains("the run was terminated; tasks still running: sleep"),
         "{slow:#}"
     );
+
+    // A task pod stuck pulling its image ends the case after failureGrace, as a job's would.
+    let stuck = result(&a, "examples.unpullable-image");
+    assert_eq!(stuck["outcome"], "failed", "{stuck:#}");
+    let reason = stuck["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("pod unpullable-image-")
+            && (reason.contains("ImagePullBackOff") || reason.contains("ErrImagePull")),
+        "{reason}"
+    );
+    assert!(reason.ends_with("; the run was terminated"), "{reason}");
+    assert!(stuck["seconds"].as_f64().unwrap() < 120.0, "not the 15-minute timeout: {stuck:#}");
 
     // JUnit, read by junitparser: the failing task's log tail in <system-out>.
     let cases = junit(&a.join("junit.xml"));

@@ -510,10 +510,20 @@ impl Cluster {
 
     /// Every change to a pod of the namespace; a failed watch is started again with backoff.
     pub fn watch_pods(&self, namespace: &str) -> impl Stream<Item = Result<Pod, String>> + use<> {
-        watcher(self.pods(namespace), watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .map_err(|e| e.to_string())
+        self.watch_pods_matching(namespace, None)
+    }
+
+    /// Every change of the pods of a namespace a label selector picks (all, without one).
+    pub fn watch_pods_matching(
+        &self,
+        namespace: &str,
+        selector: Option<&str>,
+    ) -> impl Stream<Item = Result<Pod, String>> + use<> {
+        let config = match selector {
+            Some(s) => watcher::Config::default().labels(s),
+            None => watcher::Config::default(),
+        };
+        watcher(self.pods(namespace), config).default_backoff().applied_objects().map_err(|e| e.to_string())
     }
 
     /// What each node can give pods (`status.allocatable`).

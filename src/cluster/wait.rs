@@ -145,7 +145,7 @@ struct State {
     running_since: Option<Instant>,
     pods: BTreeMap<String, Pod>,
     /// (pod, reason) → since when, and the text to report.
-    stuck: HashMap<(String, String), (Instant, String)>,
+    stuck: StuckPods,
 }
 
 impl State {
@@ -183,12 +183,31 @@ impl State {
     }
 
     fn pod_changed(&mut self, pod: &Pod) {
-        let name = pod.name_any();
         let status = pod.status.clone().unwrap_or_default();
         let phase = status.phase.as_deref().unwrap_or("Pending");
         if self.running_since.is_none() && matches!(phase, "Running" | "Succeeded" | "Failed") {
             self.running_since = Some(Instant::now());
         }
+        self.stuck.observe(pod);
+        self.pods.insert(pod.name_any(), pod.clone());
+    }
+
+    fn earliest_stuck(&self) -> Option<(Instant, String)> {
+        self.stuck.earliest()
+    }
+}
+
+/// Pods stuck in a state that cannot heal by itself (image pull, container config,
+/// scheduling), each reason since the moment it was first seen: what fails a case once it
+/// has lasted the grace period. Shared by the workload waiter and pipeline runs.
+#[derive(Debug, Default)]
+pub struct StuckPods(HashMap<(String, String), (Instant, String)>);
+
+impl StuckPods {
+    /// Takes a pod's latest state: its stuck reasons start (or keep) their clocks, the others stop.
+    pub fn observe(&mut self, pod: &Pod) {
+        let name = pod.name_any();
+        let status = pod.status.clone().unwrap_or_default();
         let mut now_stuck: Vec<(String, String)> = Vec::new();
         let containers =
             status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
@@ -212,15 +231,15 @@ impl State {
             if reason == "ErrImagePull" { "ImagePullBackOff".to_string() } else { reason.to_string() }
         };
         let keep: Vec<String> = now_stuck.iter().map(|(r, _)| key(r)).collect();
-        self.stuck.retain(|(pod, reason), _| pod != &name || keep.contains(reason));
+        self.0.retain(|(pod, reason), _| pod != &name || keep.contains(reason));
         for (reason, text) in now_stuck {
-            let entry = self.stuck.entry((name.clone(), key(&reason))).or_insert((Instant::now(), text.clone()));
+            let entry = self.0.entry((name.clone(), key(&reason))).or_insert((Instant::now(), text.clone()));
             entry.1 = text;
         }
-        self.pods.insert(name, pod.clone());
     }
 
-    fn earliest_stuck(&self) -> Option<(Instant, String)> {
-        self.stuck.values().min_by_key(|(since, _)| *since).cloned()
+    /// The reason stuck the longest: since when, and what it is.
+    pub fn earliest(&self) -> Option<(Instant, String)> {
+        self.0.values().min_by_key(|(since, _)| *since).cloned()
     }
 }

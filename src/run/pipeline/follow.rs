@@ -9,14 +9,21 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::API;
-use crate::{cluster::kfp::Kfp, outcome::CaseResult, run::case::CaseRun};
+use crate::{
+    cluster::{kfp::Kfp, wait::StuckPods},
+    outcome::CaseResult,
+    run::case::CaseRun,
+};
 
 /// How following the run ended.
 pub(super) enum Followed {
     Ended,
     TimedOut,
     Interrupted,
+    /// A pod of the run was stuck (image pull, config, scheduling) beyond the grace period.
+    Stuck(String),
 }
+
 pub(super) fn phase_of(workflow: &Value) -> &str {
     workflow.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")
 }
@@ -28,9 +35,11 @@ fn terminal_phase(phase: &str) -> bool {
 pub(super) fn terminal_state(state: &str) -> bool {
     matches!(state, "SUCCEEDED" | "FAILED" | "CANCELED" | "SKIPPED")
 }
+
 impl CaseRun<'_> {
-    /// Follows the run to its end by watching its Workflow (by polling KFP's API only when
-    /// the cluster serves no Workflow kind), within the case's timeout; the Workflow as last seen.
+    /// Follows the run to its end by watching its Workflow and its pods (by polling KFP's API
+    /// only when the cluster serves no Workflow kind), within the case's timeout; a pod stuck
+    /// beyond the grace period ends it too, as for jobs. The Workflow as last seen.
     pub(super) async fn follow(&self, kfp: &Kfp, run_id: &str, result: &mut CaseResult) -> (Followed, Value) {
         let deadline = Instant::now() + self.case.timeout.0;
         let mut cancel = self.cancel.clone();
@@ -47,8 +56,18 @@ impl CaseRun<'_> {
             Ok(kind) => {
                 let mut snapshots =
                     std::pin::pin!(self.cluster.watch_matching(&kind, &kfp.namespace, None, Some(&selector)));
+                let mut pods = std::pin::pin!(self.cluster.watch_pods_matching(&kfp.namespace, Some(&selector)));
+                let mut stuck = StuckPods::default();
+                let grace = self.defaults.failure_grace.0;
                 loop {
+                    let stuck_deadline = stuck.earliest().map(|(since, _)| since + grace).unwrap_or(deadline);
                     tokio::select! {
+                        Some(Ok(pod)) = pods.next() => stuck.observe(&pod),
+                        _ = tokio::time::sleep_until(stuck_deadline), if stuck_deadline < deadline => {
+                            if let Some((_, why)) = stuck.earliest() {
+                                return (Followed::Stuck(why), workflow);
+                            }
+                        }
                         snapshot = snapshots.next() => match snapshot {
                             Some(Ok(list)) => {
                                 let Some(wf) = list.into_iter().next() else { continue };

@@ -183,7 +183,7 @@ impl CaseRun<'_> {
                     run = kfp.get(&format!("{API}/runs/{run_id}")).await.unwrap_or_default();
                 }
             }
-            Followed::TimedOut | Followed::Interrupted => {
+            Followed::TimedOut | Followed::Interrupted | Followed::Stuck(_) => {
                 if let Err(e) = kfp.post(&format!("{API}/runs/{run_id}:terminate"), &json!({})).await {
                     stopped_note = format!(" (terminating the run failed: {e})");
                 } else {
@@ -204,6 +204,9 @@ impl CaseRun<'_> {
         }
         let failing = result.tasks.iter().find(|t| matches!(t.state.as_str(), "Failed" | "Error")).cloned();
         let verdict = match followed {
+            Followed::Stuck(why) => {
+                (Outcome::Failed, Some(super::classify::stuck(&why)), format!("{why}{stopped_note}"))
+            }
             Followed::Interrupted => (Outcome::Interrupted, None, format!("interrupted while it ran{stopped_note}")),
             Followed::TimedOut => {
                 let running: Vec<&str> = result
