@@ -68,16 +68,15 @@ pub fn run(command: LintCommand) -> Result<i32> {
         (None, false) => suite::locate(None).ok().map(|p| suite::load(&p)).transpose()?,
     };
     check_allowed(suite.as_ref(), &allow)?;
+    let picked = suite.as_ref().map(plan::example_files).unwrap_or_default();
     // Python pipelines are the SDK's to check (kubevet lints what they compile into).
     let files: Vec<PathBuf> = match (&suite, paths.is_empty()) {
-        (Some(s), true) => {
-            plan::example_files(s).into_iter().filter(|p| !p.rel.ends_with(".py")).map(|p| p.path).collect()
-        }
+        (Some(_), true) => picked.iter().filter(|p| !p.rel.ends_with(".py")).map(|p| p.path.clone()).collect(),
         _ => super::expand(&paths)?,
     };
     // What the suite gives each pipeline to run with, by file.
     let pipeline_parameters = match &suite {
-        Some(s) => plan::example_files(s)
+        Some(s) => picked
             .into_iter()
             .filter(|p| p.example)
             .map(|p| {

@@ -188,7 +188,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         }
         if rel.ends_with(".py") {
             if example {
-                cases.push(pipeline_case(suite, path.clone(), rel, id, PipelineSource::Python(path)));
+                cases.push(pipeline_case(suite, path.clone(), rel, id.clone(), id, PipelineSource::Python(path)));
             }
             continue;
         }
@@ -202,7 +202,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         }
         let objects = yaml::documents(&path, &text)?;
         if let Some(source) = pipeline::compiled(&objects) {
-            cases.push(pipeline_case(suite, path, rel, id, source));
+            cases.push(pipeline_case(suite, path, rel, id.clone(), id, source));
             continue;
         }
         for doc in &objects {
@@ -239,20 +239,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
             })
         };
         let first_profile = workloads.first().map(|w| &w.profile);
-        let timeout = overrides
-            .iter()
-            .rev()
-            .find_map(|o| o.timeout)
-            .or_else(|| first_profile.and_then(|p| p.timeout))
-            .or(suite.defaults.timeout)
-            .or_else(|| first_profile.map(|p| p.default_timeout))
-            .unwrap_or(Dur(std::time::Duration::from_secs(600)));
-        let retries = overrides
-            .iter()
-            .rev()
-            .find_map(|o| o.retries)
-            .or_else(|| first_profile.and_then(|p| p.retries))
-            .unwrap_or(suite.defaults.retries);
+        let (timeout, retries) = timeout_and_retries(suite, &overrides, first_profile);
         let mut logs: Vec<LogAssertion> = first_profile.map(|p| p.logs.clone()).unwrap_or_default();
         logs.extend(overrides.iter().flat_map(|o| o.logs.iter().cloned()));
         let mut checks: Vec<Check> = first_profile.map(|p| p.checks.clone()).unwrap_or_default();
@@ -282,13 +269,11 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
             continue;
         }
         let source = PipelineSource::Existing { version: existing.version.clone() };
-        let mut case = pipeline_case(suite, suite.path.clone(), name, id, source.clone());
-        case.pipeline = Some(Arc::new(PipelineCase {
-            name: existing.name.clone(),
-            source,
-            parameters: existing.parameters.clone().into_iter().collect(),
-            compiled_from_cache: None,
-        }));
+        let mut case = pipeline_case(suite, suite.path.clone(), name, id, existing.name.clone(), source);
+        // The entry's own parameters over any an override gives `pipelines/<name>`.
+        if let Some(p) = case.pipeline.as_mut().and_then(Arc::get_mut) {
+            p.parameters.extend(existing.parameters.clone());
+        }
         case.timeout = existing.timeout.unwrap_or(case.timeout);
         case.expect = existing.expect.unwrap_or(case.expect);
         case.tier = existing.tier.clone().or(case.tier);
@@ -301,46 +286,55 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// A pipeline's case: the built-in `pipeline` profile's timeout unless the suite says
-/// otherwise, and the overrides' run parameters, typed now when the pipeline is compiled.
-fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, source: PipelineSource) -> Case {
+/// A case's timeout (the overrides', the profile's, the suite's, the framework's own) and
+/// retries (the overrides', the profile's, the suite's).
+fn timeout_and_retries(suite: &Suite, overrides: &[&crate::suite::Override], profile: Option<&Profile>) -> (Dur, u32) {
+    let timeout = overrides
+        .iter()
+        .rev()
+        .find_map(|o| o.timeout)
+        .or_else(|| profile.and_then(|p| p.timeout))
+        .or(suite.defaults.timeout)
+        .or_else(|| profile.map(|p| p.default_timeout))
+        .unwrap_or(Dur(std::time::Duration::from_secs(600)));
+    let retries = overrides
+        .iter()
+        .rev()
+        .find_map(|o| o.retries)
+        .or_else(|| profile.and_then(|p| p.retries))
+        .unwrap_or(suite.defaults.retries);
+    (timeout, retries)
+}
+
+/// A pipeline's case (`name`: the pipeline's name in KFP): the built-in `pipeline` profile's
+/// timeout unless the suite says otherwise, and the overrides' run parameters, checked now
+/// when the pipeline is compiled.
+fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, name: String, source: PipelineSource) -> Case {
     let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
     let profile = suite.profiles.iter().find(|p| p.name == crate::suite::profile::PIPELINE);
-    let parameters = pipeline_parameters(suite, &rel).0;
+    let (parameters, at) = pipeline_parameters(suite, &rel);
     let problem = match &source {
-        PipelineSource::Compiled { spec, .. } => pipeline::typed_parameters(spec, &parameters).err().map(|problems| {
-            let at = pipeline_parameters(suite, &rel).1;
-            format!("{at}: {}", pipeline::problems_line(&problems))
-        }),
+        PipelineSource::Compiled { spec, .. } => pipeline::typed_parameters(spec, &parameters)
+            .err()
+            .map(|problems| format!("{at}: {}", pipeline::problems_line(&problems))),
         _ => None,
     };
+    let (timeout, retries) = timeout_and_retries(suite, &overrides, profile);
     Case {
-        id: id.clone(),
+        id,
         name: rel,
         path,
         objects: Vec::new(),
         workloads: Vec::new(),
-        timeout: overrides
-            .iter()
-            .rev()
-            .find_map(|o| o.timeout)
-            .or_else(|| profile.and_then(|p| p.timeout))
-            .or(suite.defaults.timeout)
-            .or_else(|| profile.map(|p| p.default_timeout))
-            .unwrap_or(Dur(std::time::Duration::from_secs(900))),
+        timeout,
         tier: overrides.iter().rev().find_map(|o| o.tier.clone()),
         expect: overrides.iter().rev().find_map(|o| o.expect).unwrap_or(Expect::Success),
         skip: overrides.iter().rev().find_map(|o| o.skip.clone()),
         logs: Vec::new(),
         checks: Vec::new(),
         scenario: None,
-        pipeline: Some(Arc::new(PipelineCase { name: id, source, parameters, compiled_from_cache: None })),
-        retries: overrides
-            .iter()
-            .rev()
-            .find_map(|o| o.retries)
-            .or_else(|| profile.and_then(|p| p.retries))
-            .unwrap_or(suite.defaults.retries),
+        pipeline: Some(Arc::new(PipelineCase { name, source, parameters, compiled_from_cache: None })),
+        retries,
         problem,
     }
 }

@@ -47,19 +47,16 @@ pub struct PipelineCase {
     pub compiled_from_cache: Option<bool>,
 }
 
-impl PipelineCase {
-    /// The spec's text as uploaded (JSON documents, which YAML readers take as they are),
-    /// and its content hash: the version's name, so unchanged content reuses its version.
-    pub fn upload(&self) -> Option<(String, String)> {
-        let PipelineSource::Compiled { spec, platform } = &self.source else { return None };
-        let mut text = spec.to_string();
-        if let Some(p) = platform {
-            text.push_str("\n---\n");
-            text.push_str(&p.to_string());
-        }
-        let hash = short_hash(&text);
-        Some((text, format!("kv-{hash}")))
+/// A compiled pipeline's text as uploaded (JSON documents, which YAML readers take as they
+/// are) and its content hash: the version's name, so unchanged content reuses its version.
+pub fn upload(spec: &Value, platform: Option<&Value>) -> (String, String) {
+    let mut text = spec.to_string();
+    if let Some(p) = platform {
+        text.push_str("\n---\n");
+        text.push_str(&p.to_string());
     }
+    let hash = short_hash(&text);
+    (text, format!("kv-{hash}"))
 }
 
 /// The compiled documents of a pipeline file: its IR and optional platform document.
@@ -230,15 +227,9 @@ mod tests {
 
     #[test]
     fn unchanged_content_keeps_its_version_name() {
-        let case = |spec: Value| PipelineCase {
-            name: "p".into(),
-            source: PipelineSource::Compiled { spec, platform: None },
-            parameters: Map::new(),
-            compiled_from_cache: None,
-        };
-        let (_, a) = case(json!({"pipelineInfo": {"name": "x"}})).upload().unwrap_or_default();
-        let (_, b) = case(json!({"pipelineInfo": {"name": "x"}})).upload().unwrap_or_default();
-        let (_, c) = case(json!({"pipelineInfo": {"name": "y"}})).upload().unwrap_or_default();
+        let (_, a) = upload(&json!({"pipelineInfo": {"name": "x"}}), None);
+        let (_, b) = upload(&json!({"pipelineInfo": {"name": "x"}}), None);
+        let (_, c) = upload(&json!({"pipelineInfo": {"name": "y"}}), None);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("kv-"));

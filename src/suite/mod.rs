@@ -503,7 +503,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
     }
     let pipelines = match (&file.pipelines, &parent) {
-        (Some(p), _) => pipelines::load(path, p)?,
+        (Some(p), _) => pipelines::load(path, p, glob)?,
         (None, Some(p)) => p.pipelines.clone(),
         (None, None) => pipelines::PipelineSettings::default(),
     };

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use globset::{Glob, GlobMatcher};
+use globset::GlobMatcher;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
@@ -91,7 +91,12 @@ impl Default for PipelineSettings {
     }
 }
 
-pub(super) fn load(path: &Path, file: &PipelinesFile) -> Result<PipelineSettings> {
+/// The section, its globs read by the suite's own reader (`glob`).
+pub(super) fn load(
+    path: &Path,
+    file: &PipelinesFile,
+    glob: impl Fn(&Spanned<String>) -> Result<GlobMatcher>,
+) -> Result<PipelineSettings> {
     let at = |s: &serde_saphyr::Location, msg: String| Error::input(path, s.line(), s.column(), msg);
     let access = match &file.endpoint {
         Some(url) => {
@@ -103,15 +108,7 @@ pub(super) fn load(path: &Path, file: &PipelinesFile) -> Result<PipelineSettings
         }
         None => KfpAccess::ServiceProxy { service: file.service.clone().unwrap_or_else(|| "ml-pipeline:http".into()) },
     };
-    let compile = file
-        .compile
-        .iter()
-        .map(|g| {
-            Glob::new(&g.value)
-                .map(|g| g.compile_matcher())
-                .map_err(|e| at(&g.referenced, format!("invalid glob {:?}: {e}", g.value)))
-        })
-        .collect::<Result<_>>()?;
+    let compile = file.compile.iter().map(glob).collect::<Result<_>>()?;
     let mut existing = Vec::new();
     for e in &file.existing {
         if existing.iter().any(|x: &ExistingPipeline| x.name == e.value.name) {

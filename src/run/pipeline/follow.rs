@@ -68,8 +68,9 @@ impl CaseRun<'_> {
                                 return (Followed::Stuck(why), workflow);
                             }
                         }
-                        snapshot = snapshots.next() => match snapshot {
-                            Some(Ok(list)) => {
+                        // A watch with backoff never ends: only its snapshots and errors come.
+                        Some(snapshot) = snapshots.next() => match snapshot {
+                            Ok(list) => {
                                 let Some(wf) = list.into_iter().next() else { continue };
                                 workflow = wf;
                                 if terminal_phase(phase_of(&workflow)) {
@@ -77,8 +78,7 @@ impl CaseRun<'_> {
                                     return (Followed::Ended, workflow);
                                 }
                             }
-                            Some(Err(e)) => tracing::warn!(run = %run_id, error = %e, "watching the run's Workflow (kube retries it)"),
-                            None => return (Followed::Interrupted, workflow),
+                            Err(e) => tracing::warn!(run = %run_id, error = %e, "watching the run's Workflow (kube retries it)"),
                         },
                         _ = tokio::time::sleep_until(deadline) => return (Followed::TimedOut, workflow),
                         _ = cancel.wait_for(|c| *c) => return (Followed::Interrupted, workflow),

@@ -78,7 +78,9 @@ pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
         }
         if let PipelineSource::Compiled { spec, .. } = &mut p.source {
             images::rewrite_pipeline(spec, retags);
-            if case.problem.is_none()
+            // A compiled file's parameters were checked when it was planned; a Python
+            // pipeline's can be only now.
+            if p.compiled_from_cache.is_some()
                 && let Err(problems) = pipeline::typed_parameters(spec, &p.parameters)
             {
                 case.problem = Some(pipeline::problems_line(&problems));

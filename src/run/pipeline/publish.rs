@@ -8,7 +8,7 @@ use super::{API, Made, Stop, infrastructure, refused_or_infrastructure};
 use crate::{
     cluster::kfp::{Kfp, encode, filter_equals},
     outcome::{CaseResult, Outcome},
-    plan::{PipelineCase, PipelineSource},
+    plan::{PipelineCase, PipelineSource, pipeline},
     run::case::CaseRun,
     suite::FailureClass,
 };
@@ -75,8 +75,8 @@ impl CaseRun<'_> {
                 let vid = chosen["pipeline_version_id"].as_str().unwrap_or_default().to_string();
                 Ok((id, vid, spec))
             }
-            PipelineSource::Compiled { spec, .. } => {
-                let (text, version_name) = p.upload().unwrap_or_default();
+            PipelineSource::Compiled { spec, platform } => {
+                let (text, version_name) = pipeline::upload(spec, platform.as_ref());
                 let id = match existing_id {
                     Some(id) => id,
                     None => {
