@@ -23,7 +23,7 @@ fn task_of(node: &Value) -> String {
 }
 
 /// The task table: one row per pod node of the Workflow, with the pod that ran it.
-fn tasks(workflow: &Value, pods: &[k8s_openapi::api::core::v1::Pod]) -> Vec<TaskRow> {
+pub(super) fn tasks(workflow: &Value, pods: &[k8s_openapi::api::core::v1::Pod]) -> Vec<TaskRow> {
     let mut rows: Vec<TaskRow> = workflow
         .pointer("/status/nodes")
         .and_then(Value::as_object)

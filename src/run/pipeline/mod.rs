@@ -175,6 +175,13 @@ impl CaseRun<'_> {
         // while KFP's persistence agent catches up with the Workflow).
         let mut run = kfp.get(&format!("{API}/runs/{run_id}")).await.unwrap_or_default();
         let mut stopped_note = String::new();
+        // What was still running is what the last snapshot before `:terminate` shows: after
+        // it, the stopped tasks read Failed.
+        let still_running: Vec<String> = evidence::tasks(&workflow, &[])
+            .into_iter()
+            .filter(|t| matches!(t.state.as_str(), "Running" | "Pending"))
+            .map(|t| t.task)
+            .collect();
         match followed {
             Followed::Ended => {
                 let mut wait = Duration::from_millis(250);
@@ -211,13 +218,7 @@ impl CaseRun<'_> {
             }
             Followed::Interrupted => (Outcome::Interrupted, None, format!("interrupted while it ran{stopped_note}")),
             Followed::TimedOut => {
-                let running: Vec<&str> = result
-                    .tasks
-                    .iter()
-                    .filter(|t| matches!(t.state.as_str(), "Running" | "Pending"))
-                    .map(|t| t.task.as_str())
-                    .collect();
-                let running = if running.is_empty() { "none".to_string() } else { running.join(", ") };
+                let running = if still_running.is_empty() { "none".to_string() } else { still_running.join(", ") };
                 (
                     Outcome::Failed,
                     Some(FailureClass::Timeout),
