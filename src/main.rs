@@ -221,11 +221,11 @@ struct WindowArgs {
     /// every suite's).
     #[arg(long)]
     suite: Option<PathBuf>,
-    /// At most this many of the latest runs.
-    #[arg(long, default_value_t = 20)]
-    runs: usize,
-    /// Only runs of the last DAYS days.
-    #[arg(long, default_value_t = 14)]
+    /// At most this many of the latest runs (1 to 100000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    runs: u32,
+    /// Only runs of the last DAYS days (1 to 36500).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(i64).range(1..=36_500))]
     days: i64,
 }
 
@@ -238,12 +238,17 @@ impl WindowArgs {
     fn suite_name(&self) -> Result<Option<String>, Error> {
         match &self.suite {
             Some(path) => Ok(Some(suite::load(path)?.name)),
-            None => Ok(suite::load_found(None).ok().map(|s| s.name)),
+            // Only a missing suite file widens the window to every suite: a broken one is
+            // an error, not a silent change of what health or the report covers.
+            None => match suite::locate(None) {
+                Ok(path) => Ok(Some(suite::load(&path)?.name)),
+                Err(_) => Ok(None),
+            },
         }
     }
 
     fn window(&self) -> history::Window {
-        history::Window { runs: self.runs.max(1), days: self.days.max(1) }
+        history::Window { runs: self.runs as usize, days: self.days }
     }
 }
 

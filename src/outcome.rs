@@ -112,12 +112,22 @@ impl StepReport {
     }
 }
 
-/// One task of a pipeline run, as its Workflow's executor node and pod tell it.
+/// One task of a pipeline run (or its driver), as its Workflow's nodes and pods tell it: the
+/// DAG task's name with Argo's retry suffixes `(N)` removed, several attempts in one row.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskRow {
     pub task: String,
-    /// Argo's node phase: Pending, Running, Succeeded, Failed, Error, Skipped, Omitted.
+    /// `task` for the user's own task, `driver` for the KFP driver that prepares it (the
+    /// root DAG's driver is task `root`).
+    pub role: &'static str,
+    /// Argo's node phase of the last attempt: Pending, Running, Succeeded, Failed, Error,
+    /// Skipped, Omitted.
     pub state: String,
+    /// How many times Argo ran it (its retry strategy's attempts); 0 when it never ran.
+    pub attempts: u32,
+    /// Not run because KFP's cache held its outputs (its driver's `cached-decision`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     pub started: Option<String>,
     pub ended: Option<String>,
     pub pod: Option<String>,
@@ -150,6 +160,17 @@ pub struct PipelineRun {
     pub watched: bool,
     /// KFP API requests the case made.
     pub requests: u64,
+    /// Seconds from the Workflow's end until KFP reported the run's final state (its
+    /// persistence agent's lag); at least `pipelines.stateLag` when KFP never did in time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_lag_seconds: Option<f64>,
+    /// What gave the verdict: `kfp` (its run state) or `workflow` (KFP lagged past
+    /// `pipelines.stateLag`, so the Workflow's phase decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_from: Option<&'static str>,
+    /// Tasks whose KFP cache kubevet turned off before the upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caching_turned_off: Option<usize>,
 }
 
 /// What became of one case; written as `result.json` and read by the reports.

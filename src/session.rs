@@ -144,7 +144,7 @@ impl Session {
                 }
             }
         }
-        crate::run::pipeline::prepare(&mut cases, &retags).await;
+        crate::run::pipeline::prepare(&mut cases, &retags, &suite.pipelines).await;
         let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0)
             .await
             .into_iter()

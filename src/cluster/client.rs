@@ -39,12 +39,19 @@ pub const LABEL_CASE: &str = "kubevet.dev/case";
 /// be found again instead of creating a second object.
 pub const LABEL_CREATE: &str = "kubevet.dev/create";
 
-/// A request that failed: what, and whether the cluster failed (a transient fault that
-/// outlasted its retries) rather than the request itself (rejected, not found, invalid).
+/// A request that failed: what, whether the cluster failed (a transient fault that outlasted
+/// its retries) rather than the request itself (rejected, not found, invalid), and the API
+/// server's own facts about it — its HTTP status, its `reason` and `details` — on which the
+/// failure classes are decided (never on the message, which holds the user's names).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub message: String,
     pub infrastructure: bool,
+    /// The HTTP status the API server answered with; none when no answer came.
+    pub code: Option<u16>,
+    /// The Status object's `reason` (`Invalid`, `Forbidden`, `AlreadyExists`…), when given.
+    pub reason: Option<String>,
+    pub details: Option<kube::core::response::StatusDetails>,
 }
 
 impl ApiError {
@@ -56,12 +63,21 @@ impl ApiError {
         } else {
             message
         };
-        ApiError { message, infrastructure }
+        let (code, reason, details) = match e {
+            kube::Error::Api(status) => (
+                Some(status.code).filter(|c| *c != 0),
+                Some(status.reason.clone()).filter(|r| !r.is_empty()),
+                status.details.clone(),
+            ),
+            _ => (None, None, None),
+        };
+        ApiError { message, infrastructure, code, reason, details }
     }
 
-    /// A failure of the request itself, not of the cluster.
+    /// A failure of the request itself, found by kubevet before or after the server answered
+    /// (no kind of that name, a body that does not read as an object).
     pub fn rejected(message: impl Into<String>) -> ApiError {
-        ApiError { message: message.into(), infrastructure: false }
+        ApiError { message: message.into(), infrastructure: false, code: None, reason: None, details: None }
     }
 }
 
@@ -471,8 +487,8 @@ impl Cluster {
         container: Option<&str>,
         command: &[String],
     ) -> Result<(Option<i32>, String), ApiError> {
+        use crate::util::command::drain;
         use kube::api::AttachParams;
-        use tokio::io::AsyncReadExt;
         let mut params = AttachParams::default().stdout(true).stderr(true).stdin(false);
         if let Some(c) = container {
             params = params.container(c);
@@ -480,13 +496,9 @@ impl Cluster {
         let what = format!("exec in pod {pod}");
         let mut attached =
             self.pods(namespace).exec(pod, command.to_vec(), &params).await.map_err(|e| ApiError::new(&what, &e))?;
-        let (mut out, mut err) = (String::new(), String::new());
-        if let Some(mut stdout) = attached.stdout() {
-            let _ = stdout.read_to_string(&mut out).await;
-        }
-        if let Some(mut stderr) = attached.stderr() {
-            let _ = stderr.read_to_string(&mut err).await;
-        }
+        // Both pipes are drained side by side: each holds about 1 KiB, so reading one to its
+        // end first would block a command that fills the other.
+        let (mut out, err) = tokio::join!(drain(attached.stdout()), drain(attached.stderr()));
         let status = match attached.take_status() {
             Some(status) => status.await,
             None => None,

@@ -9,7 +9,7 @@ use http::{Method, Request, header};
 use serde_json::Value;
 
 use super::{Cluster, describe, retry::RetryLayer};
-use crate::suite::pipelines::{KfpAccess, PipelineSettings};
+use crate::suite::pipelines::{Identity, KfpAccess, PipelineSettings, TokenSource};
 
 /// A failed KFP request: the HTTP status when KFP (or the proxy) answered, and its message.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct Kfp {
     /// Path prefix of every request (the service proxy's), empty for an endpoint.
     base: String,
     token: Option<String>,
+    /// The user a multi-user KFP is told kubevet acts for.
+    pub identity: Option<Identity>,
     /// What was tried, in the user's terms, for errors.
     pub shown: String,
     /// KFP's namespace (its Workflows and task pods are there).
@@ -49,10 +51,12 @@ pub fn encode(text: &str) -> String {
         .collect()
 }
 
-/// KFP's list filter for `key == value`, encoded for a query string.
+/// KFP's list filter for `key == value`, encoded for a query string. KFP's server decodes a
+/// filter twice (the HTTP layer, then its own `url.QueryUnescape`), so it is encoded twice:
+/// a `+`, `%` or space in a name then reaches the filter as written.
 pub fn filter_equals(key: &str, value: &str) -> String {
     let filter = serde_json::json!({"predicates": [{"key": key, "operation": "EQUALS", "string_value": value}]});
-    encode(&filter.to_string())
+    encode(&encode(&filter.to_string()))
 }
 
 impl Cluster {
@@ -61,14 +65,14 @@ impl Cluster {
         let (client, base, token, shown) = match &settings.access {
             KfpAccess::ServiceProxy { service } => (
                 self.client.clone(),
-                format!("/api/v1/namespaces/{}/services/{service}/proxy", settings.namespace),
+                format!("/api/v1/namespaces/{}/services/{service}/proxy", settings.service_namespace),
                 None,
                 format!(
                     "service {service} in namespace {} through the Kubernetes API server's service proxy",
-                    settings.namespace
+                    settings.service_namespace
                 ),
             ),
-            KfpAccess::Endpoint { url, token_env } => {
+            KfpAccess::Endpoint { url, token } => {
                 let uri: http::Uri = url.parse().map_err(|e| format!("KFP endpoint {url:?}: {e}"))?;
                 let mut config = kube::Config::new(uri);
                 config.default_retry = false;
@@ -76,20 +80,40 @@ impl Cluster {
                     .map_err(|e| format!("KFP endpoint {url}: {e}"))?
                     .with_layer(&RetryLayer { policy: self.policy, stats: self.stats.clone() })
                     .build();
-                let token = match token_env {
-                    Some(var) => Some(std::env::var(var).map_err(|_| {
-                        format!("the KFP token's environment variable {var} is not set (pipelines.tokenEnv)")
-                    })?),
-                    None => None,
-                };
+                let token = token.as_ref().map(read_token).transpose()?;
                 (client, String::new(), token, format!("endpoint {url}"))
             }
         };
-        Ok(Kfp { client, base, token, shown, namespace: settings.namespace.clone(), requests: AtomicU64::new(0) })
+        Ok(Kfp {
+            client,
+            base,
+            token,
+            identity: settings.identity.clone(),
+            shown,
+            namespace: settings.namespace.clone(),
+            requests: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The bearer token, from the environment or a file (a projected service-account token is
+/// refreshed in place, so it is read when the cell starts).
+fn read_token(source: &TokenSource) -> Result<String, String> {
+    match source {
+        TokenSource::Env(var) => std::env::var(var)
+            .map_err(|_| format!("the KFP token's environment variable {var} is not set (pipelines.tokenEnv)")),
+        TokenSource::File(path) => std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("the KFP token file {} cannot be read (pipelines.tokenFile): {e}", path.display())),
     }
 }
 
 impl Kfp {
+    /// Whether requests carry a bearer token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// KFP requests sent so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -109,6 +133,9 @@ impl Kfp {
         }
         if let Some(token) = &self.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(identity) = &self.identity {
+            request = request.header(identity.header.as_str(), identity.user.as_str());
         }
         let request = request.body(body).map_err(|e| KfpError { status: None, message: e.to_string() })?;
         // The raw answer, not kube's error parsing: KFP's error bodies carry a gRPC `code`
@@ -180,8 +207,9 @@ mod tests {
     #[test]
     fn filters_are_encoded_for_a_query() {
         assert_eq!(encode("a b+c/é"), "a%20b%2Bc%2F%C3%A9");
-        let f = filter_equals("name", "x");
-        assert!(f.starts_with("%7B%22predicates%22"), "{f}");
+        let f = filter_equals("name", "a+b%c d");
+        assert!(f.starts_with("%257B%2522predicates%2522"), "encoded twice: {f}");
+        assert!(f.contains("a%252Bb%2525c%2520d"), "{f}");
     }
 
     #[test]

@@ -192,7 +192,7 @@ fn transient_error(error: &(dyn std::error::Error + 'static)) -> Option<Transien
         if let Some(legacy) = e.downcast_ref::<hyper_util::client::legacy::Error>()
             && legacy.is_connect()
         {
-            let refused = format!("{:?}", legacy).contains("ConnectionRefused");
+            let refused = io_kind(legacy) == Some(std::io::ErrorKind::ConnectionRefused);
             let reason = if refused { "connection refused" } else { "connection error" };
             return Some(Transient { reason: reason.into(), maybe_processed: false, retry_after: None });
         }
@@ -203,6 +203,18 @@ fn transient_error(error: &(dyn std::error::Error + 'static)) -> Option<Transien
         }
         if e.downcast_ref::<AttemptTimedOut>().is_some() {
             return Some(Transient { reason: "timeout".into(), maybe_processed: true, retry_after: None });
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// The kind of the first I/O error among an error's causes.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
         }
         source = e.source();
     }

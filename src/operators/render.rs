@@ -91,10 +91,10 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
     let mut hash = Sha256::new();
     let recipe = match &op.source {
         Source::Kustomize { target: KustomizeTarget::Dir(dir), args } => {
-            kustomize_recipe(&inside(dir).to_string_lossy(), args, &mut hash, Some(&inside(dir)))
+            kustomize_recipe(&inside(dir).to_string_lossy(), args, &mut hash, Some(&inside(dir)))?
         }
         Source::Kustomize { target: KustomizeTarget::Remote(url), args } => {
-            kustomize_recipe(url, args, &mut hash, None)
+            kustomize_recipe(url, args, &mut hash, None)?
         }
         Source::Helm(chart) => helm_recipe(chart, &inside(Path::new(&chart.chart)), ttl, &mut hash).await?,
     };
@@ -129,9 +129,9 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
 
 /// `kubectl kustomize` (or `kustomize build` where only kustomize is installed); the input is
 /// every file kustomize reads from `dir`, or a remote target's URL, and the arguments.
-fn kustomize_recipe(target: &str, extra: &[String], hash: &mut Sha256, dir: Option<&Path>) -> Recipe {
+fn kustomize_recipe(target: &str, extra: &[String], hash: &mut Sha256, dir: Option<&Path>) -> Result<Recipe, String> {
     match dir {
-        Some(dir) => hash_files(hash, dir, &kustomize_inputs(dir)),
+        Some(dir) => hash_files(hash, dir, &kustomize_inputs(dir))?,
         None => hash.update(format!("remote {target}\0").as_bytes()),
     }
     hash.update(format!("kustomize {extra:?}\0").as_bytes());
@@ -145,7 +145,7 @@ fn kustomize_recipe(target: &str, extra: &[String], hash: &mut Sha256, dir: Opti
     args.insert(0, verb.into());
     // A remote target is the same every time only at a tag or a commit.
     let cacheable = dir.is_some() || immutable_ref(target);
-    Recipe { program, args, chart: None, chart_dir: None, cacheable }
+    Ok(Recipe { program, args, chart: None, chart_dir: None, cacheable })
 }
 
 /// `helm template --include-crds`; a repository or OCI chart's version is resolved first. The
@@ -153,7 +153,7 @@ fn kustomize_recipe(target: &str, extra: &[String], hash: &mut Sha256, dir: Opti
 /// every flag.
 async fn helm_recipe(chart: &HelmChart, local_dir: &Path, ttl: Duration, hash: &mut Sha256) -> Result<Recipe, String> {
     let (resolution, chart_dir) = if chart.is_local() {
-        hash_files(hash, local_dir, &tree(local_dir));
+        hash_files(hash, local_dir, &tree(local_dir))?;
         (None, Some(local_dir.to_path_buf()))
     } else {
         let catalog = match &chart.repo {

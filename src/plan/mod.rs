@@ -23,6 +23,7 @@ use crate::{
     suite::{Expect, Suite},
     util::duration::Dur,
     util::error::{Error, Result},
+    util::ids::kfp_name,
     util::yaml::{self, Document},
 };
 
@@ -188,7 +189,14 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         }
         if rel.ends_with(".py") {
             if example {
-                cases.push(pipeline_case(suite, path.clone(), rel, id.clone(), id, PipelineSource::Python(path)));
+                cases.push(pipeline_case(
+                    suite,
+                    path.clone(),
+                    rel,
+                    id.clone(),
+                    kfp_name(&id),
+                    PipelineSource::Python(path),
+                ));
             }
             continue;
         }
@@ -202,7 +210,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         }
         let objects = yaml::documents(&path, &text)?;
         if let Some(source) = pipeline::compiled(&objects) {
-            cases.push(pipeline_case(suite, path, rel, id.clone(), id, source));
+            cases.push(pipeline_case(suite, path, rel, id.clone(), kfp_name(&id), source));
             continue;
         }
         for doc in &objects {
@@ -333,7 +341,13 @@ fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, name: St
         logs: Vec::new(),
         checks: Vec::new(),
         scenario: None,
-        pipeline: Some(Arc::new(PipelineCase { name, source, parameters, compiled_from_cache: None })),
+        pipeline: Some(Arc::new(PipelineCase {
+            name,
+            source,
+            parameters,
+            compiled_from_cache: None,
+            caching_turned_off: None,
+        })),
         retries,
         problem,
     }

@@ -45,6 +45,9 @@ pub struct PipelineCase {
     pub parameters: Map<String, Value>,
     /// For a Python pipeline: whether its compiled result came from the cache.
     pub compiled_from_cache: Option<bool>,
+    /// How many tasks kubevet turned KFP's cache off for (none: caching kept, or a pipeline
+    /// already in KFP, which kubevet cannot rewrite).
+    pub caching_turned_off: Option<usize>,
 }
 
 /// A compiled pipeline's text as uploaded (JSON documents, which YAML readers take as they
@@ -57,6 +60,35 @@ pub fn upload(spec: &Value, platform: Option<&Value>) -> (String, String) {
     }
     let hash = short_hash(&text);
     (text, format!("kv-{hash}"))
+}
+
+/// Turns KFP's cache off for every task of a compiled pipeline, nested DAGs included (what
+/// the SDK's client does when asked to run without caching): KFP keys its cache by the task's
+/// fingerprint and the pipeline's name, not by run, so a cached task would pass without
+/// running. How many tasks had it on.
+pub fn without_cache(spec: &mut Value) -> usize {
+    let mut turned_off = spec.pointer_mut("/root/dag").map(tasks_without_cache).unwrap_or(0);
+    if let Some(components) = spec.get_mut("components").and_then(Value::as_object_mut) {
+        turned_off += components.values_mut().filter_map(|c| c.get_mut("dag")).map(tasks_without_cache).sum::<usize>();
+    }
+    turned_off
+}
+
+fn tasks_without_cache(dag: &mut Value) -> usize {
+    let mut turned_off = 0;
+    for task in dag.get_mut("tasks").and_then(Value::as_object_mut).into_iter().flat_map(|t| t.values_mut()) {
+        let Some(task) = task.as_object_mut() else { continue };
+        let options = task.entry("cachingOptions").or_insert_with(|| Value::Object(Default::default()));
+        if !options.is_object() {
+            *options = Value::Object(Default::default());
+        }
+        if let Some(options) = options.as_object_mut()
+            && options.insert("enableCache".into(), Value::Bool(false)) != Some(Value::Bool(false))
+        {
+            turned_off += 1;
+        }
+    }
+    turned_off
 }
 
 /// The compiled documents of a pipeline file: its IR and optional platform document.
@@ -223,6 +255,21 @@ mod tests {
         assert!(problems[1].message.contains("\"lr\" is not declared") && problems[1].message.contains("epochs, rate"));
         let missing = typed_parameters(&spec, &Map::new()).unwrap_err();
         assert!(missing[0].message.contains("\"epochs\" is required"), "{missing:?}");
+    }
+
+    #[test]
+    fn caching_is_turned_off_in_every_dag() {
+        let mut spec = json!({
+            "root": {"dag": {"tasks": {"a": {"cachingOptions": {"enableCache": true}}, "b": {}, "c": {"cachingOptions": "odd"}}}},
+            "components": {"comp-inner": {"dag": {"tasks": {"d": {"cachingOptions": {"enableCache": true}}}}}, "comp-x": {}},
+        });
+        assert_eq!(without_cache(&mut spec), 4);
+        for path in
+            ["/root/dag/tasks/a", "/root/dag/tasks/b", "/root/dag/tasks/c", "/components/comp-inner/dag/tasks/d"]
+        {
+            assert_eq!(spec.pointer(&format!("{path}/cachingOptions/enableCache")), Some(&json!(false)), "{path}");
+        }
+        assert_eq!(without_cache(&mut spec), 0, "already off");
     }
 
     #[test]

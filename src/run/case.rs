@@ -16,11 +16,11 @@ use crate::{
         Applied, Cluster, LABEL_CASE, LABEL_RUN,
         collect::{Collect, Evidence},
         label_value,
-        wait::{Ending, Wait},
+        wait::{Ending, Wait, Waited},
     },
     outcome::{CaseResult, Outcome, Phase, Progress},
     plan::Case,
-    suite::{ClassRule, Defaults, Expect, FailureClass, assertions::LogSource},
+    suite::{ClassRule, Defaults, Expect, FailureClass, assertions::LogSource, profile::Profile},
     util::ids::random_hex,
 };
 
@@ -51,6 +51,15 @@ pub struct CaseRun<'a> {
     pub pipelines: &'a crate::suite::pipelines::PipelineSettings,
     pub suite_name: &'a str,
     pub keep_on_failure: bool,
+}
+
+/// How a case ended: outcome, class, reason.
+type Stop = (Outcome, Option<FailureClass>, String);
+
+/// The objects a case applied, and for each object of its file its index among them.
+struct Made {
+    applied: Vec<Applied>,
+    index: Vec<Option<usize>>,
 }
 
 /// `kv-<short case name>-<random>`: a valid namespace name of at most 63 characters.
@@ -93,15 +102,50 @@ impl CaseRun<'_> {
             return self.run_pipeline(pipeline).await;
         }
         let mut result = CaseResult::new(case, self.dir.clone());
-        let mut clock = Instant::now();
+        let clock = Instant::now();
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
-        let labels = self.labels();
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
+        let made = self.apply_objects(&namespace, &mut result, &mut cleanup).await;
+        result.phases.push(Phase::since("apply", clock));
+        let Some(made) = made else { return (result, Some(cleanup)) };
+        // Tests of the runner's panic safety inject a panic here, with the namespace made.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("KUBEVET_TEST_PANIC_IN_CASE").is_some_and(|name| name == case.name.as_str()) {
+            panic!("injected by KUBEVET_TEST_PANIC_IN_CASE");
+        }
+        let watched: Vec<(usize, &Profile)> =
+            case.workloads.iter().filter_map(|w| made.index[w.object].map(|a| (a, &w.profile))).collect();
+        let (waited, pods) = self.wait_for(&namespace, &made.applied, &watched, &mut result).await;
+        if matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_)) {
+            cleanup.unfinished.clear();
+        }
+        let interrupted = waited.ending == Ending::Interrupted;
+        let mut seen = vec![None; made.applied.len()];
+        for ((a, _), state) in watched.iter().zip(waited.workloads) {
+            seen[*a] = state;
+        }
+        let pod_states = pods.clone();
+        let evidence = self.collect_into(&mut result, &namespace, &made.applied, (seen, Some(pods)), interrupted).await;
+        let (mut outcome, mut class, mut reason) = self.judge(waited.ending, &pod_states, &evidence).await;
+        if outcome == Outcome::Passed && !case.checks.is_empty() {
+            let workload = watched.first().map(|(a, _)| &made.applied[*a]);
+            if let Some((o, c, r)) = self.run_checks(&namespace, workload, &pod_states, &mut result).await {
+                (outcome, class, reason) = (o, c, r);
+            }
+        }
+        let class = class.map(|c| classify::with_rules(self.rules, &reason, &evidence.events, c));
+        if outcome != Outcome::Passed {
+            result.log_tail = evidence.failing_tail(30);
+        }
+        result.finish_as(outcome, class, Some(reason));
+        (result, Some(cleanup))
+    }
 
-        // Cluster-scoped objects first: namespaced ones often refer to them.
-        let mut applied: Vec<Applied> = Vec::new();
-        // For each object of the file, its index in `applied`.
-        let mut applied_index: Vec<Option<usize>> = vec![None; case.objects.len()];
+    /// Applies the case's objects, cluster-scoped ones first (namespaced ones often refer to
+    /// them); none, with the result finished, when the cluster would not take one.
+    async fn apply_objects(&self, namespace: &str, result: &mut CaseResult, cleanup: &mut Cleanup) -> Option<Made> {
+        let case = self.case;
+        let mut made = Made { applied: Vec::new(), index: vec![None; case.objects.len()] };
         let mut order: Vec<(bool, usize)> = Vec::new();
         for (i, object) in case.objects.iter().enumerate() {
             let doc = &object.value;
@@ -109,11 +153,10 @@ impl CaseRun<'_> {
             {
                 Ok(k) => order.push((k.namespaced, i)),
                 Err(e) => {
-                    result.phases.push(Phase::since("apply", clock));
                     let reason = format!("apply: {e}");
                     let class = classify::with_rules(self.rules, &reason, &[], classify::rejected(&e));
                     result.finish_as(outcome_of(class), Some(class), Some(reason));
-                    return (result, Some(cleanup));
+                    return None;
                 }
             }
         }
@@ -123,11 +166,11 @@ impl CaseRun<'_> {
             // Cluster-scoped objects outlive the namespace: labelled, `kubevet clean` finds them.
             let mut object = case.objects[i].value.clone();
             if !namespaced {
-                for (key, value) in &labels {
+                for (key, value) in &self.labels() {
                     object["metadata"]["labels"][key] = serde_json::json!(value);
                 }
             }
-            match self.cluster.apply(&object, Some(&namespace)).await {
+            match self.cluster.apply(&object, Some(namespace)).await {
                 Ok(a) => {
                     if a.namespace.is_none() {
                         result.cluster_scoped.push(format!("{}/{}", a.kind.resource.kind, a.name));
@@ -136,32 +179,39 @@ impl CaseRun<'_> {
                     if case.workloads.iter().any(|w| w.object == i) {
                         cleanup.unfinished.push(a.clone());
                     }
-                    applied_index[i] = Some(applied.len());
-                    applied.push(a);
+                    made.index[i] = Some(made.applied.len());
+                    made.applied.push(a);
                 }
                 Err(e) => {
-                    result.phases.push(Phase::since("apply", clock));
                     let line = case.objects[i].line;
                     let reason = format!("apply ({}:{line}): {e}", case.name);
-                    let evidence = self.collect_into(&mut result, &namespace, &applied, (vec![], None), false).await;
+                    let evidence = self.collect_into(result, namespace, &made.applied, (vec![], None), false).await;
                     let class = classify::with_rules(self.rules, &reason, &evidence.events, classify::rejected(&e));
                     result.finish_as(outcome_of(class), Some(class), Some(reason));
-                    return (result, Some(cleanup));
+                    return None;
                 }
             }
         }
-        result.phases.push(Phase::since("apply", clock));
-        clock = Instant::now();
+        Some(made)
+    }
+
+    /// Watches the workloads to their verdict and times the scheduling and running phases;
+    /// the pods as last seen.
+    async fn wait_for(
+        &self,
+        namespace: &str,
+        applied: &[Applied],
+        watched: &[(usize, &Profile)],
+        result: &mut CaseResult,
+    ) -> (Waited, Vec<Pod>) {
+        let case = self.case;
+        let clock = Instant::now();
         self.progress.phase(&case.name, "scheduling");
         let on_running = || self.progress.phase(&case.name, "running");
-
-        let watched: Vec<(usize, &crate::suite::profile::Profile)> =
-            case.workloads.iter().filter_map(|w| applied_index[w.object].map(|a| (a, &w.profile))).collect();
-        let workloads = watched.iter().map(|(a, profile)| (&applied[*a], *profile)).collect();
-        let waited = Wait {
+        let mut waited = Wait {
             cluster: self.cluster,
-            namespace: &namespace,
-            workloads,
+            namespace,
+            workloads: watched.iter().map(|(a, profile)| (&applied[*a], *profile)).collect(),
             timeout: case.timeout.0,
             grace: self.defaults.failure_grace.0,
             cancel: self.cancel.clone(),
@@ -170,13 +220,21 @@ impl CaseRun<'_> {
         .run()
         .await;
         let ended = matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_));
-        let (mut pods, mut running_since) = (waited.pods, waited.running_since);
+        let mut pods = std::mem::take(&mut waited.pods);
+        let mut running_since = waited.running_since;
         if ended && running_since.is_none() {
             // The workload's watch and the pod watch are separate streams: a workload can be seen
             // to end before any event of its pods. They are then listed once, so that no log goes
             // missing, and the running phase is timed by the containers' own start and finish.
-            if let Ok(listed) = self.cluster.list_pods(&namespace, None).await {
-                pods = listed;
+            match self.cluster.list_pods(namespace, None).await {
+                Ok(listed) => pods = listed,
+                // With no pod seen at all, nothing could be judged by its pods or logs.
+                Err(e) if pods.is_empty() => {
+                    waited.ending = Ending::Broken(format!("the workload ended, but its pods could not be listed: {e}"))
+                }
+                Err(e) => {
+                    result.collect_problems.push(format!("listing the pods after the end (kept the watch's): {e}"))
+                }
             }
             running_since =
                 container_run_time(&pods).and_then(|ran| Instant::now().checked_sub(ran)).map(|s| s.max(clock));
@@ -190,20 +248,14 @@ impl CaseRun<'_> {
             None => result.phases.push(Phase::since("scheduling", clock)),
         }
         result.ended = Some(std::time::SystemTime::now());
-        let interrupted = waited.ending == Ending::Interrupted;
-        if ended {
-            cleanup.unfinished.clear();
-        }
-        let mut seen = vec![None; applied.len()];
-        for ((a, _), state) in watched.iter().zip(waited.workloads) {
-            seen[*a] = state;
-        }
-        let pod_states = pods.clone();
-        let evidence = self.collect_into(&mut result, &namespace, &applied, (seen, Some(pods)), interrupted).await;
+        (waited, pods)
+    }
 
+    /// The verdict from how the wait ended, the pods and the evidence (log assertions).
+    async fn judge(&self, ending: Ending, pods: &[Pod], evidence: &Evidence) -> Stop {
         use FailureClass::{Infrastructure, Test, Timeout};
-        let (outcome, class, reason) = match (waited.ending, case.expect) {
-            (Ending::Succeeded(why), Expect::Success) => match self.check_logs(&evidence) {
+        match (ending, self.case.expect) {
+            (Ending::Succeeded(why), Expect::Success) => match self.check_logs(evidence) {
                 Ok(()) => (Outcome::Passed, None, why),
                 Err((Outcome::Error, e)) => (Outcome::Error, Some(Infrastructure), e),
                 Err((outcome, e)) => (outcome, Some(Test), e),
@@ -212,14 +264,14 @@ impl CaseRun<'_> {
                 (Outcome::Failed, Some(Test), format!("expected a failure, but it succeeded: {why}"))
             }
             (Ending::Failed(why), Expect::Failure) => (Outcome::Passed, None, format!("failed as expected: {why}")),
-            (Ending::Failed(why), _) => (Outcome::Failed, Some(classify::failed(&pod_states, &evidence.events)), why),
+            (Ending::Failed(why), _) => (Outcome::Failed, Some(classify::failed(pods, &evidence.events)), why),
             (Ending::Stuck(why), _) => {
                 let mut class = classify::stuck(&why);
                 let mut why = why;
                 // Not enough room: the cluster's, unless the pod asks for more than any node has.
                 if why.contains("Insufficient")
                     && let Ok(nodes) = self.cluster.node_allocatable().await
-                    && let Some(beyond) = classify::beyond_every_node(&pod_states, &nodes)
+                    && let Some(beyond) = classify::beyond_every_node(pods, &nodes)
                 {
                     class = FailureClass::Example;
                     why = format!("{why} ({beyond})");
@@ -229,47 +281,56 @@ impl CaseRun<'_> {
             (Ending::TimedOut(why), _) => (Outcome::Failed, Some(Timeout), why),
             (Ending::Interrupted, _) => (Outcome::Interrupted, None, "interrupted while it ran".into()),
             (Ending::Broken(why), _) => (Outcome::Error, Some(Infrastructure), why),
+        }
+    }
+
+    /// The case's checks, once its workload passed: the first one that did not pass decides
+    /// (none when all passed). The workload is read once more for them: a failed read is an
+    /// error of the case, never checks judged against nothing.
+    async fn run_checks(
+        &self,
+        namespace: &str,
+        workload: Option<&Applied>,
+        pods: &[Pod],
+        result: &mut CaseResult,
+    ) -> Option<Stop> {
+        let case = self.case;
+        self.progress.phase(&case.name, "checks");
+        let object = match workload {
+            Some(w) => match self.cluster.get(w).await {
+                Ok(object) => object,
+                Err(e) => {
+                    let why = format!("checks not run: reading {} {} failed: {e}", w.kind.resource.kind, w.name);
+                    return Some((Outcome::Error, Some(FailureClass::Infrastructure), why));
+                }
+            },
+            None => Value::Null,
         };
-        let (mut outcome, mut class, mut reason) = (outcome, class, reason);
-        if outcome == Outcome::Passed && !case.checks.is_empty() {
-            self.progress.phase(&case.name, "checks");
-            let workload = watched.first().map(|(a, _)| &applied[*a]);
-            let object = match workload {
-                Some(w) => self.cluster.get(w).await.unwrap_or(Value::Null),
-                None => Value::Null,
-            };
-            let pods = serde_json::to_value(&pod_states).unwrap_or(Value::Null);
-            let scope = Scope {
-                cluster: self.cluster,
-                namespace: &namespace,
-                case: &case.name,
-                run_id: self.run_id,
-                artifacts: &result.artifacts,
-                replica_label: case.workloads.first().and_then(|w| w.profile.replica_label.as_deref()),
-                cancel: self.cancel.clone(),
-            };
-            let clock = Instant::now();
-            let (reports, first_bad) = checks::run(&scope, &case.checks, &object, &pods).await;
-            result.phases.push(Phase::since("checks", clock));
-            result.steps = reports;
-            match first_bad {
-                Some((name, Verdict::Failed(why, failed_class))) => {
-                    (outcome, class, reason) =
-                        (Outcome::Failed, Some(failed_class), format!("check {name:?} failed: {why}"));
-                }
-                Some((name, Verdict::Error(why))) => {
-                    (outcome, class, reason) =
-                        (Outcome::Error, Some(Infrastructure), format!("check {name:?} could not be judged: {why}"));
-                }
-                _ => {}
+        let pods = serde_json::to_value(pods).unwrap_or(Value::Null);
+        let scope = Scope {
+            cluster: self.cluster,
+            namespace,
+            case: &case.name,
+            run_id: self.run_id,
+            artifacts: &result.artifacts,
+            replica_label: case.workloads.first().and_then(|w| w.profile.replica_label.as_deref()),
+            cancel: self.cancel.clone(),
+        };
+        let clock = Instant::now();
+        let (reports, first_bad) = checks::run(&scope, &case.checks, &object, &pods).await;
+        result.phases.push(Phase::since("checks", clock));
+        result.steps = reports;
+        match first_bad {
+            Some((name, Verdict::Failed(why, failed_class))) => {
+                Some((Outcome::Failed, Some(failed_class), format!("check {name:?} failed: {why}")))
             }
+            Some((name, Verdict::Error(why))) => Some((
+                Outcome::Error,
+                Some(FailureClass::Infrastructure),
+                format!("check {name:?} could not be judged: {why}"),
+            )),
+            _ => None,
         }
-        let class = class.map(|c| classify::with_rules(self.rules, &reason, &evidence.events, c));
-        if outcome != Outcome::Passed {
-            result.log_tail = evidence.failing_tail(30);
-        }
-        result.finish_as(outcome, class, Some(reason));
-        (result, Some(cleanup))
     }
 
     /// `seen`: what the watches already know (object states by index into `applied`, pods).

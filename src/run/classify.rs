@@ -117,14 +117,16 @@ pub fn beyond_every_node(pods: &[Pod], nodes: &[std::collections::BTreeMap<Strin
     None
 }
 
-/// An object the API server would not take.
+/// An object the API server would not take, by the server's status code: 403 (RBAC, a
+/// quota, a policy of the cluster's) and any 429 or 5xx that was not the object's fault are
+/// the cluster's; 400, 404, 409 and 422 (invalid, an unknown kind, a conflict with what the
+/// example itself declares) are the example's. A rejection kubevet found itself (no code) is
+/// the example's.
 pub fn rejected(error: &ApiError) -> FailureClass {
-    let message = error.message.to_lowercase();
-    if error.infrastructure || message.contains("exceeded quota") || message.contains("forbidden") {
-        FailureClass::Infrastructure
-    } else {
-        // Invalid (422), an unknown kind, a conflict with what the example itself declares.
-        FailureClass::Example
+    match error.code {
+        _ if error.infrastructure => FailureClass::Infrastructure,
+        Some(403 | 429) | Some(500..=599) => FailureClass::Infrastructure,
+        _ => FailureClass::Example,
     }
 }
 
@@ -171,6 +173,24 @@ mod tests {
             "2026-11-30T10:00:00Z Warning BackoffLimitExceeded Job/j: Job has reached the specified backoff limit"
                 .to_string();
         assert_eq!(failed(&[], &[backoff]), FailureClass::Test);
+    }
+
+    #[test]
+    fn rejections_are_classed_by_status_not_by_names() {
+        let api = |code: u16, reason: &str, message: &str| ApiError {
+            message: message.into(),
+            infrastructure: false,
+            code: Some(code),
+            reason: Some(reason.into()),
+            details: None,
+        };
+        let invalid = api(422, "Invalid", "Job.batch \"forbidden-access\" is invalid: spec.template: Required value");
+        assert_eq!(rejected(&invalid), FailureClass::Example);
+        let quota = api(403, "Forbidden", "pods \"p\" is forbidden: exceeded quota: compute");
+        assert_eq!(rejected(&quota), FailureClass::Infrastructure);
+        assert_eq!(rejected(&api(404, "NotFound", "the server could not find")), FailureClass::Example);
+        assert_eq!(rejected(&api(500, "InternalError", "webhook failed")), FailureClass::Infrastructure);
+        assert_eq!(rejected(&ApiError::rejected("no kind Forbidden served")), FailureClass::Example);
     }
 
     #[test]

@@ -11,7 +11,9 @@ pub mod pipeline;
 mod scenario;
 mod steps;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{panic::AssertUnwindSafe, path::PathBuf, sync::Arc, time::Duration};
+
+use futures::FutureExt;
 
 use tokio::{
     sync::{Semaphore, watch},
@@ -21,10 +23,11 @@ use tokio::{
 use tracing::info;
 
 use attempts::{Attempts, Breaker};
+use case::Cleanup;
 use cleanup::clean_up;
 
 use crate::{
-    cluster::Cluster,
+    cluster::{Cluster, LABEL_CASE, LABEL_RUN, NamespaceTracker, label_value},
     outcome::{CaseResult, FailureClass, Outcome, Progress, RunReport},
     plan::Case,
     suite::Suite,
@@ -94,7 +97,10 @@ pub async fn run(
         let progress = progress.clone();
         tasks.spawn(async move {
             let told = progress.clone();
-            let (index, result, cleanup) = async move {
+            let (case_of_task, cluster_of_task, run_of_task) = (case.clone(), cluster.clone(), run_id.clone());
+            let (artifacts, mut tracker, timeout) =
+                (options.artifacts.clone(), namespaces.clone(), suite.defaults.cleanup_timeout.0);
+            let case_task = async move {
             let dir = options.artifacts.join(&case.id);
             if let Some(reason) = &case.skip {
                 return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason.clone()), None);
@@ -138,8 +144,19 @@ pub async fn run(
             result.write();
             let keep = options.keep_on_failure && result.outcome != Outcome::Passed;
             (index, result, cleanup.map(|c| (c, keep, suite.defaults.cleanup_timeout)))
-            }
-            .await;
+            };
+            // A bug of kubevet's that panics in a case still leaves its result and deletes
+            // what the case made.
+            let (index, result, cleanup) = match AssertUnwindSafe(case_task).catch_unwind().await {
+                Ok(ended) => ended,
+                Err(panic) => {
+                    let case = &case_of_task;
+                    let mut result = panicked(case, artifacts.join(&case.id), &panic);
+                    clean_up_by_label(&cluster_of_task, case, &run_of_task, &mut tracker, timeout, &mut result).await;
+                    result.write();
+                    (index, result, None)
+                }
+            };
             told.finished(&result);
             (index, result, cleanup)
         });
@@ -200,5 +217,55 @@ pub async fn run(
         results,
         interrupted: *cancel_rx.borrow(),
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The result of a case whose task panicked: an error of kubevet's, with the panic's message.
+fn panicked(case: &Case, dir: PathBuf, panic: &(dyn std::any::Any + Send)) -> CaseResult {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    tracing::error!(case = %case.name, panic = %message, "a case's task panicked");
+    let mut result = CaseResult::new(case, dir);
+    result.finish_as(
+        Outcome::Error,
+        Some(FailureClass::Infrastructure),
+        Some(format!("kubevet failed while running this case (a bug of kubevet's; please report it): {message}")),
+    );
+    result
+}
+
+/// Deletes what a case that lost its own cleanup made: its namespaces and cluster-scoped
+/// objects, found by the run's and the case's labels; what stays is listed as left behind.
+async fn clean_up_by_label(
+    cluster: &Cluster,
+    case: &Case,
+    run_id: &str,
+    namespaces: &mut NamespaceTracker,
+    timeout: Duration,
+    result: &mut CaseResult,
+) {
+    let selector = format!("{LABEL_RUN}={run_id},{LABEL_CASE}={}", label_value(&case.id));
+    let (found, cluster_scoped) = match cluster.leftovers(&selector).await {
+        Ok(found) => found,
+        Err(e) => {
+            result.left_behind.push(format!("whatever carries {selector} (listing it failed: {e})"));
+            return;
+        }
+    };
+    let mut cluster_scoped = Some(cluster_scoped);
+    for namespace in found {
+        let cleanup =
+            Cleanup { namespace, unfinished: Vec::new(), cluster_scoped: cluster_scoped.take().unwrap_or_default() };
+        clean_up(cluster, &cleanup, namespaces, timeout, result).await;
+    }
+    if let Some(rest) = cluster_scoped.filter(|r| !r.is_empty()) {
+        for object in rest {
+            if let Err(e) = cluster.delete(&object).await {
+                result.left_behind.push(format!("{}/{} ({e})", object.kind.resource.kind, object.name));
+            }
+        }
     }
 }

@@ -17,7 +17,13 @@ use crate::{
     outcome::{CaseResult, Outcome, Phase, StepOutcome, StepReport},
     plan::{Scenario, Step, StepAction},
     suite::{Expect, FailureClass},
+    util::duration::deadline as deadline_after,
 };
+
+/// The time a section's steps may take together; never overflows.
+fn total(steps: &[Step]) -> Duration {
+    steps.iter().fold(Duration::ZERO, |sum, s| sum.saturating_add(s.timeout))
+}
 
 /// How a list of steps ended.
 enum Ended {
@@ -45,13 +51,13 @@ impl CaseRun<'_> {
             replica_label: None,
             cancel: self.cancel.clone(),
         };
-        let deadline = Instant::now() + case.timeout.0;
+        let deadline = deadline_after(case.timeout.0);
         let mut applied: Vec<Applied> = Vec::new();
         let clock = Instant::now();
         let ended = self.steps("steps", &scenario.steps, &scope, deadline, &mut applied, &mut result.steps).await;
         if !matches!(ended, Ended::Passed | Ended::Interrupted) {
             // Catch steps get their own timeouts, even when the scenario's has run out.
-            let catch_deadline = Instant::now() + scenario.catch.iter().map(|s| s.timeout).sum::<Duration>();
+            let catch_deadline = deadline_after(total(&scenario.catch));
             self.steps("catch", &scenario.catch, &scope, catch_deadline, &mut applied, &mut result.steps).await;
         }
         result.phases.push(Phase::since("steps", clock));
@@ -60,7 +66,7 @@ impl CaseRun<'_> {
         let unseen = (vec![None; applied.len()], None);
         let evidence = self.collect_into(&mut result, &namespace, &applied, unseen, interrupted).await;
         if !interrupted {
-            let finally_deadline = Instant::now() + scenario.finally.iter().map(|s| s.timeout).sum::<Duration>();
+            let finally_deadline = deadline_after(total(&scenario.finally));
             self.steps("finally", &scenario.finally, &scope, finally_deadline, &mut applied, &mut result.steps).await;
         }
         for a in &applied {

@@ -22,9 +22,15 @@ use crate::util::{
 pub(super) struct PipelinesFile {
     endpoint: Option<Spanned<String>>,
     token_env: Option<String>,
+    token_file: Option<Spanned<String>>,
     namespace: Option<String>,
+    service_namespace: Option<String>,
     service: Option<String>,
     experiment: Option<String>,
+    user: Option<String>,
+    user_header: Option<String>,
+    caching: Option<Caching>,
+    state_lag: Option<Dur>,
     #[serde(default)]
     compile: Vec<Spanned<String>>,
     #[serde(default)]
@@ -43,13 +49,36 @@ struct ExistingFile {
     tier: Option<String>,
 }
 
+/// `caching: true` (every pipeline) or a list of globs (the pipelines it matches).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Caching {
+    All(bool),
+    Some(Vec<Spanned<String>>),
+}
+
 /// Where KFP's API is reached.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KfpAccess {
     /// `/api/v1/namespaces/{namespace}/services/{service}/proxy` on the cell's cluster.
     ServiceProxy { service: String },
-    /// A URL of its own; the token, when given, is read from this environment variable.
-    Endpoint { url: String, token_env: Option<String> },
+    /// A URL of its own; the bearer token, when given, is read from this environment variable
+    /// or file (KFP checks it by TokenReview, audience `pipelines.kubeflow.org`).
+    Endpoint { url: String, token: Option<TokenSource> },
+}
+
+/// Where a bearer token for KFP comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenSource {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+/// Who kubevet is to a multi-user KFP: the header (`kubeflow-userid` by default) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub header: String,
+    pub user: String,
 }
 
 /// A pipeline that already lives in KFP, run as a case.
@@ -69,9 +98,19 @@ pub struct ExistingPipeline {
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
     pub access: KfpAccess,
-    /// KFP's namespace: where its Workflows and task pods are (and, in multi-user mode, the
-    /// profile namespace runs and experiments belong to).
+    /// Where runs live: their experiments, Workflows and task pods (`kubeflow` standalone, the
+    /// user's profile namespace in multi-user mode). Defaults to `service_namespace`.
     pub namespace: String,
+    /// Where the `ml-pipeline` service is (`kubeflow`), for the service proxy.
+    pub service_namespace: String,
+    /// Sent with every request when given (multi-user KFP).
+    pub identity: Option<Identity>,
+    /// Pipelines run with KFP's cache on as compiled (else every task's cache is turned off
+    /// before upload, so each case really executes).
+    pub caching: Vec<GlobMatcher>,
+    pub caching_all: bool,
+    /// How long KFP's run state may lag the Workflow's end before the Workflow decides.
+    pub state_lag: Dur,
     /// The experiment runs are made in; by default named after the suite.
     pub experiment: Option<String>,
     /// Python pipeline files compiled into cases with the KFP SDK.
@@ -79,11 +118,27 @@ pub struct PipelineSettings {
     pub existing: Vec<ExistingPipeline>,
 }
 
+/// KFP's persistence agent resyncs every 30 s with 2 workers and backs off up to 360 s: 3 min
+/// covers a loaded agent's usual lag without making a lost report wait forever.
+pub const DEFAULT_STATE_LAG: std::time::Duration = std::time::Duration::from_secs(180);
+
+impl PipelineSettings {
+    /// Whether a pipeline file (relative to the suite) keeps KFP's cache on.
+    pub fn caching_for(&self, rel: &str) -> bool {
+        self.caching_all || self.caching.iter().any(|g| g.is_match(rel))
+    }
+}
+
 impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
             access: KfpAccess::ServiceProxy { service: "ml-pipeline:http".into() },
             namespace: "kubeflow".into(),
+            service_namespace: "kubeflow".into(),
+            identity: None,
+            caching: Vec::new(),
+            caching_all: false,
+            state_lag: Dur(DEFAULT_STATE_LAG),
             experiment: None,
             compile: Vec::new(),
             existing: Vec::new(),
@@ -104,11 +159,38 @@ pub(super) fn load(
                 return Err(at(&url.referenced, format!("endpoint {:?} is not an http(s) URL", url.value))
                     .with_hint("write the KFP API's base URL, like `endpoint: https://kfp.example.com/pipeline`"));
             }
-            KfpAccess::Endpoint { url: url.value.trim_end_matches('/').to_string(), token_env: file.token_env.clone() }
+            let token = match (&file.token_env, &file.token_file) {
+                (Some(_), Some(f)) => {
+                    return Err(at(
+                        &f.referenced,
+                        "tokenEnv and tokenFile both given: the token comes from one".into(),
+                    ));
+                }
+                (Some(var), None) => Some(TokenSource::Env(var.clone())),
+                (None, Some(f)) => Some(TokenSource::File(path.parent().unwrap_or(Path::new(".")).join(&f.value))),
+                (None, None) => None,
+            };
+            KfpAccess::Endpoint { url: url.value.trim_end_matches('/').to_string(), token }
         }
-        None => KfpAccess::ServiceProxy { service: file.service.clone().unwrap_or_else(|| "ml-pipeline:http".into()) },
+        None => {
+            if let Some(f) = &file.token_file {
+                return Err(at(&f.referenced, "tokenFile needs an endpoint: through the Kubernetes API server's service proxy KFP never sees a bearer token".into())
+                    .with_hint("give `endpoint:` too, or send the user's identity with `user:` (header kubeflow-userid)"));
+            }
+            KfpAccess::ServiceProxy { service: file.service.clone().unwrap_or_else(|| "ml-pipeline:http".into()) }
+        }
     };
-    let compile = file.compile.iter().map(glob).collect::<Result<_>>()?;
+    let (caching_all, caching) = match &file.caching {
+        None => (false, Vec::new()),
+        Some(Caching::All(all)) => (*all, Vec::new()),
+        Some(Caching::Some(globs)) => (false, globs.iter().map(&glob).collect::<Result<_>>()?),
+    };
+    let service_namespace = file.service_namespace.clone().unwrap_or_else(|| "kubeflow".into());
+    let identity = file
+        .user
+        .clone()
+        .map(|user| Identity { header: file.user_header.clone().unwrap_or_else(|| "kubeflow-userid".into()), user });
+    let compile = file.compile.iter().map(&glob).collect::<Result<_>>()?;
     let mut existing = Vec::new();
     for e in &file.existing {
         if existing.iter().any(|x: &ExistingPipeline| x.name == e.value.name) {
@@ -126,7 +208,12 @@ pub(super) fn load(
     }
     Ok(PipelineSettings {
         access,
-        namespace: file.namespace.clone().unwrap_or_else(|| "kubeflow".into()),
+        namespace: file.namespace.clone().unwrap_or_else(|| service_namespace.clone()),
+        service_namespace,
+        identity,
+        caching,
+        caching_all,
+        state_lag: file.state_lag.unwrap_or(Dur(DEFAULT_STATE_LAG)),
         experiment: file.experiment.clone(),
         compile,
         existing,

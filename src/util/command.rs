@@ -70,7 +70,8 @@ pub struct Finished {
 }
 
 /// Runs a user's script: no shell (the argv as written), its own environment added, stopped
-/// (the whole process group) when it outlasts `timeout`.
+/// (the whole process group) when it outlasts `timeout`. Its output is drained while it runs,
+/// so a script that timed out still shows what it printed.
 pub async fn script(
     argv: &[String],
     env: &[(&str, String)],
@@ -88,27 +89,50 @@ pub async fn script(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let child = match command.spawn() {
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!("{program}: no such program (looked in {} and on PATH)", dir.display()));
         }
         Err(e) => return Err(format!("cannot run {program}: {e}")),
     };
-    let group = child.id();
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) => {
-            let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
-            output.push_str(&String::from_utf8_lossy(&out.stderr));
-            Ok(Finished { code: out.status.code(), timed_out: false, output })
-        }
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
+    let stdout = tokio::spawn(drain(child.stdout.take()));
+    let stderr = tokio::spawn(drain(child.stderr.take()));
+    let (code, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => (status.code(), false),
+        Ok(Err(e)) => return Err(format!("{program}: {e}")),
         Err(_) => {
-            // The child itself is killed on drop; its own children share its process group.
-            if let Some(pid) = group {
-                let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
-            }
-            Ok(Finished { code: None, timed_out: true, output: String::new() })
+            kill_group(child.id());
+            let _ = child.wait().await;
+            (None, true)
         }
+    };
+    // A process that left the group may still hold a pipe open: what came so far is kept.
+    let mut output = String::new();
+    for pipe in [stdout, stderr] {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), pipe).await {
+            Ok(Ok(text)) => output.push_str(&text),
+            _ => output.push_str("\n[kubevet: the rest of this output was not read: a process outlived the script]\n"),
+        }
+    }
+    Ok(Finished { code, timed_out, output })
+}
+
+/// Everything a pipe gives until it closes.
+pub async fn drain(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut bytes).await;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// SIGKILL to the process group a script leads (it was started as the group's leader).
+fn kill_group(leader: Option<u32>) {
+    let pid = leader.and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid
+        && let Err(e) = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)
+    {
+        tracing::warn!(group = pid.as_raw_nonzero().get(), error = %e, "cannot stop a timed-out script's process group");
     }
 }

@@ -8,10 +8,14 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
+/// The longest duration kubevet takes (30 days): beyond it a number is a typo, and a
+/// deadline computed from it could not be represented.
+pub const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl Dur {
     pub fn parse(text: &str) -> Result<Self, String> {
         let err = || format!("invalid duration {text:?}: expected a number and a unit, like 90s, 10m, 1h30m or 500ms");
-        let mut total = Duration::ZERO;
+        let mut seconds = 0f64;
         let mut rest = text.trim();
         if rest.is_empty() {
             return Err(err());
@@ -21,18 +25,28 @@ impl Dur {
             let number: f64 = rest[..digits].parse().map_err(|_| err())?;
             rest = &rest[digits..];
             let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-            let seconds = match &rest[..unit_len] {
-                "ms" => number / 1000.0,
-                "s" => number,
-                "m" => number * 60.0,
-                "h" => number * 3600.0,
+            let unit = match &rest[..unit_len] {
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
                 _ => return Err(err()),
             };
-            total += Duration::from_secs_f64(seconds);
+            seconds += number * unit;
             rest = &rest[unit_len..];
         }
-        Ok(Dur(total))
+        // Checked before the conversion, which panics on a value it cannot hold.
+        if !seconds.is_finite() || seconds > MAX.as_secs_f64() {
+            return Err(format!("duration {text:?} is too long: kubevet takes durations from 0s to 720h (30 days)"));
+        }
+        Ok(Dur(Duration::from_secs_f64(seconds)))
     }
+}
+
+/// `now + after`, or the farthest instant that can be held: a deadline never panics.
+pub fn deadline(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after).unwrap_or_else(|| now + MAX)
 }
 
 impl fmt::Display for Dur {
@@ -71,6 +85,11 @@ mod tests {
         assert!(Dur::parse("10").is_err());
         assert!(Dur::parse("10 minutes").is_err());
         assert!(Dur::parse("").is_err());
+        assert_eq!(Dur::parse("720h"), Ok(Dur(MAX)));
+        for absurd in ["99999999999999999999h", "721h", "720h1ms"] {
+            let e = Dur::parse(absurd).expect_err(absurd);
+            assert!(e.contains("0s to 720h"), "{absurd}: {e}");
+        }
     }
 
     #[test]

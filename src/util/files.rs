@@ -48,15 +48,22 @@ pub fn relative(from: &Path, to: &Path) -> PathBuf {
     path
 }
 
-/// Adds each file's path (relative to `root`) and content to `hash`.
-pub fn hash_files<'a>(hash: &mut Sha256, root: &Path, files: impl IntoIterator<Item = &'a PathBuf>) {
+/// Adds each file's path (relative to `root`) and content to `hash`; a file that cannot be
+/// read is an error naming it, never hashed as empty.
+pub fn hash_files<'a>(
+    hash: &mut Sha256,
+    root: &Path,
+    files: impl IntoIterator<Item = &'a PathBuf>,
+) -> Result<(), String> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     for file in files {
+        let content = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
         hash.update(relative(&root, file).to_string_lossy().as_bytes());
         hash.update([0]);
-        hash.update(std::fs::read(file).unwrap_or_default());
+        hash.update(content);
         hash.update([0]);
     }
+    Ok(())
 }
 
 /// A name safe to use as one path component.

@@ -10,48 +10,10 @@ use crate::{
         collect::{Collect, Evidence},
         kfp::Kfp,
     },
-    outcome::{CaseResult, TaskRow},
+    outcome::CaseResult,
     run::case::CaseRun,
 };
 
-/// A node's task: `<wf>.root.<task>.executor` (or `…<task>-driver`) names it.
-fn task_of(node: &Value) -> String {
-    let name = node["name"].as_str().unwrap_or_default();
-    let inner = name.strip_suffix(".executor").unwrap_or(name);
-    let task = inner.rsplit('.').next().unwrap_or(inner);
-    if task.is_empty() { node["displayName"].as_str().unwrap_or_default().to_string() } else { task.to_string() }
-}
-
-/// The task table: one row per pod node of the Workflow, with the pod that ran it.
-pub(super) fn tasks(workflow: &Value, pods: &[k8s_openapi::api::core::v1::Pod]) -> Vec<TaskRow> {
-    let mut rows: Vec<TaskRow> = workflow
-        .pointer("/status/nodes")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flat_map(|nodes| nodes.values())
-        .filter(|n| n["type"] == "Pod")
-        .map(|n| {
-            let id = n["id"].as_str().unwrap_or_default();
-            let pod = pods.iter().find(|p| {
-                p.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("workflows.argoproj.io/node-id"))
-                    .is_some_and(|x| x == id)
-            });
-            TaskRow {
-                task: task_of(n),
-                state: n["phase"].as_str().unwrap_or_default().to_string(),
-                started: n["startedAt"].as_str().map(str::to_string),
-                ended: n["finishedAt"].as_str().map(str::to_string),
-                pod: pod.and_then(|p| p.metadata.name.clone()),
-                message: n["message"].as_str().map(str::to_string),
-            }
-        })
-        .collect();
-    rows.sort_by(|a, b| (&a.started, &a.task).cmp(&(&b.started, &b.task)));
-    rows
-}
 impl CaseRun<'_> {
     /// The run as KFP reports it, the Workflow's final state, every pod's logs (task and
     /// driver pods alike) and their events; the task table into the result.
@@ -86,7 +48,13 @@ impl CaseRun<'_> {
             Vec::new()
         });
         let names: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
-        result.tasks = tasks(&workflow, &pods);
+        result.tasks = match super::tasks::nodes(&workflow) {
+            Ok(nodes) => super::tasks::table(&nodes, &pods),
+            Err(e) => {
+                result.collect_problems.push(e);
+                Vec::new()
+            }
+        };
         let evidence = Collect {
             cluster: self.cluster,
             dir,

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::time::Instant;
 
 use super::API;
 use crate::{
@@ -22,6 +21,8 @@ pub(super) enum Followed {
     Interrupted,
     /// A pod of the run was stuck (image pull, config, scheduling) beyond the grace period.
     Stuck(String),
+    /// KFP could not be read while it was polled, beyond the retries: the cause.
+    Broken(String),
 }
 
 pub(super) fn phase_of(workflow: &Value) -> &str {
@@ -41,7 +42,7 @@ impl CaseRun<'_> {
     /// only when the cluster serves no Workflow kind), within the case's timeout; a pod stuck
     /// beyond the grace period ends it too, as for jobs. The Workflow as last seen.
     pub(super) async fn follow(&self, kfp: &Kfp, run_id: &str, result: &mut CaseResult) -> (Followed, Value) {
-        let deadline = Instant::now() + self.case.timeout.0;
+        let deadline = crate::util::duration::deadline(self.case.timeout.0);
         let mut cancel = self.cancel.clone();
         let mut workflow = Value::Null;
         let seen_end = |result: &mut CaseResult, watched: bool| {
@@ -92,11 +93,23 @@ impl CaseRun<'_> {
                 tracing::warn!(run = %run_id, "{note}");
                 result.collect_problems.push(note);
                 let mut wait = Duration::from_secs(1);
+                let mut failures = 0u32;
                 loop {
-                    let run = kfp.get(&format!("{API}/runs/{run_id}")).await.unwrap_or_default();
-                    if terminal_state(run["state"].as_str().unwrap_or_default()) {
-                        seen_end(result, false);
-                        return (Followed::Ended, workflow);
+                    // Each read is already retried by the request layer; a few failed reads in
+                    // a row end the case as the infrastructure's, never as a default state.
+                    match kfp.get(&format!("{API}/runs/{run_id}")).await {
+                        Ok(run) if terminal_state(run["state"].as_str().unwrap_or_default()) => {
+                            seen_end(result, false);
+                            return (Followed::Ended, workflow);
+                        }
+                        Ok(_) => failures = 0,
+                        Err(e) if failures >= 4 => {
+                            return (Followed::Broken(format!("reading run {run_id} from KFP failed: {e}")), workflow);
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(run = %run_id, error = %e, "reading the run from KFP");
+                        }
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => wait = (wait * 3 / 2).min(Duration::from_secs(10)),

@@ -11,19 +11,22 @@
 mod evidence;
 mod follow;
 mod publish;
+mod tasks;
 
 use std::time::Duration;
 
-use serde_json::json;
+use futures::StreamExt;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::case::{CaseRun, Cleanup, INTERRUPT_COLLECT_GRACE};
 use crate::{
     cluster::kfp::{Kfp, KfpError},
     images,
-    outcome::{CaseResult, Outcome, Phase, PipelineRun},
+    outcome::{CaseResult, Outcome, Phase, PipelineRun, TaskRow},
     plan::{Case, PipelineCase, PipelineSource, pipeline},
-    suite::{Expect, FailureClass, images::Retag},
+    suite::{Expect, FailureClass, images::Retag, pipelines::PipelineSettings},
+    util::{duration::deadline, ids::kfp_name},
 };
 use follow::{Followed, phase_of, terminal_state};
 
@@ -49,7 +52,7 @@ fn refused_or_infrastructure(what: &str, e: &KfpError) -> Stop {
 
 /// Before the cells: Python pipelines compiled (or taken from the cache), every compiled
 /// pipeline's parameters typed, and the built images swapped into executors.
-pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
+pub async fn prepare(cases: &mut [Case], retags: &[Retag], settings: &PipelineSettings) {
     let python =
         cases.iter().any(|c| c.pipeline.as_ref().is_some_and(|p| matches!(p.source, PipelineSource::Python(_))));
     let sdk = if python { Some(pipeline::sdk_version().await) } else { None };
@@ -78,6 +81,9 @@ pub async fn prepare(cases: &mut [Case], retags: &[Retag]) {
         }
         if let PipelineSource::Compiled { spec, .. } = &mut p.source {
             images::rewrite_pipeline(spec, retags);
+            if !settings.caching_for(&case.name) {
+                p.caching_turned_off = Some(pipeline::without_cache(spec));
+            }
             // A compiled file's parameters were checked when it was planned; a Python
             // pipeline's can be only now.
             if p.compiled_from_cache.is_some()
@@ -136,20 +142,107 @@ impl CaseRun<'_> {
         result: &mut CaseResult,
         made: &mut Made,
     ) -> Result<Stop, Stop> {
-        let case = self.case;
         let clock = Instant::now();
-        self.progress.phase(&case.name, "upload");
+        self.progress.phase(&self.case.name, "upload");
+        let run_id = self.start_run(kfp, p, result, made).await?;
+        result.phases.push(Phase::since("upload", clock));
+        let clock = Instant::now();
+        self.progress.phase(&self.case.name, "running");
+        let (followed, workflow) = self.follow(kfp, &run_id, result).await;
+        result.phases.push(Phase::since("running", clock));
+        let clock = Instant::now();
+        self.progress.phase(&self.case.name, "collecting");
+        // What was still running is what the last snapshot before `:terminate` shows: after
+        // it, the stopped tasks read Failed.
+        let still_running: Vec<String> = tasks::nodes(&workflow)
+            .map(|nodes| tasks::table(&nodes, &[]))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.role == "task" && matches!(t.state.as_str(), "Running" | "Pending"))
+            .map(|t| t.task)
+            .collect();
+        let mut stopped_note = String::new();
+        let settled = match &followed {
+            Followed::Ended => Some(self.settle(kfp, &run_id, &workflow, result).await),
+            Followed::Broken(_) => None,
+            Followed::TimedOut | Followed::Interrupted | Followed::Stuck(_) => {
+                stopped_note = match kfp.post(&format!("{API}/runs/{run_id}:terminate"), &json!({})).await {
+                    Ok(_) => "; the run was terminated".into(),
+                    Err(e) => format!(" (terminating the run failed: {e})"),
+                };
+                None
+            }
+        };
+        let run = match &settled {
+            Some(Ok(s)) => s.run.clone(),
+            _ => Value::Null,
+        };
+        let collect = self.pipeline_evidence(kfp, &run_id, &run, &workflow, result);
+        let evidence = match followed {
+            // An interrupted run collects what it can in a short while.
+            Followed::Interrupted => tokio::time::timeout(INTERRUPT_COLLECT_GRACE, collect).await.unwrap_or_default(),
+            _ => collect.await,
+        };
+        result.phases.push(Phase::since("collecting", clock));
+        let failing = result.tasks.iter().find(|t| t.role == "task" && matches!(t.state.as_str(), "Failed" | "Error"));
+        let failing_pod = failing.and_then(|t| t.pod.clone());
+        let verdict = match followed {
+            Followed::Stuck(why) => {
+                (Outcome::Failed, Some(super::classify::stuck(&why)), format!("{why}{stopped_note}"))
+            }
+            Followed::Interrupted => (Outcome::Interrupted, None, format!("interrupted while it ran{stopped_note}")),
+            Followed::Broken(why) => (Outcome::Error, Some(FailureClass::Infrastructure), why),
+            Followed::TimedOut => {
+                let running = if still_running.is_empty() { "none".to_string() } else { still_running.join(", ") };
+                let why = format!(
+                    "the pipeline run did not end within {}{stopped_note}; tasks still running: {running}",
+                    self.case.timeout
+                );
+                (Outcome::Failed, Some(FailureClass::Timeout), why)
+            }
+            Followed::Ended => match settled {
+                Some(Ok(settled)) => self.judge_ended(p, &settled, &workflow, result),
+                Some(Err(stop)) => stop,
+                None => (Outcome::Error, Some(FailureClass::Infrastructure), "the run was not settled".into()),
+            },
+        };
+        if verdict.0 != Outcome::Passed {
+            result.log_tail = evidence.tail_of(failing_pod.as_deref(), "main", 30);
+        }
+        Ok(verdict)
+    }
+
+    /// KFP's health, the version to run, its typed parameters and the experiment; then the
+    /// run, whose id comes back.
+    async fn start_run(
+        &self,
+        kfp: &Kfp,
+        p: &PipelineCase,
+        result: &mut CaseResult,
+        made: &mut Made,
+    ) -> Result<String, Stop> {
+        let case = self.case;
         let health = kfp.get(&format!("{API}/healthz")).await.map_err(|e| {
             infrastructure(&format!("KFP is unreachable or unhealthy (GET {API}/healthz on the {})", kfp.shown), &e)
         })?;
         let multi_user = health["multi_user"] == true;
+        if multi_user && kfp.identity.is_none() && !kfp.has_token() {
+            return Err((
+                Outcome::Error,
+                Some(FailureClass::Infrastructure),
+                format!(
+                    "KFP ({}) runs in multi-user mode, and kubevet was given no identity to act as: set pipelines.user (sent as header kubeflow-userid, or pipelines.userHeader), or an endpoint with pipelines.tokenEnv or tokenFile; and pipelines.namespace to the user's profile namespace",
+                    kfp.shown
+                ),
+            ));
+        }
         let (pipeline_id, version_id, spec) = self.pipeline_version(kfp, p, result, made).await?;
         made.used_pipeline = pipeline_id.clone();
         let parameters = pipeline::typed_parameters(&spec, &p.parameters)
             .map_err(|problems| (Outcome::Failed, Some(FailureClass::Example), pipeline::problems_line(&problems)))?;
         let experiment_id = self.experiment(kfp, multi_user).await?;
         let body = json!({
-            "display_name": format!("{} {}", case.id, self.run_id),
+            "display_name": kfp_name(&format!("{}-{}", case.id, self.run_id)),
             "description": format!("kubevet case {} of run {}", case.name, self.run_id),
             "experiment_id": experiment_id,
             "pipeline_version_reference": {"pipeline_id": pipeline_id, "pipeline_version_id": version_id},
@@ -159,107 +252,175 @@ impl CaseRun<'_> {
             .post(&format!("{API}/runs"), &body)
             .await
             .map_err(|e| refused_or_infrastructure("creating the run", &e))?;
-        let run_id = created["run_id"].as_str().unwrap_or_default().to_string();
+        let Some(run_id) = created["run_id"].as_str().filter(|id| !id.is_empty()).map(str::to_string) else {
+            return Err((
+                Outcome::Error,
+                Some(FailureClass::Infrastructure),
+                format!("KFP created the run but gave no run_id: {created}"),
+            ));
+        };
         made.run_id = Some(run_id.clone());
         if let Some(r) = result.pipeline.as_mut() {
             r.run_id = Some(run_id.clone());
+            r.caching_turned_off = p.caching_turned_off;
         }
-        result.phases.push(Phase::since("upload", clock));
-        let clock = Instant::now();
-        self.progress.phase(&case.name, "running");
-        let (followed, workflow) = self.follow(kfp, &run_id, result).await;
-        result.phases.push(Phase::since("running", clock));
-        let clock = Instant::now();
-        self.progress.phase(&case.name, "collecting");
-        // The verdict is KFP's: its run state, read once (again, with backoff, for at most 30 s
-        // while KFP's persistence agent catches up with the Workflow).
-        let mut run = kfp.get(&format!("{API}/runs/{run_id}")).await.unwrap_or_default();
-        let mut stopped_note = String::new();
-        // What was still running is what the last snapshot before `:terminate` shows: after
-        // it, the stopped tasks read Failed.
-        let still_running: Vec<String> = evidence::tasks(&workflow, &[])
-            .into_iter()
-            .filter(|t| matches!(t.state.as_str(), "Running" | "Pending"))
-            .map(|t| t.task)
-            .collect();
-        match followed {
-            Followed::Ended => {
-                let mut wait = Duration::from_millis(250);
-                let give_up = Instant::now() + Duration::from_secs(30);
-                while !terminal_state(run["state"].as_str().unwrap_or_default()) && Instant::now() < give_up {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                    run = kfp.get(&format!("{API}/runs/{run_id}")).await.unwrap_or_default();
-                }
-            }
-            Followed::TimedOut | Followed::Interrupted | Followed::Stuck(_) => {
-                if let Err(e) = kfp.post(&format!("{API}/runs/{run_id}:terminate"), &json!({})).await {
-                    stopped_note = format!(" (terminating the run failed: {e})");
-                } else {
-                    stopped_note = "; the run was terminated".into();
-                }
-            }
-        }
-        let collect = self.pipeline_evidence(kfp, &run_id, &run, &workflow, result);
-        let evidence = match followed {
-            // An interrupted run collects what it can in a short while.
-            Followed::Interrupted => tokio::time::timeout(INTERRUPT_COLLECT_GRACE, collect).await.unwrap_or_default(),
-            _ => collect.await,
+        Ok(run_id)
+    }
+
+    /// After the Workflow ended: KFP's run state, once KFP reports it final, for up to
+    /// `pipelines.stateLag`. Between reads kubevet watches the Workflow (KFP's persistence
+    /// agent labels it `pipeline/persistedFinalState` when it has reported), with a slow
+    /// backoff as a net. A failed read keeps the last good one; none good is an error naming
+    /// the cause.
+    async fn settle(
+        &self,
+        kfp: &Kfp,
+        run_id: &str,
+        workflow: &Value,
+        result: &mut CaseResult,
+    ) -> Result<Settled, Stop> {
+        let ended = Instant::now();
+        let give_up = deadline(self.pipelines.state_lag.0);
+        let selector = format!("pipeline/runid={run_id}");
+        let kind = self.cluster.kind("argoproj.io/v1alpha1", "Workflow").await.ok();
+        let mut changes = match &kind {
+            Some(kind) => self.cluster.watch_matching(kind, &kfp.namespace, None, Some(&selector)).boxed(),
+            None => futures::stream::pending().boxed(),
         };
-        result.phases.push(Phase::since("collecting", clock));
-        let state = run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED").to_string();
+        let mut cancel = self.cancel.clone();
+        let (mut last_good, mut last_error): (Option<Value>, Option<KfpError>) = (None, None);
+        let mut wait = Duration::from_secs(2);
+        loop {
+            match kfp.get(&format!("{API}/runs/{run_id}")).await {
+                Ok(run) if terminal_state(run["state"].as_str().unwrap_or_default()) => {
+                    let lag = ended.elapsed().as_secs_f64();
+                    return Ok(Settled { run, lag, in_time: true });
+                }
+                Ok(run) => last_good = Some(run),
+                Err(e) => last_error = Some(e),
+            }
+            tokio::select! {
+                Some(_) = changes.next() => {}
+                _ = tokio::time::sleep(wait) => wait = (wait * 2).min(Duration::from_secs(30)),
+                _ = tokio::time::sleep_until(give_up) => break,
+                _ = cancel.wait_for(|c| *c) => break,
+            }
+        }
+        let lag = ended.elapsed().as_secs_f64();
+        if *self.cancel.borrow() {
+            return Err((Outcome::Interrupted, None, "interrupted while KFP caught up with the run's end".into()));
+        }
+        match (last_good, last_error) {
+            (Some(run), _) => {
+                let state = run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED").to_string();
+                result.collect_problems.push(format!(
+                    "KFP still reported {state} {lag:.0} s after the Workflow ended {} (pipelines.stateLag {}): the Workflow's phase decided",
+                    phase_of(workflow),
+                    self.pipelines.state_lag
+                ));
+                Ok(Settled { run, lag, in_time: false })
+            }
+            (None, Some(e)) => {
+                Err(infrastructure(&format!("reading run {run_id} from KFP after the Workflow ended"), &e))
+            }
+            (None, None) => Err((Outcome::Error, Some(FailureClass::Infrastructure), "KFP was never read".into())),
+        }
+    }
+
+    /// The verdict of a run whose Workflow ended: KFP's state when KFP reported in time, else
+    /// the Workflow's phase; a failure names the failing task, or what failed when no user
+    /// task did; a pass needs at least one task that ran, unless caching was asked for.
+    fn judge_ended(&self, p: &PipelineCase, settled: &Settled, workflow: &Value, result: &mut CaseResult) -> Stop {
+        let run_id = settled.run["run_id"].as_str().unwrap_or_default().to_string();
+        let state = if settled.in_time {
+            settled.run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED").to_string()
+        } else {
+            match phase_of(workflow) {
+                "Succeeded" => "SUCCEEDED".to_string(),
+                _ => "FAILED".to_string(),
+            }
+        };
         if let Some(r) = result.pipeline.as_mut() {
-            r.state = Some(state.clone());
+            r.state = settled.run["state"].as_str().map(str::to_string);
+            r.state_lag_seconds = Some((settled.lag * 1000.0).round() / 1000.0);
+            r.verdict_from = Some(if settled.in_time { "kfp" } else { "workflow" });
         }
-        let failing = result.tasks.iter().find(|t| matches!(t.state.as_str(), "Failed" | "Error")).cloned();
-        let verdict = match followed {
-            Followed::Stuck(why) => {
-                (Outcome::Failed, Some(super::classify::stuck(&why)), format!("{why}{stopped_note}"))
-            }
-            Followed::Interrupted => (Outcome::Interrupted, None, format!("interrupted while it ran{stopped_note}")),
-            Followed::TimedOut => {
-                let running = if still_running.is_empty() { "none".to_string() } else { still_running.join(", ") };
-                (
-                    Outcome::Failed,
-                    Some(FailureClass::Timeout),
-                    format!(
-                        "the pipeline run did not end within {}{stopped_note}; tasks still running: {running}",
-                        case.timeout
-                    ),
-                )
-            }
-            Followed::Ended => {
-                let why = match &failing {
-                    Some(t) => format!("task {} failed: {}", t.task, t.message.as_deref().unwrap_or("no message")),
-                    None => phase_of(&workflow).to_string(),
-                };
-                match (state.as_str(), case.expect) {
-                    ("SUCCEEDED", Expect::Success) => (Outcome::Passed, None, format!("run {run_id} SUCCEEDED")),
-                    ("SUCCEEDED", Expect::Failure) => (
-                        Outcome::Failed,
-                        Some(FailureClass::Test),
-                        "expected a failure, but the pipeline run SUCCEEDED".into(),
-                    ),
-                    (s, Expect::Failure) if terminal_state(s) => {
-                        (Outcome::Passed, None, format!("failed as expected: run {s}: {why}"))
-                    }
-                    (s, Expect::Success) if terminal_state(s) => {
-                        (Outcome::Failed, Some(FailureClass::Test), format!("pipeline run {s}: {why}"))
-                    }
-                    (s, _) => (
-                        Outcome::Error,
-                        Some(FailureClass::Infrastructure),
-                        format!(
-                            "the run's Workflow ended {} but KFP still reports the run {s} after 30 s",
-                            phase_of(&workflow)
-                        ),
-                    ),
-                }
-            }
+        let lag_note = if settled.in_time {
+            String::new()
+        } else {
+            format!(
+                " (by the Workflow's phase: KFP still reported {} {:.0} s after the Workflow ended)",
+                settled.run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED"),
+                settled.lag
+            )
         };
-        if verdict.0 != Outcome::Passed {
-            result.log_tail = evidence.tail_of(failing.as_ref().and_then(|t| t.pod.as_deref()), "main", 30);
+        let (why, class) = why_failed(&result.tasks, &settled.run, workflow);
+        let ran = result.tasks.iter().filter(|t| t.role == "task" && t.attempts > 0).count();
+        let cached: Vec<&str> = result.tasks.iter().filter(|t| t.cached).map(|t| t.task.as_str()).collect();
+        let caching_asked = p.caching_turned_off.is_none() && !matches!(p.source, PipelineSource::Existing { .. });
+        match (state.as_str(), self.case.expect) {
+            ("SUCCEEDED", Expect::Success) if ran == 0 && !cached.is_empty() && !caching_asked => (
+                Outcome::Failed,
+                Some(FailureClass::Example),
+                format!(
+                    "run {run_id} SUCCEEDED but no task executed: every task's outputs came from KFP's cache ({}); the pipeline compiles with caching on — compile it with caching off, or set pipelines.caching: true to accept cached runs",
+                    cached.join(", ")
+                ),
+            ),
+            ("SUCCEEDED", Expect::Success) => (Outcome::Passed, None, format!("run {run_id} SUCCEEDED{lag_note}")),
+            ("SUCCEEDED", Expect::Failure) => (
+                Outcome::Failed,
+                Some(FailureClass::Test),
+                format!("expected a failure, but the pipeline run SUCCEEDED{lag_note}"),
+            ),
+            (s, Expect::Failure) if terminal_state(s) => {
+                (Outcome::Passed, None, format!("failed as expected: run {s}: {why}{lag_note}"))
+            }
+            (s, Expect::Success) if terminal_state(s) => {
+                (Outcome::Failed, Some(class), format!("pipeline run {s}: {why}{lag_note}"))
+            }
+            (s, _) => (
+                Outcome::Error,
+                Some(FailureClass::Infrastructure),
+                format!("the run's Workflow ended {} but KFP reports the run {s}", phase_of(workflow)),
+            ),
         }
-        Ok(verdict)
+    }
+}
+
+/// What KFP said when the run settled, and how long after the Workflow's end.
+struct Settled {
+    run: Value,
+    lag: f64,
+    /// KFP reported a final state within `pipelines.stateLag`.
+    in_time: bool,
+}
+
+/// Why a run failed and whose fault: the user's failing task (`test`); else a driver or
+/// system node, KFP's run `error` or the Workflow's `status.message` — KFP refusing the spec
+/// before any node ran is the example's, its own machinery failing the infrastructure's.
+fn why_failed(tasks: &[TaskRow], run: &Value, workflow: &Value) -> (String, FailureClass) {
+    if let Some(t) = tasks.iter().find(|t| t.role == "task" && matches!(t.state.as_str(), "Failed" | "Error")) {
+        let attempts = if t.attempts > 1 { format!(" (after {} attempts)", t.attempts) } else { String::new() };
+        return (
+            format!("task {} failed{attempts}: {}", t.task, t.message.as_deref().unwrap_or("no message")),
+            FailureClass::Test,
+        );
+    }
+    let nodes = tasks::nodes(workflow).unwrap_or_default();
+    if let Some((node, message)) = tasks::failing_system_node(&nodes) {
+        return (format!("{node} failed: {message}"), FailureClass::Infrastructure);
+    }
+    let run_error = run.pointer("/error/message").or_else(|| run.get("error")).and_then(Value::as_str);
+    let workflow_message = workflow.pointer("/status/message").and_then(Value::as_str);
+    let message = run_error.or(workflow_message).filter(|m| !m.is_empty());
+    match message {
+        // No node ran: KFP or Argo refused what the pipeline asks for.
+        Some(m) if nodes.is_empty() => (format!("no task ran: {m}"), FailureClass::Example),
+        Some(m) => (format!("no user task failed: {m}"), FailureClass::Infrastructure),
+        None => (
+            format!("no task failed and KFP gave no message (Workflow {})", phase_of(workflow)),
+            FailureClass::Infrastructure,
+        ),
     }
 }

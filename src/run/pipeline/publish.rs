@@ -131,7 +131,9 @@ impl CaseRun<'_> {
 
     /// The suite's experiment (`pipelines.experiment`, else the suite's name), made on first use.
     pub(super) async fn experiment(&self, kfp: &Kfp, multi_user: bool) -> Result<String, Stop> {
-        let name = self.pipelines.experiment.as_deref().unwrap_or(self.suite_name);
+        // The suite's name made one KFP takes; a name the suite gives is used as written.
+        let default_name = crate::util::ids::kfp_name(self.suite_name);
+        let name = self.pipelines.experiment.as_deref().unwrap_or(&default_name);
         let namespace = if multi_user { format!("&namespace={}", encode(&kfp.namespace)) } else { String::new() };
         let find = format!("{API}/experiments?filter={}{namespace}", filter_equals("display_name", name));
         let id_of = |v: &Value| v["experiments"][0]["experiment_id"].as_str().map(str::to_string);

@@ -3,7 +3,7 @@
 //! arguments, target), so an unchanged image is found and not rebuilt; examples and operator
 //! manifests that name the image's repository get the built reference.
 
-use std::path::PathBuf;
+mod context;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -22,20 +22,15 @@ pub struct Built {
     pub cached: bool,
 }
 
-/// The hash of everything that decides the image: files of the context (`.dockerignore`
-/// respected), build arguments and target. The Dockerfile is one of the context's files.
+/// The hash of everything that decides the image: the files Docker would send as the build
+/// context (with Docker's own `.dockerignore` rules, see [`context`]), the Dockerfile
+/// whether or not it is ignored, build arguments and target. A file that cannot be read is
+/// an error: hashing it as empty could keep a stale image's tag.
 pub fn content_hash(image: &Image) -> Result<String, String> {
-    let mut files: Vec<PathBuf> = ignore::WalkBuilder::new(&image.context)
-        .standard_filters(false)
-        .add_custom_ignore_filename(".dockerignore")
-        .build()
-        .filter_map(|e| e.ok())
-        .map(|e| e.into_path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let files = context::files(&image.context, &image.dockerfile)?;
     let mut hash = Sha256::new();
-    crate::util::files::hash_files(&mut hash, &image.context, &files);
+    crate::util::files::hash_files(&mut hash, &image.context, &files)
+        .map_err(|e| format!("image {}: {e}", image.name))?;
     for (k, v) in &image.build_args {
         hash.update(format!("arg {k}={v}\0").as_bytes());
     }
