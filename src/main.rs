@@ -212,6 +212,15 @@ impl HistoryArgs {
 }
 
 /// Which runs health and the report look at.
+/// A whole number from MIN to MAX; anything else (a long digit run included) is refused with
+/// the range, never wrapped or clamped.
+fn whole_number<const MIN: u64, const MAX: u64>(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if (MIN..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {MIN} to {MAX}")),
+    }
+}
+
 #[derive(clap::Args)]
 struct WindowArgs {
     /// The history database (default: history.sqlite in kubevet's cache folder).
@@ -222,11 +231,11 @@ struct WindowArgs {
     #[arg(long)]
     suite: Option<PathBuf>,
     /// At most this many of the latest runs (1 to 100000).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    runs: u32,
+    #[arg(long, default_value_t = 20, value_parser = whole_number::<1, 100_000>)]
+    runs: u64,
     /// Only runs of the last DAYS days (1 to 36500).
-    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(i64).range(1..=36_500))]
-    days: i64,
+    #[arg(long, default_value_t = 14, value_parser = whole_number::<1, 36_500>)]
+    days: u64,
 }
 
 impl WindowArgs {
@@ -248,7 +257,11 @@ impl WindowArgs {
     }
 
     fn window(&self) -> history::Window {
-        history::Window { runs: self.runs as usize, days: self.days }
+        // Both are bounded by their parser, so they fit.
+        history::Window {
+            runs: usize::try_from(self.runs).unwrap_or(usize::MAX),
+            days: i64::try_from(self.days).unwrap_or(36_500),
+        }
     }
 }
 

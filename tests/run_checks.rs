@@ -64,6 +64,13 @@ fn checks_pass_and_fail_with_what_they_saw() {
     let detail = serving["steps"][0]["detail"].as_str().unwrap_or("");
     assert!(detail.starts_with("in pod serving-") && detail.ends_with(": <h1>model ready</h1>"), "{detail}");
     assert_eq!(serving["steps"][1]["outcome"], "passed");
+    // Both pipes drained side by side: no hang, and every byte of each kept.
+    assert_eq!(serving["steps"][2]["outcome"], "passed", "{serving:#}");
+    let loud = std::fs::read_to_string(dir.path().join("examples.serving/checks/03-a-loud-command-is-read-whole.log"))
+        .expect("the exec's output is kept");
+    assert_eq!(loud.lines().filter(|l| *l == "e").count(), 32768, "all of standard error");
+    assert_eq!(loud.lines().filter(|l| *l == "o").count(), 32768, "all of standard output");
+    assert!(loud.contains("end"), "standard output to its end");
 
     // exec into a job whose containers have ended: said at once, with what to do instead.
     let finished = result(dir.path(), "examples.exec-on-finished");

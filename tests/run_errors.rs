@@ -105,6 +105,22 @@ fn bad_input_is_said_in_the_users_terms_with_where_and_what_to_write() {
         ),
         ("examples: {include: \"examples/*.yaml\"}\n", "", "kubevet.yaml:3:21", "expected a list", "`- item`"),
         ("", &bomb, "examples/a.yaml:", "expands beyond kubevet's limits", "aliases of aliases"),
+        // Long digit runs: a duration no clock can hold, and one merely beyond the range.
+        (
+            "defaults: {timeout: 99999999999999999999h}\n",
+            "",
+            "kubevet.yaml:3:21",
+            "is too long",
+            "from 0s to 720h (30 days)",
+        ),
+        ("defaults:\n  failureGrace: 721h\n", "", "kubevet.yaml:4:17", "is too long", "from 0s to 720h"),
+        (
+            "overrides:\n  - path: examples/a.yaml\n    timeout: 100000000000000000000000000000000000000s\n",
+            "",
+            "kubevet.yaml:5:14",
+            "is too long",
+            "from 0s to 720h",
+        ),
     ];
     for (body, example, place, said, hint) in corpus {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -165,4 +181,20 @@ fn list_and_run_say_the_same_when_no_example_matches() {
     assert_eq!(said[0], said[1]);
     assert_eq!(said[0].0, Some(2));
     assert!(said[0].1.contains("no example matches the suite's globs"), "{}", said[0].1);
+}
+
+#[test]
+fn absurd_counts_on_the_command_line_are_exit_2_with_the_allowed_range() {
+    for (command, flag, value) in [
+        ("health", "--days", "99999999999999999999"),
+        ("health", "--days", "9223372036854775807"),
+        ("report", "--runs", "0"),
+        ("health", "--runs", "18446744073709551616"),
+    ] {
+        let out = kubevet().args([command, flag, value]).output().expect("kubevet runs");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command} {flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains("expected a whole number from 1 to "), "{command} {flag}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 use support::{
     faults::{faulty, injected},
-    junit, kubeconfig, kubectl, kubevet, repo, stdout,
+    junit, kubeconfig, kubevet, repo, stdout,
 };
 
 /// The fixture's 18 cases and the verdict each must get, faults or not.
@@ -108,7 +108,7 @@ fn expected() -> BTreeMap<String, String> {
 fn assert_nothing_left(run: &Run) {
     let id = run_id(run);
     assert!(support::namespaces_of_run(&id).is_empty(), "namespaces left by run {id}");
-    let roles = stdout(&kubectl(&["get", "clusterroles", "-l", &format!("kubevet.dev/run={id}"), "-o", "name"]));
+    let roles = support::kubectl_ok(&["get", "clusterroles", "-l", &format!("kubevet.dev/run={id}"), "-o", "name"]);
     assert!(roles.trim().is_empty(), "cluster roles left by run {id}: {roles}");
 }
 

@@ -105,7 +105,7 @@ fn run(
 }
 
 fn configmap(namespace: &str, key: &str) -> String {
-    stdout(&kubectl(&[
+    support::kubectl_ok(&[
         "-n",
         namespace,
         "get",
@@ -113,7 +113,7 @@ fn configmap(namespace: &str, key: &str) -> String {
         "widgets-settings",
         "-o",
         &format!("jsonpath={{.data.{key}}}"),
-    ]))
+    ])
 }
 
 #[test]

@@ -43,6 +43,41 @@ fn images_are_built_once_per_content_and_used_by_the_examples() {
     let _ = std::process::Command::new("docker").args(["image", "rm", &first, &third]).output();
 }
 
+/// Docker's rules, not gitignore's: the Dockerfile counts though `.dockerignore` lists it (Docker
+/// reads it all the same), a nested `.dockerignore` is an ordinary file, and only what the
+/// context root's file excludes leaves the tag alone.
+#[test]
+fn a_dockerfile_edit_behind_a_dockerignore_makes_a_new_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::copy_dir(&repo().join("tests/fixtures/images"), dir.path());
+    let app = dir.path().join("app");
+    std::fs::write(app.join("nonce.txt"), format!("{:?}", std::time::SystemTime::now())).expect("write");
+    std::fs::write(app.join(".dockerignore"), "# as many projects write it\nDockerfile\n.dockerignore\n*.md\n")
+        .expect("write");
+    std::fs::create_dir_all(app.join("docs")).expect("mkdir");
+    std::fs::write(app.join("docs/.dockerignore"), "*\n").expect("write");
+    std::fs::write(app.join("docs/readme.txt"), "sent: Docker reads only the root's .dockerignore").expect("write");
+    let suite = dir.path().join("kubevet.yaml");
+
+    let (first, cache, result) = run(&suite);
+    assert_eq!((cache.as_str(), result.as_str()), ("miss", "passed"));
+
+    let dockerfile = std::fs::read_to_string(app.join("Dockerfile")).expect("Dockerfile");
+    std::fs::write(app.join("Dockerfile"), format!("{dockerfile}LABEL edited=yes\n")).expect("write");
+    let (second, cache, _) = run(&suite);
+    assert_ne!(second, first, "a Dockerfile edit makes a new tag even when .dockerignore lists the Dockerfile");
+    assert_eq!(cache, "miss");
+
+    std::fs::write(app.join("docs/readme.txt"), "changed").expect("write");
+    let (third, _, _) = run(&suite);
+    assert_ne!(third, second, "a nested .dockerignore excludes nothing");
+
+    std::fs::write(app.join("notes.md"), "left out by the root's *.md").expect("write");
+    let (fourth, cache, _) = run(&suite);
+    assert_eq!((fourth.as_str(), cache.as_str()), (third.as_str(), "hit"), "an excluded file leaves the tag alone");
+    let _ = std::process::Command::new("docker").args(["image", "rm", &first, &second, &third]).output();
+}
+
 #[test]
 fn a_failed_build_is_a_reported_error_and_no_example_runs() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -112,8 +112,7 @@ fn sigint_during_scenario_steps_stops_them_and_leaves_nothing() {
     let cases = junit(&junit_path);
     assert_eq!(cases.len(), 2, "{cases:#?}");
     assert!(cases.iter().all(|c| c["result"] == "error" && c["message"] == "interrupted while it ran"), "{cases:#?}");
-    let out = support::kubectl(&["get", "ns", "-l", "kubevet.dev/case", "-o", "name"]);
-    let left: Vec<String> = support::stdout(&out)
+    let left: Vec<String> = support::kubectl_ok(&["get", "ns", "-l", "kubevet.dev/case", "-o", "name"])
         .lines()
         .filter(|n| n.contains("kv-long-script-") || n.contains("kv-long-assert-"))
         .map(str::to_string)
@@ -128,10 +127,13 @@ fn sigint_during_a_pipeline_run_terminates_and_deletes_it() {
     let started = start_cases("tests/fixtures/pipelines/kubevet.interrupt.yaml", dir.path(), &junit_path, 1);
     // Until the run's task pod runs: then interrupt.
     let running = || {
-        let out = support::kubectl(&["-n", "kubeflow", "get", "pods", "-l", "pipeline/runid", "-o", "json"]);
-        let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let out = support::kubectl_ok(&["-n", "kubeflow", "get", "pods", "-l", "pipeline/runid", "-o", "json"]);
+        let pods: serde_json::Value = serde_json::from_str(&out).expect("pods JSON");
         pods["items"].as_array().into_iter().flatten().any(|p| {
-            p["metadata"]["name"].as_str().unwrap_or_default().starts_with("slow-task-")
+            let name = p["metadata"]["name"].as_str().unwrap_or_default();
+            // The task's executor, not its driver, which runs first.
+            name.starts_with("slow-task-")
+                && name.contains("-system-container-impl-")
                 && p["status"]["phase"] == "Running"
         })
     };
@@ -153,9 +155,17 @@ fn sigint_during_a_pipeline_run_terminates_and_deletes_it() {
     let run_id = result["pipeline"]["runId"].as_str().expect("the run's id").to_string();
     assert!(result["cleanup"].as_str().unwrap_or_default().contains(&format!("KFP run {run_id}")), "{result:#}");
     // The run's pods are gone or going (a shell that ignores SIGTERM takes its grace period).
-    let out =
-        support::kubectl(&["-n", "kubeflow", "get", "pods", "-l", &format!("pipeline/runid={run_id}"), "-o", "json"]);
-    let pods: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pods JSON");
+    let out = support::kubectl_ok(&[
+        "-n",
+        "kubeflow",
+        "get",
+        "pods",
+        "-l",
+        &format!("pipeline/runid={run_id}"),
+        "-o",
+        "json",
+    ]);
+    let pods: serde_json::Value = serde_json::from_str(&out).expect("pods JSON");
     let staying: Vec<&serde_json::Value> = pods["items"]
         .as_array()
         .into_iter()

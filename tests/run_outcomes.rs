@@ -29,6 +29,7 @@ fn the_outcomes_scenario() {
         ("failing PyTorchJob", a_failing_pytorchjob_ends_at_once_with_the_operator_reason_and_the_failing_log),
         ("hanging TFJob", a_tfjob_that_never_finishes_times_out_naming_its_phase),
         ("missing image", a_missing_image_fails_fast_with_the_pods_reason),
+        ("rejected by the server", a_rejected_object_is_the_examples_fault_whatever_its_name_says),
         ("multi-document example", a_configmap_and_a_job_in_one_file_run_together),
         ("hard-coded namespace", a_hard_coded_namespace_is_replaced_by_the_cases_own),
         ("log thresholds", log_thresholds_pass_and_fail_on_the_line_they_read),
@@ -77,9 +78,9 @@ fn exit_code_is_1_and_every_case_is_reported_once_in_path_order(run: &Run) {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted);
-    assert_eq!(names.len(), 11);
-    assert!(run.cases.iter().all(|c| c["suite"] == "outcomes" && c["suite_tests"] == 11));
-    assert!(run.stdout.contains("5 passed, 4 failed, 1 errors, 1 skipped, 0 interrupted"), "{}", run.stdout);
+    assert_eq!(names.len(), 12);
+    assert!(run.cases.iter().all(|c| c["suite"] == "outcomes" && c["suite_tests"] == 12));
+    assert!(run.stdout.contains("5 passed, 5 failed, 1 errors, 1 skipped, 0 interrupted"), "{}", run.stdout);
 }
 
 fn a_passing_job_passes_with_its_properties_and_evidence(run: &Run) {
@@ -136,6 +137,15 @@ fn a_missing_image_fails_fast_with_the_pods_reason(run: &Run) {
     assert!(seconds < 60.0, "took {seconds}s of a 120s timeout");
 }
 
+fn a_rejected_object_is_the_examples_fault_whatever_its_name_says(run: &Run) {
+    let c = case(&run.cases, "examples/forbidden-access.yaml");
+    assert_eq!(c["result"], "failure", "{c:#?}");
+    assert_eq!(c["properties"]["class"], "example", "a 422 is the example's, though its name says forbidden");
+    let message = c["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("example: apply (examples/forbidden-access.yaml:"), "{message}");
+    assert!(message.contains("Unsupported value: \"Always\""), "{message}");
+}
+
 fn a_configmap_and_a_job_in_one_file_run_together(run: &Run) {
     assert_eq!(case(&run.cases, "examples/configmap-job.yaml")["result"], "passed");
     assert!(run.artifacts.join("examples.configmap-job/objects/configmap.settings.yaml").is_file());
@@ -178,8 +188,8 @@ fn an_example_without_a_workload_is_an_error_and_expected_failures_and_skips_are
 fn no_case_namespace_is_left_behind(run: &Run) {
     for c in &run.cases {
         if let Some(ns) = c["properties"]["namespace"].as_str() {
-            let out = support::kubectl(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]);
-            assert_eq!(support::stdout(&out), "", "namespace {ns} of {} is still there", c["name"]);
+            let out = support::kubectl_ok(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]);
+            assert_eq!(out, "", "namespace {ns} of {} is still there", c["name"]);
         }
     }
 }

@@ -115,6 +115,14 @@ fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
     if !r.attempts.is_empty() {
         case.add_property(Property::new("attempts", (r.attempts.len() + 1).to_string()));
     }
+    // A pipeline's own tasks (not their drivers), by their DAG names.
+    let tasks: Vec<&str> = r.tasks.iter().filter(|t| t.role == "task").map(|t| t.task.as_str()).collect();
+    if !tasks.is_empty() {
+        case.add_property(Property::new("pipeline.tasks", tasks.join(", ")));
+    }
+    if let Some(lag) = r.pipeline.as_ref().and_then(|p| p.state_lag_seconds) {
+        case.add_property(Property::new("pipeline.stateLagSeconds", format!("{lag:.1}")));
+    }
     if r.outcome != Outcome::Skipped {
         let mut out = format!("artifacts: {}\n", r.artifacts.display());
         for p in &r.phases {

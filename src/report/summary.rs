@@ -71,6 +71,17 @@ pub fn left_behind(items: &[&str]) -> String {
 }
 
 /// Prints the end of a run.
+/// How far KFP's run state lagged its Workflow at most, and in which case: KFP's persistence
+/// agent sets how long a pipeline case waits after its run ended.
+pub fn largest_lag(run: &RunReport) -> Option<String> {
+    let (case, lag) = run
+        .results
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.pipeline.as_ref()?.state_lag_seconds?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some(format!("largest KFP state lag: {lag:.1}s ({case})"))
+}
+
 pub fn print(reports: &[CellReport], changed: &[String], junit: &Path, artifacts: &Path, flaky: FlakyPolicy) {
     if !changed.is_empty() {
         println!("changed since the previous run: {}", changed.join(", "));
@@ -82,6 +93,9 @@ pub fn print(reports: &[CellReport], changed: &[String], junit: &Path, artifacts
         print!("{}", summary(&c.report));
         if let Some(retries) = c.requests.describe_retries() {
             println!("{retries}");
+        }
+        if let Some(line) = largest_lag(&c.report) {
+            println!("{line}");
         }
         let left: Vec<&str> = c.left_behind().collect();
         if !left.is_empty() {

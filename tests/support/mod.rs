@@ -50,6 +50,20 @@ pub fn kubectl(args: &[&str]) -> Output {
     Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig()).args(args).output().expect("kubectl runs")
 }
 
+/// kubectl's standard output; a failing kubectl fails the test, so that a broken kubectl is
+/// never read as "nothing there".
+pub fn kubectl_ok(args: &[&str]) -> String {
+    program_ok("kubectl", args)
+}
+
+/// `program --kubeconfig … ARGS`'s standard output, failing the test on a non-zero exit.
+pub fn program_ok(program: &str, args: &[&str]) -> String {
+    let out =
+        Command::new(program).arg("--kubeconfig").arg(kubeconfig()).args(args).output().expect("the program runs");
+    assert!(out.status.success(), "{program} {} failed ({}): {}", args.join(" "), out.status, stderr(&out));
+    stdout(&out)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -73,10 +87,12 @@ pub fn case<'a>(cases: &'a [Value], name: &str) -> &'a Value {
     cases.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no test case {name} in {cases:#?}"))
 }
 
-/// Namespaces whose name starts with `kv-` that carry this run's label.
+/// The namespaces that carry this run's label; kubectl failing fails the test.
 pub fn namespaces_of_run(run_id: &str) -> Vec<String> {
-    let out = kubectl(&["get", "ns", "-l", &format!("kubevet.dev/run={run_id}"), "-o", "name"]);
-    stdout(&out).lines().map(str::to_string).collect()
+    kubectl_ok(&["get", "ns", "-l", &format!("kubevet.dev/run={run_id}"), "-o", "name"])
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The TEST STAND-IN `kind` and `helm` of tests/standins first on PATH: they play their

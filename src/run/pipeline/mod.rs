@@ -201,7 +201,7 @@ impl CaseRun<'_> {
                 (Outcome::Failed, Some(FailureClass::Timeout), why)
             }
             Followed::Ended => match settled {
-                Some(Ok(settled)) => self.judge_ended(p, &settled, &workflow, result),
+                Some(Ok(settled)) => self.judge_ended(&settled, &workflow, result),
                 Some(Err(stop)) => stop,
                 None => (Outcome::Error, Some(FailureClass::Infrastructure), "the run was not settled".into()),
             },
@@ -330,7 +330,7 @@ impl CaseRun<'_> {
     /// The verdict of a run whose Workflow ended: KFP's state when KFP reported in time, else
     /// the Workflow's phase; a failure names the failing task, or what failed when no user
     /// task did; a pass needs at least one task that ran, unless caching was asked for.
-    fn judge_ended(&self, p: &PipelineCase, settled: &Settled, workflow: &Value, result: &mut CaseResult) -> Stop {
+    fn judge_ended(&self, settled: &Settled, workflow: &Value, result: &mut CaseResult) -> Stop {
         let run_id = settled.run["run_id"].as_str().unwrap_or_default().to_string();
         let state = if settled.in_time {
             settled.run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED").to_string()
@@ -357,7 +357,7 @@ impl CaseRun<'_> {
         let (why, class) = why_failed(&result.tasks, &settled.run, workflow);
         let ran = result.tasks.iter().filter(|t| t.role == "task" && t.attempts > 0).count();
         let cached: Vec<&str> = result.tasks.iter().filter(|t| t.cached).map(|t| t.task.as_str()).collect();
-        let caching_asked = p.caching_turned_off.is_none() && !matches!(p.source, PipelineSource::Existing { .. });
+        let caching_asked = self.pipelines.caching_for(&self.case.name);
         match (state.as_str(), self.case.expect) {
             ("SUCCEEDED", Expect::Success) if ran == 0 && !cached.is_empty() && !caching_asked => (
                 Outcome::Failed,

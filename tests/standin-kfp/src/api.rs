@@ -517,6 +517,8 @@ async fn run_action(With(state): With<State>, Path(action): Path<String>) -> Api
 
 async fn delete_run(With(state): With<State>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let run = state.db().runs.remove(&id).ok_or_else(|| ApiError::not_found("Run", &id))?;
+    // What the run put in the cache goes with it, as KFP's cache entries go with their run.
+    state.db().cache.retain(|_, (_, made_by)| made_by != &id);
     if let Some(stop) = &run.terminate {
         let _ = stop.send(true);
     }

@@ -13,8 +13,13 @@
 //! - `copy-launcher` and `launch`: the launcher a task's pod runs its command through (as
 //!   KFP's `kfp-launcher` does), which hands the task's output parameters back.
 //!
+//! As KFP 2.17.0 does (each switchable, see `runner::Modes`): retry nodes named `(N)`, a
+//! driver pod per task, caching on (a cached task is a Skipped node with no pod), and KFP's
+//! run state set only after a persistence lag, the Workflow then labelled
+//! `pipeline/persistedFinalState`; `compressedNodes` over a size given.
+//!
 //! Deliberately partial: container tasks in the root DAG only (no Python executors, artifacts,
-//! nested DAGs, conditions, loops or caching), no driver pods, no multi-user mode.
+//! nested DAGs, conditions or loops), no multi-user mode.
 
 mod api;
 mod launcher;
@@ -37,6 +42,11 @@ fn main() {
     args.remove(0);
     match args.first().map(String::as_str) {
         Some("copy-launcher") => std::process::exit(launcher::copy_self(args.get(1).map(String::as_str))),
+        // A task's driver pod: the server has decided (cache, inputs); the pod is its trace.
+        Some("driver") => {
+            println!("TEST STAND-IN KFP driver for task {}", args.get(1).map(String::as_str).unwrap_or("?"));
+            std::process::exit(0)
+        }
         Some("serve") => {
             let port = match args.iter().position(|a| a == "--port") {
                 Some(i) => args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or_else(|| usage()),
@@ -56,7 +66,9 @@ fn serve(port: u16) {
         let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kubeflow".into());
         let launcher_image = runner::own_image(&client, &namespace).await;
         tracing::info!(%namespace, %launcher_image, "TEST STAND-IN KFP API server starting");
-        let state = store::State::new(runner::Runner::new(client, namespace, launcher_image));
+        let modes = runner::Modes::from_env();
+        tracing::info!(?modes, "playing KFP 2.17.0's shape unless a mode says otherwise");
+        let state = store::State::new(runner::Runner::new(client, namespace, launcher_image, modes));
         let app = api::router(state);
         let addr = SocketAddr::from(([0, 0, 0, 0], port));
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the API port");

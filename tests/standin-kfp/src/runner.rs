@@ -1,11 +1,19 @@
-//! Executes a run as KFP's Argo backend leaves it in the cluster: a `Workflow` labelled
-//! `pipeline/runid` (its `status.phase` and `status.nodes` kept as Argo keeps them: a node per
-//! task and one per executor pod, named `<wf>.root.<task>.executor`), and one pod per
-//! container task in dependency order, with the task's inputs (pipeline parameters, constants,
-//! other tasks' output parameters) put into the executor's placeholders. A task's pod runs its
-//! command in container `main` through the launcher, which hands output parameters back as
-//! the container's termination message. A failed task stops new tasks from starting (Argo's
+//! Executes a run as KFP 2.17.0's Argo backend leaves it in the cluster: a `Workflow`
+//! labelled `pipeline/runid` (its `status.phase` and `status.nodes` kept as Argo keeps them),
+//! and per container task, in dependency order, a driver pod (`<task>-driver`) and then an
+//! executor pod with the task's inputs (pipeline parameters, constants, other tasks' output
+//! parameters) put into the executor's placeholders. A task's pod runs its command in
+//! container `main` through the launcher, which hands output parameters back as the
+//! container's termination message. A failed task stops new tasks from starting (Argo's
 //! fail-fast DAG); a terminated run's pods are deleted and the Workflow ends Failed.
+//!
+//! As on 2.17.0 (its manifests give Argo `templateDefaults.retryStrategy`), every step sits
+//! under a `Retry` node and its attempt is named `<name>(0)`: `<wf>.root.train(0).executor(0)`.
+//! Caching is on as KFP's is: a task compiled with `cachingOptions.enableCache` whose
+//! fingerprint (pipeline name, container, inputs) an earlier run still kept is not run: its
+//! driver says `cached-decision: true` and its DAG task becomes a `Skipped` node with no pod.
+//! KFP's run state is set, and the Workflow labelled `pipeline/persistedFinalState`, only
+//! after the persistence lag. Each part is switchable ([`Modes`]).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +40,7 @@ pub struct Runner {
     /// This server's own image: each task's `kfp-launcher` init container copies the launcher from it.
     launcher_image: String,
     workflows: ApiResource,
+    modes: Modes,
 }
 
 /// The image this pod runs (read from its own spec, so a retagged image still works).
@@ -56,6 +65,8 @@ struct Task {
     inputs: Map<String, Value>,
     container: Value,
     outputs: Vec<String>,
+    /// `cachingOptions.enableCache`, as the driver reads it (absent is off).
+    cache: bool,
 }
 
 /// Argo's node id hash (FNV-1a, 32 bits) of a node's name.
@@ -97,6 +108,7 @@ fn tasks_of(ir: &Value) -> Result<Vec<Task>, String> {
                 .filter_map(|d| d.as_str().map(str::to_string))
                 .collect(),
             inputs: task.pointer("/inputs/parameters").and_then(Value::as_object).cloned().unwrap_or_default(),
+            cache: task.pointer("/cachingOptions/enableCache") == Some(&Value::Bool(true)),
             container,
             outputs: component
                 .pointer("/outputDefinitions/parameters")
@@ -106,6 +118,63 @@ fn tasks_of(ir: &Value) -> Result<Vec<Task>, String> {
         });
     }
     Ok(out)
+}
+
+/// The task's input values as its command line gets them: constants, pipeline parameters and
+/// other tasks' output parameters.
+fn input_values(
+    task: &Task,
+    parameters: &Map<String, Value>,
+    outputs: &BTreeMap<String, Map<String, Value>>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    for (input, source) in &task.inputs {
+        let value = if let Some(c) = source.pointer("/runtimeValue/constant") {
+            c.clone()
+        } else if let Some(p) = source.get("componentInputParameter").and_then(Value::as_str) {
+            parameters.get(p).cloned().ok_or(format!("input {input}: pipeline parameter {p:?} has no value"))?
+        } else if let Some(o) = source.get("taskOutputParameter") {
+            let (producer, key) =
+                (o["producerTask"].as_str().unwrap_or_default(), o["outputParameterKey"].as_str().unwrap_or_default());
+            outputs
+                .get(producer)
+                .and_then(|m| m.get(key))
+                .cloned()
+                .ok_or(format!("input {input}: task {producer} gave no output parameter {key:?}"))?
+        } else {
+            return Err(format!("input {input}: this TEST STAND-IN does not support {source}"));
+        };
+        values.insert(input.clone(), render(&value));
+    }
+    Ok(values)
+}
+
+/// KFP's cache key of a task: its fingerprint (container and inputs) scoped by the pipeline's
+/// name — not by version or run. None when the task does not ask for the cache.
+fn cache_key(
+    ctx: &Ctx<'_>,
+    task: &Task,
+    parameters: &Map<String, Value>,
+    outputs: &BTreeMap<String, Map<String, Value>>,
+) -> Option<String> {
+    if !ctx.modes.caching || !task.cache {
+        return None;
+    }
+    let values = input_values(task, parameters, outputs).ok()?;
+    let fingerprint = json!({"container": task.container, "inputs": values, "outputs": task.outputs}).to_string();
+    Some(format!("pipeline/{}/{:016x}", ctx.pipeline, fnv64(&fingerprint)))
+}
+
+fn fnv64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// Marks a task failed; the first failure stops new tasks.
+fn fail(p: &mut Progress, why: String, failed: &mut Option<String>, task: &str) {
+    p.phase = "Failed";
+    p.message = Some(why);
+    p.finished = Some(now());
+    failed.get_or_insert(task.to_string());
 }
 
 /// A value as KFP's launcher writes it into a command line (numbers as Go's
@@ -133,23 +202,103 @@ struct Ctx<'a> {
     state: &'a State,
     run_id: &'a str,
     wf: &'a str,
+    wf_uid: &'a str,
     started: &'a str,
+    modes: &'a Modes,
+    /// `pipelineInfo.name`: KFP scopes its cache by it.
+    pipeline: &'a str,
 }
 
-/// What the loop knows of one task.
+/// How this TEST STAND-IN plays KFP: 2.17.0's shape unless told otherwise, by the server's
+/// environment (`STANDIN_KFP_RETRY_NODES`, `_DRIVER_PODS`, `_CACHING`: `true`/`false`;
+/// `_PERSISTENCE_LAG_SECONDS`; `_COMPRESS_NODES_OVER`: bytes) or, for one pipeline, by a line
+/// `standin: key=value …` in its `pipelineInfo.description` (keys `retry-nodes`,
+/// `driver-pods`, `caching`, `persistence-lag-seconds`, `compress-nodes-over`).
+#[derive(Debug, Clone)]
+pub struct Modes {
+    pub retry_nodes: bool,
+    pub driver_pods: bool,
+    pub caching: bool,
+    pub persistence_lag: std::time::Duration,
+    pub compress_nodes_over: Option<usize>,
+}
+
+impl Modes {
+    pub fn from_env() -> Modes {
+        let mut modes = Modes {
+            retry_nodes: true,
+            driver_pods: true,
+            caching: true,
+            persistence_lag: Default::default(),
+            compress_nodes_over: None,
+        };
+        for (key, var) in [
+            ("retry-nodes", "STANDIN_KFP_RETRY_NODES"),
+            ("driver-pods", "STANDIN_KFP_DRIVER_PODS"),
+            ("caching", "STANDIN_KFP_CACHING"),
+            ("persistence-lag-seconds", "STANDIN_KFP_PERSISTENCE_LAG_SECONDS"),
+            ("compress-nodes-over", "STANDIN_KFP_COMPRESS_NODES_OVER"),
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                modes.set(key, &value);
+            }
+        }
+        modes
+    }
+
+    /// These modes with a pipeline's own `standin:` line applied.
+    fn for_pipeline(&self, ir: &Value) -> Modes {
+        let mut modes = self.clone();
+        let description = ir.pointer("/pipelineInfo/description").and_then(Value::as_str).unwrap_or_default();
+        for line in description.lines() {
+            let Some(settings) = line.trim().strip_prefix("standin:") else { continue };
+            for pair in settings.split_whitespace() {
+                if let Some((key, value)) = pair.split_once('=') {
+                    modes.set(key, value);
+                }
+            }
+        }
+        modes
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        match key {
+            "retry-nodes" => self.retry_nodes = value == "true",
+            "driver-pods" => self.driver_pods = value == "true",
+            "caching" => self.caching = value == "true",
+            "persistence-lag-seconds" => {
+                self.persistence_lag =
+                    std::time::Duration::from_secs_f64(value.parse::<f64>().unwrap_or(0.0).clamp(0.0, 3600.0))
+            }
+            "compress-nodes-over" => self.compress_nodes_over = value.parse().ok(),
+            other => warn!(key = %other, "unknown TEST STAND-IN mode"),
+        }
+    }
+}
+
+/// What the loop knows of one task: its driver, then its executor.
 #[derive(Default, Clone)]
 struct Progress {
+    driver_pod: Option<String>,
+    /// "" until the driver started; then Pending, Running, Succeeded or Failed.
+    driver_phase: &'static str,
+    driver_finished: Option<String>,
+    /// The driver found the task's outputs in the cache: the executor is Skipped.
+    cached: bool,
     pod: Option<String>,
+    /// Driving (the driver has not decided yet), Pending, Running, Succeeded, Failed, Skipped.
     phase: &'static str,
     message: Option<String>,
     started: Option<String>,
+    executor_started: Option<String>,
     finished: Option<String>,
 }
 
 impl Runner {
-    pub fn new(client: Client, namespace: String, launcher_image: String) -> Runner {
+    pub fn new(client: Client, namespace: String, launcher_image: String, modes: Modes) -> Runner {
         let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow");
-        Runner { client, namespace, launcher_image, workflows: ApiResource::from_gvk_with_plural(&gvk, "workflows") }
+        let workflows = ApiResource::from_gvk_with_plural(&gvk, "workflows");
+        Runner { client, namespace, launcher_image, workflows, modes }
     }
 
     fn workflows(&self) -> Api<DynamicObject> {
@@ -239,7 +388,8 @@ impl Runner {
             run.workflow = Some(wf.clone());
             run.json["state"] = json!("RUNNING");
         });
-        let ctx = Ctx { state, run_id, wf: &wf, started: &started };
+        let modes = self.modes.for_pipeline(ir);
+        let ctx = Ctx { state, run_id, wf: &wf, wf_uid: &wf_uid, started: &started, modes: &modes, pipeline };
         let tasks = match tasks_of(ir) {
             Ok(t) => t,
             Err(why) => {
@@ -256,32 +406,39 @@ impl Runner {
             .applied_objects()
             .boxed();
         loop {
-            // Start every task whose dependencies all succeeded (none after a failure).
+            // Start every task whose dependencies all succeeded or were cached (none after a
+            // failure): its driver first, or its executor at once without driver pods.
             if failed.is_none() {
                 for task in &tasks {
                     let ready = !progress.contains_key(&task.name)
-                        && task.depends.iter().all(|d| progress.get(d).is_some_and(|p| p.phase == "Succeeded"));
+                        && task
+                            .depends
+                            .iter()
+                            .all(|d| progress.get(d).is_some_and(|p| matches!(p.phase, "Succeeded" | "Skipped")));
                     if !ready {
                         continue;
                     }
-                    let mut p = Progress { phase: "Pending", started: Some(now()), ..Default::default() };
-                    match self.start_task(run_id, &wf, &wf_uid, task, parameters, &outputs).await {
-                        Ok(pod) => p.pod = Some(pod),
-                        Err(why) => {
-                            p.phase = "Failed";
-                            p.message = Some(why);
-                            p.finished = Some(now());
-                            failed = Some(task.name.clone());
+                    let mut p = Progress { phase: "Driving", started: Some(now()), ..Default::default() };
+                    if modes.driver_pods {
+                        match self.start_driver(&ctx, task).await {
+                            Ok(pod) => (p.driver_pod, p.driver_phase) = (Some(pod), "Pending"),
+                            Err(why) => fail(&mut p, why, &mut failed, &task.name),
                         }
+                    } else {
+                        p.driver_phase = "Succeeded";
+                        self.begin_executor(&ctx, task, parameters, &mut outputs, &mut p, &mut failed).await;
                     }
                     progress.insert(task.name.clone(), p);
                 }
             }
             self.report(&ctx, &progress, "Running", None).await;
-            let active = progress.values().any(|p| matches!(p.phase, "Pending" | "Running"));
+            let active = progress.values().any(|p| matches!(p.phase, "Driving" | "Pending" | "Running"));
             if !active {
                 let (phase, message) = match &failed {
-                    Some(task) => ("Failed", Some(format!("child '{}' failed", node_id(&wf, &exec_name(&wf, task))))),
+                    Some(task) => (
+                        "Failed",
+                        Some(format!("child '{}' failed", node_id(&wf, &executor_pod_node(&wf, task, &modes)))),
+                    ),
                     None => ("Succeeded", None),
                 };
                 self.finish(&ctx, &progress, phase, message).await;
@@ -290,8 +447,8 @@ impl Runner {
             tokio::select! {
                 changed = stopped.changed() => {
                     if changed.is_err() || *stopped.borrow() {
-                        for p in progress.values_mut().filter(|p| matches!(p.phase, "Pending" | "Running")) {
-                            if let Some(pod) = &p.pod {
+                        for p in progress.values_mut().filter(|p| matches!(p.phase, "Driving" | "Pending" | "Running")) {
+                            for pod in [&p.driver_pod, &p.pod].into_iter().flatten() {
                                 let _ = self.pods().delete(pod, &DeleteParams::background()).await;
                             }
                             p.phase = "Failed";
@@ -305,9 +462,32 @@ impl Runner {
                 }
                 pod = pods.next() => {
                     let Some(Ok(pod)) = pod else { continue };
-                    let Some(task) = pod.metadata.annotations.as_ref().and_then(|a| a.get("pipelines.kubeflow.org/task_name")).cloned() else { continue };
+                    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+                    if let Some(task) = annotations.get("kubevet.test/driver-of") {
+                        let Some(t) = tasks.iter().find(|t| &t.name == task) else { continue };
+                        let Some(p) = progress.get_mut(task) else { continue };
+                        if p.phase != "Driving" {
+                            continue;
+                        }
+                        match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+                            Some("Running") => p.driver_phase = "Running",
+                            Some("Succeeded") => {
+                                p.driver_phase = "Succeeded";
+                                p.driver_finished = Some(now());
+                                self.begin_executor(&ctx, t, parameters, &mut outputs, p, &mut failed).await;
+                            }
+                            Some("Failed") => {
+                                p.driver_phase = "Failed";
+                                p.driver_finished = Some(now());
+                                fail(p, "the driver failed".into(), &mut failed, task);
+                            }
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    let Some(task) = annotations.get("pipelines.kubeflow.org/task_name").cloned() else { continue };
                     let Some(p) = progress.get_mut(&task) else { continue };
-                    if matches!(p.phase, "Succeeded" | "Failed") {
+                    if !matches!(p.phase, "Pending" | "Running") {
                         continue;
                     }
                     let status = pod.status.clone().unwrap_or_default();
@@ -318,18 +498,21 @@ impl Runner {
                         Some("Succeeded") => {
                             let message = terminated.as_ref().and_then(|t| t.message.clone()).unwrap_or_default();
                             let values: Map<String, Value> = serde_json::from_str(&message).unwrap_or_default();
+                            if let Some(t) = tasks.iter().find(|t| t.name == task)
+                                && let Some(key) = cache_key(&ctx, t, parameters, &outputs)
+                            {
+                                state.db().cache.insert(key, (values.clone(), run_id.to_string()));
+                            }
                             outputs.insert(task.clone(), values);
                             p.phase = "Succeeded";
                             p.finished = Some(now());
                         }
                         Some("Failed") => {
-                            p.phase = "Failed";
-                            p.message = Some(match &terminated {
+                            let why = match &terminated {
                                 Some(t) => format!("Error (exit code {})", t.exit_code),
                                 None => status.message.clone().or(status.reason.clone()).unwrap_or_else(|| "pod failed".into()),
-                            });
-                            p.finished = Some(now());
-                            failed.get_or_insert(task.clone());
+                            };
+                            fail(p, why, &mut failed, &task);
                         }
                         _ => {}
                     }
@@ -338,38 +521,88 @@ impl Runner {
         }
     }
 
+    /// Once a task's driver decided: its outputs from the cache (the executor Skipped, no
+    /// pod), or its executor pod started.
+    async fn begin_executor(
+        &self,
+        ctx: &Ctx<'_>,
+        task: &Task,
+        parameters: &Map<String, Value>,
+        outputs: &mut BTreeMap<String, Map<String, Value>>,
+        p: &mut Progress,
+        failed: &mut Option<String>,
+    ) {
+        let hit = cache_key(ctx, task, parameters, outputs).and_then(|key| ctx.state.db().cache.get(&key).cloned());
+        if let Some((values, from)) = hit {
+            info!(run = %ctx.run_id, task = %task.name, cached_from = %from, "task outputs taken from the cache");
+            outputs.insert(task.name.clone(), values);
+            (p.phase, p.cached, p.finished) = ("Skipped", true, Some(now()));
+            return;
+        }
+        p.phase = "Pending";
+        p.executor_started = Some(now());
+        match self.start_task(ctx, task, parameters, outputs).await {
+            Ok(pod) => p.pod = Some(pod),
+            Err(why) => fail(p, why, failed, &task.name),
+        }
+    }
+
+    /// A task's driver pod: it runs this image's `driver` (the decision is the server's).
+    async fn start_driver(&self, ctx: &Ctx<'_>, task: &Task) -> Result<String, String> {
+        let node_name = driver_pod_node(ctx.wf, &task.name, ctx.modes);
+        let pod_name = format!("{}-system-container-driver-{}", ctx.wf, fnv(&node_name));
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "labels": self.pod_labels(ctx),
+                "annotations": {
+                    "workflows.argoproj.io/node-name": node_name,
+                    "workflows.argoproj.io/node-id": node_id(ctx.wf, &node_name),
+                    "kubevet.test/driver-of": task.name,
+                    "kubevet.test/standin": "kfp",
+                },
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": ctx.wf, "uid": ctx.wf_uid}],
+            },
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "main",
+                    "image": self.launcher_image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["/standin-kfp", "driver", &task.name],
+                }],
+            },
+        });
+        let pod: Pod = serde_json::from_value(pod).map_err(|e| e.to_string())?;
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .map_err(|e| format!("creating the task's driver pod: {e}"))?;
+        Ok(pod_name)
+    }
+
+    fn pod_labels(&self, ctx: &Ctx<'_>) -> Value {
+        json!({
+            "pipeline/runid": ctx.run_id,
+            "pipelines.kubeflow.org/v2_component": "true",
+            "workflows.argoproj.io/workflow": ctx.wf,
+            "workflows.argoproj.io/completed": "false",
+        })
+    }
+
     /// Creates a task's pod: the launcher copied in by an init container, the executor's
     /// command run through it in container `main`, placeholders filled.
     async fn start_task(
         &self,
-        run_id: &str,
-        wf: &str,
-        wf_uid: &str,
+        ctx: &Ctx<'_>,
         task: &Task,
         parameters: &Map<String, Value>,
         outputs: &BTreeMap<String, Map<String, Value>>,
     ) -> Result<String, String> {
-        let mut values: BTreeMap<String, String> = BTreeMap::new();
-        for (input, source) in &task.inputs {
-            let value = if let Some(c) = source.pointer("/runtimeValue/constant") {
-                c.clone()
-            } else if let Some(p) = source.get("componentInputParameter").and_then(Value::as_str) {
-                parameters.get(p).cloned().ok_or(format!("input {input}: pipeline parameter {p:?} has no value"))?
-            } else if let Some(o) = source.get("taskOutputParameter") {
-                let (producer, key) = (
-                    o["producerTask"].as_str().unwrap_or_default(),
-                    o["outputParameterKey"].as_str().unwrap_or_default(),
-                );
-                outputs
-                    .get(producer)
-                    .and_then(|m| m.get(key))
-                    .cloned()
-                    .ok_or(format!("input {input}: task {producer} gave no output parameter {key:?}"))?
-            } else {
-                return Err(format!("input {input}: this TEST STAND-IN does not support {source}"));
-            };
-            values.insert(input.clone(), render(&value));
-        }
+        let (run_id, wf, wf_uid) = (ctx.run_id, ctx.wf, ctx.wf_uid);
+        let values = input_values(task, parameters, outputs)?;
         let fill = |text: &str| {
             let mut s = text.to_string();
             for (k, v) in &values {
@@ -394,7 +627,7 @@ impl Runner {
         let mut command =
             vec![json!("/kfp-launcher/launch"), json!("--outputs"), json!(task.outputs.join(",")), json!("--")];
         command.extend(words("command"));
-        let node_name = exec_name(wf, &task.name);
+        let node_name = executor_pod_node(wf, &task.name, ctx.modes);
         let pod_name = format!("{wf}-system-container-impl-{}", fnv(&node_name));
         let mount = json!([{"name": "kfp-launcher", "mountPath": "/kfp-launcher"}]);
         let pod = json!({
@@ -402,12 +635,7 @@ impl Runner {
             "kind": "Pod",
             "metadata": {
                 "name": pod_name,
-                "labels": {
-                    "pipeline/runid": run_id,
-                    "pipelines.kubeflow.org/v2_component": "true",
-                    "workflows.argoproj.io/workflow": wf,
-                    "workflows.argoproj.io/completed": "false",
-                },
+                "labels": self.pod_labels(ctx),
                 "annotations": {
                     "workflows.argoproj.io/node-name": node_name,
                     "workflows.argoproj.io/node-id": node_id(wf, &node_name),
@@ -444,37 +672,30 @@ impl Runner {
 
     /// The Workflow's status and the run's task details, from what the loop knows.
     async fn report(&self, ctx: &Ctx<'_>, progress: &BTreeMap<String, Progress>, phase: &str, message: Option<String>) {
-        let Ctx { state, run_id, wf, started } = *ctx;
+        let Ctx { state, run_id, wf, started, modes, .. } = *ctx;
         let finished = (phase != "Running").then(now);
         let mut nodes = Map::new();
         let mut children = Vec::new();
         for (task, p) in progress {
-            let dag_name = format!("{wf}.root.{task}");
-            let exec = exec_name(wf, task);
-            let (dag_id, exec_id) = (node_id(wf, &dag_name), node_id(wf, &exec));
-            children.push(json!(dag_id));
-            let mut node = |id: &str, name: &str, display: &str, kind: &str, kids: Vec<Value>| {
-                let mut n = json!({
-                    "id": id, "name": name, "displayName": display, "type": kind, "phase": p.phase,
-                    "templateName": if kind == "Pod" { "system-container-impl" } else { "entrypoint" },
-                    "startedAt": p.started, "finishedAt": p.finished, "children": kids,
-                });
-                if let Some(m) = &p.message {
-                    n["message"] = json!(m);
-                }
-                nodes.insert(id.to_string(), n);
-            };
-            node(&dag_id, &dag_name, task, "DAG", vec![json!(exec_id)]);
-            node(&exec_id, &exec, "executor", "Pod", vec![]);
+            children.extend(task_nodes(wf, task, p, modes, &mut nodes));
         }
-        let done = progress.values().filter(|p| p.phase == "Succeeded").count();
+        let done = progress.values().filter(|p| matches!(p.phase, "Succeeded" | "Skipped")).count();
         nodes.insert(
             wf.to_string(),
             json!({"id": wf, "name": wf, "displayName": wf, "type": "DAG", "templateName": "entrypoint", "phase": phase, "startedAt": started, "finishedAt": finished, "children": children}),
         );
+        let nodes = Value::Object(nodes);
         let mut status = json!({
-            "phase": phase, "startedAt": started, "finishedAt": finished, "progress": format!("{done}/{}", progress.len()), "nodes": nodes,
+            "phase": phase, "startedAt": started, "finishedAt": finished, "progress": format!("{done}/{}", progress.len()),
         });
+        // Argo's packer: a Workflow too large for etcd keeps its nodes gzipped and base64'd.
+        match modes.compress_nodes_over.filter(|limit| nodes.to_string().len() > *limit) {
+            Some(_) => {
+                status["compressedNodes"] = json!(compress(&nodes));
+                status["nodes"] = Value::Null;
+            }
+            None => status["nodes"] = nodes.clone(),
+        }
         if let Some(m) = &message {
             status["message"] = json!(m);
         }
@@ -489,7 +710,9 @@ impl Runner {
             warn!(workflow = %wf, error = %e, "cannot update the workflow's status");
         }
         let details: Vec<Value> = nodes
-            .values()
+            .as_object()
+            .into_iter()
+            .flat_map(|n| n.values())
             .map(|n| {
                 let mut d = json!({
                     "run_id": run_id, "task_id": n["id"], "display_name": n["displayName"],
@@ -505,24 +728,146 @@ impl Runner {
         state.update_run(run_id, |run| run.json["run_details"] = json!({"task_details": details}));
     }
 
+    /// The Workflow's end at once; KFP's run state (and the Workflow's
+    /// `pipeline/persistedFinalState` label, as the persistence agent sets it) after the lag.
     async fn finish(&self, ctx: &Ctx<'_>, progress: &BTreeMap<String, Progress>, phase: &str, message: Option<String>) {
         self.report(ctx, progress, phase, message.clone()).await;
-        let Ctx { state, run_id, wf, .. } = *ctx;
-        info!(run = %run_id, workflow = %wf, %phase, "run ended");
-        let at = now();
-        state.update_run(run_id, |run| {
-            run.json["state"] = json!(run_state(phase));
-            run.json["finished_at"] = json!(at);
-            if let Some(m) = message.filter(|_| phase != "Succeeded") {
-                run.json["error"] = json!({"code": 2, "message": m});
+        let Ctx { state, run_id, wf, modes, .. } = *ctx;
+        info!(run = %run_id, workflow = %wf, %phase, lag_s = modes.persistence_lag.as_secs_f64(), "run ended");
+        let (state, run_id, wf, phase) = (state.clone(), run_id.to_string(), wf.to_string(), phase.to_string());
+        let (lag, workflows) = (modes.persistence_lag, self.workflows());
+        let persist = async move {
+            tokio::time::sleep(lag).await;
+            let at = now();
+            state.update_run(&run_id, |run| {
+                run.json["state"] = json!(run_state(&phase));
+                run.json["finished_at"] = json!(at);
+                if let Some(m) = message.filter(|_| phase != "Succeeded") {
+                    run.json["error"] = json!({"code": 2, "message": m});
+                }
+                run.terminate = None;
+            });
+            let label = json!({"metadata": {"labels": {"pipeline/persistedFinalState": "true"}}});
+            if let Err(e) = workflows.patch(&wf, &PatchParams::default(), &Patch::Merge(&label)).await {
+                warn!(workflow = %wf, error = %e, "cannot label the workflow persisted");
             }
-            run.terminate = None;
-        });
+        };
+        if lag.is_zero() { persist.await } else { drop(tokio::spawn(persist)) }
     }
 }
 
-fn exec_name(wf: &str, task: &str) -> String {
-    format!("{wf}.root.{task}.executor")
+/// The nodes Argo keeps for one task, as KFP 2.17.0 lays them out (a `Retry` node over each
+/// step and its attempt `(0)`), or as 2.15/2.16 do without retry nodes; the ids of the
+/// task's top nodes, the root DAG's children.
+fn task_nodes(wf: &str, task: &str, p: &Progress, modes: &Modes, nodes: &mut Map<String, Value>) -> Vec<Value> {
+    let make = |name: &str,
+                display: &str,
+                kind: &str,
+                phase: &str,
+                started: &Option<String>,
+                finished: &Option<String>,
+                kids: Vec<String>| {
+        let id = node_id(wf, name);
+        let template = match kind {
+            "Pod" if name.contains("-driver") => "system-container-driver",
+            "Pod" => "system-container-impl",
+            _ => "system-container-executor",
+        };
+        let mut n = json!({
+            "id": id, "name": name, "displayName": display, "type": kind, "phase": phase, "templateName": template,
+            "startedAt": started, "finishedAt": finished, "children": kids,
+        });
+        if let Some(m) = p.message.as_ref().filter(|_| !name.contains("-driver")) {
+            n["message"] = json!(m);
+        }
+        (id, n)
+    };
+    let mut add = |(id, n): (String, Value)| {
+        nodes.insert(id.clone(), n);
+        id
+    };
+    let mut top = Vec::new();
+    // The driver: a pod node (under a retry node on 2.17.0) whose outputs carry its decision.
+    if !p.driver_phase.is_empty() {
+        let display = format!("{task}-driver");
+        let (pod_id, mut pod) = make(
+            &driver_pod_node(wf, task, modes),
+            &display,
+            "Pod",
+            p.driver_phase,
+            &p.started,
+            &p.driver_finished,
+            vec![],
+        );
+        if p.driver_phase == "Succeeded" {
+            pod["outputs"] = json!({"parameters": [
+                {"name": "pod-spec-patch", "value": ""},
+                {"name": "cached-decision", "value": p.cached.to_string()},
+                {"name": "condition", "value": "true"},
+            ]});
+        }
+        let pod_id = add((pod_id, pod));
+        top.push(if modes.retry_nodes {
+            let name = format!("{wf}.root.{task}-driver");
+            add(make(&name, &display, "Retry", p.driver_phase, &p.started, &p.driver_finished, vec![pod_id]))
+        } else {
+            pod_id
+        });
+    }
+    let dag_name = format!("{wf}.root.{task}");
+    match p.phase {
+        "Driving" => {}
+        // A cache hit: the executor's DAG task is skipped by its `when`, and has no pod.
+        "Skipped" => top.push(add(make(&dag_name, task, "Skipped", "Skipped", &p.finished, &p.finished, vec![]))),
+        phase => {
+            let started = &p.executor_started;
+            let pod =
+                add(make(&executor_pod_node(wf, task, modes), "executor", "Pod", phase, started, &p.finished, vec![]));
+            top.push(if modes.retry_nodes {
+                let retry = add(make(
+                    &format!("{dag_name}(0).executor"),
+                    "executor",
+                    "Retry",
+                    phase,
+                    started,
+                    &p.finished,
+                    vec![pod],
+                ));
+                let dag = add(make(
+                    &format!("{dag_name}(0)"),
+                    &format!("{task}(0)"),
+                    "DAG",
+                    phase,
+                    started,
+                    &p.finished,
+                    vec![retry],
+                ));
+                add(make(&dag_name, task, "Retry", phase, started, &p.finished, vec![dag]))
+            } else {
+                add(make(&dag_name, task, "DAG", phase, started, &p.finished, vec![pod]))
+            });
+        }
+    }
+    top.into_iter().map(Value::String).collect()
+}
+
+/// The executor pod's node: `<wf>.root.<task>(0).executor(0)` on 2.17.0, else
+/// `<wf>.root.<task>.executor`.
+fn executor_pod_node(wf: &str, task: &str, modes: &Modes) -> String {
+    if modes.retry_nodes { format!("{wf}.root.{task}(0).executor(0)") } else { format!("{wf}.root.{task}.executor") }
+}
+
+fn driver_pod_node(wf: &str, task: &str, modes: &Modes) -> String {
+    if modes.retry_nodes { format!("{wf}.root.{task}-driver(0)") } else { format!("{wf}.root.{task}-driver") }
+}
+
+/// Argo's `compressedNodes`: the node map's JSON, gzipped, in base64.
+fn compress(nodes: &Value) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = gz.write_all(nodes.to_string().as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap_or_default())
 }
 
 fn node_id(wf: &str, name: &str) -> String {

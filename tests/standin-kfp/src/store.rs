@@ -81,6 +81,9 @@ pub struct Db {
     pub versions: Vec<Version>,
     pub experiments: Vec<Value>,
     pub runs: BTreeMap<String, Run>,
+    /// KFP's cache: a task's key → its output parameters and the run that made them (an
+    /// entry lives as long as that run).
+    pub cache: BTreeMap<String, (Map<String, Value>, String)>,
 }
 
 #[derive(Clone)]
