@@ -34,11 +34,12 @@ fn run_json(run: usize, examples: usize) -> Value {
                     })
                 })
                 .collect();
-            json!({"run": format!("c{run}-{v}"), "kubernetesVersion": v, "kubernetes": format!("v{v}.1"), "image": format!("kindest/node:v{v}.1"), "cases": cases})
+            json!({"run": format!("c{run}-{v}"), "kubernetesVersion": v, "kubernetes": format!("v{v}.1"), "image": format!("kindest/node:v{v}.1"), "requests": {}, "leftBehind": [], "cases": cases})
         })
         .collect();
     let started = jiff::Timestamp::now() - jiff::SignedDuration::from_mins((1000 - run as i64) * 10);
     json!({
+        "schemaVersion": kubevet::util::run_file::SCHEMA_VERSION, "rendered": {},
         "id": format!("{}-bench{run:04}", started.strftime("%Y%m%dT%H%M%SZ")), "suite": "bench",
         "started": started.to_string(), "ended": (started + jiff::SignedDuration::from_mins(5)).to_string(),
         "cells": cells, "versions": {"training-operator": if run < 500 { "v1.8.0" } else { "v1.9.0" }},

@@ -467,6 +467,16 @@ fn session(command: &RunCommand, color: ColorChoice) -> Result<Session, Error> {
     })
 }
 
+/// Each kind of error's exit code: decided here, and only here.
+fn exit_code(e: &Error) -> i32 {
+    use util::error::{EXIT_BAD_INPUT, EXIT_HISTORY, EXIT_INFRASTRUCTURE};
+    match e {
+        Error::Input { .. } | Error::Usage(_) => EXIT_BAD_INPUT,
+        Error::Infrastructure(_) => EXIT_INFRASTRUCTURE,
+        Error::History { .. } => EXIT_HISTORY,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = ColorChoice::from(cli.color);
@@ -543,7 +553,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("kubevet: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            ExitCode::from(exit_code(&e) as u8)
         }
     }
 }

@@ -200,7 +200,7 @@ impl Session {
             ended: jiff::Timestamp::now(),
             artifacts: &self.options.artifacts,
         };
-        let run_file = report::run_file(&facts, reports, &ledger, &rendered, &changed);
+        let run_file = report::run_file(&facts, reports, &ledger, &rendered, &changed)?;
         let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
         report::write(&self.options.artifacts, &junit_path, &suite.name, reports, &properties, &run_file)?;
         if let Some(path) = &self.ctrf {
@@ -225,7 +225,9 @@ impl Session {
         let store = match (&self.history, &self.html) {
             (Some(path), _) => history::open(path),
             // A report without a history: this run alone.
-            (None, Some(_)) => history::store::Store::in_memory().map_err(Error::Infrastructure),
+            (None, Some(_)) => {
+                history::store::Store::in_memory().map_err(history::failed(std::path::Path::new(":memory:")))
+            }
             (None, None) => return,
         };
         let stored = store.and_then(|mut store| {

@@ -1,7 +1,8 @@
 //! Property-based fuzzing of the four readers of user input: the suite parser, the example
 //! reader (what `run` and `list` plan from), the scenario reader and the lint reader. Inputs are real suites and
 //! examples of this repository mutated at random (characters cut, YAML punctuation, anchors,
-//! aliases, tabs, octals and odd unicode put in, lines doubled and swapped). For every input:
+//! aliases, tabs, octals and odd unicode, long digit runs, huge durations and counts put in,
+//! lines doubled and swapped). For every input:
 //! no panic, an answer within a bound, and every rejection an input error with a file:line:col
 //! (exit 2 from the binary). `KUBEVET_FUZZ_CASES` sets the inputs per target (default 300).
 
@@ -73,6 +74,17 @@ const TOKENS: &[&str] = &[
     "expectError: '('",
     "steps:\n",
     "- assert: ",
+    // Long digit runs, huge durations and counts: values no clock or integer can hold.
+    "99999999999999999999h",
+    "timeout: 99999999999999999999h",
+    "failureGrace: 1e308s",
+    "timeout: 720h1ms",
+    "100000000000000000000000000000000000000",
+    "retries: 18446744073709551616",
+    "concurrency: 99999999999999999999",
+    "logLimitBytes: 340282366920938463463374607431768211456",
+    "attempts: 4294967296",
+    "hold: 9999999999999999999999999999999m",
 ];
 
 fn cases() -> u32 {

@@ -167,7 +167,7 @@ fn crafted(day: u32) -> Value {
             let fails = *v == "1.33" && day >= 3;
             json!({
                 "run": format!("cell-{day}-{v}"), "kubernetesVersion": v, "kubernetes": format!("v{v}.1"),
-                "image": format!("kindest/node:v{v}.1"),
+                "image": format!("kindest/node:v{v}.1"), "requests": {}, "leftBehind": [],
                 "cases": [
                     {"id": "examples.train", "name": "examples/train.yaml", "profile": "pytorchjob",
                      "outcome": if fails { "failed" } else { "passed" }, "class": if fails { json!("test") } else { json!(null) },
@@ -181,6 +181,7 @@ fn crafted(day: u32) -> Value {
         .collect();
     let started = format!("2026-11-{:02}T03:00:00Z", 20 + day);
     json!({
+        "schemaVersion": kubevet::util::run_file::SCHEMA_VERSION, "rendered": {},
         "id": format!("202611{:02}T030000Z-matrix", 20 + day), "suite": "matrix", "started": started,
         "ended": started.replace("03:00:00", "03:04:00"), "cells": cells,
         "versions": {"training-operator": operator},
@@ -253,4 +254,45 @@ fn a_damaged_history_is_set_aside_and_reported() {
     assert_eq!(aside.len(), 1, "the damaged file is kept, not truncated");
     assert_eq!(std::fs::read(aside[0].path()).expect("read"), garbage, "kept as it was");
     assert!(stdout(&out).contains("holds 1 runs"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_run_json_of_another_schema_or_with_a_renamed_field_is_refused_not_defaulted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history.sqlite");
+    let import_one = |name: &str, run: &Value| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::write(folder.join("run.json"), run.to_string()).expect("write");
+        kubevet().args(["history", "import", "--history"]).arg(&history).arg(&folder).output().expect("runs")
+    };
+    let mut old = crafted(1);
+    old.as_object_mut().map(|o| o.remove("schemaVersion"));
+    let out = import_one("old", &old);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no schemaVersion"), "{}", stderr(&out));
+
+    let mut renamed = crafted(2);
+    let case = renamed["cells"][0]["cases"][0].as_object_mut().expect("a case");
+    let outcome = case.remove("outcome").expect("outcome");
+    case.insert("verdict".into(), outcome);
+    let out = import_one("renamed", &renamed);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing field `outcome`"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_history_that_cannot_be_written_is_its_own_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A folder where the database file should be: SQLite cannot open it, and it is not
+    // "damaged" either (nothing is moved aside).
+    let history = dir.path().join("history.sqlite");
+    std::fs::create_dir_all(history.join("kept")).expect("mkdir");
+    let folder = dir.path().join("run");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(folder.join("run.json"), crafted(1).to_string()).expect("write");
+    let out = kubevet().args(["history", "import", "--history"]).arg(&history).arg(&folder).output().expect("runs");
+    assert_eq!(out.status.code(), Some(5), "the history's own exit code, not bad input: {}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("history {}", history.display())), "{}", stderr(&out));
+    assert!(history.join("kept").is_dir(), "the folder was left where it was");
 }

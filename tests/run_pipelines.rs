@@ -176,7 +176,8 @@ fn a_python_pipeline_is_compiled_once_per_version_of_its_source() {
     let hello = result(&dir.path().join("a"), "python.hello");
     assert_eq!(hello["outcome"], "passed", "{hello:#}");
     assert_eq!(hello["pipeline"]["compiled"], "cache hit", "{hello:#}");
-    let pod = hello["tasks"][0]["pod"].as_str().unwrap();
+    let say = hello["tasks"].as_array().unwrap().iter().find(|t| t["role"] == "task").expect("the task's row");
+    let pod = say["pod"].as_str().unwrap();
     let log = std::fs::read_to_string(dir.path().join("a/python.hello/pods").join(pod).join("main.log")).unwrap();
     assert!(log.contains("said: hello from Python"), "{log}");
 
@@ -370,6 +371,12 @@ fn the_standin_speaks_kfp_to_the_official_sdk() {
     assert!(versions.len() == 2 && versions.iter().any(|v| v == "v2"), "the upload's version and v2: {seen:#}");
     assert_eq!(seen["experiment_again"], true);
     assert_eq!(seen["with_after"]["state"], "SUCCEEDED");
+    // KFP's caching, as the SDK sees it: a second identical run's tasks are skipped, and the
+    // SDK's enable_caching=False runs them.
+    let cached: Vec<&str> =
+        seen["cached_again"].as_array().expect("cached_again").iter().filter_map(Value::as_str).collect();
+    assert_eq!(cached, ["print-text", "print-text-2", "print-text-3"], "{seen:#}");
+    assert_eq!(seen["cache_off"], serde_json::json!([]), "{seen:#}");
     assert_eq!(seen["producer_consumer"], "SUCCEEDED");
     assert_eq!(seen["typed"], "SUCCEEDED");
     for rule in ["undeclared_parameter", "string_for_integer", "missing_required"] {

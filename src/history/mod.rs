@@ -9,22 +9,26 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::util::{
     error::{Error, Result},
     files::cache_dir,
+    run_file::RunFile,
 };
 pub use health::Window;
-use store::{RunRow, Store};
+use store::{RunRow, Store, StoreError};
 
 /// `<cache>/history.sqlite`, unless `--history PATH`.
 pub fn default_path() -> PathBuf {
     cache_dir().join("history.sqlite")
 }
 
+/// A failure of the history database at `path`, as the command's error.
+pub fn failed(path: &Path) -> impl Fn(StoreError) -> Error + '_ {
+    move |e| Error::History { path: path.to_path_buf(), source: Box::new(e) }
+}
+
 pub fn open(path: &Path) -> Result<Store> {
-    let store = Store::open(path).map_err(|e| Error::Usage(format!("history {}: {e}", path.display())))?;
+    let store = Store::open(path).map_err(failed(path))?;
     if let Some(aside) = &store.set_aside {
         eprintln!(
             "kubevet: the history {} was damaged; it was moved to {} and a new one started",
@@ -39,10 +43,10 @@ pub fn open(path: &Path) -> Result<Store> {
 /// there already.
 pub fn append(store: &mut Store, run_json: &Path) -> Result<bool> {
     let text = std::fs::read_to_string(run_json).map_err(|e| Error::Usage(format!("{}: {e}", run_json.display())))?;
-    let run: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Usage(format!("{}: not a kubevet run.json: {e}", run_json.display())))?;
+    let run = RunFile::parse(&text).map_err(|e| Error::Usage(format!("{}: {e}", run_json.display())))?;
     let root = run_json.parent().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
-    store.append(&run, root.as_deref()).map_err(|e| Error::Usage(format!("{}: {e}", run_json.display())))
+    let path = store.path.clone();
+    store.append(&run, root.as_deref()).map_err(failed(&path))
 }
 
 /// Every `run.json` under the paths given (files, or folders searched through).
@@ -84,7 +88,7 @@ pub fn import(history: &Path, paths: &[PathBuf]) -> Result<i32> {
             known += 1;
         }
     }
-    let (total, _) = store.summary().map_err(Error::Usage)?;
+    let (total, _) = store.summary().map_err(failed(history))?;
     println!("imported {added} runs ({known} already in the history); {} holds {total} runs", history.display());
     Ok(0)
 }
@@ -99,7 +103,7 @@ pub struct Loaded {
 
 pub fn load(store: &Store, suite: Option<&str>, window: Window) -> Result<Loaded> {
     let since = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(24 * window.days)).ok();
-    let all = store.runs(suite, window.runs.max(200), None).map_err(Error::Usage)?;
+    let all = store.runs(suite, window.runs.max(200), None).map_err(failed(&store.path))?;
     let in_days: Vec<RunRow> = all.iter().filter(|r| since.is_none_or(|s| r.started >= s)).cloned().collect();
     let window_runs: Vec<RunRow> = in_days[in_days.len().saturating_sub(window.runs)..].to_vec();
     let first = window_runs.first().map(|r| r.id.clone());

@@ -10,6 +10,39 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, params};
 use serde_json::Value;
 
+use crate::util::run_file::RunFile;
+
+/// What went wrong with the history database: SQLite's own error kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("integrity check failed: {0}")]
+    Damaged(String),
+    #[error(
+        "{path} has history schema {found}, newer than this kubevet's ({supported}); upgrade kubevet or use --history with another file"
+    )]
+    Newer { path: PathBuf, found: usize, supported: usize },
+    #[error("migrating the history to schema {schema}: {source}")]
+    Migration {
+        schema: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{damage}; and it cannot be moved aside: {source}")]
+    CannotSetAside {
+        damage: Box<StoreError>,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Each entry takes the schema one version further; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
     // 1: runs, cells, cases and attempts.
@@ -112,24 +145,42 @@ pub struct CaseRow {
     pub log_tail: Option<String>,
 }
 
-fn sql(e: rusqlite::Error) -> String {
-    e.to_string()
+impl StoreError {
+    /// The file is not a sound SQLite database (not one at all, or corrupt).
+    fn is_damage(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match self {
+            StoreError::Damaged(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, NotADatabase | DatabaseCorrupt)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite(e)
 }
 
 impl Store {
     /// Opens (or makes) the history at `path`, migrated to this kubevet's schema. A file that
     /// is not a sound SQLite database is moved aside (`<path>.damaged-<time>`) and a new one
     /// started; one written by a newer kubevet is refused, not touched.
-    pub fn open(path: &Path) -> Result<Store, String> {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         }
         let mut set_aside = None;
         let conn = match Self::connect(path) {
             Ok(conn) => conn,
-            Err(why) if path.exists() => {
+            // Only a file SQLite calls damaged is set aside: one it cannot open (a folder, no
+            // permission) is an error, never moved.
+            Err(why) if path.is_file() && why.is_damage() => {
                 let aside = PathBuf::from(format!("{}.damaged-{}", path.display(), jiff::Timestamp::now().as_second()));
-                std::fs::rename(path, &aside).map_err(|e| format!("{why}; and it cannot be moved aside: {e}"))?;
+                if let Err(source) = std::fs::rename(path, &aside) {
+                    return Err(StoreError::CannotSetAside { damage: Box::new(why), source });
+                }
                 for suffix in ["-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
@@ -145,7 +196,7 @@ impl Store {
     }
 
     /// A history that lives as long as the process: a report of one run with `--no-history`.
-    pub fn in_memory() -> Result<Store, String> {
+    pub fn in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory().map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
         let mut store = Store { conn, path: PathBuf::from(":memory:"), set_aside: None };
@@ -153,129 +204,94 @@ impl Store {
         Ok(store)
     }
 
-    fn connect(path: &Path) -> Result<Connection, String> {
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sql)?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(sql)?;
         if check != "ok" {
-            return Err(format!("integrity check: {check}"));
+            return Err(StoreError::Damaged(check));
         }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
         Ok(conn)
     }
 
-    fn migrate(&mut self) -> Result<(), String> {
+    fn migrate(&mut self) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
         let version = version.max(0) as usize;
         if version > MIGRATIONS.len() {
-            return Err(format!(
-                "{} has history schema {version}, newer than this kubevet's ({}); upgrade kubevet or use --history with another file",
-                self.path.display(),
-                MIGRATIONS.len()
-            ));
+            return Err(StoreError::Newer { path: self.path.clone(), found: version, supported: MIGRATIONS.len() });
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-            tx.execute_batch(migration).map_err(|e| format!("migrating the history to schema {}: {e}", i + 1))?;
+            tx.execute_batch(migration).map_err(|source| StoreError::Migration { schema: i + 1, source })?;
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(sql)?;
         }
         tx.commit().map_err(sql)
     }
 
-    /// Adds one run (a `run.json` document; `root` the folder it was in). False when a run
-    /// with its id is there already: importing twice stores once.
-    pub fn append(&mut self, run: &Value, root: Option<&Path>) -> Result<bool, String> {
-        let id = run["id"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or("run.json has no id (written by a kubevet before 0.2?)")?;
-        let text = |v: &Value| v.as_str().map(str::to_string);
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
-        let inserted = tx
-            .execute(
-                "INSERT OR IGNORE INTO runs (id, suite, started, ended, versions, changed, root) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    id,
-                    run["suite"].as_str().unwrap_or("kubevet"),
-                    run["started"].as_str().unwrap_or_default(),
-                    run["ended"].as_str().unwrap_or_default(),
-                    run["versions"].to_string(),
-                    run["changed"].to_string(),
-                    root.map(|r| r.to_string_lossy().into_owned()),
-                ],
-            )
-            .map_err(sql)?;
+    /// Adds one run (its `run.json`; `root` the folder it was in). False when a run with its
+    /// id is there already: importing twice stores once.
+    pub fn append(&mut self, run: &RunFile, root: Option<&Path>) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO runs (id, suite, started, ended, versions, changed, root) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                run.id,
+                run.suite,
+                run.started,
+                run.ended,
+                serde_json::to_string(&run.versions).unwrap_or_default(),
+                serde_json::to_string(&run.changed).unwrap_or_default(),
+                root.map(|r| r.to_string_lossy().into_owned()),
+            ],
+        )?;
         if inserted == 0 {
             return Ok(false);
         }
-        for (c, cell) in run["cells"].as_array().into_iter().flatten().enumerate() {
-            let c = c as i64;
-            let kubernetes =
-                text(&cell["kubernetesVersion"]).or_else(|| text(&cell["kubernetes"])).unwrap_or_else(|| "?".into());
+        for (c, cell) in run.cells.iter().enumerate() {
+            let c = i64::try_from(c).unwrap_or(i64::MAX);
+            let kubernetes = cell.kubernetes_version.clone().unwrap_or_else(|| cell.kubernetes.clone());
             tx.execute(
                 "INSERT INTO cells (run, cell, kubernetes, asked, server, image) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    id,
+                params![run.id, c, kubernetes, cell.kubernetes_version, cell.kubernetes, cell.image],
+            )?;
+            let mut case_insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO cases (run, cell, case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            let mut attempt_insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO attempts (run, cell, case_id, attempt, outcome, class, reason, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for case in &cell.cases {
+                let attempts = i64::try_from(case.attempts.len()).unwrap_or(i64::MAX).saturating_add(1);
+                case_insert.execute(params![
+                    run.id,
                     c,
-                    kubernetes,
-                    text(&cell["kubernetesVersion"]),
-                    text(&cell["kubernetes"]),
-                    text(&cell["image"])
-                ],
-            )
-            .map_err(sql)?;
-            let mut case_insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO cases (run, cell, case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )
-                .map_err(sql)?;
-            let mut attempt_insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO attempts (run, cell, case_id, attempt, outcome, class, reason, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(sql)?;
-            for case in cell["cases"].as_array().into_iter().flatten() {
-                let case_id = case["id"].as_str().unwrap_or_default();
-                let earlier = case["attempts"].as_array().map(Vec::len).unwrap_or(0);
-                case_insert
-                    .execute(params![
-                        id,
-                        c,
-                        case_id,
-                        case["name"].as_str().unwrap_or(case_id),
-                        text(&case["profile"]),
-                        text(&case["tier"]),
-                        case["outcome"].as_str().unwrap_or("error"),
-                        text(&case["class"]),
-                        text(&case["reason"]),
-                        case["seconds"].as_f64().unwrap_or(0.0),
-                        case["phases"].to_string(),
-                        earlier as i64 + 1,
-                        text(&case["artifacts"]),
-                        text(&case["logTail"]),
-                    ])
-                    .map_err(sql)?;
-                let last = std::iter::once(case);
-                for (n, attempt) in case["attempts"].as_array().into_iter().flatten().chain(last).enumerate() {
-                    attempt_insert
-                        .execute(params![
-                            id,
-                            c,
-                            case_id,
-                            n as i64 + 1,
-                            attempt["outcome"].as_str().unwrap_or("error"),
-                            text(&attempt["class"]),
-                            text(&attempt["reason"]),
-                            attempt["seconds"].as_f64().unwrap_or(0.0),
-                        ])
-                        .map_err(sql)?;
+                    case.id,
+                    case.name,
+                    case.profile,
+                    case.tier,
+                    case.outcome,
+                    case.class,
+                    case.reason,
+                    case.seconds,
+                    serde_json::to_string(&case.phases).unwrap_or_default(),
+                    attempts,
+                    case.artifacts,
+                    case.log_tail,
+                ])?;
+                // The earlier attempts, then the last: the case itself.
+                let last = (&case.outcome, &case.class, &case.reason, case.seconds);
+                let earlier = case.attempts.iter().map(|a| (&a.outcome, &a.class, &a.reason, a.seconds));
+                for (n, (outcome, class, reason, seconds)) in earlier.chain(std::iter::once(last)).enumerate() {
+                    let n = i64::try_from(n).unwrap_or(i64::MAX).saturating_add(1);
+                    attempt_insert.execute(params![run.id, c, case.id, n, outcome, class, reason, seconds])?;
                 }
             }
         }
-        tx.commit().map_err(sql)?;
+        tx.commit()?;
         Ok(true)
     }
 
@@ -286,7 +302,7 @@ impl Store {
         suite: Option<&str>,
         last: usize,
         since: Option<jiff::Timestamp>,
-    ) -> Result<Vec<RunRow>, String> {
+    ) -> Result<Vec<RunRow>, StoreError> {
         let since = since.map(|t| t.to_string()).unwrap_or_default();
         let mut stmt = self
             .conn
@@ -363,7 +379,7 @@ impl Store {
     }
 
     /// How many runs the history holds, and its schema version.
-    pub fn summary(&self) -> Result<(usize, usize), String> {
+    pub fn summary(&self) -> Result<(usize, usize), StoreError> {
         let runs: i64 = self.conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).map_err(sql)?;
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
         Ok((runs as usize, version as usize))
@@ -379,12 +395,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("h.sqlite");
         let store = Store::open(&path).expect("a new history");
-        assert_eq!(store.summary(), Ok((0, MIGRATIONS.len())));
+        assert_eq!(store.summary().expect("summary"), (0, MIGRATIONS.len()));
         drop(store);
         let conn = Connection::open(&path).expect("open");
         conn.pragma_update(None, "user_version", 99).expect("pragma");
         drop(conn);
-        let err = Store::open(&path).err().expect("refused");
+        let err = Store::open(&path).err().expect("refused").to_string();
         assert!(err.contains("has history schema 99, newer than this kubevet's (1)"), "{err}");
         assert!(
             !dir.path().read_dir().expect("dir").flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"))
@@ -395,13 +411,14 @@ mod tests {
     fn a_run_is_stored_once_with_its_cells_cases_and_attempts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(&dir.path().join("h.sqlite")).expect("history");
-        let run = serde_json::json!({"id": "r1", "suite": "s", "started": "2026-12-01T00:00:00Z", "ended": "2026-12-01T00:01:00Z",
-            "versions": {"op": "v1"}, "changed": [],
-            "cells": [{"kubernetesVersion": "1.33", "kubernetes": "v1.33.1", "image": "kindest/node:v1.33.1", "cases": [
-                {"id": "a", "name": "a.yaml", "outcome": "flaky", "seconds": 3.0, "phases": [],
+        let run = serde_json::json!({"schemaVersion": 1, "id": "r1", "suite": "s", "started": "2026-12-01T00:00:00Z", "ended": "2026-12-01T00:01:00Z",
+            "versions": {"op": "v1"}, "changed": [], "rendered": {},
+            "cells": [{"run": "x", "kubernetesVersion": "1.33", "kubernetes": "v1.33.1", "image": "kindest/node:v1.33.1", "requests": {}, "leftBehind": [], "cases": [
+                {"id": "a", "name": "a.yaml", "profile": "job", "outcome": "flaky", "seconds": 3.0, "phases": [], "artifacts": "a",
                  "attempts": [{"outcome": "failed", "class": "timeout", "seconds": 1.0}]}]}]});
-        assert_eq!(store.append(&run, None), Ok(true));
-        assert_eq!(store.append(&run, None), Ok(false), "the same run twice is stored once");
+        let run = RunFile::parse(&run.to_string()).expect("a run.json of this schema");
+        assert!(store.append(&run, None).expect("stored"));
+        assert!(!store.append(&run, None).expect("stored"), "the same run twice is stored once");
         let runs = store.runs(Some("s"), 10, None).expect("runs");
         let case = &runs[0].cells[0].cases[0];
         assert_eq!((runs[0].cells[0].kubernetes.as_str(), case.outcome.as_str(), case.attempts), ("1.33", "flaky", 2));

@@ -16,11 +16,12 @@ use serde_json::{Value, json};
 
 use crate::{
     operators::{render::Rendered, versions::Ledger},
-    outcome::{CellReport, Outcome},
+    outcome::{CaseResult, CellReport, Outcome},
     suite::FlakyPolicy,
     util::{
         error::{EXIT_CASE_FAILED, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED, EXIT_LEFT_BEHIND, Error},
         files::write_atomically,
+        run_file::{CaseFile, CellFile, RunFile, SCHEMA_VERSION},
     },
 };
 
@@ -46,7 +47,7 @@ pub fn run_file(
     ledger: &Ledger,
     rendered: &[&Rendered],
     changed: &[String],
-) -> Value {
+) -> Result<RunFile, Error> {
     let relative = |mut case: Value| {
         let shorten = |v: &mut Value| {
             if let Some(p) = v.as_str().map(std::path::PathBuf::from)
@@ -61,26 +62,44 @@ pub fn run_file(
         }
         case
     };
-    json!({
-        "id": facts.id,
-        "suite": facts.suite,
-        "started": facts.started.to_string(),
-        "ended": facts.ended.to_string(),
-        "cells": reports.iter().map(|c| json!({
-            "run": c.report.run_id,
-            "kubernetesVersion": c.cell.version,
-            "image": c.cell.image,
-            "kubernetes": c.server_version,
-            "requests": c.requests,
-            "leftBehind": c.left_behind().collect::<Vec<_>>(),
-            "cases": c.report.results.iter().map(|r| relative(serde_json::to_value(r).unwrap_or_default())).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "versions": ledger,
-        "rendered": rendered.iter().map(|r| (r.operator.clone(), json!({
-            "version": r.version, "floating": r.floating, "cache": r.cache_label(),
-            "listingCached": r.listing_cached, "file": r.file,
-        }))).collect::<serde_json::Map<_, _>>(),
-        "changed": changed,
+    // Each result through the file's own type: a field the history needs that a result
+    // lost fails the write, not a later import.
+    let case_file = |r: &CaseResult| {
+        let value = serde_json::to_value(r).map_err(|e| Error::Infrastructure(format!("case {}: {e}", r.name)))?;
+        serde_json::from_value::<CaseFile>(relative(value))
+            .map_err(|e| Error::Infrastructure(format!("case {} does not fit run.json: {e}", r.name)))
+    };
+    let mut cells = Vec::new();
+    for c in reports {
+        cells.push(CellFile {
+            run: c.report.run_id.clone(),
+            kubernetes_version: c.cell.version.clone(),
+            image: c.cell.image.clone(),
+            kubernetes: c.server_version.clone(),
+            requests: serde_json::to_value(&c.requests).unwrap_or(Value::Null),
+            left_behind: c.left_behind().map(str::to_string).collect(),
+            cases: c.report.results.iter().map(case_file).collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(RunFile {
+        schema_version: SCHEMA_VERSION,
+        id: facts.id.to_string(),
+        suite: facts.suite.to_string(),
+        started: facts.started.to_string(),
+        ended: facts.ended.to_string(),
+        cells,
+        versions: ledger.clone(),
+        rendered: rendered
+            .iter()
+            .map(|r| {
+                let v = json!({
+                    "version": r.version, "floating": r.floating, "cache": r.cache_label(),
+                    "listingCached": r.listing_cached, "file": r.file,
+                });
+                (r.operator.clone(), v)
+            })
+            .collect(),
+        changed: changed.to_vec(),
     })
 }
 
@@ -91,9 +110,10 @@ pub fn write(
     suite_name: &str,
     reports: &[CellReport],
     properties: &[(String, String)],
-    run_file: &Value,
+    run_file: &RunFile,
 ) -> Result<(), Error> {
-    write_atomically(&artifacts.join("run.json"), run_file.to_string().as_bytes())
+    let text = serde_json::to_string(run_file).map_err(|e| Error::Infrastructure(format!("run.json: {e}")))?;
+    write_atomically(&artifacts.join("run.json"), text.as_bytes())
         .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
     let xml = junit::junit(suite_name, reports, properties)
         .to_string()

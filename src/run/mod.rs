@@ -151,7 +151,7 @@ pub async fn run(
                 Ok(ended) => ended,
                 Err(panic) => {
                     let case = &case_of_task;
-                    let mut result = panicked(case, artifacts.join(&case.id), &panic);
+                    let mut result = panicked(case, artifacts.join(&case.id), panic.as_ref());
                     clean_up_by_label(&cluster_of_task, case, &run_of_task, &mut tracker, timeout, &mut result).await;
                     result.write();
                     (index, result, None)

@@ -8,6 +8,8 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_INFRASTRUCTURE: i32 = 3;
 /// Every case passed, but kubevet could not delete something it made (listed in the summary).
 pub const EXIT_LEFT_BEHIND: i32 = 4;
+/// The run history's database could not be read or written (its file, SQLite).
+pub const EXIT_HISTORY: i32 = 5;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,13 @@ pub enum Error {
     /// The cluster or the machine failed kubevet, not the user's examples.
     #[error("infrastructure: {0}")]
     Infrastructure(String),
+    /// The run history's database failed: its file and the cause, kept as the source.
+    #[error("history {}: {source}", path.display())]
+    History {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -34,13 +43,6 @@ impl Error {
                 Error::Input { path, line, column, message, hint: Some(hint.into()) }
             }
             other => other,
-        }
-    }
-
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Input { .. } | Error::Usage(_) => EXIT_BAD_INPUT,
-            Error::Infrastructure(_) => EXIT_INFRASTRUCTURE,
         }
     }
 }

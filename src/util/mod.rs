@@ -10,6 +10,7 @@ pub mod github;
 pub mod http;
 pub mod ids;
 pub mod interrupt;
+pub mod run_file;
 pub mod yaml;
 
 /// Runs a command's async work to completion on a runtime of its own.

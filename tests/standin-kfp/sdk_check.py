@@ -58,6 +58,24 @@ seen["with_after"] = {
     "tasks": sorted(t.display_name for t in done.run_details.task_details),
 }
 
+
+def skipped(run_id):
+    """The tasks of a finished run that KFP's cache answered (state SKIPPED)."""
+    details = client.wait_for_run_completion(run_id, timeout=120).run_details.task_details
+    return sorted(t.display_name for t in details if t.state == "SKIPPED")
+
+
+# Caching on, as the SDK compiles every task: the same tasks again are answered from the cache
+# while the first run exists; the SDK's own switch turns it off for a run.
+again = client.run_pipeline(
+    experiment.experiment_id, "with-after-again", pipeline_id=with_after.pipeline_id, version_id=version.pipeline_version_id
+)
+seen["cached_again"] = skipped(again.run_id)
+off = client.run_pipeline(
+    experiment.experiment_id, "cache-off", pipeline_package_path=f"{folder}/pipeline-with-after.yaml", enable_caching=False
+)
+seen["cache_off"] = skipped(off.run_id)
+
 producer = client.upload_pipeline(f"{folder}/producer-consumer-param-pipeline.yaml", pipeline_name=f"sdk-pc-{suffix}")
 run = client.run_pipeline(
     experiment.experiment_id, "producer-consumer", pipeline_id=producer.pipeline_id, version_id=version_of(producer), params={"text": "From the SDK"}

@@ -153,14 +153,16 @@ impl CaseRun<'_> {
         let clock = Instant::now();
         self.progress.phase(&self.case.name, "collecting");
         // What was still running is what the last snapshot before `:terminate` shows: after
-        // it, the stopped tasks read Failed.
-        let still_running: Vec<String> = tasks::nodes(&workflow)
+        // it, the stopped tasks read Failed. A task whose driver still runs is running too.
+        let mut still_running: Vec<String> = tasks::nodes(&workflow)
             .map(|nodes| tasks::table(&nodes, &[]))
             .unwrap_or_default()
             .into_iter()
-            .filter(|t| t.role == "task" && matches!(t.state.as_str(), "Running" | "Pending"))
+            .filter(|t| matches!(t.state.as_str(), "Running" | "Pending"))
             .map(|t| t.task)
             .collect();
+        still_running.sort();
+        still_running.dedup();
         let mut stopped_note = String::new();
         let settled = match &followed {
             Followed::Ended => Some(self.settle(kfp, &run_id, &workflow, result).await),
@@ -415,8 +417,8 @@ fn why_failed(tasks: &[TaskRow], run: &Value, workflow: &Value) -> (String, Fail
     let workflow_message = workflow.pointer("/status/message").and_then(Value::as_str);
     let message = run_error.or(workflow_message).filter(|m| !m.is_empty());
     match message {
-        // No node ran: KFP or Argo refused what the pipeline asks for.
-        Some(m) if nodes.is_empty() => (format!("no task ran: {m}"), FailureClass::Example),
+        // No task (nor its driver) ever started: KFP or Argo refused what the pipeline asks for.
+        Some(m) if tasks.is_empty() => (format!("no task ran: {m}"), FailureClass::Example),
         Some(m) => (format!("no user task failed: {m}"), FailureClass::Infrastructure),
         None => (
             format!("no task failed and KFP gave no message (Workflow {})", phase_of(workflow)),

@@ -1,0 +1,140 @@
+//! `run.json`, the one contract between the run that writes it and the history that imports
+//! it (`kubevet history import`, from another machine or another version): typed, with a
+//! `schemaVersion`. A file of another schema is refused with what to do, and a field the
+//! history needs that is missing is an error naming it — never read as a default.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The schema this kubevet writes and reads; raised when a field the history reads changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFile {
+    pub schema_version: u32,
+    /// Unique and sortable by time: `20261201T021500Z-3f9a1c`.
+    pub id: String,
+    pub suite: String,
+    pub started: String,
+    pub ended: String,
+    pub cells: Vec<CellFile>,
+    /// What each floating version resolved to.
+    pub versions: BTreeMap<String, String>,
+    /// How each operator was rendered.
+    pub rendered: Map<String, Value>,
+    /// What changed since the previous run.
+    pub changed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellFile {
+    pub run: String,
+    /// The version the matrix asked for (none for an existing cluster).
+    pub kubernetes_version: Option<String>,
+    pub image: Option<String>,
+    /// The server's own version.
+    pub kubernetes: String,
+    pub requests: Value,
+    pub left_behind: Vec<String>,
+    pub cases: Vec<CaseFile>,
+}
+
+/// A case's `result.json` as the history reads it; the rest of its fields kept as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseFile {
+    pub id: String,
+    pub name: String,
+    pub profile: String,
+    pub tier: Option<String>,
+    pub outcome: String,
+    pub class: Option<String>,
+    pub reason: Option<String>,
+    pub seconds: f64,
+    pub phases: Vec<Value>,
+    /// Earlier attempts; the last attempt is the case itself.
+    pub attempts: Vec<AttemptFile>,
+    pub artifacts: String,
+    pub log_tail: Option<String>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptFile {
+    pub outcome: String,
+    pub class: Option<String>,
+    pub reason: Option<String>,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl RunFile {
+    /// Reads a `run.json`'s text: its schema first (refused with what to do when it is not
+    /// this kubevet's), then every field the history needs.
+    pub fn parse(text: &str) -> Result<RunFile, String> {
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        match value.get("schemaVersion").and_then(Value::as_u64) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) if v > u64::from(SCHEMA_VERSION) => {
+                return Err(format!(
+                    "written by a newer kubevet (run.json schema {v}; this kubevet reads {SCHEMA_VERSION}): import it with that version"
+                ));
+            }
+            Some(v) => return Err(format!("run.json schema {v} is not one this kubevet reads ({SCHEMA_VERSION})")),
+            None => {
+                return Err(format!(
+                    "no schemaVersion: written by a kubevet from before run.json had one; this kubevet reads schema {SCHEMA_VERSION} (run the suite again, or import with the kubevet that wrote it)"
+                ));
+            }
+        }
+        serde_json::from_value(value).map_err(|e| format!("not a kubevet run.json of schema {SCHEMA_VERSION}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn file() -> Value {
+        json!({
+            "schemaVersion": SCHEMA_VERSION, "id": "r1", "suite": "s", "started": "a", "ended": "b",
+            "versions": {}, "rendered": {}, "changed": [],
+            "cells": [{"run": "x", "kubernetesVersion": null, "image": null, "kubernetes": "v1.20.2", "requests": {},
+                "leftBehind": [], "cases": [{"id": "c", "name": "c.yaml", "profile": "job", "tier": null, "outcome": "passed",
+                "class": null, "reason": null, "seconds": 1.5, "phases": [], "attempts": [], "artifacts": "c",
+                "logTail": null, "namespace": "kv-c"}]}],
+        })
+    }
+
+    #[test]
+    fn a_file_of_this_schema_reads_whole_and_keeps_the_rest() {
+        let run = RunFile::parse(&file().to_string()).expect("reads");
+        assert_eq!(run.cells[0].cases[0].rest["namespace"], "kv-c");
+        let again = serde_json::to_value(&run).expect("writes");
+        assert_eq!(again, file(), "nothing lost or added on the way through");
+    }
+
+    #[test]
+    fn other_schemas_and_missing_fields_are_refused_never_defaulted() {
+        let mut old = file();
+        old.as_object_mut().map(|o| o.remove("schemaVersion"));
+        assert!(RunFile::parse(&old.to_string()).expect_err("no schema").contains("no schemaVersion"));
+        let mut newer = file();
+        newer["schemaVersion"] = json!(SCHEMA_VERSION + 1);
+        assert!(RunFile::parse(&newer.to_string()).expect_err("newer").contains("newer kubevet"));
+        let mut renamed = file();
+        let case = renamed["cells"][0]["cases"][0].as_object_mut().expect("case");
+        let outcome = case.remove("outcome").expect("outcome");
+        case.insert("result".into(), outcome);
+        let e = RunFile::parse(&renamed.to_string()).expect_err("a renamed field");
+        assert!(e.contains("missing field `outcome`"), "{e}");
+    }
+}
