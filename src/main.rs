@@ -504,7 +504,8 @@ fn main() -> ExitCode {
                 format,
             })
         }
-        Command::Run(command) => session(&command, color).and_then(|session| util::block_on(session.run())?),
+        Command::Run(command) => session(&command, color)
+            .and_then(|session| util::block_on(async { session.run(util::interrupt::interrupt_signal()).await })?),
         Command::Sweep { schedule, once, run } => {
             schedule.as_deref().map(sweep::schedule).transpose().and_then(|cron| {
                 // The first run's input is checked before the sweep starts waiting.

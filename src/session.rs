@@ -62,13 +62,14 @@ struct Prepared {
 }
 
 impl Session {
-    pub async fn run(mut self) -> Result<i32, Error> {
+    /// The run, until `cancel` turns true (an interrupt: the caller's one signal, shared by
+    /// every session a sweep makes, so no listener is left behind per run).
+    pub async fn run(mut self, cancel: tokio::sync::watch::Receiver<bool>) -> Result<i32, Error> {
         let started = jiff::Timestamp::now();
         let suite = &self.suite;
         let cells = provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(Error::Usage)?;
         command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
             .map_err(Error::Usage)?;
-        let cancel = crate::util::interrupt::interrupt_signal();
         let prepared = self.prepare().await;
         let mut reports = Vec::new();
         for cell in &cells {

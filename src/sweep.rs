@@ -46,7 +46,7 @@ pub async fn sweep(cron: Option<Cron>, once: bool, make: impl Fn() -> Result<Ses
         let started = Zoned::now();
         eprintln!("kubevet sweep: run starting at {}", started.timestamp());
         let code = match make() {
-            Ok(session) => session.run().await?,
+            Ok(session) => session.run(cancel.clone()).await?,
             // A suite broken since the last run: said, and the sweep goes on to the next trigger.
             Err(e) if !once => {
                 warn!("this trigger's run could not start: {e}");

@@ -8,6 +8,7 @@
 pub mod clean;
 pub mod client;
 pub mod collect;
+mod container;
 pub mod kfp;
 pub mod manage;
 pub mod provision;
