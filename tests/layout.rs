@@ -246,3 +246,61 @@ fn the_checker_sees_use_trees_and_inline_paths() {
         assert!(refs.iter().any(|r| r == expected), "{expected} missing from {refs:?}");
     }
 }
+
+/// ARCHITECTURE.md's table: each stage's row and the stages its "may use" column names.
+fn documented_uses() -> BTreeMap<String, Option<BTreeSet<String>>> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+        .expect("ARCHITECTURE.md");
+    let mut rows = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("| `src/")) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+        let (Some(first), Some(last)) = (cells.first(), cells.last()) else { continue };
+        let may: String = last.trim().to_string();
+        for path in first.split('`').filter(|p| p.starts_with("src/")) {
+            let stage = path.trim_start_matches("src/").trim_end_matches('/').trim_end_matches(".rs").to_string();
+            let uses = match may.as_str() {
+                "everything" => None,
+                "everything below it" => {
+                    Some(RANKS.iter().take_while(|r| **r != stage).map(|r| r.to_string()).collect())
+                }
+                "nothing of kubevet" => Some(BTreeSet::new()),
+                list => Some(list.split(',').map(|s| s.trim().trim_matches('`').to_string()).collect()),
+            };
+            rows.insert(stage, uses);
+        }
+    }
+    rows
+}
+
+#[test]
+fn architectures_may_use_column_is_what_the_code_does() {
+    let graph = graph();
+    let documented = documented_uses();
+    let mut wrong = Vec::new();
+    for stage in RANKS {
+        let Some(allowed) = documented.get(*stage) else {
+            wrong.push(format!("{stage} has no row in ARCHITECTURE.md"));
+            continue;
+        };
+        let Some(allowed) = allowed else { continue };
+        let used: BTreeSet<&str> = graph
+            .edges
+            .iter()
+            .filter(|(from, _)| top(from) == *stage)
+            .flat_map(|(_, to)| to.iter().map(|t| top(t)))
+            .filter(|t| t != stage)
+            .collect();
+        for to in used {
+            if !allowed.contains(to) {
+                let (from, path) = graph
+                    .why
+                    .iter()
+                    .find(|((f, t), _)| top(f) == *stage && top(t) == to)
+                    .map(|((f, _), p)| (f.as_str(), p.as_str()))
+                    .unwrap_or(("?", "?"));
+                wrong.push(format!("{from} uses {path}, but ARCHITECTURE.md says {stage} may use only {allowed:?}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "ARCHITECTURE.md's may-use column is not what the code does:\n{}", wrong.join("\n"));
+}

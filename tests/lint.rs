@@ -386,3 +386,21 @@ fn a_pipelines_run_parameters_are_checked_against_its_declarations() {
     let text = stdout(&out);
     assert!(text.contains("(error: ") && text.contains("\"text\" is declared STRING, but the suite gives 5"), "{text}");
 }
+
+#[test]
+fn a_pipeline_name_kfp_refuses_is_found_at_its_line_with_one_it_takes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("train_pipeline.yaml");
+    let text = std::fs::read_to_string(
+        repo().join("tests/fixtures/pipelines/examples/container-component-with-no-inputs.yaml"),
+    )
+    .expect("fixture")
+    .replace("pipelineInfo:\n  name: v2-container-component-no-input", "pipelineInfo:\n  name: Train_Pipeline");
+    std::fs::write(&file, &text).expect("write");
+    let line = text.lines().position(|l| l.contains("name: Train_Pipeline")).expect("the name's line") as u64 + 1;
+    let (code, report) = lint_json(&[file.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(findings(&report), vec![("train_pipeline.yaml".to_string(), line, "kfp-pipeline-name".to_string())]);
+    let message = report["findings"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("^[a-z0-9][a-z0-9-]{0,127}$") && message.contains("write \"train-pipeline-"), "{message}");
+}

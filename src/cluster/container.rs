@@ -14,10 +14,7 @@ mod enabled {
         },
     };
 
-    use crate::{
-        cluster::provision::{Cell, Provisioned},
-        suite::{ClusterSettings, ContainerModule},
-    };
+    use crate::suite::ContainerModule;
 
     /// A control plane container; removed when the cell ends.
     pub enum Container {
@@ -37,8 +34,7 @@ mod enabled {
 
     /// Starts the cell's control plane container and writes a kubeconfig for its mapped port.
     /// testcontainers waits for the module's ready line; the container goes when the cell ends.
-    pub async fn up(settings: &ClusterSettings, cell: &Cell) -> Result<Provisioned, String> {
-        let image = cell.image.as_deref().ok_or("no container image")?;
+    pub async fn up(module: ContainerModule, image: &str) -> Result<(Container, std::path::PathBuf), String> {
         let (name, tag) = match image.rsplit_once(':') {
             Some((name, tag)) if !tag.contains('/') => (name, tag),
             _ => (image, "latest"),
@@ -48,7 +44,7 @@ mod enabled {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let startup = std::time::Duration::from_secs(300);
         tracing::info!(image = %image, "starting a control plane container");
-        let (container, kubeconfig_text, id) = match settings.container_module {
+        let (container, kubeconfig_text, id) = match module {
             ContainerModule::Kwok => {
                 let c =
                     start(KwokCluster::default().with_name(name).with_tag(tag).with_startup_timeout(startup), image)
@@ -76,13 +72,7 @@ mod enabled {
         let kubeconfig = dir.join(format!("{}.kubeconfig", &id[..12.min(id.len())]));
         crate::util::files::write_atomically(&kubeconfig, kubeconfig_text.as_bytes())
             .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-        Ok(Provisioned {
-            kubeconfig: Some(kubeconfig),
-            context: None,
-            kind_cluster: None,
-            delete_at_end: true,
-            container: Some(container),
-        })
+        Ok((container, kubeconfig))
     }
 
     /// Starts a container under a name of kubevet's: one that was created but did not start is not
@@ -107,10 +97,7 @@ pub use enabled::{Container, up};
 
 #[cfg(not(feature = "container"))]
 mod disabled {
-    use crate::{
-        cluster::provision::{Cell, Provisioned},
-        suite::ClusterSettings,
-    };
+    use crate::suite::ContainerModule;
 
     /// No container can exist without the feature.
     pub enum Container {}
@@ -121,7 +108,7 @@ mod disabled {
         }
     }
 
-    pub async fn up(_settings: &ClusterSettings, _cell: &Cell) -> Result<Provisioned, String> {
+    pub async fn up(_module: ContainerModule, _image: &str) -> Result<(Container, std::path::PathBuf), String> {
         Err("this kubevet was built without the container provider: install it with its default features (cargo install kubevet), or use provider kind or existing".into())
     }
 }

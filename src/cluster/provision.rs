@@ -184,7 +184,15 @@ pub async fn up(
     mut cancel: watch::Receiver<bool>,
 ) -> Result<Provisioned, String> {
     if settings.provider == Provider::Container {
-        return super::container::up(settings, cell).await;
+        let image = cell.image.as_deref().ok_or("no container image")?;
+        let (container, kubeconfig) = super::container::up(settings.container_module, image).await?;
+        return Ok(Provisioned {
+            kubeconfig: Some(kubeconfig),
+            context: None,
+            kind_cluster: None,
+            delete_at_end: true,
+            container: Some(container),
+        });
     }
     let (Some(name), Some(image)) = (&cell.kind_cluster, &cell.image) else {
         return Ok(Provisioned {

@@ -35,11 +35,22 @@ pub fn check(doc: &Value) -> Vec<Finding> {
         )),
         None => out.push(finding("", "compiled pipeline without schemaVersion".into())),
     }
-    if doc.pointer("/pipelineInfo/name").and_then(Value::as_str).is_none_or(|n| n.trim().is_empty()) {
-        out.push(finding(
+    match doc.pointer("/pipelineInfo/name").and_then(Value::as_str) {
+        None | Some("") => out.push(finding(
             "/pipelineInfo/name",
             "pipelineInfo.name is empty: the KFP API server rejects a pipeline without a name".into(),
-        ));
+        )),
+        // KFP checks the name when a version is created (`common/utils.go`).
+        Some(name) if !crate::util::ids::is_kfp_name(name) => out.push(Finding::new(
+            "kfp-pipeline-name",
+            Severity::Error,
+            "/pipelineInfo/name",
+            format!(
+                "pipelineInfo.name {name:?} is not a name KFP takes: it must match ^[a-z0-9][a-z0-9-]{{0,127}}$ (lowercase letters, digits and '-', at most 128); write {:?}",
+                crate::util::ids::kfp_name(name)
+            ),
+        )),
+        Some(_) => {}
     }
     if doc.get("root").is_none() {
         out.push(finding("", "compiled pipeline without root".into()));

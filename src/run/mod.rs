@@ -257,8 +257,17 @@ async fn clean_up_by_label(
     };
     let mut cluster_scoped = Some(cluster_scoped);
     for namespace in found {
-        let cleanup =
-            Cleanup { namespace, unfinished: Vec::new(), cluster_scoped: cluster_scoped.take().unwrap_or_default() };
+        // The case's workloads go first, as after any case: a namespace whose Job still runs
+        // pods takes a minute to go on its own.
+        let mut unfinished = Vec::new();
+        for w in &case.workloads {
+            if let Some(object) = case.objects.get(w.object)
+                && let Ok(applied) = cluster.locate(&object.value, Some(&namespace)).await
+            {
+                unfinished.push(applied);
+            }
+        }
+        let cleanup = Cleanup { namespace, unfinished, cluster_scoped: cluster_scoped.take().unwrap_or_default() };
         clean_up(cluster, &cleanup, namespaces, timeout, result).await;
     }
     if let Some(rest) = cluster_scoped.filter(|r| !r.is_empty()) {
