@@ -78,7 +78,7 @@ impl RetryPolicy {
         if let Some(asked) = retry_after {
             return asked;
         }
-        let exponential = self.base_delay.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(self.max_delay);
+        let exponential = crate::util::duration::doubling(self.base_delay, retry, self.max_delay);
         let mut byte = [0u8; 1];
         let share = if getrandom::fill(&mut byte).is_ok() { 0.5 + f64::from(byte[0]) / 510.0 } else { 0.75 };
         exponential.mul_f64(share)

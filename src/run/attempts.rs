@@ -142,8 +142,7 @@ impl Attempts<'_> {
             }
             left_behind.extend(result.left_behind.iter().cloned());
             earlier.push(result.as_attempt());
-            let backoff =
-                defaults.retry_backoff.0.saturating_mul(1 << (number - 1).min(6)).min(Duration::from_secs(300));
+            let backoff = crate::util::duration::doubling(defaults.retry_backoff.0, number, Duration::from_secs(300));
             let mut cancel = self.cancel.clone();
             permit = tokio::select! {
                 _ = cancel.wait_for(|c| *c) => None,

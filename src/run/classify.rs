@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::{
     cluster::ApiError,
     suite::{ClassRule, FailureClass, classes::by_rules},
+    util::cel::parse_quantity,
 };
 
 /// Reasons of events that say the node or the cluster took the pod away.
@@ -70,44 +71,19 @@ pub fn stuck(text: &str) -> FailureClass {
     }
 }
 
-/// A quantity as Kubernetes writes it (`500m`, `2`, `1Gi`, `512M`, `1e3`), as a number of
-/// base units (cores, bytes); none when it does not read as one.
-pub fn quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let suffixes: [(&str, f64); 13] = [
-        ("Ki", 1024f64),
-        ("Mi", 1024f64.powi(2)),
-        ("Gi", 1024f64.powi(3)),
-        ("Ti", 1024f64.powi(4)),
-        ("Pi", 1024f64.powi(5)),
-        ("Ei", 1024f64.powi(6)),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    for (suffix, factor) in suffixes {
-        if let Some(number) = text.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| n * factor);
-        }
-    }
-    text.parse::<f64>().ok()
-}
-
 /// When a pod asks for more CPU or memory than even the largest node can give, what it asks:
 /// then the example is wrong, not the cluster short of room.
 pub fn beyond_every_node(pods: &[Pod], nodes: &[std::collections::BTreeMap<String, String>]) -> Option<String> {
     for resource in ["cpu", "memory"] {
-        let most = nodes.iter().filter_map(|n| n.get(resource).and_then(|q| quantity(q))).fold(0.0, f64::max);
+        let most = nodes.iter().filter_map(|n| n.get(resource).and_then(|q| parse_quantity(q))).fold(0.0, f64::max);
         for pod in pods {
             let spec = pod.spec.as_ref()?;
             let asked: f64 = spec
                 .containers
                 .iter()
-                .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(resource).and_then(|q| quantity(&q.0)))
+                .filter_map(|c| {
+                    c.resources.as_ref()?.requests.as_ref()?.get(resource).and_then(|q| parse_quantity(&q.0))
+                })
                 .sum();
             if !nodes.is_empty() && asked > most {
                 return Some(format!("asks for {asked} {resource}, more than any node can give ({most})"));
@@ -157,12 +133,15 @@ mod tests {
     }
 
     #[test]
-    fn quantities_read_as_kubernetes_writes_them() {
-        assert_eq!(quantity("500m"), Some(0.5));
-        assert_eq!(quantity("2"), Some(2.0));
-        assert_eq!(quantity("1Gi"), Some(1024f64.powi(3)));
-        assert_eq!(quantity("512M"), Some(512e6));
-        assert_eq!(quantity("lots"), None);
+    fn a_pod_asking_beyond_every_node_is_named_with_kubernetes_quantities() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "2Pi"}}}]},
+        }))
+        .expect("pod");
+        let nodes = vec![std::collections::BTreeMap::from([("memory".to_string(), "64Gi".to_string())])];
+        let said = beyond_every_node(&[pod], &nodes).expect("beyond the node");
+        assert!(said.starts_with("asks for 2251799813685248 memory"), "{said}");
     }
 
     #[test]

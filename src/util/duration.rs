@@ -49,6 +49,33 @@ pub fn deadline(after: Duration) -> tokio::time::Instant {
     now.checked_add(after).unwrap_or_else(|| now + MAX)
 }
 
+/// `base × 2^(n−1)` for the n-th wait (from 1), at most `max`: retries' exponential backoff,
+/// never overflowing.
+pub fn doubling(base: Duration, n: u32, max: Duration) -> Duration {
+    base.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(max)
+}
+
+/// Waits that grow by `percent` % each time up to `max`: the polling nets under a watch.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    wait: Duration,
+    percent: u32,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, percent: u32, max: Duration) -> Backoff {
+        Backoff { wait: first.min(max), percent, max }
+    }
+
+    /// The wait now; the next one grows.
+    pub fn next_wait(&mut self) -> Duration {
+        let now = self.wait;
+        self.wait = (self.wait.saturating_mul(self.percent) / 100).min(self.max);
+        now
+    }
+}
+
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
@@ -90,6 +117,19 @@ mod tests {
             let e = Dur::parse(absurd).expect_err(absurd);
             assert!(e.contains("0s to 720h"), "{absurd}: {e}");
         }
+    }
+
+    #[test]
+    fn backoffs_grow_to_their_ceiling_without_overflow() {
+        let s = Duration::from_secs;
+        assert_eq!([1, 2, 3, 7, 40].map(|n| doubling(s(5), n, s(300))), [s(5), s(10), s(20), s(300), s(300)]);
+        assert_eq!(doubling(Duration::MAX, 9, s(1)), s(1));
+        let mut b = Backoff::new(s(1), 150, s(4));
+        let waits: Vec<Duration> = (0..5).map(|_| b.next_wait()).collect();
+        assert_eq!(
+            waits,
+            [s(1), Duration::from_millis(1500), Duration::from_millis(2250), Duration::from_millis(3375), s(4)]
+        );
     }
 
     #[test]

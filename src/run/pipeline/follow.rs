@@ -12,6 +12,7 @@ use crate::{
     cluster::{kfp::Kfp, wait::StuckPods},
     outcome::CaseResult,
     run::case::CaseRun,
+    util::duration::Backoff,
 };
 
 /// How following the run ended.
@@ -92,7 +93,7 @@ impl CaseRun<'_> {
                 );
                 tracing::warn!(run = %run_id, "{note}");
                 result.collect_problems.push(note);
-                let mut wait = Duration::from_secs(1);
+                let mut wait = Backoff::new(Duration::from_secs(1), 150, Duration::from_secs(10));
                 let mut failures = 0u32;
                 loop {
                     // Each read is already retried by the request layer; a few failed reads in
@@ -112,7 +113,7 @@ impl CaseRun<'_> {
                         }
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => wait = (wait * 3 / 2).min(Duration::from_secs(10)),
+                        _ = tokio::time::sleep(wait.next_wait()) => {}
                         _ = tokio::time::sleep_until(deadline) => return (Followed::TimedOut, workflow),
                         _ = cancel.wait_for(|c| *c) => return (Followed::Interrupted, workflow),
                     }

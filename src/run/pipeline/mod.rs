@@ -26,7 +26,10 @@ use crate::{
     outcome::{CaseResult, Outcome, Phase, PipelineRun, TaskRow},
     plan::{Case, PipelineCase, PipelineSource, pipeline},
     suite::{Expect, FailureClass, images::Retag, pipelines::PipelineSettings},
-    util::{duration::deadline, ids::kfp_name},
+    util::{
+        duration::{Backoff, deadline},
+        ids::kfp_name,
+    },
 };
 use follow::{Followed, phase_of, terminal_state};
 
@@ -291,7 +294,7 @@ impl CaseRun<'_> {
         };
         let mut cancel = self.cancel.clone();
         let (mut last_good, mut last_error): (Option<Value>, Option<KfpError>) = (None, None);
-        let mut wait = Duration::from_secs(2);
+        let mut wait = Backoff::new(Duration::from_secs(2), 200, Duration::from_secs(30));
         loop {
             match kfp.get(&format!("{API}/runs/{run_id}")).await {
                 Ok(run) if terminal_state(run["state"].as_str().unwrap_or_default()) => {
@@ -303,7 +306,7 @@ impl CaseRun<'_> {
             }
             tokio::select! {
                 Some(_) = changes.next() => {}
-                _ = tokio::time::sleep(wait) => wait = (wait * 2).min(Duration::from_secs(30)),
+                _ = tokio::time::sleep(wait.next_wait()) => {}
                 _ = tokio::time::sleep_until(give_up) => break,
                 _ = cancel.wait_for(|c| *c) => break,
             }
