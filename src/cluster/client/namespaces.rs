@@ -1,0 +1,211 @@
+//! Namespaces: made per case, watched once per run until gone, deleted workloads first,
+//! and what a run left behind found by its label.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, PostParams, PropagationPolicy},
+    discovery::Scope,
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::{ApiError, Applied, Cluster, Kind, LABEL_RUN, describe, retry};
+
+/// Which of a run's namespaces are gone, from one watch for the whole run (instead of one
+/// per namespace). A name counts as gone once a delete was seen, or once a re-list no longer
+/// has it.
+#[derive(Clone)]
+pub struct NamespaceTracker {
+    gone: watch::Receiver<HashSet<String>>,
+}
+
+impl NamespaceTracker {
+    async fn wait_gone(&mut self, name: &str) -> bool {
+        self.gone.wait_for(|gone| gone.contains(name)).await.is_ok()
+    }
+}
+
+impl Cluster {
+    /// Creates a case's namespace. Its name is new (random), so an `AlreadyExists` after a
+    /// retried attempt means the earlier attempt made it.
+    pub async fn create_namespace(&self, name: &str, labels: BTreeMap<String, String>) -> Result<(), ApiError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+            .map_err(|e| ApiError::rejected(e.to_string()))?;
+        let what = format!("creating namespace {name}");
+        let created = retry::at_call_site(&self.policy, &self.stats, &what, |attempt| {
+            let (api, ns) = (&api, &ns);
+            async move {
+                match api.create(&PostParams::default(), ns).await {
+                    Err(kube::Error::Api(s)) if s.is_already_exists() && attempt > 1 => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+        })
+        .await;
+        created.map_err(|e| ApiError::new(&what, &e))
+    }
+
+    /// Starts the run's one namespace watch (selected by the run label).
+    pub fn track_namespaces(&self, run_id: &str) -> NamespaceTracker {
+        self.track_namespaces_matching(&format!("{LABEL_RUN}={run_id}"))
+    }
+
+    /// One watch over the namespaces a label selector picks.
+    pub fn track_namespaces_matching(&self, selector: &str) -> NamespaceTracker {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let config = watcher::Config::default().labels(selector);
+        let (tx, rx) = watch::channel(HashSet::new());
+        let mut events = Box::pin(watcher(api, config).default_backoff());
+        tokio::spawn(async move {
+            let (mut live, mut relisted) = (HashSet::new(), HashSet::new());
+            while let Some(event) = events.next().await {
+                let name = |ns: &Namespace| ns.metadata.name.clone().unwrap_or_default();
+                match event {
+                    Ok(watcher::Event::Apply(ns)) => {
+                        live.insert(name(&ns));
+                    }
+                    Ok(watcher::Event::Delete(ns)) => {
+                        let gone = name(&ns);
+                        live.remove(&gone);
+                        tx.send_modify(|g| {
+                            g.insert(gone);
+                        });
+                    }
+                    Ok(watcher::Event::Init) => relisted.clear(),
+                    Ok(watcher::Event::InitApply(ns)) => {
+                        relisted.insert(name(&ns));
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let vanished: Vec<String> = live.difference(&relisted).cloned().collect();
+                        live = std::mem::take(&mut relisted);
+                        tx.send_modify(|g| g.extend(vanished));
+                    }
+                    Err(e) => debug!(error = %e, "namespace watch error; it retries"),
+                }
+                if tx.is_closed() {
+                    break;
+                }
+            }
+        });
+        NamespaceTracker { gone: rx }
+    }
+
+    /// Deletes a case's namespace and waits, on the run's namespace watch, until it is gone;
+    /// on timeout, says what is left and why. When the workloads did not finish, they go
+    /// first (so their controllers stop recreating pods), then their pods with no grace
+    /// period, as a stuck namespace otherwise takes a minute or more.
+    pub async fn delete_namespace(
+        &self,
+        name: &str,
+        unfinished: &[Applied],
+        tracker: &mut NamespaceTracker,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        for w in unfinished {
+            let _ = self.delete(w).await;
+        }
+        self.delete_namespace_now(name, !unfinished.is_empty(), tracker, timeout).await
+    }
+
+    /// Deletes a namespace whatever runs in it (its pods first, with no grace period) and
+    /// waits until it is gone: for `kubevet clean`, which knows nothing of its workloads.
+    pub async fn delete_namespace_forcefully(
+        &self,
+        name: &str,
+        tracker: &mut NamespaceTracker,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        self.delete_namespace_now(name, true, tracker, timeout).await
+    }
+
+    async fn delete_namespace_now(
+        &self,
+        name: &str,
+        force_pods: bool,
+        tracker: &mut NamespaceTracker,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if force_pods {
+            let force = DeleteParams {
+                grace_period_seconds: Some(0),
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
+            let _ = self.pods(name).delete_collection(&force, &ListParams::default()).await;
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
+            // Already terminating: an earlier attempt whose answer was lost did delete it.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(format!("deleting namespace {name}: {}", describe(&e))),
+        }
+        match tokio::time::timeout(timeout, tracker.wait_gone(name)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("lost the namespace watch while waiting for {name} to go")),
+            Err(_) => Err(self.why_namespace_stays(name, timeout).await),
+        }
+    }
+
+    /// What kubevet left on the cluster: namespaces and cluster-scoped objects that carry
+    /// the run label (`selector`: `kubevet.dev/run` for every run, `kubevet.dev/run=ID`).
+    pub async fn leftovers(&self, selector: &str) -> Result<(Vec<String>, Vec<Applied>), ApiError> {
+        let params = ListParams::default().labels(selector);
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let namespaces = api.list(&params).await.map_err(|e| ApiError::new("listing namespaces", &e))?;
+        let namespaces = namespaces.items.into_iter().filter_map(|n| n.metadata.name).collect();
+        let kinds: Vec<Kind> = {
+            let discovery = self.discovery.read().await;
+            discovery
+                .groups()
+                .flat_map(|g| g.recommended_resources())
+                .filter(|(r, caps)| {
+                    caps.scope == Scope::Cluster
+                        && caps.supports_operation(kube::discovery::verbs::LIST)
+                        && caps.supports_operation(kube::discovery::verbs::DELETE)
+                        && r.kind != "Namespace"
+                })
+                .map(|(resource, _)| Kind { resource, namespaced: false })
+                .collect()
+        };
+        let mut objects = Vec::new();
+        for kind in kinds {
+            let listed = self.dynamic(&kind, None).list(&params).await;
+            let listed = listed.map_err(|e| ApiError::new(&format!("listing {}", kind.resource.plural), &e))?;
+            for o in listed.items {
+                objects.push(Applied {
+                    kind: kind.clone(),
+                    namespace: None,
+                    name: o.metadata.name.unwrap_or_default(),
+                });
+            }
+        }
+        Ok((namespaces, objects))
+    }
+
+    async fn why_namespace_stays(&self, name: &str, waited: Duration) -> String {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut why = format!("namespace {name} still there after {}", crate::util::duration::Dur(waited));
+        if let Ok(ns) = api.get(name).await {
+            let conditions = ns.status.and_then(|s| s.conditions).unwrap_or_default();
+            for c in conditions.iter().filter(|c| c.status == "True") {
+                why.push_str(&format!("; {}: {}", c.type_, c.message.as_deref().unwrap_or("")));
+            }
+            if let Some(finalizers) = ns.spec.and_then(|s| s.finalizers).filter(|f| !f.is_empty()) {
+                why.push_str(&format!("; finalizers: {}", finalizers.join(", ")));
+            }
+        }
+        why
+    }
+}
