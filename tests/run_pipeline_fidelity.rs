@@ -16,11 +16,7 @@ fn fixture(name: &str) -> std::path::PathBuf {
     repo().join("tests/fixtures/pipelines").join(name)
 }
 
-fn result(artifacts: &Path, id: &str) -> Value {
-    let text = std::fs::read_to_string(artifacts.join(id).join("result.json"))
-        .unwrap_or_else(|e| panic!("{id}/result.json: {e}"));
-    serde_json::from_str(&text).expect("result.json is JSON")
-}
+use support::result_json as result;
 
 fn run(suite: &Path, artifacts: &Path, select: &[&str]) -> std::process::Output {
     let mut cmd = kubevet();

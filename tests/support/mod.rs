@@ -87,6 +87,13 @@ pub fn case<'a>(cases: &'a [Value], name: &str) -> &'a Value {
     cases.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no test case {name} in {cases:#?}"))
 }
 
+/// A case's `result.json` in a run's artifacts.
+pub fn result_json(artifacts: &Path, id: &str) -> Value {
+    let text = std::fs::read_to_string(artifacts.join(id).join("result.json"))
+        .unwrap_or_else(|e| panic!("{id}/result.json: {e}"));
+    serde_json::from_str(&text).expect("result.json is JSON")
+}
+
 /// The namespaces that carry this run's label; kubectl failing fails the test.
 pub fn namespaces_of_run(run_id: &str) -> Vec<String> {
     kubectl_ok(&["get", "ns", "-l", &format!("kubevet.dev/run={run_id}"), "-o", "name"])

@@ -554,17 +554,7 @@ impl Runner {
         let pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {
-                "name": pod_name,
-                "labels": self.pod_labels(ctx),
-                "annotations": {
-                    "workflows.argoproj.io/node-name": node_name,
-                    "workflows.argoproj.io/node-id": node_id(ctx.wf, &node_name),
-                    "kubevet.test/driver-of": task.name,
-                    "kubevet.test/standin": "kfp",
-                },
-                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": ctx.wf, "uid": ctx.wf_uid}],
-            },
+            "metadata": pod_metadata(ctx, &pod_name, &node_name, ("kubevet.test/driver-of", &task.name)),
             "spec": {
                 "restartPolicy": "Never",
                 "containers": [{
@@ -583,15 +573,6 @@ impl Runner {
         Ok(pod_name)
     }
 
-    fn pod_labels(&self, ctx: &Ctx<'_>) -> Value {
-        json!({
-            "pipeline/runid": ctx.run_id,
-            "pipelines.kubeflow.org/v2_component": "true",
-            "workflows.argoproj.io/workflow": ctx.wf,
-            "workflows.argoproj.io/completed": "false",
-        })
-    }
-
     /// Creates a task's pod: the launcher copied in by an init container, the executor's
     /// command run through it in container `main`, placeholders filled.
     async fn start_task(
@@ -601,7 +582,7 @@ impl Runner {
         parameters: &Map<String, Value>,
         outputs: &BTreeMap<String, Map<String, Value>>,
     ) -> Result<String, String> {
-        let (run_id, wf, wf_uid) = (ctx.run_id, ctx.wf, ctx.wf_uid);
+        let (run_id, wf) = (ctx.run_id, ctx.wf);
         let values = input_values(task, parameters, outputs)?;
         let fill = |text: &str| {
             let mut s = text.to_string();
@@ -633,17 +614,7 @@ impl Runner {
         let pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {
-                "name": pod_name,
-                "labels": self.pod_labels(ctx),
-                "annotations": {
-                    "workflows.argoproj.io/node-name": node_name,
-                    "workflows.argoproj.io/node-id": node_id(wf, &node_name),
-                    "pipelines.kubeflow.org/task_name": task.name,
-                    "kubevet.test/standin": "kfp",
-                },
-                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": wf, "uid": wf_uid}],
-            },
+            "metadata": pod_metadata(ctx, &pod_name, &node_name, ("pipelines.kubeflow.org/task_name", &task.name)),
             "spec": {
                 "restartPolicy": "Never",
                 "volumes": [{"name": "kfp-launcher", "emptyDir": {}}],
@@ -859,6 +830,28 @@ fn executor_pod_node(wf: &str, task: &str, modes: &Modes) -> String {
 
 fn driver_pod_node(wf: &str, task: &str, modes: &Modes) -> String {
     if modes.retry_nodes { format!("{wf}.root.{task}-driver(0)") } else { format!("{wf}.root.{task}-driver") }
+}
+
+/// A run's pod's metadata as Argo and KFP write it: KFP's labels, Argo's node annotations, an
+/// owner reference to the Workflow, and what the pod is for (`marker`).
+fn pod_metadata(ctx: &Ctx<'_>, pod_name: &str, node_name: &str, marker: (&str, &str)) -> Value {
+    let mut annotations = json!({
+        "workflows.argoproj.io/node-name": node_name,
+        "workflows.argoproj.io/node-id": node_id(ctx.wf, node_name),
+        "kubevet.test/standin": "kfp",
+    });
+    annotations[marker.0] = json!(marker.1);
+    json!({
+        "name": pod_name,
+        "labels": {
+            "pipeline/runid": ctx.run_id,
+            "pipelines.kubeflow.org/v2_component": "true",
+            "workflows.argoproj.io/workflow": ctx.wf,
+            "workflows.argoproj.io/completed": "false",
+        },
+        "annotations": annotations,
+        "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": ctx.wf, "uid": ctx.wf_uid}],
+    })
 }
 
 /// Argo's `compressedNodes`: the node map's JSON, gzipped, in base64.
