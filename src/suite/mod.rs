@@ -374,6 +374,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             Some(load_extending(&base, depth + 1)?)
         }
     };
+    let parent = parent.as_ref();
     if file.api_version.value != API_VERSION {
         return Err(at(
             &file.api_version.referenced,
@@ -388,19 +389,152 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             .map(|g| g.compile_matcher())
             .map_err(|e| at(&g.referenced, format!("invalid glob {:?}: {e}", g.value)))
     };
-    let mut profiles = parent.as_ref().map(|p| p.profiles.clone()).unwrap_or_else(profile::builtins);
+    let globs = |list: &[Spanned<String>]| list.iter().map(glob).collect::<Result<Vec<_>>>();
+    let mut profiles = parent.map(|p| p.profiles.clone()).unwrap_or_else(profile::builtins);
     for p in &file.profiles {
         let merged = merge_profile(path, &text, p, profiles.iter().find(|b| b.name == p.name.value))?;
         profiles.retain(|b| b.name != merged.name);
         profiles.push(merged);
     }
-    let mut overrides = parent.as_ref().map(|p| p.overrides.clone()).unwrap_or_default();
+    let overrides = overrides_of(path, &text, &file, parent, &profiles, glob)?;
+    let base = dir;
+    let root = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() };
+    let operators = inherit(
+        file.operators.as_ref(),
+        parent,
+        |ops| ops.iter().map(|op| operators::load(path, base, op)).collect(),
+        |p| p.operators.clone(),
+        || Ok(Vec::new()),
+    )?;
+    let images = inherit(
+        file.images.as_ref(),
+        parent,
+        |images| images.iter().map(|i| image(path, base, i)).collect(),
+        |p| p.images.clone(),
+        || Ok(Vec::new()),
+    )?;
+    let cluster = inherit(
+        file.cluster.as_ref(),
+        parent,
+        |c| cluster::load(path, base, c),
+        |p| p.cluster.clone(),
+        || cluster::load(path, base, &ClusterFile::default()),
+    )?;
+    let examples = inherit(
+        file.examples.as_ref(),
+        parent,
+        |e| Ok((globs(&e.include)?, globs(&e.exclude)?)),
+        |p| (p.include.clone(), p.exclude.clone()),
+        || Ok((globs(&ExamplesFile::default().include)?, Vec::new())),
+    )?;
+    let scenarios = inherit(
+        file.scenarios.as_ref(),
+        parent,
+        |e| Ok((globs(&e.include)?, globs(&e.exclude)?)),
+        |p| (p.scenarios_include.clone(), p.scenarios_exclude.clone()),
+        || {
+            Ok((
+                vec![glob(&Spanned::new("scenarios/**/*.yaml".into(), Location::UNKNOWN, Location::UNKNOWN))?],
+                Vec::new(),
+            ))
+        },
+    )?;
+    let lint = inherit(
+        file.lint.as_ref(),
+        parent,
+        |l| Ok(lint_settings(l, &root)),
+        |p| p.lint.clone(),
+        || Ok(LintSettings::default()),
+    )?;
+    let pipelines = inherit(
+        file.pipelines.as_ref(),
+        parent,
+        |p| pipelines::load(path, p, glob),
+        |p| p.pipelines.clone(),
+        || Ok(pipelines::PipelineSettings::default()),
+    )?;
+    let class_of = |name: &Spanned<String>| {
+        FailureClass::parse(&name.value).ok_or_else(|| {
+            at(&name.referenced, format!("unknown failure class {:?}", name.value))
+                .with_hint("write one of test, timeout, infrastructure, example")
+        })
+    };
+    let mut classes = parent.map(|p| p.classes.clone()).unwrap_or_default();
+    for rule in file.classes.iter().flatten() {
+        let pattern = Regex::new(&rule.pattern.value)
+            .map_err(|e| at(&rule.pattern.referenced, format!("invalid regular expression: {e}")))?;
+        classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
+    }
+    let defaults = defaults_of(path, &file.defaults, parent.map(|p| &p.defaults), class_of)?;
+    Ok(Suite {
+        path: path.to_path_buf(),
+        name: match (file.metadata, parent) {
+            (Some(m), _) => m.name,
+            (None, Some(p)) => p.name.clone(),
+            (None, None) => "kubevet".into(),
+        },
+        include: examples.0,
+        exclude: examples.1,
+        scenarios_include: scenarios.0,
+        scenarios_exclude: scenarios.1,
+        defaults,
+        classes,
+        pipelines,
+        lint,
+        root,
+        profiles,
+        overrides,
+        operators,
+        images,
+        cluster,
+    })
+}
+
+/// The one rule `extends` follows for every whole section: the file's own when it has it,
+/// else the base suite's, else the default.
+fn inherit<F, T>(
+    own: Option<&F>,
+    parent: Option<&Suite>,
+    read: impl FnOnce(&F) -> Result<T>,
+    from_parent: impl FnOnce(&Suite) -> T,
+    default: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    match (own, parent) {
+        (Some(own), _) => read(own),
+        (None, Some(parent)) => Ok(from_parent(parent)),
+        (None, None) => default(),
+    }
+}
+
+fn lint_settings(l: &LintFile, root: &Path) -> LintSettings {
+    LintSettings {
+        allow: l
+            .allow
+            .iter()
+            .map(|r| AllowedRule { name: r.value.clone(), line: r.referenced.line(), column: r.referenced.column() })
+            .collect(),
+        crds: l.crds.iter().map(|c| root.join(c)).collect(),
+        schema_locations: l.schema_locations.clone(),
+    }
+}
+
+/// The base suite's overrides, then this file's (a profile they name must exist).
+fn overrides_of(
+    path: &Path,
+    text: &str,
+    file: &SuiteFile,
+    parent: Option<&Suite>,
+    profiles: &[Profile],
+    glob: impl Fn(&Spanned<String>) -> Result<globset::GlobMatcher>,
+) -> Result<Vec<Override>> {
+    let mut overrides = parent.map(|p| p.overrides.clone()).unwrap_or_default();
     for o in &file.overrides {
         if let Some(name) = &o.profile
             && !profiles.iter().any(|p| p.name == name.value)
         {
             let known: Vec<_> = profiles.iter().map(|p| p.name.as_str()).collect();
-            return Err(at(&name.referenced, format!("unknown profile {:?}; known: {}", name.value, known.join(", "))));
+            let message = format!("unknown profile {:?}; known: {}", name.value, known.join(", "));
+            return Err(Error::input(path, name.referenced.line(), name.referenced.column(), message));
         }
         overrides.push(Override {
             pattern: glob(&o.path)?,
@@ -411,151 +545,65 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             profile: o.profile.as_ref().map(|p| p.value.clone()),
             retries: o.retries,
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
-            checks: all_checks(path, &text, &o.checks)?,
+            checks: all_checks(path, text, &o.checks)?,
             parameters: o.parameters.clone(),
             line: o.path.referenced.line(),
         });
     }
-    let base = dir;
-    let operators = match &file.operators {
-        Some(ops) => ops.iter().map(|op| operators::load(path, base, op)).collect::<Result<_>>()?,
-        None => parent.as_ref().map(|p| p.operators.clone()).unwrap_or_default(),
-    };
-    let images = match &file.images {
-        Some(images) => images.iter().map(|i| image(path, base, i)).collect::<Result<_>>()?,
-        None => parent.as_ref().map(|p| p.images.clone()).unwrap_or_default(),
-    };
-    let cluster = match (&file.cluster, &parent) {
-        (Some(c), _) => cluster::load(path, base, c)?,
-        (None, Some(p)) => p.cluster.clone(),
-        (None, None) => cluster::load(path, base, &ClusterFile::default())?,
-    };
-    let root = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() };
-    let (include, exclude) = match (&file.examples, &parent) {
-        (Some(e), _) => {
-            (e.include.iter().map(glob).collect::<Result<_>>()?, e.exclude.iter().map(glob).collect::<Result<_>>()?)
-        }
-        (None, Some(p)) => (p.include.clone(), p.exclude.clone()),
-        (None, None) => {
-            let e = ExamplesFile::default();
-            (e.include.iter().map(glob).collect::<Result<_>>()?, Vec::new())
-        }
-    };
-    let (scenarios_include, scenarios_exclude) = match (&file.scenarios, &parent) {
-        (Some(e), _) => {
-            (e.include.iter().map(glob).collect::<Result<_>>()?, e.exclude.iter().map(glob).collect::<Result<_>>()?)
-        }
-        (None, Some(p)) => (p.scenarios_include.clone(), p.scenarios_exclude.clone()),
-        (None, None) => {
-            (vec![glob(&Spanned::new("scenarios/**/*.yaml".into(), Location::UNKNOWN, Location::UNKNOWN))?], Vec::new())
-        }
-    };
-    let lint = match (&file.lint, &parent) {
-        (Some(l), _) => LintSettings {
-            allow: l
-                .allow
-                .iter()
-                .map(|r| AllowedRule {
-                    name: r.value.clone(),
-                    line: r.referenced.line(),
-                    column: r.referenced.column(),
-                })
-                .collect(),
-            crds: l.crds.iter().map(|c| root.join(c)).collect(),
-            schema_locations: l.schema_locations.clone(),
-        },
-        (None, Some(p)) => p.lint.clone(),
-        (None, None) => LintSettings::default(),
-    };
-    let d = &file.defaults;
-    let inherited = parent.as_ref().map(|p| p.defaults.clone());
+    Ok(overrides)
+}
+
+/// `defaults:`, field by field over the base suite's, each checked at its position.
+fn defaults_of(
+    path: &Path,
+    d: &DefaultsFile,
+    inherited: Option<&Defaults>,
+    class_of: impl Fn(&Spanned<String>) -> Result<FailureClass>,
+) -> Result<Defaults> {
+    let at = |loc: &Location, msg: &str| Error::input(path, loc.line(), loc.column(), msg);
     let or = |own: Option<Dur>, from: fn(&Defaults) -> Dur, default: u64| {
-        own.or(inherited.as_ref().map(from)).unwrap_or(Dur(std::time::Duration::from_secs(default)))
+        own.or(inherited.map(from)).unwrap_or(Dur(std::time::Duration::from_secs(default)))
     };
     if let Some(c) = d.concurrency.as_ref().filter(|c| c.value == 0) {
-        return Err(at(&c.referenced, "concurrency must be at least 1".into())
+        return Err(at(&c.referenced, "concurrency must be at least 1")
             .with_hint("write the number of cases to run at once, like `concurrency: 4`"));
     }
     let retry = d.api_retry.as_ref();
     if let Some(a) = retry.and_then(|r| r.attempts.as_ref()).filter(|a| a.value == 0) {
-        return Err(at(&a.referenced, "attempts must be at least 1 (the first attempt counts)".into()));
+        return Err(at(&a.referenced, "attempts must be at least 1 (the first attempt counts)"));
     }
-    let class_of = |name: &Spanned<String>| {
-        FailureClass::parse(&name.value).ok_or_else(|| {
-            at(&name.referenced, format!("unknown failure class {:?}", name.value))
-                .with_hint("write one of test, timeout, infrastructure, example")
-        })
-    };
+    if let Some(c) = d.circuit_breaker.as_ref().filter(|c| c.value == 0 || c.value > 100) {
+        return Err(at(&c.referenced, "circuitBreaker is a share of the run's cases, from 1 to 100 (%)"));
+    }
     let retry_on = match &d.retry_on {
         Some(names) => names.iter().map(class_of).collect::<Result<Vec<_>>>()?,
         None => inherited
-            .as_ref()
             .map(|i| i.retry_on.clone())
             .unwrap_or_else(|| vec![FailureClass::Infrastructure, FailureClass::Timeout]),
     };
-    if let Some(c) = d.circuit_breaker.as_ref().filter(|c| c.value == 0 || c.value > 100) {
-        return Err(at(&c.referenced, "circuitBreaker is a share of the run's cases, from 1 to 100 (%)".into()));
-    }
-    let mut classes = parent.as_ref().map(|p| p.classes.clone()).unwrap_or_default();
-    for rule in file.classes.iter().flatten() {
-        let pattern = Regex::new(&rule.pattern.value)
-            .map_err(|e| at(&rule.pattern.referenced, format!("invalid regular expression: {e}")))?;
-        classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
-    }
-    let pipelines = match (&file.pipelines, &parent) {
-        (Some(p), _) => pipelines::load(path, p, glob)?,
-        (None, Some(p)) => p.pipelines.clone(),
-        (None, None) => pipelines::PipelineSettings::default(),
-    };
-    let inherited_retry = inherited.as_ref().map(|i| i.api_retry).unwrap_or_default();
+    let inherited_retry = inherited.map(|i| i.api_retry).unwrap_or_default();
     let api_retry = ApiRetry {
         attempts: retry.and_then(|r| r.attempts.as_ref()).map(|a| a.value).unwrap_or(inherited_retry.attempts),
         budget: retry.and_then(|r| r.budget).unwrap_or(inherited_retry.budget),
     };
-    Ok(Suite {
-        path: path.to_path_buf(),
-        name: match (file.metadata, &parent) {
-            (Some(m), _) => m.name,
-            (None, Some(p)) => p.name.clone(),
-            (None, None) => "kubevet".into(),
-        },
-        include,
-        exclude,
-        scenarios_include,
-        scenarios_exclude,
-        defaults: Defaults {
-            timeout: d.timeout.or(inherited.as_ref().and_then(|i| i.timeout)),
-            concurrency: d
-                .concurrency
-                .as_ref()
-                .map(|c| c.value)
-                .or(inherited.as_ref().map(|i| i.concurrency))
-                .unwrap_or(4),
-            log_limit_bytes: d.log_limit_bytes.or(inherited.as_ref().map(|i| i.log_limit_bytes)).unwrap_or(1 << 20),
-            failure_grace: or(d.failure_grace, |i| i.failure_grace, 10),
-            cleanup_timeout: or(d.cleanup_timeout, |i| i.cleanup_timeout, 120),
-            resolve_ttl: or(d.resolve_ttl, |i| i.resolve_ttl, 0),
-            api_retry,
-            retries: d.retries.or(inherited.as_ref().map(|i| i.retries)).unwrap_or(0),
-            retry_on,
-            retry_backoff: or(d.retry_backoff, |i| i.retry_backoff, 5),
-            circuit_breaker: d
-                .circuit_breaker
-                .as_ref()
-                .map(|c| c.value)
-                .or(inherited.as_ref().map(|i| i.circuit_breaker))
-                .unwrap_or(50),
-            flaky: d.flaky.or(inherited.as_ref().map(|i| i.flaky)).unwrap_or(FlakyPolicy::Pass),
-        },
-        classes,
-        pipelines,
-        lint,
-        root,
-        profiles,
-        overrides,
-        operators,
-        images,
-        cluster,
+    Ok(Defaults {
+        timeout: d.timeout.or(inherited.and_then(|i| i.timeout)),
+        concurrency: d.concurrency.as_ref().map(|c| c.value).or(inherited.map(|i| i.concurrency)).unwrap_or(4),
+        log_limit_bytes: d.log_limit_bytes.or(inherited.map(|i| i.log_limit_bytes)).unwrap_or(1 << 20),
+        failure_grace: or(d.failure_grace, |i| i.failure_grace, 10),
+        cleanup_timeout: or(d.cleanup_timeout, |i| i.cleanup_timeout, 120),
+        resolve_ttl: or(d.resolve_ttl, |i| i.resolve_ttl, 0),
+        api_retry,
+        retries: d.retries.or(inherited.map(|i| i.retries)).unwrap_or(0),
+        retry_on,
+        retry_backoff: or(d.retry_backoff, |i| i.retry_backoff, 5),
+        circuit_breaker: d
+            .circuit_breaker
+            .as_ref()
+            .map(|c| c.value)
+            .or(inherited.map(|i| i.circuit_breaker))
+            .unwrap_or(50),
+        flaky: d.flaky.or(inherited.map(|i| i.flaky)).unwrap_or(FlakyPolicy::Pass),
     })
 }
 
