@@ -20,7 +20,7 @@ fn a_schedule_runs_one_at_a_time_skips_what_falls_during_a_run_and_stops_cleanly
     copy_dir(&repo().join("tests/fixtures/history"), &suite_dir);
     let history = dir.path().join("history.sqlite");
     let report = dir.path().join("artifacts/report.html");
-    let child = kubevet()
+    let mut child = kubevet()
         .args(["sweep", "--schedule", "*/3 * * * * *", "--suite"])
         .arg(suite_dir.join("kubevet.yaml"))
         .args(["--select", "examples/passes.yaml", "--kubeconfig"])
@@ -31,20 +31,50 @@ fn a_schedule_runs_one_at_a_time_skips_what_falls_during_a_run_and_stops_cleanly
         .arg(&history)
         .arg("--html")
         .arg(&report)
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubevet starts");
-    // Long enough for two or three runs of several seconds each.
+    // What the sweep says, line by line as it says it: stopped once two runs have ended.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
     let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(20));
+    let mut said = String::new();
+    let mut ended = 0;
+    while ended < 2 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no second run within 60 s:\n{said}"));
+        ended += usize::from(line.starts_with("kubevet sweep: run ended"));
+        said.push_str(&line);
+        said.push('\n');
+    }
+    // Between runs: the sweep is waiting for its next trigger, so it stops at once with 0.
     let pid = child.id().to_string();
     std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-    let out = child.wait_with_output().expect("the sweep ends");
-    let said = stderr(&out);
-    assert!(started.elapsed() < Duration::from_secs(80), "it stopped within its cleanup bounds");
-    assert!(matches!(out.status.code(), Some(0) | Some(130)), "{said}");
-    assert!(said.contains("kubevet sweep: stopped"), "a clean stop, said: {said}");
+    let status = child.wait().expect("the sweep ends");
+    reader.join().expect("the reader");
+    said.extend(lines.try_iter().map(|l| l + "\n"));
+    assert!(started.elapsed() < Duration::from_secs(120), "it stopped within its cleanup bounds");
+    assert_eq!(status.code(), Some(0), "stopped between runs: {said}");
+    assert!(said.contains("kubevet sweep: stopped between runs"), "a clean stop, said: {said}");
+    // Never two runs at once: every start follows the end of the run before it.
+    let events: Vec<&str> = said
+        .lines()
+        .filter_map(|l| match l {
+            l if l.starts_with("kubevet sweep: run starting at ") => Some("start"),
+            l if l.starts_with("kubevet sweep: run ended") => Some("end"),
+            _ => None,
+        })
+        .collect();
+    let alternating = events.chunks(2).all(|pair| pair == ["start", "end"]);
+    assert!(alternating && events.len() == 4, "start, end, start, end: {events:?}\n{said}");
 
     // Runs from the history: one after the other, each starting at a trigger of the schedule.
     let rows = kubevet()
@@ -57,10 +87,7 @@ fn a_schedule_runs_one_at_a_time_skips_what_falls_during_a_run_and_stops_cleanly
     let points = health.iter().find(|h| h["kubernetes"].is_string()).expect("a row per version")["points"].clone();
     let runs: Vec<String> =
         points.as_array().expect("points").iter().map(|p| p["run"].as_str().unwrap_or("").to_string()).collect();
-    assert!(runs.len() >= 2, "at least two runs in 20 s: {runs:?}\n{said}");
-    let starts: Vec<&str> = said.lines().filter_map(|l| l.strip_prefix("kubevet sweep: run starting at ")).collect();
-    let ends = said.lines().filter(|l| l.starts_with("kubevet sweep: run ended")).count();
-    assert!(starts.len() == ends || starts.len() == ends + 1, "a run starts only after the one before ended:\n{said}");
+    assert_eq!(runs.len(), 2, "both runs are in the history: {runs:?}\n{said}");
     for line in said.lines().filter(|l| l.starts_with("kubevet sweep: run starting at ")) {
         let at: jiff::Timestamp = line.trim_start_matches("kubevet sweep: run starting at ").parse().expect("a time");
         assert_eq!(at.as_second() % 3, 0, "each run starts at a trigger, not right after a long run: {line}");

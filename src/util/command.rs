@@ -136,3 +136,40 @@ fn kill_group(leader: Option<u32>) {
         tracing::warn!(group = pid.as_raw_nonzero().get(), error = %e, "cannot stop a timed-out script's process group");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout_ms: u64) -> Finished {
+        let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let dir = std::env::temp_dir();
+        runtime
+            .block_on(script_run(&argv, &dir, std::time::Duration::from_millis(timeout_ms)))
+            .expect("the script starts")
+    }
+
+    async fn script_run(argv: &[String], dir: &Path, timeout: std::time::Duration) -> Result<Finished, String> {
+        script(argv, &[], dir, timeout).await
+    }
+
+    #[test]
+    fn a_timed_out_script_keeps_what_it_printed_and_its_group_is_stopped() {
+        let marker = std::env::temp_dir().join(format!("kubevet-group-{}", std::process::id()));
+        let script = format!("echo started; echo on stderr >&2; (sleep 3; touch {}) & sleep 30", marker.display());
+        let started = std::time::Instant::now();
+        let done = sh(&script, 500);
+        assert!(done.timed_out && done.code.is_none(), "{done:?}");
+        assert!(done.output.contains("started") && done.output.contains("on stderr"), "{done:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the sleep was killed, not waited for");
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        assert!(!marker.exists(), "the script's child in its process group was killed too");
+    }
+
+    #[test]
+    fn a_script_that_ends_gives_its_code_and_both_outputs() {
+        let done = sh("printf out; printf err >&2; exit 3", 5000);
+        assert_eq!((done.code, done.timed_out, done.output.as_str()), (Some(3), false, "outerr"));
+    }
+}
