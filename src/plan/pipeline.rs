@@ -181,9 +181,61 @@ pub async fn sdk_version() -> Result<String, String> {
 /// A Python pipeline compiled with the real SDK, or its compiled result from the cache (keyed
 /// by the source's content hash and the SDK version): the compiled file and whether it was a
 /// cache hit.
+/// The compile cache's key: the SDK's version, the source, and every local module it imports
+/// (`import helper`, `from helper import x`, `from .helper import x`, `from pkg.mod import x`:
+/// a `.py` file or package folder beside it), followed transitively, so an edit of a helper
+/// the pipeline imports compiles it again.
+fn compile_key(source: &Path, sdk: &str) -> Result<String, String> {
+    let dir = source.parent().unwrap_or(Path::new("."));
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut queue = vec![source.to_path_buf()];
+    let mut material = format!("{sdk}\n");
+    while let Some(file) = queue.pop() {
+        if seen.contains(&file) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        material.push_str(&format!("\0{}\0{text}", crate::util::files::relative(dir, &file).display()));
+        queue.extend(local_imports(dir, &text));
+        seen.push(file);
+    }
+    Ok(short_hash(&material))
+}
+
+/// The files of `dir` that a Python source's imports name: `name.py`, or every `.py` of the
+/// package folder `name/`.
+fn local_imports(dir: &Path, text: &str) -> Vec<PathBuf> {
+    let mut names = Vec::new();
+    for line in text.lines().map(str::trim_start) {
+        if let Some(rest) = line.strip_prefix("from ") {
+            names.extend(rest.split_whitespace().next().map(|m| m.trim_start_matches('.').to_string()));
+        } else if let Some(rest) = line.strip_prefix("import ") {
+            names.extend(rest.split(',').filter_map(|m| m.split_whitespace().next().map(str::to_string)));
+        }
+    }
+    let mut files = Vec::new();
+    for name in names {
+        let Some(top) = name.split('.').next().filter(|t| !t.is_empty()) else { continue };
+        let module = dir.join(format!("{top}.py"));
+        if module.is_file() {
+            files.push(module);
+        } else if dir.join(top).is_dir() {
+            let mut package: Vec<PathBuf> = ignore::WalkBuilder::new(dir.join(top))
+                .standard_filters(false)
+                .build()
+                .filter_map(|e| e.ok())
+                .map(|e| e.into_path())
+                .filter(|p| p.extension().is_some_and(|x| x == "py"))
+                .collect();
+            package.sort();
+            files.extend(package);
+        }
+    }
+    files
+}
+
 pub async fn compile(source: &Path, sdk: &str) -> Result<(PathBuf, bool), String> {
-    let text = std::fs::read_to_string(source).map_err(|e| format!("{}: {e}", source.display()))?;
-    let key = short_hash(&format!("{sdk}\n{text}"));
+    let key = compile_key(source, sdk)?;
     let stem = source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let cached = cache_dir().join("pipelines").join(format!("{stem}-{key}.yaml"));
     if cached.is_file() {
@@ -255,6 +307,34 @@ mod tests {
         assert!(problems[1].message.contains("\"lr\" is not declared") && problems[1].message.contains("epochs, rate"));
         let missing = typed_parameters(&spec, &Map::new()).unwrap_err();
         assert!(missing[0].message.contains("\"epochs\" is required"), "{missing:?}");
+    }
+
+    #[test]
+    fn the_compile_key_covers_the_local_modules_a_pipeline_imports() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write("pipe.py", "import kfp\nfrom helper import make\nimport pkg.steps as steps\n");
+        write("helper.py", "from .deep import x\n");
+        write("deep.py", "x = 1\n");
+        write("pkg/steps.py", "y = 2\n");
+        write("unrelated.py", "z = 3\n");
+        let source = dir.path().join("pipe.py");
+        let key = || compile_key(&source, "2.15.2").expect("key");
+        let first = key();
+        write("unrelated.py", "z = 4\n");
+        assert_eq!(key(), first, "a module it does not import changes nothing");
+        for (file, text) in
+            [("helper.py", "from .deep import x\n# edited\n"), ("deep.py", "x = 2\n"), ("pkg/steps.py", "y = 3\n")]
+        {
+            let before = key();
+            write(file, text);
+            assert_ne!(key(), before, "{file}, imported (transitively), is part of the key");
+        }
+        assert_ne!(compile_key(&source, "2.16.0").expect("key"), key(), "the SDK's version too");
     }
 
     #[test]

@@ -38,8 +38,14 @@ impl CaseRun<'_> {
         let workflow = match self.cluster.kind("argoproj.io/v1alpha1", "Workflow").await {
             Ok(kind) => match self.cluster.list_matching(&kind, &kfp.namespace, None, Some(&selector)).await {
                 Ok(list) => list.into_iter().next().unwrap_or_else(|| workflow.clone()),
-                Err(_) => workflow.clone(),
+                Err(e) => {
+                    result
+                        .collect_problems
+                        .push(format!("reading the run's Workflow again (kept the last one seen): {e}"));
+                    workflow.clone()
+                }
             },
+            // A cluster that serves no Workflow kind: the run was polled, there is none to read.
             Err(_) => workflow.clone(),
         };
         write("workflow.json", &workflow);
