@@ -218,3 +218,31 @@ fn a_pipeline_already_in_kfp_whose_every_task_was_cached_is_not_a_pass() {
     );
     delete_run(&seed);
 }
+
+#[test]
+fn a_multi_user_kfp_is_reached_with_an_identity_and_its_runs_live_in_the_profile_namespace() {
+    // The user's profile namespace, as Kubeflow's profile controller would make it.
+    let exists = support::kubectl_ok(&["get", "ns", "kubevet-profile-alice", "--ignore-not-found", "-o", "name"]);
+    if exists.trim().is_empty() {
+        support::kubectl_ok(&["create", "ns", "kubevet-profile-alice"]);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&fixture("kubevet.multi-user.yaml"), &dir.path().join("a"), &[]);
+    let r = result(&dir.path().join("a"), "fidelity.cached-twice");
+    assert_eq!(out.status.code(), Some(0), "{}\n{r:#}", stderr(&out));
+    assert_eq!(user_tasks(&r), vec![executed("first"), executed("second")], "{r:#}");
+    let workflow: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("a/fidelity.cached-twice/workflow.json")).expect("workflow.json"),
+    )
+    .expect("JSON");
+    assert_eq!(workflow["metadata"]["namespace"], "kubevet-profile-alice", "the run lives in the profile namespace");
+
+    // No identity: said, with what to set, as the infrastructure's error (no retry can fix it,
+    // but it is not the pipeline's fault either).
+    let out = run(&fixture("kubevet.multi-user-anonymous.yaml"), &dir.path().join("b"), &[]);
+    let r = result(&dir.path().join("b"), "fidelity.cached-twice");
+    assert_eq!(out.status.code(), Some(1), "{}\n{r:#}", stderr(&out));
+    assert_eq!((r["outcome"].as_str(), r["class"].as_str()), (Some("error"), Some("infrastructure")), "{r:#}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("multi-user mode") && reason.contains("set pipelines.user"), "{reason}");
+}

@@ -18,6 +18,7 @@ use crate::store::{ApiError, ApiResult, NEVER, Run, State, Version, fields, list
 type Q = Query<BTreeMap<String, String>>;
 
 pub fn router(state: State) -> Router {
+    let identity = axum::middleware::from_fn_with_state(state.clone(), identified);
     Router::new()
         .route("/apis/v2beta1/healthz", get(healthz))
         .route("/apis/v2beta1/pipelines/upload", post(upload_pipeline))
@@ -32,12 +33,35 @@ pub fn router(state: State) -> Router {
         .route("/apis/v2beta1/runs", get(list_runs).post(create_run))
         .route("/apis/v2beta1/runs/{id}", get(get_run).delete(delete_run).post(run_action))
         .fallback(|| async { ApiError::Gateway(StatusCode::NOT_FOUND, "Not Found".into()) })
+        .layer(identity)
         .with_state(state)
 }
 
-async fn healthz() -> Json<Value> {
+/// In multi-user mode every call but healthz names its user in the identity header, as KFP's
+/// authentication (`apiserver/auth/`) wants; without it, KFP's 401.
+async fn identified(
+    With(state): With<State>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let open = request.uri().path() == "/apis/v2beta1/healthz";
+    match &state.user_header {
+        Some(header) if !open && request.headers().get(header.as_str()).is_none_or(|v| v.is_empty()) => {
+            ApiError::Gateway(
+                StatusCode::UNAUTHORIZED,
+                "Failed to authorize with API: Unauthenticated: Request header error: there is no user identity header.".into(),
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+async fn healthz(With(state): With<State>) -> Json<Value> {
+    let multi_user = state.user_header.is_some();
     Json(
-        json!({"commit_sha": "test-stand-in", "tag_name": "2.17.0-stand-in", "multi_user": false, "pipeline_store": "database"}),
+        json!({"commit_sha": "test-stand-in", "tag_name": "2.17.0-stand-in", "multi_user": multi_user, "pipeline_store": "database"}),
     )
 }
 
@@ -276,8 +300,18 @@ async fn create_experiment(With(state): With<State>, body: Bytes) -> ApiResult<J
     let Some(name) = f.get("display_name").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
         return Err(ApiError::invalid("Invalid input error: Experiment must have a non-empty name"));
     };
+    let namespace = f.get("namespace").and_then(Value::as_str).unwrap_or_default();
+    if state.user_header.is_some() && namespace.is_empty() {
+        return Err(ApiError::invalid(
+            "Invalid input error: In multi-user mode, experiment namespace must be specified.",
+        ));
+    }
     let mut db = state.db();
-    if db.experiments.iter().any(|e| e["display_name"] == name) {
+    if db
+        .experiments
+        .iter()
+        .any(|e| e["display_name"] == name && e["namespace"].as_str().unwrap_or_default() == namespace)
+    {
         return Err(ApiError::Gateway(
             StatusCode::CONFLICT,
             format!(
@@ -296,7 +330,15 @@ async fn create_experiment(With(state): With<State>, body: Bytes) -> ApiResult<J
 }
 
 async fn list_experiments(With(state): With<State>, Query(q): Q) -> ApiResult<Json<Value>> {
-    let items = state.db().experiments.clone();
+    let mut items = state.db().experiments.clone();
+    if state.user_header.is_some() {
+        let Some(namespace) = q.get("namespace").filter(|n| !n.is_empty()) else {
+            return Err(ApiError::invalid(
+                "Invalid input error: In multi-user mode, ListExperiment requires a namespace.",
+            ));
+        };
+        items.retain(|e| e["namespace"] == namespace.as_str());
+    }
     list(items, "experiments", &q).map(Json)
 }
 
@@ -399,8 +441,20 @@ async fn create_run(With(state): With<State>, body: Bytes) -> ApiResult<Json<Val
     let experiment_id = match f.get("experiment_id").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         Some(id) if db.experiments.iter().any(|e| e["experiment_id"] == id) => id.to_string(),
         Some(id) => return Err(ApiError::not_found("Experiment", id)),
+        None if state.user_header.is_some() => {
+            return Err(ApiError::invalid("Invalid input error: In multi-user mode, a run needs an experiment."));
+        }
         None => default_experiment(&mut db.experiments),
     };
+    // Multi-user: the run lives in its experiment's (profile) namespace; else in KFP's own.
+    let namespace = db
+        .experiments
+        .iter()
+        .find(|e| e["experiment_id"] == experiment_id.as_str())
+        .and_then(|e| e["namespace"].as_str())
+        .filter(|_| state.user_header.is_some())
+        .map(str::to_string)
+        .unwrap_or_else(|| state.runner.namespace.clone());
     let text = |m: &Map<String, Value>, k: &str| {
         m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
     };
@@ -453,10 +507,13 @@ async fn create_run(With(state): With<State>, body: Bytes) -> ApiResult<Json<Val
         run["description"] = d.clone();
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    db.runs.insert(run_id.clone(), Run { json: run.clone(), terminate: Some(stop), workflow: None });
+    db.runs.insert(
+        run_id.clone(),
+        Run { json: run.clone(), terminate: Some(stop), workflow: None, namespace: namespace.clone() },
+    );
     drop(db);
     let runner = state.runner.clone();
-    tokio::spawn(runner.execute(state.clone(), run_id, ir, parameters, stopped));
+    tokio::spawn(runner.execute(state.clone(), run_id, namespace, ir, parameters, stopped));
     Ok(Json(run))
 }
 
@@ -524,7 +581,7 @@ async fn delete_run(With(state): With<State>, Path(id): Path<String>) -> ApiResu
     }
     state
         .runner
-        .delete(&id, run.workflow.as_deref())
+        .delete(&run.namespace, &id, run.workflow.as_deref())
         .await
         .map_err(|e| ApiError::Gateway(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(Json(json!({})))

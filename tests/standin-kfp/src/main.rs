@@ -18,8 +18,12 @@
 //! run state set only after a persistence lag, the Workflow then labelled
 //! `pipeline/persistedFinalState`; `compressedNodes` over a size given.
 //!
+//! With `--multi-user-port`, a second KFP server in multi-user mode on that port (stores of
+//! its own): the identity header required, experiments in a profile namespace, and runs,
+//! Workflows and pods in their experiment's namespace.
+//!
 //! Deliberately partial: container tasks in the root DAG only (no Python executors, artifacts,
-//! nested DAGs, conditions or loops), no multi-user mode.
+//! nested DAGs, conditions or loops).
 
 mod api;
 mod launcher;
@@ -29,7 +33,9 @@ mod store;
 use std::net::SocketAddr;
 
 fn usage() -> ! {
-    eprintln!("usage: standin-kfp serve [--port N] | copy-launcher DEST; as …/launch: [--outputs a,b] -- COMMAND…");
+    eprintln!(
+        "usage: standin-kfp serve [--port N] [--multi-user-port M] | copy-launcher DEST | driver TASK; as …/launch: [--outputs a,b] -- COMMAND…"
+    );
     std::process::exit(2)
 }
 
@@ -48,17 +54,20 @@ fn main() {
             std::process::exit(0)
         }
         Some("serve") => {
-            let port = match args.iter().position(|a| a == "--port") {
-                Some(i) => args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or_else(|| usage()),
-                None => 8888,
+            let port_of = |flag: &str| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .map(|i| args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or_else(|| usage()))
             };
-            serve(port)
+            serve(port_of("--port").unwrap_or(8888), port_of("--multi-user-port"))
         }
         _ => usage(),
     }
 }
 
-fn serve(port: u16) {
+/// The API on `port`; with `multi_user_port`, a second KFP server in multi-user mode there,
+/// with stores of its own and the same runner.
+fn serve(port: u16, multi_user_port: Option<u16>) {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
@@ -68,8 +77,16 @@ fn serve(port: u16) {
         tracing::info!(%namespace, %launcher_image, "TEST STAND-IN KFP API server starting");
         let modes = runner::Modes::from_env();
         tracing::info!(?modes, "playing KFP 2.17.0's shape unless a mode says otherwise");
-        let state = store::State::new(runner::Runner::new(client, namespace, launcher_image, modes));
-        let app = api::router(state);
+        let runner = std::sync::Arc::new(runner::Runner::new(client, namespace, launcher_image, modes));
+        if let Some(port) = multi_user_port {
+            let header = std::env::var("STANDIN_KFP_USER_HEADER").unwrap_or_else(|_| "kubeflow-userid".into());
+            let app = api::router(store::State::new(runner.clone(), Some(header)));
+            let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+                .await
+                .expect("bind the multi-user API port");
+            tokio::spawn(async move { axum::serve(listener, app).await.expect("serve multi-user") });
+        }
+        let app = api::router(store::State::new(runner, None));
         let addr = SocketAddr::from(([0, 0, 0, 0], port));
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the API port");
         axum::serve(listener, app).await.expect("serve");

@@ -36,7 +36,8 @@ use crate::{
 
 pub struct Runner {
     client: Client,
-    namespace: String,
+    /// KFP's own namespace: where runs live unless multi-user mode puts them in a profile's.
+    pub namespace: String,
     /// This server's own image: each task's `kfp-launcher` init container copies the launcher from it.
     launcher_image: String,
     workflows: ApiResource,
@@ -201,6 +202,7 @@ fn sanitize(name: &str) -> String {
 struct Ctx<'a> {
     state: &'a State,
     run_id: &'a str,
+    namespace: &'a str,
     wf: &'a str,
     wf_uid: &'a str,
     started: &'a str,
@@ -301,25 +303,25 @@ impl Runner {
         Runner { client, namespace, launcher_image, workflows, modes }
     }
 
-    fn workflows(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &self.namespace, &self.workflows)
+    fn workflows(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &self.workflows)
     }
 
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+    fn pods(&self, namespace: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), namespace)
     }
 
     /// Deletes a run's Workflow and pods.
-    pub async fn delete(&self, run_id: &str, workflow: Option<&str>) -> Result<(), String> {
+    pub async fn delete(&self, namespace: &str, run_id: &str, workflow: Option<&str>) -> Result<(), String> {
         if let Some(name) = workflow {
-            match self.workflows().delete(name, &DeleteParams::background()).await {
+            match self.workflows(namespace).delete(name, &DeleteParams::background()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(format!("deleting workflow {name}: {e}")),
             }
         }
         let selector = ListParams::default().labels(&format!("pipeline/runid={run_id}"));
-        self.pods()
+        self.pods(namespace)
             .delete_collection(&DeleteParams::background(), &selector)
             .await
             .map_err(|e| format!("deleting the run's pods: {e}"))?;
@@ -330,11 +332,12 @@ impl Runner {
         self: std::sync::Arc<Self>,
         state: State,
         run_id: String,
+        namespace: String,
         ir: Value,
         parameters: Map<String, Value>,
         stopped: watch::Receiver<bool>,
     ) {
-        if let Err(e) = self.drive(&state, &run_id, &ir, &parameters, stopped).await {
+        if let Err(e) = self.drive(&state, &run_id, &namespace, &ir, &parameters, stopped).await {
             warn!(run = %run_id, error = %e, "run failed to execute");
             state.update_run(&run_id, |run| {
                 run.json["state"] = json!("FAILED");
@@ -348,6 +351,7 @@ impl Runner {
         &self,
         state: &State,
         run_id: &str,
+        namespace: &str,
         ir: &Value,
         parameters: &Map<String, Value>,
         mut stopped: watch::Receiver<bool>,
@@ -377,7 +381,7 @@ impl Runner {
         });
         let object: DynamicObject = serde_json::from_value(workflow).map_err(|e| e.to_string())?;
         let created = self
-            .workflows()
+            .workflows(namespace)
             .create(&PostParams::default(), &object)
             .await
             .map_err(|e| format!("creating the Workflow: {e}"))?;
@@ -389,7 +393,8 @@ impl Runner {
             run.json["state"] = json!("RUNNING");
         });
         let modes = self.modes.for_pipeline(ir);
-        let ctx = Ctx { state, run_id, wf: &wf, wf_uid: &wf_uid, started: &started, modes: &modes, pipeline };
+        let ctx =
+            Ctx { state, run_id, namespace, wf: &wf, wf_uid: &wf_uid, started: &started, modes: &modes, pipeline };
         let tasks = match tasks_of(ir) {
             Ok(t) => t,
             Err(why) => {
@@ -401,7 +406,7 @@ impl Runner {
         let mut outputs: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
         let mut failed: Option<String> = None;
         let selector = format!("pipeline/runid={run_id}");
-        let mut pods = watcher(self.pods(), watcher::Config::default().labels(&selector))
+        let mut pods = watcher(self.pods(namespace), watcher::Config::default().labels(&selector))
             .default_backoff()
             .applied_objects()
             .boxed();
@@ -449,7 +454,7 @@ impl Runner {
                     if changed.is_err() || *stopped.borrow() {
                         for p in progress.values_mut().filter(|p| matches!(p.phase, "Driving" | "Pending" | "Running")) {
                             for pod in [&p.driver_pod, &p.pod].into_iter().flatten() {
-                                let _ = self.pods().delete(pod, &DeleteParams::background()).await;
+                                let _ = self.pods(namespace).delete(pod, &DeleteParams::background()).await;
                             }
                             p.phase = "Failed";
                             p.message = Some("Stopped with strategy 'Terminate'".into());
@@ -566,7 +571,7 @@ impl Runner {
             },
         });
         let pod: Pod = serde_json::from_value(pod).map_err(|e| e.to_string())?;
-        self.pods()
+        self.pods(ctx.namespace)
             .create(&PostParams::default(), &pod)
             .await
             .map_err(|e| format!("creating the task's driver pod: {e}"))?;
@@ -637,7 +642,10 @@ impl Runner {
             },
         });
         let pod: Pod = serde_json::from_value(pod).map_err(|e| e.to_string())?;
-        self.pods().create(&PostParams::default(), &pod).await.map_err(|e| format!("creating the task's pod: {e}"))?;
+        self.pods(ctx.namespace)
+            .create(&PostParams::default(), &pod)
+            .await
+            .map_err(|e| format!("creating the task's pod: {e}"))?;
         Ok(pod_name)
     }
 
@@ -677,7 +685,7 @@ impl Runner {
             let at = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
             patch["metadata"]["annotations"] = json!({"kubevet.test/finished-at": at});
         }
-        if let Err(e) = self.workflows().patch(wf, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        if let Err(e) = self.workflows(ctx.namespace).patch(wf, &PatchParams::default(), &Patch::Merge(&patch)).await {
             warn!(workflow = %wf, error = %e, "cannot update the workflow's status");
         }
         let details: Vec<Value> = nodes
@@ -706,7 +714,7 @@ impl Runner {
         let Ctx { state, run_id, wf, modes, .. } = *ctx;
         info!(run = %run_id, workflow = %wf, %phase, lag_s = modes.persistence_lag.as_secs_f64(), "run ended");
         let (state, run_id, wf, phase) = (state.clone(), run_id.to_string(), wf.to_string(), phase.to_string());
-        let (lag, workflows) = (modes.persistence_lag, self.workflows());
+        let (lag, workflows) = (modes.persistence_lag, self.workflows(ctx.namespace));
         let persist = async move {
             tokio::time::sleep(lag).await;
             let at = now();

@@ -73,6 +73,8 @@ pub struct Run {
     pub terminate: Option<tokio::sync::watch::Sender<bool>>,
     /// The Workflow's name, once created.
     pub workflow: Option<String>,
+    /// Where its Workflow and pods are.
+    pub namespace: String,
 }
 
 #[derive(Default)]
@@ -90,11 +92,14 @@ pub struct Db {
 pub struct State {
     db: Arc<Mutex<Db>>,
     pub runner: Arc<Runner>,
+    /// Multi-user mode: the header that must name the caller (KFP's `kubeflow-userid`), and
+    /// runs live in their experiment's (profile) namespace.
+    pub user_header: Option<String>,
 }
 
 impl State {
-    pub fn new(runner: Runner) -> State {
-        State { db: Arc::default(), runner: Arc::new(runner) }
+    pub fn new(runner: Arc<Runner>, user_header: Option<String>) -> State {
+        State { db: Arc::default(), runner, user_header }
     }
 
     pub fn db(&self) -> MutexGuard<'_, Db> {
