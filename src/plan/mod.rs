@@ -2,8 +2,11 @@
 //! workload objects recognised by a profile and everything else applied with them; every
 //! scenario file (`kind: Scenario`) is one case of ordered steps.
 
+mod overrides;
 pub mod pipeline;
 pub mod scenario;
+
+use overrides::Resolved;
 
 pub use pipeline::{PipelineCase, PipelineSource};
 pub use scenario::{Scenario, Step, StepAction, Target};
@@ -216,59 +219,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         for doc in &objects {
             check_object(&path, doc)?;
         }
-        let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
-        let forced = overrides.iter().rev().find_map(|o| o.profile.as_deref());
-        let workloads: Vec<Workload> = objects
-            .iter()
-            .enumerate()
-            .filter_map(|(i, doc)| {
-                let api_version = doc.value["apiVersion"].as_str().unwrap_or_default();
-                let kind = doc.value["kind"].as_str().unwrap_or_default();
-                suite
-                    .profiles
-                    .iter()
-                    .filter(|p| forced.is_none_or(|f| f == p.name))
-                    .find(|p| p.matches(api_version, kind))
-                    .map(|p| Workload { object: i, profile: p.clone() })
-            })
-            .collect();
-        let problem = if objects.is_empty() {
-            Some(EMPTY_FILE.to_string())
-        } else {
-            workloads.is_empty().then(|| {
-            let kinds: Vec<String> = objects
-                .iter()
-                .map(|d| format!("{} {}", d.value["apiVersion"].as_str().unwrap_or(""), d.value["kind"].as_str().unwrap_or("")))
-                .collect();
-            format!(
-                "no workload in this example: none of its objects ({}) matches a profile; add a profile for its kind to the suite, or exclude the file",
-                kinds.join(", ")
-            )
-            })
-        };
-        let first_profile = workloads.first().map(|w| &w.profile);
-        let (timeout, retries) = timeout_and_retries(suite, &overrides, first_profile);
-        let mut logs: Vec<LogAssertion> = first_profile.map(|p| p.logs.clone()).unwrap_or_default();
-        logs.extend(overrides.iter().flat_map(|o| o.logs.iter().cloned()));
-        let mut checks: Vec<Check> = first_profile.map(|p| p.checks.clone()).unwrap_or_default();
-        checks.extend(overrides.iter().flat_map(|o| o.checks.iter().cloned()));
-        cases.push(Case {
-            id,
-            name: rel,
-            path,
-            objects,
-            workloads,
-            timeout,
-            tier: overrides.iter().rev().find_map(|o| o.tier.clone()),
-            expect: overrides.iter().rev().find_map(|o| o.expect).unwrap_or(Expect::Success),
-            skip: overrides.iter().rev().find_map(|o| o.skip.clone()),
-            logs,
-            checks,
-            scenario: None,
-            pipeline: None,
-            retries,
-            problem,
-        });
+        cases.push(example_case(suite, path, rel, id, objects));
     }
     for existing in &suite.pipelines.existing {
         let id = format!("pipelines.{}", case_id(&existing.name));
@@ -294,109 +245,93 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// A case's timeout (the overrides', the profile's, the suite's, the framework's own) and
-/// retries (the overrides', the profile's, the suite's).
-fn timeout_and_retries(suite: &Suite, overrides: &[&crate::suite::Override], profile: Option<&Profile>) -> (Dur, u32) {
-    let timeout = overrides
-        .iter()
-        .rev()
-        .find_map(|o| o.timeout)
-        .or_else(|| profile.and_then(|p| p.timeout))
-        .or(suite.defaults.timeout)
-        .or_else(|| profile.map(|p| p.default_timeout))
-        .unwrap_or(Dur(std::time::Duration::from_secs(600)));
-    let retries = overrides
-        .iter()
-        .rev()
-        .find_map(|o| o.retries)
-        .or_else(|| profile.and_then(|p| p.retries))
-        .unwrap_or(suite.defaults.retries);
-    (timeout, retries)
+/// An example file's case: its workloads (the objects a profile recognises, or the profile an
+/// override forces), with the first profile's timeout, retries, log assertions and checks,
+/// then the overrides'.
+fn example_case(suite: &Suite, path: PathBuf, rel: String, id: String, objects: Vec<Document>) -> Case {
+    let resolved = Resolved::of(suite, &rel);
+    let workloads = workloads(suite, &objects, resolved.profile.as_deref());
+    let first_profile = workloads.first().map(|w| &w.profile);
+    let mut case = resolved.case(id, rel, path, resolved.timeout_and_retries(suite, first_profile));
+    case.problem = if objects.is_empty() {
+        Some(EMPTY_FILE.to_string())
+    } else if workloads.is_empty() {
+        Some(no_workload(&objects))
+    } else {
+        None
+    };
+    case.logs = first_profile.map(|p| p.logs.clone()).unwrap_or_default();
+    case.logs.extend(resolved.logs);
+    case.checks = first_profile.map(|p| p.checks.clone()).unwrap_or_default();
+    case.checks.extend(resolved.checks);
+    case.objects = objects;
+    case.workloads = workloads;
+    case
+}
+
+/// The objects a profile recognises (only the `forced` one, when an override names one).
+fn workloads(suite: &Suite, objects: &[Document], forced: Option<&str>) -> Vec<Workload> {
+    let matching = |doc: &Document| {
+        let api_version = doc.value["apiVersion"].as_str().unwrap_or_default();
+        let kind = doc.value["kind"].as_str().unwrap_or_default();
+        suite.profiles.iter().filter(|p| forced.is_none_or(|f| f == p.name)).find(|p| p.matches(api_version, kind))
+    };
+    let recognised = objects.iter().enumerate().filter_map(|(i, doc)| matching(doc).map(|p| (i, p)));
+    recognised.map(|(object, profile)| Workload { object, profile: profile.clone() }).collect()
+}
+
+/// Why a file whose objects no profile matches is not run, naming its kinds.
+fn no_workload(objects: &[Document]) -> String {
+    let kind = |d: &Document| {
+        format!("{} {}", d.value["apiVersion"].as_str().unwrap_or(""), d.value["kind"].as_str().unwrap_or(""))
+    };
+    let kinds: Vec<String> = objects.iter().map(kind).collect();
+    format!(
+        "no workload in this example: none of its objects ({}) matches a profile; add a profile for its kind to the suite, or exclude the file",
+        kinds.join(", ")
+    )
 }
 
 /// A pipeline's case (`name`: the pipeline's name in KFP): the built-in `pipeline` profile's
 /// timeout unless the suite says otherwise, and the overrides' run parameters, checked now
 /// when the pipeline is compiled.
 fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, name: String, source: PipelineSource) -> Case {
-    let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
+    let resolved = Resolved::of(suite, &rel);
     let profile = suite.profiles.iter().find(|p| p.name == crate::suite::profile::PIPELINE);
-    let (parameters, at) = pipeline_parameters(suite, &rel);
-    let problem = match &source {
-        PipelineSource::Compiled { spec, .. } => pipeline::typed_parameters(spec, &parameters)
+    let mut case = resolved.case(id, rel, path, resolved.timeout_and_retries(suite, profile));
+    let parameters = resolved.parameters.clone();
+    if let PipelineSource::Compiled { spec, .. } = &source {
+        case.problem = pipeline::typed_parameters(spec, &parameters)
             .err()
-            .map(|problems| format!("{at}: {}", pipeline::problems_line(&problems))),
-        _ => None,
-    };
-    let (timeout, retries) = timeout_and_retries(suite, &overrides, profile);
-    Case {
-        id,
-        name: rel,
-        path,
-        objects: Vec::new(),
-        workloads: Vec::new(),
-        timeout,
-        tier: overrides.iter().rev().find_map(|o| o.tier.clone()),
-        expect: overrides.iter().rev().find_map(|o| o.expect).unwrap_or(Expect::Success),
-        skip: overrides.iter().rev().find_map(|o| o.skip.clone()),
-        logs: Vec::new(),
-        checks: Vec::new(),
-        scenario: None,
-        pipeline: Some(Arc::new(PipelineCase {
-            name,
-            source,
-            parameters,
-            compiled_from_cache: None,
-            caching_turned_off: None,
-        })),
-        retries,
-        problem,
+            .map(|problems| format!("{}: {}", resolved.parameters_at(suite), pipeline::problems_line(&problems)));
     }
+    let pipeline = PipelineCase { name, source, parameters, compiled_from_cache: None, caching_turned_off: None };
+    case.pipeline = Some(Arc::new(pipeline));
+    case
 }
 
 /// The run parameters the suite's overrides give a pipeline file (later overrides win), and
 /// where the last of them is (`kubevet.yaml:LINE`), for errors.
 pub fn pipeline_parameters(suite: &Suite, rel: &str) -> (serde_json::Map<String, Value>, String) {
-    let mut parameters = serde_json::Map::new();
-    let mut line = None;
-    for o in suite.overrides.iter().filter(|o| o.pattern.is_match(rel)) {
-        if !o.parameters.is_empty() {
-            line = Some(o.line);
-        }
-        parameters.extend(o.parameters.clone());
-    }
-    let at = match line {
-        Some(line) => format!("{}:{line}", suite.path.display()),
-        None => format!("{} (no override gives parameters)", suite.path.display()),
-    };
-    (parameters, at)
+    let resolved = Resolved::of(suite, rel);
+    let at = resolved.parameters_at(suite);
+    (resolved.parameters, at)
 }
 
-/// A scenario file's case: its steps, and what the suite's overrides say of its path.
+/// A scenario file's case: its steps, and what the suite's overrides say of its path (over
+/// what the scenario says of itself).
 fn scenario_case(suite: &Suite, path: PathBuf, rel: String, id: String, text: &str) -> Result<Case> {
     let read = scenario::read(&path, text)?;
-    let overrides: Vec<_> = suite.overrides.iter().filter(|o| o.pattern.is_match(&rel)).collect();
-    let last = |f: fn(&crate::suite::Override) -> Option<Dur>| overrides.iter().rev().find_map(|o| f(o));
-    Ok(Case {
-        id,
-        name: rel,
-        path,
-        objects: Vec::new(),
-        workloads: Vec::new(),
-        timeout: last(|o| o.timeout)
-            .or(read.timeout)
-            .or(suite.defaults.timeout)
-            .unwrap_or(Dur(std::time::Duration::from_secs(600))),
-        tier: overrides.iter().rev().find_map(|o| o.tier.clone()).or(read.tier),
-        expect: overrides.iter().rev().find_map(|o| o.expect).or(read.expect).unwrap_or(Expect::Success),
-        skip: overrides.iter().rev().find_map(|o| o.skip.clone()).or(read.skip),
-        logs: Vec::new(),
-        // A scenario's checks are its steps.
-        checks: Vec::new(),
-        retries: overrides.iter().rev().find_map(|o| o.retries).unwrap_or(suite.defaults.retries),
-        scenario: Some(Arc::new(read.scenario)),
-        pipeline: None,
-        problem: None,
-    })
+    let resolved = Resolved::of(suite, &rel);
+    let timeout = resolved.timeout.or(read.timeout).or(suite.defaults.timeout).unwrap_or(overrides::DEFAULT_TIMEOUT);
+    let retries = resolved.retries.unwrap_or(suite.defaults.retries);
+    let mut case = resolved.case(id, rel, path, (timeout, retries));
+    case.tier = case.tier.or(read.tier);
+    case.expect = resolved.expect.or(read.expect).unwrap_or(Expect::Success);
+    case.skip = case.skip.or(read.skip);
+    // A scenario's checks are its steps.
+    case.scenario = Some(Arc::new(read.scenario));
+    Ok(case)
 }
 
 /// The cases of a run: at least one, since a run (or a plan) of nothing is a mistake in the
