@@ -16,7 +16,7 @@ use std::{panic::AssertUnwindSafe, path::PathBuf, sync::Arc, time::Duration};
 use futures::FutureExt;
 
 use tokio::{
-    sync::{Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
     task::JoinSet,
     time::Instant,
 };
@@ -31,6 +31,7 @@ use crate::{
     outcome::{CaseResult, FailureClass, Outcome, Progress, RunReport},
     plan::Case,
     suite::Suite,
+    util::duration::Dur,
     util::ids::random_hex,
 };
 
@@ -73,100 +74,36 @@ pub async fn run(
     let started = Instant::now();
     let run_id = random_hex(8);
     let concurrency = options.concurrency.unwrap_or(suite.defaults.concurrency).max(1);
-    let slots = Arc::new(Semaphore::new(concurrency));
     let (stop_starting_tx, stop_starting_rx) = watch::channel(None::<String>);
-    let stop_starting_tx = Arc::new(stop_starting_tx);
     info!(run = %run_id, cases = cases.len(), concurrency, server = %cluster.server_version, "run starting");
 
-    let mut tasks = JoinSet::new();
     let cases: Vec<Arc<Case>> = cases.into_iter().map(Arc::new).collect();
     let runnable = cases.iter().filter(|c| c.skip.is_none() && c.problem.is_none()).count();
-    let breaker = Arc::new(Breaker::new(runnable, suite.defaults.circuit_breaker));
     // One watch over the run's namespaces, for every cleanup (between attempts too).
     let namespaces = cluster.track_namespaces(&run_id);
-    let suite = Arc::new(suite.clone());
+    let shared = CaseTasks {
+        cluster: cluster.clone(),
+        suite: Arc::new(suite.clone()),
+        breaker: Arc::new(Breaker::new(runnable, suite.defaults.circuit_breaker)),
+        slots: Arc::new(Semaphore::new(concurrency)),
+        namespaces: namespaces.clone(),
+        run_id: run_id.clone(),
+        options: options.clone(),
+        progress: progress.clone(),
+        cancel: cancel_rx.clone(),
+        stop_starting: stop_starting_rx,
+        stop_starting_tx: Arc::new(stop_starting_tx),
+    };
+    let mut tasks = JoinSet::new();
     for (index, case) in cases.iter().cloned().enumerate() {
-        let cluster = cluster.clone();
-        let slots = slots.clone();
-        let mut cancel = cancel_rx.clone();
-        let mut stop_starting = stop_starting_rx.clone();
-        let stop_starting_tx = stop_starting_tx.clone();
-        let (suite, breaker, namespaces) = (suite.clone(), breaker.clone(), namespaces.clone());
-        let run_id = run_id.clone();
-        let options = options.clone();
-        let progress = progress.clone();
-        tasks.spawn(async move {
-            let told = progress.clone();
-            let (case_of_task, cluster_of_task, run_of_task) = (case.clone(), cluster.clone(), run_id.clone());
-            let (artifacts, mut tracker, timeout) =
-                (options.artifacts.clone(), namespaces.clone(), suite.defaults.cleanup_timeout.0);
-            let case_task = async move {
-            let dir = options.artifacts.join(&case.id);
-            if let Some(reason) = &case.skip {
-                return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason.clone()), None);
-            }
-            if let Some(problem) = &case.problem {
-                let mut r = CaseResult::new(&case, dir);
-                r.finish_as(Outcome::Error, Some(FailureClass::Example), Some(problem.clone()));
-                r.write();
-                return (index, r, None);
-            }
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.ok(),
-                _ = cancel.wait_for(|c| *c) => None,
-                _ = stop_starting.wait_for(|s| s.is_some()) => None,
-            };
-            let Some(permit) = permit.filter(|_| !*cancel.borrow() && stop_starting.borrow().is_none()) else {
-                let reason = match stop_starting.borrow().clone() {
-                    Some(why) if !*cancel.borrow() => why,
-                    _ => "not run: the run was interrupted before this case started".to_string(),
-                };
-                return (index, CaseResult::not_run(&case, dir, Outcome::Skipped, reason), None);
-            };
-            let (result, cleanup) = Attempts {
-                cluster: &cluster,
-                case: &case,
-                suite: &suite,
-                run_id: &run_id,
-                options: &options,
-                breaker: &breaker,
-                slots,
-                namespaces,
-                cancel: cancel.clone(),
-                progress: progress.as_ref(),
-            }
-            .run(permit)
-            .await;
-            info!(case = %case.name, outcome = result.outcome.label(), seconds = format!("{:.1}", result.seconds), reason = result.reason.as_deref().unwrap_or(""), "case ended");
-            if options.fail_fast && matches!(result.outcome, Outcome::Failed | Outcome::Error) {
-                let _ = stop_starting_tx.send(Some(format!("not run: --fail-fast after {} failed", case.name)));
-            }
-            result.write();
-            let keep = options.keep_on_failure && result.outcome != Outcome::Passed;
-            (index, result, cleanup.map(|c| (c, keep, suite.defaults.cleanup_timeout)))
-            };
-            // A bug of kubevet's that panics in a case still leaves its result and deletes
-            // what the case made.
-            let (index, result, cleanup) = match AssertUnwindSafe(case_task).catch_unwind().await {
-                Ok(ended) => ended,
-                Err(panic) => {
-                    let case = &case_of_task;
-                    let mut result = panicked(case, artifacts.join(&case.id), panic.as_ref());
-                    clean_up_by_label(&cluster_of_task, case, &run_of_task, &mut tracker, timeout, &mut result).await;
-                    result.write();
-                    (index, result, None)
-                }
-            };
-            told.finished(&result);
-            (index, result, cleanup)
-        });
+        tasks.spawn(shared.clone().run(index, case));
     }
 
     // Namespaces are deleted as cases end, without holding a slot; the run waits for them all.
     let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
     let mut cleanups = JoinSet::new();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((index, result, cleanup)) = joined else {
+        let Ok((index, (result, cleanup))) = joined else {
             continue;
         };
         match cleanup {
@@ -217,6 +154,100 @@ pub async fn run(
         results,
         interrupted: *cancel_rx.borrow(),
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// What ends a case's task: its result, and its namespace to delete (`true`: kept, as
+/// `--keep-on-failure` asks) within the suite's cleanup timeout.
+type Ended = (CaseResult, Option<(Cleanup, bool, Dur)>);
+
+/// What every case's task shares with the run.
+#[derive(Clone)]
+struct CaseTasks {
+    cluster: Arc<Cluster>,
+    suite: Arc<Suite>,
+    breaker: Arc<Breaker>,
+    slots: Arc<Semaphore>,
+    namespaces: NamespaceTracker,
+    run_id: String,
+    options: RunOptions,
+    progress: Arc<dyn Progress>,
+    cancel: watch::Receiver<bool>,
+    /// Why no more cases start (`--fail-fast`), once that is so.
+    stop_starting: watch::Receiver<Option<String>>,
+    stop_starting_tx: Arc<watch::Sender<Option<String>>>,
+}
+
+impl CaseTasks {
+    /// Case `index`'s task. A bug of kubevet's that panics in a case still leaves its result
+    /// and deletes what the case made.
+    async fn run(mut self, index: usize, case: Arc<Case>) -> (usize, Ended) {
+        let (result, cleanup) = match AssertUnwindSafe(self.clone().run_case(&case)).catch_unwind().await {
+            Ok(ended) => ended,
+            Err(panic) => {
+                let mut result = panicked(&case, self.options.artifacts.join(&case.id), panic.as_ref());
+                let timeout = self.suite.defaults.cleanup_timeout.0;
+                clean_up_by_label(&self.cluster, &case, &self.run_id, &mut self.namespaces, timeout, &mut result).await;
+                result.write();
+                (result, None)
+            }
+        };
+        self.progress.finished(&result);
+        (index, (result, cleanup))
+    }
+
+    /// Runs a case once a slot is free: not at all when it is skipped or cannot run, or when
+    /// the run stops starting cases first.
+    async fn run_case(mut self, case: &Case) -> Ended {
+        let dir = self.options.artifacts.join(&case.id);
+        if let Some(reason) = &case.skip {
+            return (CaseResult::not_run(case, dir, Outcome::Skipped, reason.clone()), None);
+        }
+        if let Some(problem) = &case.problem {
+            let mut r = CaseResult::new(case, dir);
+            r.finish_as(Outcome::Error, Some(FailureClass::Example), Some(problem.clone()));
+            r.write();
+            return (r, None);
+        }
+        let Some(permit) = self.slot().await else {
+            let reason = match self.stop_starting.borrow().clone() {
+                Some(why) if !*self.cancel.borrow() => why,
+                _ => "not run: the run was interrupted before this case started".to_string(),
+            };
+            return (CaseResult::not_run(case, dir, Outcome::Skipped, reason), None);
+        };
+        let attempts = Attempts {
+            cluster: &self.cluster,
+            case,
+            suite: &self.suite,
+            run_id: &self.run_id,
+            options: &self.options,
+            breaker: &self.breaker,
+            slots: self.slots.clone(),
+            namespaces: self.namespaces.clone(),
+            cancel: self.cancel.clone(),
+            progress: self.progress.as_ref(),
+        };
+        let (result, cleanup) = attempts.run(permit).await;
+        let reason = result.reason.as_deref().unwrap_or("");
+        let seconds = format!("{:.1}", result.seconds);
+        info!(case = %case.name, outcome = result.outcome.label(), seconds, reason, "case ended");
+        if self.options.fail_fast && matches!(result.outcome, Outcome::Failed | Outcome::Error) {
+            let _ = self.stop_starting_tx.send(Some(format!("not run: --fail-fast after {} failed", case.name)));
+        }
+        result.write();
+        let keep = self.options.keep_on_failure && result.outcome != Outcome::Passed;
+        (result, cleanup.map(|c| (c, keep, self.suite.defaults.cleanup_timeout)))
+    }
+
+    /// A slot to run in; none once the run is interrupted or stops starting cases.
+    async fn slot(&mut self) -> Option<OwnedSemaphorePermit> {
+        let permit = tokio::select! {
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            _ = self.cancel.wait_for(|c| *c) => None,
+            _ = self.stop_starting.wait_for(|s| s.is_some()) => None,
+        };
+        permit.filter(|_| !*self.cancel.borrow() && self.stop_starting.borrow().is_none())
     }
 }
 
