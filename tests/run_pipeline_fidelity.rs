@@ -138,6 +138,42 @@ fn past_the_state_lag_the_workflow_decides_and_that_is_said() {
     assert!((5.0..20.0).contains(&lag), "waited the suite's 5 s stateLag, not KFP's 35 s: {lag}");
 }
 
+#[test]
+fn a_kfp_read_that_fails_is_an_error_naming_its_cause_never_a_default_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&fixture("kubevet.unreadable-run.yaml"), dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+
+    // Never read: the case is the infrastructure's error, with KFP's own answer as its cause.
+    let unreadable = result(dir.path(), "fidelity.unreadable-run");
+    assert_eq!(
+        (&unreadable["outcome"], &unreadable["class"]),
+        (&"error".into(), &"infrastructure".into()),
+        "{unreadable:#}"
+    );
+    let run_id = unreadable["pipeline"]["runId"].as_str().expect("the run was created");
+    let reason = unreadable["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("reading run {run_id} from KFP after the Workflow ended")), "{reason}");
+    assert!(
+        reason.contains("500") && reason.contains("Failed to get run") && reason.contains("connection refused"),
+        "{reason}"
+    );
+    assert_ne!(unreadable["pipeline"]["state"], "RUNTIME_STATE_UNSPECIFIED", "no default state: {unreadable:#}");
+
+    // Read once (still RUNNING), then not: that read is kept, the Workflow's phase decides
+    // past the stateLag, and the failed reads are said with their cause.
+    let later = result(dir.path(), "fidelity.reads-fail-later");
+    assert_eq!(later["outcome"], "passed", "{later:#}");
+    assert_eq!(later["pipeline"]["verdictFrom"], "workflow");
+    assert_eq!(later["pipeline"]["state"], "RUNNING", "the last good read");
+    let reason = later["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("by the Workflow's phase: KFP last reported RUNNING, then reading the run failed (HTTP 500: ")
+            && reason.contains("Failed to get run"),
+        "{reason}"
+    );
+}
+
 /// Runs a compiled pipeline through the official SDK and keeps the run: its tasks' outputs
 /// stay in KFP's cache. Returns the run's id.
 fn seed_cache(file: &Path, pipeline_name: Option<&str>) -> String {

@@ -293,15 +293,17 @@ impl CaseRun<'_> {
             None => futures::stream::pending().boxed(),
         };
         let mut cancel = self.cancel.clone();
-        let (mut last_good, mut last_error): (Option<Value>, Option<KfpError>) = (None, None);
+        let mut last_good: Option<Value> = None;
+        // Every read sets it: none after a good read, the cause after a failed one.
+        let mut last_error: Option<KfpError>;
         let mut wait = Backoff::new(Duration::from_secs(2), 200, Duration::from_secs(30));
         loop {
             match kfp.get(&format!("{API}/runs/{run_id}")).await {
                 Ok(run) if terminal_state(run["state"].as_str().unwrap_or_default()) => {
                     let lag = ended.elapsed().as_secs_f64();
-                    return Ok(Settled { run, lag, in_time: true });
+                    return Ok(Settled { run, lag, not_in_time: None });
                 }
-                Ok(run) => last_good = Some(run),
+                Ok(run) => (last_good, last_error) = (Some(run), None),
                 Err(e) => last_error = Some(e),
             }
             tokio::select! {
@@ -316,14 +318,18 @@ impl CaseRun<'_> {
             return Err((Outcome::Interrupted, None, "interrupted while KFP caught up with the run's end".into()));
         }
         match (last_good, last_error) {
-            (Some(run), _) => {
+            (Some(run), failing) => {
                 let state = run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED").to_string();
-                result.collect_problems.push(format!(
-                    "KFP still reported {state} {lag:.0} s after the Workflow ended {} (pipelines.stateLag {}): the Workflow's phase decided",
-                    phase_of(workflow),
-                    self.pipelines.state_lag
-                ));
-                Ok(Settled { run, lag, in_time: false })
+                // The last good read is kept; reads that failed after it are said, not hidden.
+                let why = match failing {
+                    None => format!("KFP still reported {state} {lag:.0} s after the Workflow ended"),
+                    Some(e) => format!("KFP last reported {state}, then reading the run failed ({e})"),
+                };
+                let phase = phase_of(workflow);
+                let stated =
+                    format!("{why}; the Workflow ended {phase} (pipelines.stateLag {})", self.pipelines.state_lag);
+                result.collect_problems.push(format!("{stated}: the Workflow's phase decided"));
+                Ok(Settled { run, lag, not_in_time: Some(why) })
             }
             (None, Some(e)) => {
                 Err(infrastructure(&format!("reading run {run_id} from KFP after the Workflow ended"), &e))
@@ -337,7 +343,7 @@ impl CaseRun<'_> {
     /// task did; a pass needs at least one task that ran, unless caching was asked for.
     fn judge_ended(&self, settled: &Settled, workflow: &Value, result: &mut CaseResult) -> Stop {
         let run_id = settled.run["run_id"].as_str().unwrap_or_default().to_string();
-        let state = if settled.in_time {
+        let state = if settled.not_in_time.is_none() {
             settled.run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED").to_string()
         } else {
             match phase_of(workflow) {
@@ -348,16 +354,11 @@ impl CaseRun<'_> {
         if let Some(r) = result.pipeline.as_mut() {
             r.state = settled.run["state"].as_str().map(str::to_string);
             r.state_lag_seconds = Some((settled.lag * 1000.0).round() / 1000.0);
-            r.verdict_from = Some(if settled.in_time { "kfp" } else { "workflow" });
+            r.verdict_from = Some(if settled.not_in_time.is_none() { "kfp" } else { "workflow" });
         }
-        let lag_note = if settled.in_time {
-            String::new()
-        } else {
-            format!(
-                " (by the Workflow's phase: KFP still reported {} {:.0} s after the Workflow ended)",
-                settled.run["state"].as_str().unwrap_or("RUNTIME_STATE_UNSPECIFIED"),
-                settled.lag
-            )
+        let lag_note = match &settled.not_in_time {
+            None => String::new(),
+            Some(why) => format!(" (by the Workflow's phase: {why})"),
         };
         let (why, class) = why_failed(&result.tasks, &settled.run, workflow);
         let ran = result.tasks.iter().filter(|t| t.role == "task" && t.attempts > 0).count();
@@ -397,8 +398,9 @@ impl CaseRun<'_> {
 struct Settled {
     run: Value,
     lag: f64,
-    /// KFP reported a final state within `pipelines.stateLag`.
-    in_time: bool,
+    /// Why the Workflow's phase decides, when KFP reported no final state within
+    /// `pipelines.stateLag`; none when KFP's state decides.
+    not_in_time: Option<String>,
 }
 
 /// Why a run failed and whose fault: the user's failing task (`test`); else a driver or

@@ -509,7 +509,13 @@ async fn create_run(With(state): With<State>, body: Bytes) -> ApiResult<Json<Val
     let (stop, stopped) = tokio::sync::watch::channel(false);
     db.runs.insert(
         run_id.clone(),
-        Run { json: run.clone(), terminate: Some(stop), workflow: None, namespace: namespace.clone() },
+        Run {
+            json: run.clone(),
+            terminate: Some(stop),
+            workflow: None,
+            namespace: namespace.clone(),
+            reads_left: state.runner.modes.for_pipeline(&ir).fail_run_reads_after,
+        },
     );
     drop(db);
     let runner = state.runner.clone();
@@ -540,8 +546,22 @@ async fn list_runs(With(state): With<State>, Query(q): Q) -> ApiResult<Json<Valu
 }
 
 async fn get_run(With(state): With<State>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let db = state.db();
-    db.runs.get(&id).map(|r| Json(r.json.clone())).ok_or_else(|| ApiError::not_found("Run", &id))
+    let mut db = state.db();
+    let run = db.runs.get_mut(&id).ok_or_else(|| ApiError::not_found("Run", &id))?;
+    match run.reads_left.as_mut() {
+        // The `fail-run-reads-after` fault: KFP's own words when its database is unreachable.
+        Some(0) => Err(ApiError::Gateway(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "Internal error: Failed to get a run: InternalServerError: Failed to get run {id}: dial tcp 10.96.0.7:3306: connect: connection refused (TEST STAND-IN fault)"
+            ),
+        )),
+        Some(left) => {
+            *left -= 1;
+            Ok(Json(run.json.clone()))
+        }
+        None => Ok(Json(run.json.clone())),
+    }
 }
 
 /// `POST /runs/{id}:terminate` (the only action served here).

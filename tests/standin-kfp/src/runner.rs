@@ -41,7 +41,7 @@ pub struct Runner {
     /// This server's own image: each task's `kfp-launcher` init container copies the launcher from it.
     launcher_image: String,
     workflows: ApiResource,
-    modes: Modes,
+    pub modes: Modes,
 }
 
 /// The image this pod runs (read from its own spec, so a retagged image still works).
@@ -223,6 +223,9 @@ pub struct Modes {
     pub caching: bool,
     pub persistence_lag: std::time::Duration,
     pub compress_nodes_over: Option<usize>,
+    /// Fault injection, not a KFP behaviour: after this many reads of a run, every further
+    /// `GET /runs/{id}` answers 500, as KFP does when its database is gone.
+    pub fail_run_reads_after: Option<u32>,
 }
 
 impl Modes {
@@ -233,6 +236,7 @@ impl Modes {
             caching: true,
             persistence_lag: Default::default(),
             compress_nodes_over: None,
+            fail_run_reads_after: None,
         };
         for (key, var) in [
             ("retry-nodes", "STANDIN_KFP_RETRY_NODES"),
@@ -249,7 +253,7 @@ impl Modes {
     }
 
     /// These modes with a pipeline's own `standin:` line applied.
-    fn for_pipeline(&self, ir: &Value) -> Modes {
+    pub fn for_pipeline(&self, ir: &Value) -> Modes {
         let mut modes = self.clone();
         let description = ir.pointer("/pipelineInfo/description").and_then(Value::as_str).unwrap_or_default();
         for line in description.lines() {
@@ -273,6 +277,7 @@ impl Modes {
                     std::time::Duration::from_secs_f64(value.parse::<f64>().unwrap_or(0.0).clamp(0.0, 3600.0))
             }
             "compress-nodes-over" => self.compress_nodes_over = value.parse().ok(),
+            "fail-run-reads-after" => self.fail_run_reads_after = value.parse().ok(),
             other => warn!(key = %other, "unknown TEST STAND-IN mode"),
         }
     }

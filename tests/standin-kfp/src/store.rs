@@ -75,6 +75,8 @@ pub struct Run {
     pub workflow: Option<String>,
     /// Where its Workflow and pods are.
     pub namespace: String,
+    /// Reads left before `GET /runs/{id}` fails (the `fail-run-reads-after` fault); none: no fault.
+    pub reads_left: Option<u32>,
 }
 
 #[derive(Default)]
