@@ -120,11 +120,14 @@ impl RequestCounts {
             return None;
         }
         let reasons: Vec<String> = self.retried.iter().map(|(why, n)| format!("{why}: {n}")).collect();
-        let mut text = format!("{} API requests retried ({})", self.retries(), reasons.join(", "));
-        if self.exhausted > 0 {
-            text.push_str(&format!("; {} still failed after their retries", self.exhausted));
+        let mut said = Vec::new();
+        if self.retries() > 0 {
+            said.push(format!("{} API requests retried ({})", self.retries(), reasons.join(", ")));
         }
-        Some(text)
+        if self.exhausted > 0 {
+            said.push(format!("{} API requests still failed after their retries", self.exhausted));
+        }
+        Some(said.join("; "))
     }
 }
 
@@ -315,7 +318,7 @@ async fn attempt(inner: &Inner, req: Request<Body>, timeout: Option<Duration>) -
         service.ready().await?.call(req)
     };
     match timeout {
-        Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| Box::new(AttemptTimedOut(limit)))?,
+        Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| AttemptTimedOut(limit))?,
         None => call.await,
     }
 }
@@ -454,5 +457,213 @@ mod tests {
             stats.counts().describe_retries().as_deref(),
             Some("3 API requests retried (HTTP 429: 1, HTTP 503: 2)")
         );
+    }
+
+    /// What the scripted server answers one attempt.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        Status(u16, &'static str),
+        /// 429 with `Retry-After: 0`.
+        SlowDown,
+        Io(std::io::ErrorKind),
+        /// The answer's head comes after 200 ms, past the test policy's attempt timeout.
+        Late(u16),
+    }
+
+    fn test_policy(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            budget: Duration::from_secs(20),
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            attempt_timeout: Duration::from_millis(100),
+        }
+    }
+
+    /// The retry layer over a server that answers attempt N with `answers[N]` (the last one
+    /// again past the end); the second value lists the requests it received.
+    fn scripted(answers: Vec<Answer>, attempts: u32) -> (Retrying, Arc<RequestStats>, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let server = tower::service_fn(move |req: Request<Body>| {
+            let log = log.clone();
+            let answers = answers.clone();
+            async move {
+                let n = {
+                    let mut log = log.lock().expect("log");
+                    log.push(format!("{} {}", req.method(), req.uri()));
+                    log.len()
+                };
+                let body = req.into_body().collect_bytes().await.map_err(|e| Box::new(e) as BoxError)?;
+                assert_eq!(body.as_ref(), b"{\"x\":1}", "each attempt carries the whole body");
+                let answer = answers[n.min(answers.len()) - 1];
+                let (status, text) = match answer {
+                    Answer::Status(code, text) => (code, text),
+                    Answer::SlowDown => (429, ""),
+                    Answer::Io(kind) => return Err(Box::new(std::io::Error::from(kind)) as BoxError),
+                    Answer::Late(code) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        (code, "")
+                    }
+                };
+                let mut response = whole_body(StatusCode::from_u16(status)?, http::HeaderMap::new(), Bytes::from(text));
+                if matches!(answer, Answer::SlowDown) {
+                    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("0"));
+                }
+                Ok::<_, BoxError>(response)
+            }
+        });
+        let stats = Arc::new(RequestStats::default());
+        let layer = RetryLayer { policy: test_policy(attempts), stats: stats.clone() };
+        (layer.layer(server), stats, seen)
+    }
+
+    fn request(method: Method, uri: &str) -> Request<Body> {
+        Request::builder().method(method).uri(uri).body(Body::from(b"{\"x\":1}".to_vec())).expect("request")
+    }
+
+    async fn send(answers: Vec<Answer>, method: Method, uri: &str) -> (Result<u16, String>, RequestCounts, usize) {
+        let (mut service, stats, seen) = scripted(answers, 3);
+        let result = service.call(request(method, uri)).await;
+        let result = result.map(|r| r.status().as_u16()).map_err(|e| e.to_string());
+        let received = seen.lock().expect("log").len();
+        (result, stats.counts(), received)
+    }
+
+    fn reasons(counts: &RequestCounts) -> Vec<(&str, u64)> {
+        counts.retried.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_read_is_retried_through_5xx_429_and_resets_then_answered() {
+        use Answer::*;
+        let answers = vec![Status(503, ""), SlowDown, Io(std::io::ErrorKind::ConnectionReset), Status(200, "{}")];
+        let (mut service, stats, seen) = scripted(answers, 4);
+        let status = service.call(request(Method::GET, "/api/v1/pods")).await.map(|r| r.status().as_u16());
+        assert_eq!(status.ok(), Some(200));
+        assert_eq!(seen.lock().expect("log").len(), 4);
+        let counts = stats.counts();
+        assert_eq!((counts.sent, stats.sent(), counts.exhausted), (4, 4, 0));
+        assert_eq!(reasons(&counts), [("HTTP 429", 1), ("HTTP 503", 1), ("connection reset", 1)]);
+    }
+
+    #[tokio::test]
+    async fn attempts_are_bounded_and_the_last_answer_is_given_back_and_counted() {
+        let (result, counts, received) = send(vec![Answer::Status(502, "bad gateway")], Method::GET, "/x").await;
+        assert_eq!((result, received), (Ok(502), 3), "three attempts, then the server's own answer");
+        assert_eq!((counts.sent, counts.retries(), counts.exhausted), (3, 2, 1));
+        assert_eq!(
+            counts.describe_retries().as_deref(),
+            Some("2 API requests retried (HTTP 502: 2); 1 API requests still failed after their retries")
+        );
+    }
+
+    #[tokio::test]
+    async fn what_is_not_transient_is_answered_at_once() {
+        for answer in
+            [Answer::Status(404, ""), Answer::Status(422, ""), Answer::Status(500, "x: field not declared in schema")]
+        {
+            let (result, counts, received) = send(vec![answer, Answer::Status(200, "")], Method::GET, "/x").await;
+            assert!(result.is_ok_and(|s| s != 200) && received == 1 && counts.retries() == 0, "{counts:?}");
+        }
+        let (result, _, received) =
+            send(vec![Answer::Status(500, "etcd"), Answer::Status(200, "")], Method::GET, "/x").await;
+        assert_eq!((result, received), (Ok(200), 2), "any other 500 is transient");
+        let (result, _, received) =
+            send(vec![Answer::Io(std::io::ErrorKind::PermissionDenied)], Method::PUT, "/x").await;
+        assert!(result.is_err() && received == 3, "an I/O error is a connection error, retried");
+    }
+
+    #[tokio::test]
+    async fn a_create_is_repeated_only_when_the_server_surely_did_not_see_it() {
+        use Answer::*;
+        let refused = Io(std::io::ErrorKind::ConnectionRefused);
+        for (first, repeated) in [
+            (Status(503, ""), false),
+            (Io(std::io::ErrorKind::ConnectionReset), false),
+            (SlowDown, true),
+            (refused, true),
+        ] {
+            let (result, counts, received) = send(vec![first, Status(201, "")], Method::POST, "/x").await;
+            assert_eq!(received, if repeated { 2 } else { 1 }, "{counts:?}");
+            assert_eq!(result.as_ref().ok() == Some(&201), repeated);
+            assert_eq!(counts.exhausted, 0, "a create not repeated is not a retry that ran out");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_without_an_answer_times_out_but_a_watch_does_not() {
+        let (result, counts, received) = send(vec![Answer::Late(200)], Method::GET, "/api/v1/pods").await;
+        assert_eq!(received, 3);
+        assert!(result.as_ref().is_err_and(|e| e.contains("no answer within 100ms")), "{result:?}");
+        assert_eq!(reasons(&counts), [("timeout", 2)]);
+        for stream in [
+            "/api/v1/pods?watch=true",
+            "/api/v1/pods?labelSelector=a&watch=1",
+            "/api/v1/namespaces/n/pods/p/log?follow=true",
+        ] {
+            let (result, counts, received) = send(vec![Answer::Late(200)], Method::GET, stream).await;
+            assert_eq!((result, received, counts.retries()), (Ok(200), 1, 0), "{stream}");
+        }
+        let (_, _, received) = send(vec![Answer::Late(200)], Method::GET, "/api/v1/pods?watch=false").await;
+        assert_eq!(received, 3, "watch=false is a list, timed out");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let headers = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static(v));
+            h
+        };
+        assert_eq!(retry_after(&headers(" 7 ")), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&headers("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn transport_errors_and_api_statuses_are_told_apart() {
+        use std::io::{Error, ErrorKind};
+        let io = |kind: ErrorKind| transient_error(&Error::from(kind)).map(|t| (t.reason, t.maybe_processed));
+        assert_eq!(io(ErrorKind::BrokenPipe), Some(("connection reset".into(), true)));
+        assert_eq!(io(ErrorKind::TimedOut), Some(("timeout".into(), true)));
+        assert_eq!(io(ErrorKind::NotFound), Some(("connection error".into(), true)));
+        // The cause is found down the chain.
+        #[derive(Debug)]
+        struct Wrapped(Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "wrapped")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrapped = Wrapped(Error::from(ErrorKind::ConnectionRefused));
+        assert_eq!(io_kind(&wrapped), Some(ErrorKind::ConnectionRefused));
+        assert_eq!(transient_error(&wrapped).map(|t| t.maybe_processed), Some(false));
+
+        let api = |code: u16| kube::Error::Api(kube::core::Status::failure("m", "r").with_code(code).boxed());
+        assert_eq!(transient(&api(503)).map(|t| t.reason), Some("HTTP 503".into()));
+        assert!(transient(&api(409)).is_none());
+        let service = kube::Error::Service(Box::new(Error::from(ErrorKind::ConnectionRefused)));
+        assert_eq!(transient(&service).map(|t| t.reason), Some("connection refused".into()));
+        assert!(transient(&kube::Error::LinesCodecMaxLineLengthExceeded).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_call_site_retries_transient_errors_within_the_policy() {
+        let stats = RequestStats::default();
+        let api = |code: u16| kube::Error::Api(kube::core::Status::failure("m", "r").with_code(code).boxed());
+        let flaky = |n: u32| async move { if n < 3 { Err(api(503)) } else { Ok(n) } };
+        assert_eq!(at_call_site(&test_policy(3), &stats, "create", flaky).await.ok(), Some(3));
+        assert_eq!((stats.counts().retries(), stats.counts().exhausted), (2, 0));
+        assert!(at_call_site(&test_policy(2), &stats, "create", flaky).await.is_err());
+        assert_eq!((stats.counts().retries(), stats.counts().exhausted), (3, 1));
+        let conflict = |_n: u32| async move { Err::<u32, _>(api(409)) };
+        assert!(at_call_site(&test_policy(3), &stats, "create", conflict).await.is_err());
+        assert_eq!(stats.counts().retries(), 3, "a conflict is not retried");
     }
 }
