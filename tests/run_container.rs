@@ -11,19 +11,18 @@ use support::{junit, kubevet, repo, stderr, stdout};
 
 const IMAGE: &str = "kubevet.test/kwok-cluster:v0.5.2-k8s.v1.20.2";
 
-fn containers_of_image() -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", &format!("ancestor={IMAGE}")])
-        .output()
-        .expect("docker runs");
-    stdout(&out).lines().map(str::to_string).collect()
+/// The containers, running or not, whose id starts with `id` (docker's own check).
+fn containers_with_id(id: &str) -> String {
+    let out =
+        Command::new("docker").args(["ps", "-a", "-q", "--filter", &format!("id={id}")]).output().expect("docker runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
 }
 
 #[test]
 fn a_kwok_container_cluster_runs_the_cases_and_is_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let artifacts = dir.path().join("artifacts");
-    let before = containers_of_image();
     let out = kubevet()
         .env("KUBEVET_CACHE", dir.path().join("cache"))
         .args(["run", "--suite"])
@@ -42,7 +41,11 @@ fn a_kwok_container_cluster_runs_the_cases_and_is_removed() {
         std::fs::read_dir(dir.path().join("cache/container")).expect("kubeconfigs").flatten().collect();
     let text = std::fs::read_to_string(kubeconfigs[0].path()).expect("kubeconfig");
     assert!(text.contains("server: \"http://127.0.0.1:"), "pointed at the mapped port: {text}");
-    assert_eq!(containers_of_image(), before, "the cluster container is removed at the end");
+    // The kubeconfig is named by this run's container (other tests start the same image).
+    assert_eq!(kubeconfigs.len(), 1, "{kubeconfigs:?}");
+    let file = kubeconfigs[0].file_name().to_string_lossy().to_string();
+    let id = file.strip_suffix(".kubeconfig").filter(|id| id.len() == 12).expect("named by the container's id");
+    assert_eq!(containers_with_id(id), "", "the cluster container {id} is removed at the end");
 }
 
 #[test]

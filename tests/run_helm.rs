@@ -199,7 +199,7 @@ fn kubevet_render_fills_the_cache_ahead_of_a_run() {
 }
 
 #[test]
-fn a_chart_needing_hooks_is_installed_with_helm_upgrade_and_then_watched() {
+fn install_upgrade_is_helm_upgrade_then_its_manifest_read_back_and_watched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let standins = Standins::new(dir.path());
     let chart = chart();

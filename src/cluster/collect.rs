@@ -287,7 +287,27 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let s = redact(json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"token": "c2VjcmV0"}}));
-        assert_eq!(s["data"]["token"], "<redacted by kubevet>");
+        let applied = r#"{"kind":"Secret","stringData":{"password":"hunter2"}}"#;
+        let s = redact(json!({
+            "kind": "Secret",
+            "metadata": {
+                "name": "s",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied, "team": "ml"},
+                "managedFields": [{"manager": "kubectl"}],
+            },
+            "data": {"token": "c2VjcmV0", "ca.crt": "Y2E="},
+            "stringData": {"password": "hunter2"},
+        }));
+        for pointer in ["/data/token", "/data/ca.crt", "/stringData/password"] {
+            assert_eq!(s.pointer(pointer), Some(&json!("<redacted by kubevet>")), "{pointer}");
+        }
+        let text = s.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("c2VjcmV0"), "no secret value anywhere: {text}");
+        assert_eq!(s["metadata"]["annotations"], json!({"team": "ml"}), "the applied copy goes, the rest stays");
+        assert!(s["metadata"].get("managedFields").is_none());
+        // Other kinds keep their data; only the field managers' bookkeeping goes.
+        let config =
+            redact(json!({"kind": "ConfigMap", "metadata": {"name": "c", "managedFields": []}, "data": {"k": "v"}}));
+        assert_eq!((config["data"]["k"].as_str(), config["metadata"].get("managedFields")), (Some("v"), None));
     }
 }
