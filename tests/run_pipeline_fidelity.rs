@@ -108,14 +108,14 @@ fn kfp_2_17_shapes_are_read_as_tasks_with_a_verdict_from_kfp() {
     assert_eq!(user_tasks(&legacy), vec![executed("first"), executed("second")], "{legacy:#}");
 
     // KFP refused the run before any task ran: its own message, and the pipeline's fault.
-    let refused = result(&a, "fidelity.refused-artifact");
+    let refused = result(&a, "fidelity.refused-nested-dag");
     assert_eq!(
         (refused["outcome"].as_str(), refused["class"].as_str()),
         (Some("failed"), Some("example")),
         "{refused:#}"
     );
     let reason = refused["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("artifacts are not supported by this TEST STAND-IN"), "{reason}");
+    assert!(reason.contains("task inner: nested DAGs are not supported by this TEST STAND-IN"), "{reason}");
 
     // The summary names the largest lag; JUnit carries task names without retry suffixes.
     assert!(stdout(&out).contains("largest KFP state lag: "), "{}", stdout(&out));
@@ -139,13 +139,38 @@ fn past_the_state_lag_the_workflow_decides_and_that_is_said() {
 }
 
 #[test]
+fn tasks_hand_on_artifacts_and_if_present_clauses_are_filled_every_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Twice in a row: caching turned off by kubevet, so the second run executes every task too.
+    for attempt in ["first", "second"] {
+        let artifacts = dir.path().join(attempt);
+        let out = run(&fixture("kubevet.artifacts.yaml"), &artifacts, &[]);
+        assert_eq!(out.status.code(), Some(0), "{attempt}: {}\n{}", stdout(&out), stderr(&out));
+        let r = result(&artifacts, "fidelity.artifacts-and-placeholders");
+        assert_eq!(r["outcome"], "passed", "{attempt}: {r:#}");
+        let mut tasks = user_tasks(&r);
+        tasks.sort();
+        assert_eq!(tasks, [executed("consume"), executed("produce")], "{attempt}: {r:#}");
+        // The consumer read the producer's file and got `--absent --given=x`, not KFP's JSON.
+        let consume =
+            r["tasks"].as_array().into_iter().flatten().find(|t| t["task"] == "consume" && t["role"] == "task");
+        let pod = consume.and_then(|t| t["pod"].as_str()).expect("the consumer's pod");
+        let log = std::fs::read_to_string(
+            artifacts.join("fidelity.artifacts-and-placeholders/pods").join(pod).join("main.log"),
+        )
+        .expect("the consumer's log is kept");
+        assert!(log.contains("args: --absent --given=x") && log.contains("read: hello from the producer"), "{log}");
+    }
+}
+
+#[test]
 fn a_kfp_read_that_fails_is_an_error_naming_its_cause_never_a_default_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(&fixture("kubevet.unreadable-run.yaml"), dir.path(), &[]);
     assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
 
     // Never read: the case is the infrastructure's error, with KFP's own answer as its cause.
-    let unreadable = result(dir.path(), "fidelity.unreadable-run");
+    let unreadable = result(dir.path(), "faults.unreadable-run");
     assert_eq!(
         (&unreadable["outcome"], &unreadable["class"]),
         (&"error".into(), &"infrastructure".into()),
@@ -162,7 +187,7 @@ fn a_kfp_read_that_fails_is_an_error_naming_its_cause_never_a_default_state() {
 
     // Read once (still RUNNING), then not: that read is kept, the Workflow's phase decides
     // past the stateLag, and the failed reads are said with their cause.
-    let later = result(dir.path(), "fidelity.reads-fail-later");
+    let later = result(dir.path(), "faults.reads-fail-later");
     assert_eq!(later["outcome"], "passed", "{later:#}");
     assert_eq!(later["pipeline"]["verdictFrom"], "workflow");
     assert_eq!(later["pipeline"]["state"], "RUNNING", "the last good read");

@@ -1,7 +1,9 @@
 //! The launcher a task's `main` container runs its command through, as KFP's `kfp-launcher`
 //! does: it makes the outputs folder, runs the user's command with its own standard streams,
 //! and hands the output parameters back — here as the container's termination message (a
-//! JSON object of name to value), which the runner reads from the pod's status.
+//! JSON object of name to value), which the runner reads from the pod's status. Output
+//! artifacts get their folders made first and must exist after a command that succeeded, as
+//! the real launcher uploads them (here they stay where they are: on the node's store).
 
 use std::{collections::BTreeMap, io::Write, os::unix::fs::PermissionsExt, process::Command};
 
@@ -26,16 +28,29 @@ pub fn copy_self(dest: Option<&str>) -> i32 {
     }
 }
 
-/// `launch [--outputs a,b] -- COMMAND…`: the exit code is the command's.
+/// The comma-separated list after `flag` among the launcher's own arguments.
+fn list<'a>(own: &'a [String], flag: &str) -> Vec<&'a str> {
+    own.iter()
+        .position(|a| a == flag)
+        .and_then(|i| own.get(i + 1))
+        .map(|list| list.split(',').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// `launch [--outputs a,b] [--artifacts PATH,…] -- COMMAND…`: the exit code is the command's.
 pub fn launch(args: &[String]) -> i32 {
     let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
     let (own, command) = (&args[..split], args.get(split + 1..).unwrap_or_default());
-    let outputs: Vec<&str> = own
-        .iter()
-        .position(|a| a == "--outputs")
-        .and_then(|i| own.get(i + 1))
-        .map(|list| list.split(',').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
+    let outputs = list(own, "--outputs");
+    let artifacts = list(own, "--artifacts");
+    for path in &artifacts {
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            eprintln!("launcher: failed to prepare the output artifact folder {}: {e}", parent.display());
+            return 1;
+        }
+    }
     let Some((program, rest)) = command.split_first() else {
         eprintln!("launcher: no command to run");
         return 2;
@@ -52,6 +67,12 @@ pub fn launch(args: &[String]) -> i32 {
         }
     };
     let code = status.code().unwrap_or(1);
+    if code == 0
+        && let Some(missing) = artifacts.iter().find(|p| !std::path::Path::new(p).exists())
+    {
+        eprintln!("launcher: failed to upload output artifact {missing}: the command did not write it");
+        return 1;
+    }
     let mut values = BTreeMap::new();
     for name in outputs {
         match std::fs::read_to_string(format!("{OUTPUTS_DIR}/{name}")) {

@@ -22,11 +22,16 @@
 //! its own): the identity header required, experiments in a profile namespace, and runs,
 //! Workflows and pods in their experiment's namespace.
 //!
-//! Deliberately partial: container tasks in the root DAG only (no Python executors, artifacts,
-//! nested DAGs, conditions or loops).
+//! KFP's placeholders are filled as 2.17.0's driver and launcher fill them (`IfPresent`
+//! expanded, `Concat` left as written), and artifacts are handed from task to task through a
+//! folder of the node that plays KFP's object store (see `placeholders`).
+//!
+//! Deliberately partial: container tasks in the root DAG only (no Python executors, importers,
+//! pipeline-level input artifacts, nested DAGs, conditions or loops).
 
 mod api;
 mod launcher;
+mod placeholders;
 mod runner;
 mod store;
 

@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::{
     launcher::OUTPUTS_DIR,
+    placeholders::{MINIO_MOUNT, NODE_STORE, PIPELINE_ROOT, TaskValues, local_path},
     store::{NEVER, State, now},
 };
 
@@ -64,8 +65,13 @@ struct Task {
     depends: Vec<String>,
     /// Input name → where its value comes from.
     inputs: Map<String, Value>,
+    /// The component's input parameters (their defaults and optionality).
+    input_specs: Map<String, Value>,
+    /// Input artifact name → where it comes from.
+    input_artifacts: Map<String, Value>,
     container: Value,
     outputs: Vec<String>,
+    output_artifacts: Vec<String>,
     /// `cachingOptions.enableCache`, as the driver reads it (absent is off).
     cache: bool,
 }
@@ -97,9 +103,15 @@ fn tasks_of(ir: &Value) -> Result<Vec<Task>, String> {
             .pointer(&format!("/deploymentSpec/executors/{label}/container"))
             .cloned()
             .ok_or(format!("task {name}: executor {label:?} is not a container (importers and resolvers are not supported by this TEST STAND-IN)"))?;
-        if task.pointer("/inputs/artifacts").is_some() || component.pointer("/outputDefinitions/artifacts").is_some() {
-            return Err(format!("task {name}: artifacts are not supported by this TEST STAND-IN"));
-        }
+        let keys = |pointer: &str| -> Vec<String> {
+            component
+                .pointer(pointer)
+                .and_then(Value::as_object)
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let object =
+            |v: &Value, pointer: &str| v.pointer(pointer).and_then(Value::as_object).cloned().unwrap_or_default();
         out.push(Task {
             name: name.clone(),
             depends: task["dependentTasks"]
@@ -108,14 +120,13 @@ fn tasks_of(ir: &Value) -> Result<Vec<Task>, String> {
                 .flatten()
                 .filter_map(|d| d.as_str().map(str::to_string))
                 .collect(),
-            inputs: task.pointer("/inputs/parameters").and_then(Value::as_object).cloned().unwrap_or_default(),
+            inputs: object(task, "/inputs/parameters"),
+            input_specs: object(component, "/inputDefinitions/parameters"),
+            input_artifacts: object(task, "/inputs/artifacts"),
             cache: task.pointer("/cachingOptions/enableCache") == Some(&Value::Bool(true)),
             container,
-            outputs: component
-                .pointer("/outputDefinitions/parameters")
-                .and_then(Value::as_object)
-                .map(|o| o.keys().cloned().collect())
-                .unwrap_or_default(),
+            outputs: keys("/outputDefinitions/parameters"),
+            output_artifacts: keys("/outputDefinitions/artifacts"),
         });
     }
     Ok(out)
@@ -150,6 +161,72 @@ fn input_values(
     Ok(values)
 }
 
+/// Where a task's output artifacts are kept in `outputs`, beside its output parameters (a
+/// parameter's name cannot hold a `:`), so that a cached task hands on the artifacts of the
+/// run that made them, as KFP's cache does.
+fn artifact_key(name: &str) -> String {
+    format!("artifact:{name}")
+}
+
+/// The URI the driver gives a task's output artifact in this run.
+fn artifact_uri(ctx: &Ctx<'_>, task: &str, name: &str) -> String {
+    let salt = fnv(&format!("{}/{task}", ctx.run_id));
+    format!("{PIPELINE_ROOT}/{}/{}/{task}/{salt:08x}/{name}", ctx.pipeline, ctx.run_id)
+}
+
+/// The task's input artifacts, by name: the URIs their producers' outputs have.
+fn input_artifacts(
+    task: &Task,
+    outputs: &BTreeMap<String, Map<String, Value>>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut uris = BTreeMap::new();
+    for (input, source) in &task.input_artifacts {
+        let Some(o) = source.get("taskOutputArtifact") else {
+            return Err(format!("input artifact {input}: this TEST STAND-IN does not support {source}"));
+        };
+        let (producer, key) =
+            (o["producerTask"].as_str().unwrap_or_default(), o["outputArtifactKey"].as_str().unwrap_or_default());
+        let uri = outputs.get(producer).and_then(|m| m.get(&artifact_key(key))).and_then(Value::as_str);
+        let uri = uri.ok_or(format!("input artifact {input}: task {producer} gave no output artifact {key:?}"))?;
+        uris.insert(input.clone(), uri.to_string());
+    }
+    Ok(uris)
+}
+
+/// What the task's placeholders stand for in this run: its inputs (the component's defaults
+/// for optional ones not given, null when there is none), artifacts and output files.
+fn task_values(
+    ctx: &Ctx<'_>,
+    task: &Task,
+    parameters: &Map<String, Value>,
+    outputs: &BTreeMap<String, Map<String, Value>>,
+) -> Result<TaskValues, String> {
+    let mut values = TaskValues { run_id: ctx.run_id.to_string(), task: task.name.clone(), ..Default::default() };
+    for (name, value) in input_values(task, parameters, outputs)? {
+        values.present.insert(name.clone());
+        values.parameters.insert(name, value);
+    }
+    for (name, spec) in task.input_specs.iter().filter(|(n, _)| !task.inputs.contains_key(*n)) {
+        match spec.get("defaultValue").filter(|d| !d.is_null()) {
+            Some(default) => {
+                values.present.insert(name.clone());
+                values.parameters.insert(name.clone(), render(default));
+            }
+            None if spec["isOptional"] == Value::Bool(true) => {
+                values.parameters.insert(name.clone(), String::new());
+            }
+            None => {
+                return Err(format!("neither value nor default value provided for non-optional parameter {name:?}"));
+            }
+        }
+    }
+    values.input_artifacts = input_artifacts(task, outputs)?;
+    values.output_artifacts =
+        task.output_artifacts.iter().map(|a| (a.clone(), artifact_uri(ctx, &task.name, a))).collect();
+    values.output_files = task.outputs.iter().map(|o| (o.clone(), format!("{OUTPUTS_DIR}/{o}"))).collect();
+    Ok(values)
+}
+
 /// KFP's cache key of a task: its fingerprint (container and inputs) scoped by the pipeline's
 /// name — not by version or run. None when the task does not ask for the cache.
 fn cache_key(
@@ -162,7 +239,14 @@ fn cache_key(
         return None;
     }
     let values = input_values(task, parameters, outputs).ok()?;
-    let fingerprint = json!({"container": task.container, "inputs": values, "outputs": task.outputs}).to_string();
+    let artifacts = input_artifacts(task, outputs).ok()?;
+    let fingerprint = json!({
+        "container": task.container,
+        "inputs": values,
+        "artifacts": artifacts,
+        "outputs": [task.outputs, task.output_artifacts],
+    })
+    .to_string();
     Some(format!("pipeline/{}/{:016x}", ctx.pipeline, fnv64(&fingerprint)))
 }
 
@@ -507,8 +591,12 @@ impl Runner {
                         Some("Running") => p.phase = "Running",
                         Some("Succeeded") => {
                             let message = terminated.as_ref().and_then(|t| t.message.clone()).unwrap_or_default();
-                            let values: Map<String, Value> = serde_json::from_str(&message).unwrap_or_default();
-                            if let Some(t) = tasks.iter().find(|t| t.name == task)
+                            let mut values: Map<String, Value> = serde_json::from_str(&message).unwrap_or_default();
+                            let t = tasks.iter().find(|t| t.name == task);
+                            for name in t.map(|t| t.output_artifacts.as_slice()).unwrap_or_default() {
+                                values.insert(artifact_key(name), json!(artifact_uri(&ctx, &task, name)));
+                            }
+                            if let Some(t) = t
                                 && let Some(key) = cache_key(&ctx, t, parameters, &outputs)
                             {
                                 state.db().cache.insert(key, (values.clone(), run_id.to_string()));
@@ -592,42 +680,43 @@ impl Runner {
         parameters: &Map<String, Value>,
         outputs: &BTreeMap<String, Map<String, Value>>,
     ) -> Result<String, String> {
-        let (run_id, wf) = (ctx.run_id, ctx.wf);
-        let values = input_values(task, parameters, outputs)?;
-        let fill = |text: &str| {
-            let mut s = text.to_string();
-            for (k, v) in &values {
-                s = s.replace(&format!("{{{{$.inputs.parameters['{k}']}}}}"), v);
+        let wf = ctx.wf;
+        let values = task_values(ctx, task, parameters, outputs)?;
+        let words = |key: &str| -> Result<Vec<Value>, String> {
+            let mut out = Vec::new();
+            for word in task.container[key].as_array().into_iter().flatten() {
+                out.extend(values.expand(word.as_str().unwrap_or_default())?.into_iter().map(Value::String));
             }
-            for o in &task.outputs {
-                s = s.replace(
-                    &format!("{{{{$.outputs.parameters['{o}'].output_file}}}}"),
-                    &format!("{OUTPUTS_DIR}/{o}"),
-                );
-            }
-            s.replace("{{$.pipeline_job_uuid}}", run_id).replace("{{$.pipeline_task_name}}", &task.name)
+            Ok(out)
         };
-        let words = |key: &str| -> Vec<Value> {
-            task.container[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|w| json!(fill(w.as_str().unwrap_or_default())))
-                .collect()
-        };
-        let mut command =
-            vec![json!("/kfp-launcher/launch"), json!("--outputs"), json!(task.outputs.join(",")), json!("--")];
-        command.extend(words("command"));
+        let artifact_paths: Vec<String> = values.output_artifacts.values().filter_map(|u| local_path(u)).collect();
+        let mut command = vec![
+            json!("/kfp-launcher/launch"),
+            json!("--outputs"),
+            json!(task.outputs.join(",")),
+            json!("--artifacts"),
+            json!(artifact_paths.join(",")),
+            json!("--"),
+        ];
+        command.extend(words("command")?);
+        let args = words("args")?;
         let node_name = executor_pod_node(wf, &task.name, ctx.modes);
         let pod_name = format!("{wf}-system-container-impl-{}", fnv(&node_name));
         let mount = json!([{"name": "kfp-launcher", "mountPath": "/kfp-launcher"}]);
+        let main_mounts = json!([
+            {"name": "kfp-launcher", "mountPath": "/kfp-launcher"},
+            {"name": "standin-object-store", "mountPath": MINIO_MOUNT},
+        ]);
         let pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": pod_metadata(ctx, &pod_name, &node_name, ("pipelines.kubeflow.org/task_name", &task.name)),
             "spec": {
                 "restartPolicy": "Never",
-                "volumes": [{"name": "kfp-launcher", "emptyDir": {}}],
+                "volumes": [
+                    {"name": "kfp-launcher", "emptyDir": {}},
+                    {"name": "standin-object-store", "hostPath": {"path": NODE_STORE, "type": "DirectoryOrCreate"}},
+                ],
                 "initContainers": [{
                     "name": "kfp-launcher",
                     "image": self.launcher_image,
@@ -640,9 +729,9 @@ impl Runner {
                     "image": task.container["image"],
                     "imagePullPolicy": "IfNotPresent",
                     "command": command,
-                    "args": words("args"),
+                    "args": args,
                     "env": task.container.get("env").cloned().unwrap_or(json!([])),
-                    "volumeMounts": mount,
+                    "volumeMounts": main_mounts,
                 }],
             },
         });
