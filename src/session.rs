@@ -10,13 +10,13 @@ use tokio::sync::watch;
 use crate::{
     cluster::{
         Cluster,
-        provision::{self, Cell, Provisioned},
+        provision::{self, Cell, ProvisionError, Provisioned},
         retry::RetryPolicy,
     },
     history,
     images::{self, Built},
     operators::{
-        install,
+        OperatorError, install,
         render::{self, Rendered},
         versions,
     },
@@ -56,7 +56,7 @@ struct Prepared {
     cases: Vec<Case>,
     built: Vec<Built>,
     /// Per operator, in the suite's order.
-    rendered: Vec<Result<Rendered, String>>,
+    rendered: Vec<Result<Rendered, OperatorError>>,
     /// Images that did not build: then no cell runs.
     failed_builds: Vec<CaseResult>,
 }
@@ -67,9 +67,10 @@ impl Session {
     pub async fn run(mut self, cancel: tokio::sync::watch::Receiver<bool>) -> Result<i32, Error> {
         let started = jiff::Timestamp::now();
         let suite = &self.suite;
-        let cells = provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(Error::Usage)?;
+        let cells =
+            provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
         command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
-            .map_err(Error::Usage)?;
+            .map_err(|e| Error::Usage(e.to_string()))?;
         let prepared = self.prepare().await;
         let mut reports = Vec::new();
         for cell in &cells {
@@ -123,7 +124,7 @@ impl Session {
                         "image",
                         dir,
                     );
-                    result.finish(Outcome::Error, Some(e));
+                    result.finish(Outcome::Error, Some(e.to_string()));
                     result.write();
                     failed_builds.push(result);
                 }
@@ -146,11 +147,7 @@ impl Session {
             }
         }
         crate::run::pipeline::prepare(&mut cases, &retags, &suite.pipelines).await;
-        let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0)
-            .await
-            .into_iter()
-            .map(|r| r.map_err(|e| format!("rendering failed: {e}")))
-            .collect();
+        let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0).await;
         Prepared { cases, built, rendered, failed_builds }
     }
 
@@ -277,7 +274,7 @@ impl Session {
         let provisioned = match provision::up(&suite.cluster, cell, self.reuse, cancel.clone()).await {
             Ok(p) => p,
             Err(e) => {
-                up.finish(if *cancel.borrow() { Outcome::Interrupted } else { Outcome::Error }, Some(e));
+                up.finish(if *cancel.borrow() { Outcome::Interrupted } else { Outcome::Error }, Some(e.to_string()));
                 return not_run(up, String::new());
             }
         };
@@ -285,7 +282,7 @@ impl Session {
         let report = match report {
             Ok(r) => r,
             Err(e) => {
-                up.finish(Outcome::Error, Some(e));
+                up.finish(Outcome::Error, Some(e.to_string()));
                 not_run(up, String::new())
             }
         };
@@ -320,7 +317,7 @@ impl Session {
         dir: &std::path::Path,
         prepared: &Prepared,
         cancel: watch::Receiver<bool>,
-    ) -> Result<CellReport, String> {
+    ) -> Result<CellReport, ProvisionError> {
         let suite = &self.suite;
         let Prepared { cases, built, rendered, .. } = prepared;
         if let Some(name) = &provisioned.kind_cluster {
@@ -333,7 +330,7 @@ impl Session {
         let cluster = Arc::new(
             Cluster::connect_with(provisioned.kubeconfig.as_deref(), provisioned.context.as_deref(), policy)
                 .await
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| ProvisionError::Connect(Box::new(e)))?,
         );
         if let Some(v) = &cell.version
             && !cluster.server_version.trim_start_matches('v').starts_with(v.trim_start_matches('v'))
@@ -369,7 +366,7 @@ impl Session {
                         "operator",
                         dir.join("operators").join(&operator.name),
                     );
-                    r.finish(Outcome::Error, Some(why.clone()));
+                    r.finish(Outcome::Error, Some(format!("rendering failed: {why}")));
                     (r, Vec::new())
                 }
             };

@@ -74,8 +74,8 @@ pub async fn clean_clusters(
             code = clean(&cluster, runs, timeout).await?;
         }
         Provider::Kind => {
-            let up = provision::kind_clusters().await.map_err(Error::Infrastructure)?;
-            for cell in provision::cells(settings, only).map_err(Error::Usage)? {
+            let up = provision::kind_clusters().await.map_err(Error::from)?;
+            for cell in provision::cells(settings, only)? {
                 let Some(name) = cell.kind_cluster.filter(|n| up.contains(n)) else { continue };
                 println!("kind cluster {name}:");
                 let kubeconfig = provision::kind_kubeconfig(&name);

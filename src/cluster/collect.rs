@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     cluster::{Applied, Cluster},
-    util::files::file_name,
+    util::files::{FileError, file_name},
 };
 
 /// One container's log as collected.
@@ -62,13 +62,11 @@ impl ContainerLog {
     }
 }
 
-fn write(path: &Path, content: &str) -> Result<(), String> {
+fn write(path: &Path, content: &str) -> Result<(), FileError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| FileError::write(dir, e))?;
     }
-    std::fs::File::create(path)
-        .and_then(|mut f| f.write_all(content.as_bytes()))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::File::create(path).and_then(|mut f| f.write_all(content.as_bytes())).map_err(|e| FileError::write(path, e))
 }
 
 /// Keeps the end of a log, where failures show, within `limit` bytes, and says what was cut.
@@ -222,11 +220,11 @@ impl Collect<'_> {
         let events = self.cluster.events(self.namespace);
         let (objects, logs, events) = futures::join!(objects, logs, events);
 
-        evidence.problems.extend(objects.into_iter().filter_map(Result::err));
+        evidence.problems.extend(objects.into_iter().filter_map(Result::err).map(|e| e.to_string()));
         for pod in &pods {
             let state = serde_json::to_value(pod).map(|v| to_yaml(&redact(v))).unwrap_or_default();
             if let Err(e) = write(&self.dir.join("pods").join(file_name(&pod.name_any())).join("pod.yaml"), &state) {
-                evidence.problems.push(e);
+                evidence.problems.push(e.to_string());
             }
             evidence.pods.push(pod.name_any());
         }
@@ -236,7 +234,7 @@ impl Collect<'_> {
             let file =
                 self.dir.join("pods").join(file_name(&pod_name)).join(format!("{}{suffix}", file_name(&container)));
             if let Err(e) = write(&file, &cap(&text, self.log_limit)) {
-                evidence.problems.push(e);
+                evidence.problems.push(e.to_string());
             }
             if !previous {
                 evidence.logs.push(ContainerLog {
@@ -261,7 +259,7 @@ impl Collect<'_> {
                 evidence.events = lines.into_iter().map(|(_, l)| l).collect();
                 let text: String = evidence.events.iter().map(|l| format!("{l}\n")).collect();
                 if let Err(e) = write(&self.dir.join("events.txt"), &text) {
-                    evidence.problems.push(e);
+                    evidence.problems.push(e.to_string());
                 }
             }
             Err(e) => evidence.problems.push(format!("listing events: {e}")),

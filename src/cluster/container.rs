@@ -14,7 +14,7 @@ mod enabled {
         },
     };
 
-    use crate::suite::ContainerModule;
+    use crate::{cluster::provision::ProvisionError, suite::ContainerModule, util::files::FileError};
 
     /// A control plane container; removed when the cell ends.
     pub enum Container {
@@ -23,25 +23,28 @@ mod enabled {
     }
 
     impl Container {
-        pub async fn remove(self) -> Result<(), String> {
+        pub async fn remove(self) -> Result<(), ProvisionError> {
             match self {
                 Container::Kwok(c) => c.rm().await,
                 Container::K3s(c) => c.rm().await,
             }
-            .map_err(|e| format!("removing the cluster container: {e}"))
+            .map_err(|e| ProvisionError::Container { what: "removing the cluster container".into(), source: e.into() })
         }
     }
 
     /// Starts the cell's control plane container and writes a kubeconfig for its mapped port.
     /// testcontainers waits for the module's ready line; the container goes when the cell ends.
-    pub async fn up(module: ContainerModule, image: &str) -> Result<(Container, std::path::PathBuf), String> {
+    pub async fn up(module: ContainerModule, image: &str) -> Result<(Container, std::path::PathBuf), ProvisionError> {
         let (name, tag) = match image.rsplit_once(':') {
             Some((name, tag)) if !tag.contains('/') => (name, tag),
             _ => (image, "latest"),
         };
-        let failed = |e: testcontainers_modules::testcontainers::TestcontainersError| format!("starting {image}: {e}");
+        let failed = |e: testcontainers_modules::testcontainers::TestcontainersError| ProvisionError::Container {
+            what: format!("starting {image}"),
+            source: e.into(),
+        };
         let dir = crate::util::files::cache_dir().join("container");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| FileError::write(&dir, e))?;
         let startup = std::time::Duration::from_secs(300);
         tracing::info!(image = %image, "starting a control plane container");
         let (container, kubeconfig_text, id) = match module {
@@ -58,26 +61,26 @@ mod enabled {
             }
             ContainerModule::K3s => {
                 let conf = dir.join(format!("k3s-{}", crate::util::ids::random_hex(8)));
-                std::fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+                std::fs::create_dir_all(&conf).map_err(|e| FileError::write(&conf, e))?;
                 let k3s = K3s::default().with_conf_mount(&conf);
                 let c = k3s.with_name(name).with_tag(tag).with_privileged(true).with_userns_mode("host");
                 let c = start(c.with_startup_timeout(startup), image).await?;
                 let port = c.get_host_port_ipv4(KUBE_SECURE_PORT).await.map_err(failed)?;
-                let config =
-                    std::fs::read_to_string(conf.join("k3s.yaml")).map_err(|e| format!("k3s kubeconfig: {e}"))?;
+                let file = conf.join("k3s.yaml");
+                let config = std::fs::read_to_string(&file).map_err(|e| FileError::read(&file, e))?;
                 let id = c.id().to_string();
                 (Container::K3s(c), config.replace("https://127.0.0.1:6443", &format!("https://127.0.0.1:{port}")), id)
             }
         };
         let kubeconfig = dir.join(format!("{}.kubeconfig", &id[..12.min(id.len())]));
         crate::util::files::write_atomically(&kubeconfig, kubeconfig_text.as_bytes())
-            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+            .map_err(|e| FileError::write(&kubeconfig, e))?;
         Ok((container, kubeconfig))
     }
 
     /// Starts a container under a name of kubevet's: one that was created but did not start is not
     /// testcontainers' to remove, so kubevet removes it by that name.
-    async fn start<I: Image>(request: ContainerRequest<I>, image: &str) -> Result<ContainerAsync<I>, String> {
+    async fn start<I: Image>(request: ContainerRequest<I>, image: &str) -> Result<ContainerAsync<I>, ProvisionError> {
         let name = format!("kubevet-{}", crate::util::ids::random_hex(8));
         match request.with_container_name(&name).start().await {
             Ok(container) => Ok(container),
@@ -86,7 +89,7 @@ mod enabled {
                     let force = RemoveContainerOptionsBuilder::new().force(true).build();
                     let _ = docker.remove_container(&name, Some(force)).await;
                 }
-                Err(format!("starting {image}: {e}"))
+                Err(ProvisionError::Container { what: format!("starting {image}"), source: e.into() })
             }
         }
     }
@@ -97,19 +100,19 @@ pub use enabled::{Container, up};
 
 #[cfg(not(feature = "container"))]
 mod disabled {
-    use crate::suite::ContainerModule;
+    use crate::{cluster::provision::ProvisionError, suite::ContainerModule};
 
     /// No container can exist without the feature.
     pub enum Container {}
 
     impl Container {
-        pub async fn remove(self) -> Result<(), String> {
+        pub async fn remove(self) -> Result<(), ProvisionError> {
             match self {}
         }
     }
 
-    pub async fn up(_module: ContainerModule, _image: &str) -> Result<(Container, std::path::PathBuf), String> {
-        Err("this kubevet was built without the container provider: install it with its default features (cargo install kubevet), or use provider kind or existing".into())
+    pub async fn up(_module: ContainerModule, _image: &str) -> Result<(Container, std::path::PathBuf), ProvisionError> {
+        Err(ProvisionError::NoContainerProvider)
     }
 }
 

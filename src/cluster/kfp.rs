@@ -12,18 +12,18 @@ use super::{Cluster, describe, retry::RetryLayer};
 use crate::suite::pipelines::{Identity, KfpAccess, PipelineSettings, TokenSource};
 
 /// A failed KFP request: the HTTP status when KFP (or the proxy) answered, and its message.
-#[derive(Debug, Clone)]
+/// None when no answer came, or KFP could not be reached the way the suite says.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{message}", status.map(|s| format!("HTTP {s}: ")).unwrap_or_default())]
 pub struct KfpError {
     pub status: Option<u16>,
     pub message: String,
 }
 
-impl std::fmt::Display for KfpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.status {
-            Some(s) => write!(f, "HTTP {s}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
+impl KfpError {
+    /// KFP cannot be reached as the suite's `pipelines:` says.
+    fn settings(message: String) -> KfpError {
+        KfpError { status: None, message }
     }
 }
 
@@ -61,7 +61,7 @@ pub fn filter_equals(key: &str, value: &str) -> String {
 
 impl Cluster {
     /// The KFP API as the suite's `pipelines:` says to reach it.
-    pub fn kfp(&self, settings: &PipelineSettings) -> Result<Kfp, String> {
+    pub fn kfp(&self, settings: &PipelineSettings) -> Result<Kfp, KfpError> {
         let (client, base, token, shown) = match &settings.access {
             KfpAccess::ServiceProxy { service } => (
                 self.client.clone(),
@@ -73,11 +73,12 @@ impl Cluster {
                 ),
             ),
             KfpAccess::Endpoint { url, token } => {
-                let uri: http::Uri = url.parse().map_err(|e| format!("KFP endpoint {url:?}: {e}"))?;
+                let uri: http::Uri =
+                    url.parse().map_err(|e| KfpError::settings(format!("KFP endpoint {url:?}: {e}")))?;
                 let mut config = kube::Config::new(uri);
                 config.default_retry = false;
                 let client = kube::client::ClientBuilder::try_from(config)
-                    .map_err(|e| format!("KFP endpoint {url}: {e}"))?
+                    .map_err(|e| KfpError::settings(format!("KFP endpoint {url}: {e}")))?
                     .with_layer(&RetryLayer { policy: self.policy, stats: self.stats.clone() })
                     .build();
                 let token = token.as_ref().map(read_token).transpose()?;
@@ -98,13 +99,17 @@ impl Cluster {
 
 /// The bearer token, from the environment or a file (a projected service-account token is
 /// refreshed in place, so it is read when the cell starts).
-fn read_token(source: &TokenSource) -> Result<String, String> {
+fn read_token(source: &TokenSource) -> Result<String, KfpError> {
     match source {
-        TokenSource::Env(var) => std::env::var(var)
-            .map_err(|_| format!("the KFP token's environment variable {var} is not set (pipelines.tokenEnv)")),
-        TokenSource::File(path) => std::fs::read_to_string(path)
-            .map(|t| t.trim().to_string())
-            .map_err(|e| format!("the KFP token file {} cannot be read (pipelines.tokenFile): {e}", path.display())),
+        TokenSource::Env(var) => std::env::var(var).map_err(|_| {
+            KfpError::settings(format!("the KFP token's environment variable {var} is not set (pipelines.tokenEnv)"))
+        }),
+        TokenSource::File(path) => std::fs::read_to_string(path).map(|t| t.trim().to_string()).map_err(|e| {
+            KfpError::settings(format!(
+                "the KFP token file {} cannot be read (pipelines.tokenFile): {e}",
+                path.display()
+            ))
+        }),
     }
 }
 

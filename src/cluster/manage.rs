@@ -27,15 +27,13 @@ pub async fn manage(action: Action, settings: &ClusterSettings, only: Option<&st
             "a container cluster lives for one run; for local loops use the kind provider".into(),
         ));
     }
-    let cells = provision::cells(settings, only).map_err(Error::Usage)?;
+    let cells = provision::cells(settings, only)?;
     if settings.provider == Provider::Kind {
-        command::require(&["kind", "docker"]).map_err(Error::Usage)?;
+        command::require(&["kind", "docker"]).map_err(|e| Error::Usage(e.to_string()))?;
     }
     // `up` finds existing clusters itself; down and status ask kind once for all cells.
     let existing = match (settings.provider, action) {
-        (Provider::Kind, Action::Down | Action::Status) => {
-            provision::kind_clusters().await.map_err(Error::Infrastructure)?
-        }
+        (Provider::Kind, Action::Down | Action::Status) => provision::kind_clusters().await.map_err(Error::from)?,
         _ => Vec::new(),
     };
     for cell in &cells {
@@ -57,12 +55,12 @@ async fn kind_cell(action: Action, settings: &ClusterSettings, cell: &Cell, name
     let image = cell.image.as_deref().unwrap_or_default();
     match action {
         Action::Up => {
-            let p = provision::up(settings, cell, true, interrupt_signal()).await.map_err(Error::Infrastructure)?;
+            let p = provision::up(settings, cell, true, interrupt_signal()).await.map_err(Error::from)?;
             let kubeconfig = p.kubeconfig.map(|k| k.display().to_string()).unwrap_or_default();
             println!("{name}\tup\t{image}\t{kubeconfig}");
         }
         Action::Down if exists => {
-            provision::delete_kind(name).await.map_err(Error::Infrastructure)?;
+            provision::delete_kind(name).await.map_err(Error::from)?;
             println!("{name}\tdeleted");
         }
         Action::Down => println!("{name}\tnot found"),

@@ -15,4 +15,7 @@ pub mod provision;
 pub mod retry;
 pub mod wait;
 
-pub use client::{ApiError, Applied, Cluster, Kind, LABEL_CASE, LABEL_RUN, NamespaceTracker, describe, label_value};
+pub use client::{
+    ApiError, Applied, Cluster, Kind, LABEL_CASE, LABEL_RUN, NamespaceNotDeleted, NamespaceTracker, describe,
+    label_value,
+};

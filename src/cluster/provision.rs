@@ -11,7 +11,10 @@ pub use super::container::Container;
 
 use crate::{
     suite::{ClusterSettings, ContainerModule, KustomizeTarget, Operator, Provider, Source},
-    util::command,
+    util::{
+        command::{self, CommandError},
+        files::FileError,
+    },
 };
 
 /// The image testcontainers' KWOK module runs, per Kubernetes version (the module's own
@@ -73,7 +76,7 @@ pub const NODE_IMAGES: &[(&str, &str, &str)] = &[
 
 /// The node image for `version` ("1.33", "v1.33.4"): the suite's override, else the table's
 /// exact entry, else its highest patch of that minor.
-pub fn node_image(version: &str, settings: &ClusterSettings) -> Result<String, String> {
+pub fn node_image(version: &str, settings: &ClusterSettings) -> Result<String, ProvisionError> {
     if let Some(image) = settings.node_images.get(version) {
         return Ok(image.clone());
     }
@@ -86,11 +89,58 @@ pub fn node_image(version: &str, settings: &ClusterSettings) -> Result<String, S
         .map(|(_, image, _)| image.to_string())
         .ok_or_else(|| {
             let known: Vec<&str> = NODE_IMAGES.iter().map(|(v, _, _)| *v).collect();
-            format!(
+            ProvisionError::Settings(format!(
                 "no kindest/node image for Kubernetes {version} in kubevet's table ({}); give one under cluster.nodeImages",
                 known.join(", ")
-            )
+            ))
         })
+}
+
+/// Why a cell's cluster could not be had (or let go).
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// What the suite asks for cannot be had this way: says what to write instead.
+    #[error("{0}")]
+    Settings(String),
+    #[error(
+        "a kind cluster named {name} exists already: pass --reuse to run on it, or delete it (kubevet cluster down)"
+    )]
+    Exists { name: String },
+    #[error("interrupted while creating the cluster")]
+    Interrupted,
+    /// The cluster is there, but kubevet cannot reach it (its kubeconfig, its API server).
+    #[error(transparent)]
+    Connect(Box<crate::util::error::Error>),
+    /// The control plane container (testcontainers) did not start or could not be removed.
+    #[error("{what}: {source}")]
+    Container {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "this kubevet was built without the container provider: install it with its default features (cargo install kubevet), or use provider kind or existing"
+    )]
+    NoContainerProvider,
+}
+
+impl From<ProvisionError> for crate::util::error::Error {
+    /// The suite's settings are the user's to mend; everything else is the machine's.
+    fn from(e: ProvisionError) -> Self {
+        use crate::util::error::Error;
+        match e {
+            ProvisionError::Settings(_) | ProvisionError::NoContainerProvider => Error::Usage(e.to_string()),
+            ProvisionError::Command(CommandError::MissingTools { .. } | CommandError::NotInstalled { .. }) => {
+                Error::Usage(e.to_string())
+            }
+            ProvisionError::Connect(e) => *e,
+            other => Error::Infrastructure(other.to_string()),
+        }
+    }
 }
 
 /// One cell of the matrix: a Kubernetes version on its own cluster, or the one existing cluster.
@@ -113,10 +163,12 @@ impl Cell {
 
 /// The container image for `version`: the suite's `image`, else the module's image at a tag
 /// made from the version, which must then be a full one (1.29.2).
-fn container_image(settings: &ClusterSettings, version: &str) -> Result<String, String> {
+fn container_image(settings: &ClusterSettings, version: &str) -> Result<String, ProvisionError> {
     let v = version.strip_prefix('v').unwrap_or(version);
     if v.split('.').count() != 3 {
-        return Err(format!("the container provider needs full versions (like 1.29.2), not {version:?}"));
+        return Err(ProvisionError::Settings(format!(
+            "the container provider needs full versions (like 1.29.2), not {version:?}"
+        )));
     }
     Ok(match settings.container_module {
         ContainerModule::Kwok => format!("{KWOK_IMAGE}:{KWOK_RELEASE}-k8s.v{v}"),
@@ -125,13 +177,13 @@ fn container_image(settings: &ClusterSettings, version: &str) -> Result<String, 
 }
 
 /// The cells a run walks: every version of the suite, or only `only`.
-pub fn cells(settings: &ClusterSettings, only: Option<&str>) -> Result<Vec<Cell>, String> {
-    let versions = || -> Result<Vec<String>, String> {
+pub fn cells(settings: &ClusterSettings, only: Option<&str>) -> Result<Vec<Cell>, ProvisionError> {
+    let versions = || -> Result<Vec<String>, ProvisionError> {
         match only {
             Some(v) => Ok(vec![v.to_string()]),
-            None if settings.kubernetes_versions.is_empty() => {
-                Err("cluster.kubernetesVersions is empty: name at least one version, or pass --k8s-version".into())
-            }
+            None if settings.kubernetes_versions.is_empty() => Err(ProvisionError::Settings(
+                "cluster.kubernetesVersions is empty: name at least one version, or pass --k8s-version".into(),
+            )),
             None => Ok(settings.kubernetes_versions.clone()),
         }
     };
@@ -171,7 +223,7 @@ pub fn kind_kubeconfig(cluster: &str) -> PathBuf {
     crate::util::files::cache_dir().join("kind").join(format!("{cluster}.kubeconfig"))
 }
 
-pub async fn kind_clusters() -> Result<Vec<String>, String> {
+pub async fn kind_clusters() -> Result<Vec<String>, ProvisionError> {
     Ok(command::output("kind", &["get", "clusters"], None).await?.lines().map(str::to_string).collect())
 }
 
@@ -182,9 +234,9 @@ pub async fn up(
     cell: &Cell,
     reuse: bool,
     mut cancel: watch::Receiver<bool>,
-) -> Result<Provisioned, String> {
+) -> Result<Provisioned, ProvisionError> {
     if settings.provider == Provider::Container {
-        let image = cell.image.as_deref().ok_or("no container image")?;
+        let image = cell.image.as_deref().ok_or_else(|| ProvisionError::Settings("no container image".into()))?;
         let (container, kubeconfig) = super::container::up(settings.container_module, image).await?;
         return Ok(Provisioned {
             kubeconfig: Some(kubeconfig),
@@ -204,7 +256,8 @@ pub async fn up(
         });
     };
     let kubeconfig = kind_kubeconfig(name);
-    std::fs::create_dir_all(kubeconfig.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+    let parent = kubeconfig.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| FileError::write(parent, e))?;
     let path = kubeconfig.to_string_lossy().into_owned();
     let provisioned = |delete_at_end| Provisioned {
         kubeconfig: Some(kubeconfig.clone()),
@@ -215,12 +268,11 @@ pub async fn up(
     };
     if kind_clusters().await?.contains(name) {
         if !reuse {
-            return Err(format!(
-                "a kind cluster named {name} exists already: pass --reuse to run on it, or delete it (kubevet cluster down)"
-            ));
+            return Err(ProvisionError::Exists { name: name.clone() });
         }
         let config = command::output("kind", &["get", "kubeconfig", "--name", name], None).await?;
-        crate::util::files::write_atomically(&kubeconfig, config.as_bytes()).map_err(|e| format!("{path}: {e}"))?;
+        crate::util::files::write_atomically(&kubeconfig, config.as_bytes())
+            .map_err(|e| FileError::write(&kubeconfig, e))?;
         tracing::info!(cluster = %name, "reusing kind cluster");
         return Ok(provisioned(false));
     }
@@ -231,8 +283,8 @@ pub async fn up(
     }
     tracing::info!(cluster = %name, image = %image, "creating kind cluster");
     let created = tokio::select! {
-        r = command::output("kind", &args, None) => r.map(|_| ()),
-        _ = cancel.wait_for(|c| *c) => Err("interrupted while creating the cluster".into()),
+        r = command::output("kind", &args, None) => r.map(|_| ()).map_err(ProvisionError::from),
+        _ = cancel.wait_for(|c| *c) => Err(ProvisionError::Interrupted),
     };
     if let Err(e) = created {
         // kind removes a cluster whose creation failed, but not one whose creation was killed.
@@ -242,27 +294,29 @@ pub async fn up(
     Ok(provisioned(!reuse))
 }
 
-pub async fn delete_kind(name: &str) -> Result<(), String> {
+pub async fn delete_kind(name: &str) -> Result<(), ProvisionError> {
     command::output("kind", &["delete", "cluster", "--name", name], None).await?;
     let _ = std::fs::remove_file(kind_kubeconfig(name));
     Ok(())
 }
 
 /// Puts images built on the host into the cluster's nodes.
-pub async fn load_images(cluster: &str, references: &[String]) -> Result<(), String> {
+pub async fn load_images(cluster: &str, references: &[String]) -> Result<(), ProvisionError> {
     if references.is_empty() {
         return Ok(());
     }
     let mut args = vec!["load", "docker-image"];
     args.extend(references.iter().map(String::as_str));
     args.extend(["--name", cluster]);
-    command::output("kind", &args, None).await.map(|_| ())
+    command::output("kind", &args, None).await?;
+    Ok(())
 }
 
 /// The nodes' logs (kubelet, containerd, control plane) into `dir`.
-pub async fn export_logs(cluster: &str, dir: &Path) -> Result<(), String> {
+pub async fn export_logs(cluster: &str, dir: &Path) -> Result<(), ProvisionError> {
     let dir = dir.to_string_lossy().into_owned();
-    command::output("kind", &["export", "logs", &dir, "--name", cluster], None).await.map(|_| ())
+    command::output("kind", &["export", "logs", &dir, "--name", cluster], None).await?;
+    Ok(())
 }
 
 /// The programs a run with these settings needs, checked before anything is created.
@@ -316,7 +370,7 @@ mod tests {
         assert!(node_image("v1.32.5", &s).expect("known").starts_with("kindest/node:v1.32.5@sha256:e3b2327e"));
         assert_eq!(node_image("1.30", &s).expect("override"), "example.com/node:1.30");
         assert!(node_image("1.3", &s).is_err(), "1.3 is not 1.30");
-        assert!(node_image("1.29", &s).expect_err("unknown").contains("cluster.nodeImages"));
+        assert!(node_image("1.29", &s).expect_err("unknown").to_string().contains("cluster.nodeImages"));
         for (version, image, _) in NODE_IMAGES {
             let (tag, digest) = image.split_once("@sha256:").expect("pinned by digest");
             assert_eq!(tag, format!("kindest/node:v{version}"));

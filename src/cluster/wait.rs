@@ -58,7 +58,7 @@ pub struct Waited {
 enum Change {
     Workload(usize, Option<Value>),
     Pod(Box<Pod>),
-    Failed(String),
+    Failed(crate::cluster::ApiError),
 }
 
 type Changes = Pin<Box<dyn Stream<Item = Change> + Send>>;

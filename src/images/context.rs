@@ -10,6 +10,20 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
+use super::ImageError;
+use crate::util::files::FileError;
+
+/// Why Docker could not use a `.dockerignore` pattern.
+#[derive(Debug, thiserror::Error)]
+enum PatternError {
+    #[error("ends with a lone \\")]
+    LoneBackslash,
+    #[error("has a [ with no closing ]")]
+    UnclosedClass,
+    #[error("{0}")]
+    Regex(#[from] regex::Error),
+}
+
 /// One line of a `.dockerignore`.
 #[derive(Debug)]
 struct Rule {
@@ -47,7 +61,7 @@ fn clean(pattern: &str) -> String {
 }
 
 /// A pattern as the regular expression moby's patternmatcher builds from it.
-fn translate(pattern: &str) -> Result<Regex, String> {
+fn translate(pattern: &str) -> Result<Regex, PatternError> {
     let mut re = String::from("^");
     let mut chars = pattern.chars().peekable();
     let mut in_class = false;
@@ -55,7 +69,7 @@ fn translate(pattern: &str) -> Result<Regex, String> {
         match c {
             '\\' => match chars.next() {
                 Some(next) => re.push_str(&regex::escape(&next.to_string())),
-                None => return Err("ends with a lone \\".into()),
+                None => return Err(PatternError::LoneBackslash),
             },
             _ if in_class => match c {
                 ']' => {
@@ -83,15 +97,17 @@ fn translate(pattern: &str) -> Result<Regex, String> {
         }
     }
     if in_class {
-        return Err("has a [ with no closing ]".into());
+        return Err(PatternError::UnclosedClass);
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| e.to_string())
+    Ok(Regex::new(&re)?)
 }
 
 impl Ignore {
     /// Reads a `.dockerignore`'s text; a line Docker could not use is an error naming it.
-    pub fn parse(text: &str, file: &Path) -> Result<Ignore, String> {
+    pub fn parse(text: &str, file: &Path) -> Result<Ignore, ImageError> {
+        let refused =
+            |number: usize, problem: String| ImageError::Ignore { file: file.to_path_buf(), line: number + 1, problem };
         let mut rules = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -103,12 +119,11 @@ impl Ignore {
                 None => (false, line),
             };
             if pattern.is_empty() {
-                return Err(format!("{}:{}: a lone ! excludes nothing", file.display(), number + 1));
+                return Err(refused(number, "a lone ! excludes nothing".into()));
             }
             let cleaned = clean(pattern);
             let cleaned = cleaned.strip_prefix('/').filter(|p| !p.is_empty()).unwrap_or(&cleaned);
-            let pattern = translate(cleaned)
-                .map_err(|e| format!("{}:{}: pattern {pattern:?} {e}", file.display(), number + 1))?;
+            let pattern = translate(cleaned).map_err(|e| refused(number, format!("pattern {pattern:?} {e}")))?;
             rules.push(Rule { pattern, exception });
         }
         Ok(Ignore { rules })
@@ -129,19 +144,19 @@ impl Ignore {
 
 /// The files Docker would send for a build of `dockerfile` (relative to `context`), sorted;
 /// the Dockerfile itself is always among them, as Docker always reads it.
-pub fn files(context: &Path, dockerfile: &str) -> Result<Vec<PathBuf>, String> {
+pub fn files(context: &Path, dockerfile: &str) -> Result<Vec<PathBuf>, ImageError> {
     let beside = context.join(format!("{dockerfile}.dockerignore"));
     let root = context.join(".dockerignore");
     let ignore = match [beside, root].into_iter().find(|f| f.is_file()) {
         Some(file) => {
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file).map_err(|e| FileError::read(&file, e))?;
             Ignore::parse(&text, &file)?
         }
         None => Ignore::default(),
     };
     let mut files = Vec::new();
     for entry in ignore::WalkBuilder::new(context).standard_filters(false).build() {
-        let entry = entry.map_err(|e| format!("reading the build context {}: {e}", context.display()))?;
+        let entry = entry.map_err(|source| ImageError::Walk { context: context.to_path_buf(), source })?;
         let path = entry.into_path();
         if !path.is_file() {
             continue;
@@ -191,8 +206,8 @@ mod tests {
     #[test]
     fn lines_docker_refuses_are_named() {
         let e = Ignore::parse("ok\n!\n", Path::new("ctx/.dockerignore")).expect_err("a lone !");
-        assert!(e.starts_with("ctx/.dockerignore:2:"), "{e}");
+        assert!(e.to_string().starts_with("ctx/.dockerignore:2:"), "{e}");
         let e = Ignore::parse("[abc\n", Path::new(".dockerignore")).expect_err("unterminated class");
-        assert!(e.contains("no closing ]"), "{e}");
+        assert!(e.to_string().contains("no closing ]"), "{e}");
     }
 }

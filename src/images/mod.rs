@@ -10,8 +10,34 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     suite::images::{Image, Retag, repository},
-    util::command,
+    util::{
+        command::{self, CommandError},
+        files::FileError,
+    },
 };
+
+/// Why an image could not be had. A `.dockerignore` Docker would refuse, an unreadable file
+/// and a failed `docker build` are each the image's error, reported as its result.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A `.dockerignore` line Docker could not use.
+    #[error("{}:{line}: {problem}", file.display())]
+    Ignore { file: std::path::PathBuf, line: usize, problem: String },
+    #[error("reading the build context {}: {source}", context.display())]
+    Walk {
+        context: std::path::PathBuf,
+        #[source]
+        source: ignore::Error,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("building {image}: {source}")]
+    Build {
+        image: String,
+        #[source]
+        source: CommandError,
+    },
+}
 
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -26,11 +52,10 @@ pub struct Built {
 /// context (with Docker's own `.dockerignore` rules, see [`context`]), the Dockerfile
 /// whether or not it is ignored, build arguments and target. A file that cannot be read is
 /// an error: hashing it as empty could keep a stale image's tag.
-pub fn content_hash(image: &Image) -> Result<String, String> {
+pub fn content_hash(image: &Image) -> Result<String, ImageError> {
     let files = context::files(&image.context, &image.dockerfile)?;
     let mut hash = Sha256::new();
-    crate::util::files::hash_files(&mut hash, &image.context, &files)
-        .map_err(|e| format!("image {}: {e}", image.name))?;
+    crate::util::files::hash_files(&mut hash, &image.context, &files)?;
     for (k, v) in &image.build_args {
         hash.update(format!("arg {k}={v}\0").as_bytes());
     }
@@ -41,7 +66,7 @@ pub fn content_hash(image: &Image) -> Result<String, String> {
 }
 
 /// Builds the image unless an image with the same content hash exists already.
-pub async fn build(image: &Image) -> Result<Built, String> {
+pub async fn build(image: &Image) -> Result<Built, ImageError> {
     let reference = format!("{}:kv-{}", image.name, content_hash(image)?);
     if command::output("docker", &["image", "inspect", "--format", "{{.Id}}", &reference], None).await.is_ok() {
         return Ok(Built { name: image.name.clone(), reference, cached: true });
@@ -58,7 +83,9 @@ pub async fn build(image: &Image) -> Result<Built, String> {
     }
     args.push(context);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    command::output("docker", &args, None).await.map_err(|e| format!("building {}: {e}", image.name))?;
+    command::output("docker", &args, None)
+        .await
+        .map_err(|source| ImageError::Build { image: image.name.clone(), source })?;
     Ok(Built { name: image.name.clone(), reference, cached: false })
 }
 

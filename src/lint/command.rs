@@ -91,7 +91,7 @@ pub fn run(command: LintCommand) -> Result<i32> {
         let openapi = match &kubeconfig {
             Some(k) => {
                 let cluster = Cluster::connect(Some(k), context.as_deref()).await?;
-                let openapi = cluster.openapi_v2().await.map_err(Error::Infrastructure)?;
+                let openapi = cluster.openapi_v2().await.map_err(|e| Error::Infrastructure(e.to_string()))?;
                 Some((openapi, cluster.server_version.clone()))
             }
             None => None,

@@ -126,7 +126,7 @@ impl Locations {
                 }
                 Ok(r) if r.status == 404 => Fetched::Missing,
                 Ok(r) => Fetched::Unavailable(format!("HTTP {}", r.status)),
-                Err(e) => Fetched::Unavailable(e),
+                Err(e) => Fetched::Unavailable(e.to_string()),
             }
         };
         self.fetched.insert(url.to_string(), fetched.clone());

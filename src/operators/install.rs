@@ -15,7 +15,10 @@ use crate::{
         wait::{Ending, Wait},
     },
     images,
-    operators::render::{Rendered, helm_flags},
+    operators::{
+        OperatorError,
+        render::{Rendered, helm_flags},
+    },
     outcome::{CaseResult, FailureClass, Outcome, Phase},
     suite::{
         HelmChart, HelmInstall, Operator, Source,
@@ -106,6 +109,7 @@ impl Install<'_> {
         match outcome {
             Ok(summary) => result.finish(Outcome::Passed, Some(summary)),
             Err(why) => {
+                let why = why.to_string();
                 result.log_tail = evidence.failing_tail(30);
                 // An operator that does not install is the cluster's problem, not an example's.
                 let outcome = if *self.cancel.borrow() { Outcome::Interrupted } else { Outcome::Failed };
@@ -117,10 +121,10 @@ impl Install<'_> {
         (result, applied)
     }
 
-    async fn install(&self, applied: &mut Vec<Applied>) -> Result<String, String> {
+    async fn install(&self, applied: &mut Vec<Applied>) -> Result<String, OperatorError> {
         let op = self.operator;
         let mut docs = yaml::documents(&self.rendered.file, &self.rendered.text)
-            .map_err(|e| format!("rendered manifests: {e}"))?;
+            .map_err(|source| OperatorError::Manifest { what: "rendered manifests", source })?;
         docs.retain(|d| d.value.is_object());
         match &op.source {
             Source::Helm(chart) if chart.install == HelmInstall::Upgrade => {
@@ -139,7 +143,7 @@ impl Install<'_> {
         mut docs: Vec<yaml::Document>,
         default_namespace: Option<&str>,
         applied: &mut Vec<Applied>,
-    ) -> Result<(), String> {
+    ) -> Result<(), OperatorError> {
         docs.sort_by_key(|d| rank(&d.value));
         let retags: Vec<Retag> = self.images.iter().chain(&self.operator.set_images).cloned().collect();
         for doc in &mut docs {
@@ -166,7 +170,7 @@ impl Install<'_> {
         chart: &HelmChart,
         docs: &[yaml::Document],
         applied: &mut Vec<Applied>,
-    ) -> Result<(), String> {
+    ) -> Result<(), OperatorError> {
         let location = match &self.rendered.chart_dir {
             Some(dir) => dir.to_string_lossy().into_owned(),
             None => chart.chart.clone(),
@@ -182,8 +186,8 @@ impl Install<'_> {
         let flags = self.cluster_flags();
         get.extend(flags.iter().map(String::as_str));
         let manifest = command::output("helm", &get, None).await?;
-        let released =
-            yaml::documents(&self.rendered.file, &manifest).map_err(|e| format!("helm get manifest: {e}"))?;
+        let released = yaml::documents(&self.rendered.file, &manifest)
+            .map_err(|source| OperatorError::Manifest { what: "helm get manifest", source })?;
         let crds = docs.iter().filter(|d| d.value["kind"] == "CustomResourceDefinition");
         for doc in released.iter().filter(|d| d.value.is_object()).chain(crds) {
             applied.push(self.cluster.locate(&doc.value, Some(&chart.namespace)).await?);
@@ -192,10 +196,11 @@ impl Install<'_> {
     }
 
     /// Watches until every applied CRD is Established and every Deployment Available.
-    async fn wait_ready(&self, applied: &[Applied]) -> Result<String, String> {
+    async fn wait_ready(&self, applied: &[Applied]) -> Result<String, OperatorError> {
         let op = self.operator;
         let crd = crd_profile();
-        let deployment = deployment_profile().ok_or("no deployment profile")?;
+        let deployment =
+            deployment_profile().ok_or_else(|| OperatorError::NotReady("kubevet has no deployment profile".into()))?;
         let targets: Vec<(&Applied, &Profile)> = applied
             .iter()
             .filter_map(|a| match a.kind.resource.kind.as_str() {
@@ -227,9 +232,13 @@ impl Install<'_> {
                 applied.len(),
                 self.provenance()
             )),
-            Ending::Failed(why) | Ending::Stuck(why) | Ending::Broken(why) => Err(format!("install failed: {why}")),
-            Ending::TimedOut(why) => Err(format!("install {why}: CRDs not Established or Deployments not Available")),
-            Ending::Interrupted => Err("interrupted while installing".into()),
+            Ending::Failed(why) | Ending::Stuck(why) | Ending::Broken(why) => {
+                Err(OperatorError::NotReady(format!("install failed: {why}")))
+            }
+            Ending::TimedOut(why) => Err(OperatorError::NotReady(format!(
+                "install {why}: CRDs not Established or Deployments not Available"
+            ))),
+            Ending::Interrupted => Err(OperatorError::NotReady("interrupted while installing".into())),
         }
     }
 }

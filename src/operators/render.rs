@@ -12,13 +12,14 @@ use std::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::OperatorError;
 use crate::{
     operators::versions::{self, Catalog, Constraint},
     suite::Suite,
     suite::{HelmChart, KustomizeTarget, Operator, Source},
     util::command,
     util::error::{EXIT_INFRASTRUCTURE, Error},
-    util::files::hash_files,
+    util::files::{FileError, hash_files},
 };
 
 /// What rendering an operator gave.
@@ -49,7 +50,7 @@ impl Rendered {
 }
 
 /// Every operator resolved and rendered, in order; one failing does not stop the others.
-pub async fn render_all(operators: &[Operator], ttl: Duration) -> Vec<Result<Rendered, String>> {
+pub async fn render_all(operators: &[Operator], ttl: Duration) -> Vec<Result<Rendered, OperatorError>> {
     let mut rendered = Vec::new();
     for op in operators {
         let r = render(op, ttl).await;
@@ -77,7 +78,7 @@ struct Recipe {
 
 /// Resolves, then renders unless the cache has this version with these inputs already.
 /// `ttl` bounds how old a listing of versions may be.
-pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
+pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, OperatorError> {
     // A git source: its version is resolved and checked out; paths are inside the checkout.
     let (root, git) = match &op.git {
         Some(git) => {
@@ -110,8 +111,7 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
         None => {
             let args: Vec<&str> = recipe.args.iter().map(String::as_str).collect();
             let text = command::output(recipe.program, &args, None).await?;
-            crate::util::files::write_atomically(&file, text.as_bytes())
-                .map_err(|e| format!("render cache {}: {e}", file.display()))?;
+            crate::util::files::write_atomically(&file, text.as_bytes()).map_err(|e| FileError::write(&file, e))?;
             (text, false)
         }
     };
@@ -129,7 +129,12 @@ pub async fn render(op: &Operator, ttl: Duration) -> Result<Rendered, String> {
 
 /// `kubectl kustomize` (or `kustomize build` where only kustomize is installed); the input is
 /// every file kustomize reads from `dir`, or a remote target's URL, and the arguments.
-fn kustomize_recipe(target: &str, extra: &[String], hash: &mut Sha256, dir: Option<&Path>) -> Result<Recipe, String> {
+fn kustomize_recipe(
+    target: &str,
+    extra: &[String],
+    hash: &mut Sha256,
+    dir: Option<&Path>,
+) -> Result<Recipe, OperatorError> {
     match dir {
         Some(dir) => hash_files(hash, dir, &kustomize_inputs(dir))?,
         None => hash.update(format!("remote {target}\0").as_bytes()),
@@ -151,7 +156,12 @@ fn kustomize_recipe(target: &str, extra: &[String], hash: &mut Sha256, dir: Opti
 /// `helm template --include-crds`; a repository or OCI chart's version is resolved first. The
 /// input is the chart's files (local) or its reference and version, the values files and
 /// every flag.
-async fn helm_recipe(chart: &HelmChart, local_dir: &Path, ttl: Duration, hash: &mut Sha256) -> Result<Recipe, String> {
+async fn helm_recipe(
+    chart: &HelmChart,
+    local_dir: &Path,
+    ttl: Duration,
+    hash: &mut Sha256,
+) -> Result<Recipe, OperatorError> {
     let (resolution, chart_dir) = if chart.is_local() {
         hash_files(hash, local_dir, &tree(local_dir))?;
         (None, Some(local_dir.to_path_buf()))
@@ -166,7 +176,7 @@ async fn helm_recipe(chart: &HelmChart, local_dir: &Path, ttl: Duration, hash: &
         (Some(r), None)
     };
     for file in &chart.values {
-        hash.update(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+        hash.update(std::fs::read(file).map_err(|e| FileError::read(file, e))?);
     }
     let location =
         chart_dir.as_ref().map(|d: &PathBuf| d.to_string_lossy().into_owned()).unwrap_or(chart.chart.clone());

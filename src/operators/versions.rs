@@ -14,9 +14,10 @@ use std::{
 use semver::{Version, VersionReq};
 use serde_json::{Value, json};
 
+use super::OperatorError;
 use crate::util::{
     command,
-    files::{cache_dir, short_hash},
+    files::{FileError, cache_dir, short_hash},
     http::{self, Response},
 };
 
@@ -49,7 +50,16 @@ impl Constraint {
 
 /// The version a floating constraint picks among `available`. Pre-releases count only when
 /// asked for.
-pub fn pick(available: &[String], constraint: &Constraint, prereleases: bool) -> Result<String, String> {
+/// No listed version meets a floating constraint.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("no version matches {wanted:?} among {listed} listed (pre-releases {})", if *prereleases { "included" } else { "excluded" })]
+pub struct NoMatch {
+    pub wanted: String,
+    pub listed: usize,
+    pub prereleases: bool,
+}
+
+pub fn pick(available: &[String], constraint: &Constraint, prereleases: bool) -> Result<String, NoMatch> {
     let range = match constraint {
         Constraint::Pinned(version) => return Ok(version.clone()),
         Constraint::Latest => None,
@@ -62,16 +72,10 @@ pub fn pick(available: &[String], constraint: &Constraint, prereleases: bool) ->
         .filter(|(v, _)| range.is_none_or(|r| r.matches(v)))
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, t)| t.clone())
-        .ok_or_else(|| {
-            let what = match range {
-                Some(r) => format!("{r}"),
-                None => "latest".into(),
-            };
-            format!(
-                "no version matches {what:?} among {} listed (pre-releases {})",
-                available.len(),
-                if prereleases { "included" } else { "excluded" }
-            )
+        .ok_or_else(|| NoMatch {
+            wanted: range.map_or_else(|| "latest".into(), |r| r.to_string()),
+            listed: available.len(),
+            prereleases,
         })
 }
 
@@ -95,7 +99,7 @@ impl Catalog {
         }
     }
 
-    async fn list(&self) -> Result<Vec<String>, String> {
+    async fn list(&self) -> Result<Vec<String>, OperatorError> {
         match self {
             Catalog::Git { url } => remote_tags(url).await,
             Catalog::HelmRepo { url, chart } => helm_index_versions(url, chart).await,
@@ -119,7 +123,7 @@ pub async fn resolve(
     constraint: &Constraint,
     prereleases: bool,
     ttl: Duration,
-) -> Result<Resolution, String> {
+) -> Result<Resolution, OperatorError> {
     if let Constraint::Pinned(version) = constraint {
         return Ok(Resolution { version: version.clone(), floating: false, listing_cached: false });
     }
@@ -135,56 +139,64 @@ pub async fn resolve(
     let (available, listing_cached) = match cached {
         Some(versions) => (versions, true),
         None => {
-            let versions = catalog.list().await.map_err(|e| format!("listing versions of {}: {e}", catalog.key()))?;
+            let versions = catalog
+                .list()
+                .await
+                .map_err(|e| OperatorError::ListingFailed { catalog: catalog.key(), source: Box::new(e) })?;
             let record = json!({"catalog": catalog.key(), "listedAt": now, "versions": versions});
             let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
             let _ = crate::util::files::write_atomically(&path, record.to_string().as_bytes());
             (versions, false)
         }
     };
-    let version = pick(&available, constraint, prereleases).map_err(|e| format!("{}: {e}", catalog.key()))?;
+    let version = pick(&available, constraint, prereleases)
+        .map_err(|source| OperatorError::NoVersion { catalog: catalog.key(), source })?;
     Ok(Resolution { version, floating: true, listing_cached })
 }
 
 /// The repository's tags, from `git ls-remote`.
-async fn remote_tags(url: &str) -> Result<Vec<String>, String> {
+async fn remote_tags(url: &str) -> Result<Vec<String>, OperatorError> {
     let out = command::output("git", &["ls-remote", "--tags", "--refs", url], None).await?;
     Ok(out.lines().filter_map(|l| l.split('\t').nth(1)?.strip_prefix("refs/tags/").map(str::to_string)).collect())
 }
 
 /// A shallow checkout of `reference`, kept in the cache: each version is fetched once.
-pub async fn checkout(url: &str, reference: &str) -> Result<PathBuf, String> {
+pub async fn checkout(url: &str, reference: &str) -> Result<PathBuf, OperatorError> {
     let dir = cache_dir().join("git").join(short_hash(url)).join(reference.replace('/', "_"));
     if dir.join(".git").is_dir() {
         return Ok(dir);
     }
     let tmp = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+    let parent = tmp.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| FileError::write(parent, e))?;
     let target = tmp.to_string_lossy().to_string();
     command::output("git", &["clone", "--quiet", "--depth", "1", "--branch", reference, url, &target], None).await?;
-    std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::rename(&tmp, &dir).map_err(|e| FileError::write(&dir, e))?;
     Ok(dir)
 }
 
 /// One GET, off the async runtime's threads.
-async fn get(url: &str, bearer: Option<&str>) -> Result<Response, String> {
-    let (url, bearer) = (url.to_string(), bearer.map(str::to_string));
-    tokio::task::spawn_blocking(move || http::get(&url, bearer.as_deref())).await.map_err(|e| format!("GET: {e}"))?
+async fn get(url: &str, bearer: Option<&str>) -> Result<Response, OperatorError> {
+    let (owned, bearer) = (url.to_string(), bearer.map(str::to_string));
+    let answer = tokio::task::spawn_blocking(move || http::get(&owned, bearer.as_deref())).await;
+    let answer = answer.map_err(|e| OperatorError::Listing { url: url.to_string(), problem: format!("GET: {e}") })?;
+    Ok(answer?)
 }
 
 /// The versions of `chart` in a Helm repository's `index.yaml`.
-async fn helm_index_versions(repo: &str, chart: &str) -> Result<Vec<String>, String> {
+async fn helm_index_versions(repo: &str, chart: &str) -> Result<Vec<String>, OperatorError> {
     let url = format!("{}/index.yaml", repo.trim_end_matches('/'));
+    let listing = |problem: String| OperatorError::Listing { url: url.clone(), problem };
     let response = get(&url, None).await?;
     if response.status != 200 {
-        return Err(format!("GET {url}: HTTP {}", response.status));
+        return Err(listing(format!("HTTP {}", response.status)));
     }
-    let index: Value = serde_saphyr::from_str(&response.body).map_err(|e| format!("{url}: not a Helm index: {e}"))?;
+    let index: Value = serde_saphyr::from_str(&response.body).map_err(|e| listing(format!("not a Helm index: {e}")))?;
     let entries = index["entries"][chart].as_array().ok_or_else(|| {
         let known: Vec<&str> =
             index["entries"].as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
-        format!("{url} has no chart {chart:?}; it has: {}", known.join(", "))
+        listing(format!("no chart {chart:?}; it has: {}", known.join(", ")))
     })?;
     Ok(entries.iter().filter_map(|e| e["version"].as_str().map(str::to_string)).collect())
 }
@@ -198,10 +210,10 @@ fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
 
 /// An OCI chart's tags. Registries that want a token (anonymous pulls included) answer 401
 /// with a Bearer challenge, which is followed once. Helm stores `+` in versions as `_` in tags.
-async fn oci_tags(reference: &str, plain_http: bool) -> Result<Vec<String>, String> {
-    let path =
-        reference.strip_prefix("oci://").ok_or_else(|| format!("{reference}: an OCI chart starts with oci://"))?;
-    let (host, name) = path.split_once('/').ok_or_else(|| format!("{reference}: no repository after the host"))?;
+async fn oci_tags(reference: &str, plain_http: bool) -> Result<Vec<String>, OperatorError> {
+    let refused = |problem: &str| OperatorError::Listing { url: reference.to_string(), problem: problem.to_string() };
+    let path = reference.strip_prefix("oci://").ok_or_else(|| refused("an OCI chart starts with oci://"))?;
+    let (host, name) = path.split_once('/').ok_or_else(|| refused("no repository after the host"))?;
     let scheme = if plain_http { "http" } else { "https" };
     let url = format!("{scheme}://{host}/v2/{name}/tags/list");
     let mut response = get(&url, None).await?;
@@ -214,14 +226,16 @@ async fn oci_tags(reference: &str, plain_http: bool) -> Result<Vec<String>, Stri
             token_url.push_str(&format!("&service={service}"));
         }
         let token = get(&token_url, None).await?;
-        let token: Value = serde_json::from_str(&token.body).map_err(|e| format!("{token_url}: {e}"))?;
+        let token: Value = serde_json::from_str(&token.body)
+            .map_err(|e| OperatorError::Listing { url: token_url.clone(), problem: e.to_string() })?;
         let token = token["token"].as_str().or(token["access_token"].as_str()).unwrap_or_default().to_string();
         response = get(&url, Some(&token)).await?;
     }
+    let listing = |problem: String| OperatorError::Listing { url: url.clone(), problem };
     if response.status != 200 {
-        return Err(format!("GET {url}: HTTP {}", response.status));
+        return Err(listing(format!("HTTP {}", response.status)));
     }
-    let list: Value = serde_json::from_str(&response.body).map_err(|e| format!("{url}: {e}"))?;
+    let list: Value = serde_json::from_str(&response.body).map_err(|e| listing(e.to_string()))?;
     Ok(list["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).map(|t| t.replace('_', "+")).collect())
 }
 
@@ -265,7 +279,7 @@ mod tests {
         ["v1.7.0", "v1.8.0", "v1.8.1", "v1.9.0-rc.1", "not-a-version"].iter().map(|t| t.to_string()).collect()
     }
 
-    fn pick_str(constraint: &str, pre: bool) -> Result<String, String> {
+    fn pick_str(constraint: &str, pre: bool) -> Result<String, NoMatch> {
         pick(&tags(), &Constraint::parse(constraint), pre)
     }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::util::{
-    command,
-    files::{cache_dir, short_hash, write_atomically},
+    command::{self, CommandError},
+    files::{FileError, cache_dir, short_hash, write_atomically},
     yaml::{self, Document},
 };
 
@@ -172,8 +172,30 @@ pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<
     if problems.is_empty() { Ok(typed) } else { Err(problems) }
 }
 
+/// Why a Python pipeline could not be compiled, or a compiled one read.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// `kfp --version` failed: no SDK to compile with.
+    #[error(transparent)]
+    Sdk(#[from] CommandError),
+    #[error("compiling {} with the KFP SDK {sdk}: {source}", source_file.display())]
+    Compile {
+        source_file: PathBuf,
+        sdk: String,
+        #[source]
+        source: CommandError,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The compiled file does not read as YAML (at its position).
+    #[error(transparent)]
+    Read(#[from] crate::util::error::Error),
+    #[error("{} holds no compiled pipeline", .0.display())]
+    NotCompiled(PathBuf),
+}
+
 /// The KFP SDK's version (`kfp --version`), part of every compiled pipeline's cache key.
-pub async fn sdk_version() -> Result<String, String> {
+pub async fn sdk_version() -> Result<String, CompileError> {
     let out = command::output("kfp", &["--version"], None).await?;
     Ok(out.trim().trim_start_matches("kfp").trim().to_string())
 }
@@ -185,7 +207,7 @@ pub async fn sdk_version() -> Result<String, String> {
 /// (`import helper`, `from helper import x`, `from .helper import x`, `from pkg.mod import x`:
 /// a `.py` file or package folder beside it), followed transitively, so an edit of a helper
 /// the pipeline imports compiles it again.
-fn compile_key(source: &Path, sdk: &str) -> Result<String, String> {
+fn compile_key(source: &Path, sdk: &str) -> Result<String, FileError> {
     let dir = source.parent().unwrap_or(Path::new("."));
     let mut seen: Vec<PathBuf> = Vec::new();
     let mut queue = vec![source.to_path_buf()];
@@ -194,7 +216,7 @@ fn compile_key(source: &Path, sdk: &str) -> Result<String, String> {
         if seen.contains(&file) {
             continue;
         }
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file).map_err(|e| FileError::read(&file, e))?;
         material.push_str(&format!("\0{}\0{text}", crate::util::files::relative(dir, &file).display()));
         queue.extend(local_imports(dir, &text));
         seen.push(file);
@@ -234,7 +256,7 @@ fn local_imports(dir: &Path, text: &str) -> Vec<PathBuf> {
     files
 }
 
-pub async fn compile(source: &Path, sdk: &str) -> Result<(PathBuf, bool), String> {
+pub async fn compile(source: &Path, sdk: &str) -> Result<(PathBuf, bool), CompileError> {
     let key = compile_key(source, sdk)?;
     let stem = source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let cached = cache_dir().join("pipelines").join(format!("{stem}-{key}.yaml"));
@@ -242,15 +264,19 @@ pub async fn compile(source: &Path, sdk: &str) -> Result<(PathBuf, bool), String
         return Ok((cached, true));
     }
     let dir = cached.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| FileError::write(dir, e))?;
     let out = dir.join(format!(".{stem}-{key}.compiling.yaml"));
     let (src, dst) = (source.to_string_lossy(), out.to_string_lossy());
-    command::output("kfp", &["dsl", "compile", "--py", &src, "--output", &dst], None)
-        .await
-        .map_err(|e| format!("compiling {} with the KFP SDK {sdk}: {e}", source.display()))?;
-    let compiled = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    command::output("kfp", &["dsl", "compile", "--py", &src, "--output", &dst], None).await.map_err(
+        |source_error| CompileError::Compile {
+            source_file: source.to_path_buf(),
+            sdk: sdk.to_string(),
+            source: source_error,
+        },
+    )?;
+    let compiled = std::fs::read(&out).map_err(|e| FileError::read(&out, e))?;
     let _ = std::fs::remove_file(&out);
-    write_atomically(&cached, &compiled).map_err(|e| format!("{}: {e}", cached.display()))?;
+    write_atomically(&cached, &compiled).map_err(|e| FileError::write(&cached, e))?;
     Ok((cached, false))
 }
 
@@ -263,7 +289,7 @@ pub async fn compile_command(suite: &crate::suite::Suite) -> crate::util::error:
     if sources.is_empty() {
         return Ok(0);
     }
-    let sdk = sdk_version().await.map_err(crate::util::error::Error::Usage)?;
+    let sdk = sdk_version().await.map_err(|e| crate::util::error::Error::Usage(e.to_string()))?;
     let mut failed = false;
     println!("PIPELINE\tSDK\tCACHE\tFILE");
     for source in sources {
@@ -281,10 +307,10 @@ pub async fn compile_command(suite: &crate::suite::Suite) -> crate::util::error:
 }
 
 /// The compiled file's pipeline documents.
-pub fn read_compiled(path: &Path) -> Result<PipelineSource, String> {
-    let text = yaml::read(path).map_err(|e| e.to_string())?;
-    let docs = yaml::documents(path, &text).map_err(|e| e.to_string())?;
-    compiled(&docs).ok_or_else(|| format!("{} holds no compiled pipeline", path.display()))
+pub fn read_compiled(path: &Path) -> Result<PipelineSource, CompileError> {
+    let text = yaml::read(path)?;
+    let docs = yaml::documents(path, &text)?;
+    compiled(&docs).ok_or_else(|| CompileError::NotCompiled(path.to_path_buf()))
 }
 
 #[cfg(test)]

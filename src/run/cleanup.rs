@@ -32,7 +32,7 @@ pub(super) async fn clean_up(
     if let Err(why) = cluster.delete_namespace(&cleanup.namespace, &cleanup.unfinished, namespaces, timeout).await {
         warn!(namespace = %cleanup.namespace, "{why}");
         result.left_behind.push(format!("namespace {}", cleanup.namespace));
-        problems.push(why);
+        problems.push(why.to_string());
     }
     if !problems.is_empty() {
         result.cleanup = Some(problems.join("; "));

@@ -2,7 +2,10 @@
 //! here: one place that says which tool is missing and how to get it, and that keeps the end
 //! of a failing tool's own output in the error.
 
-use std::{path::Path, process::Stdio};
+use std::{
+    path::{Path, PathBuf},
+    process::{ExitStatus, Stdio},
+};
 
 use tokio::process::Command;
 
@@ -19,8 +22,31 @@ fn install_hint(program: &str) -> &'static str {
     }
 }
 
+/// Why a program did not give kubevet what it asked for. Each message is whole (it names the
+/// cause), since kubevet shows one line per error; the cause stays typed as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{program} is not installed (not found on PATH): {}", install_hint(program))]
+    NotInstalled { program: String },
+    #[error("missing tools: {}", missing.iter().map(|p| format!("{p} ({})", install_hint(p))).collect::<Vec<_>>().join("; "))]
+    MissingTools { missing: Vec<String> },
+    #[error("cannot run {program}: {source}")]
+    Start {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ran and failed: the end of its own standard error says why.
+    #[error("{command} failed ({status}): {stderr_tail}")]
+    Failed { command: String, status: ExitStatus, stderr_tail: String },
+    #[error("an empty command")]
+    Empty,
+    #[error("{program}: no such program (looked in {} and on PATH)", dir.display())]
+    NoSuchScript { program: String, dir: PathBuf },
+}
+
 /// Runs a program to completion and returns its standard output.
-pub async fn output(program: &str, args: &[&str], dir: Option<&Path>) -> Result<String, String> {
+pub async fn output(program: &str, args: &[&str], dir: Option<&Path>) -> Result<String, CommandError> {
     let mut command = Command::new(program);
     command.args(args).stdin(Stdio::null()).kill_on_drop(true);
     if let Some(dir) = dir {
@@ -29,16 +55,20 @@ pub async fn output(program: &str, args: &[&str], dir: Option<&Path>) -> Result<
     let out = match command.output().await {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{program} is not installed (not found on PATH): {}", install_hint(program)));
+            return Err(CommandError::NotInstalled { program: program.to_string() });
         }
-        Err(e) => return Err(format!("cannot run {program}: {e}")),
+        Err(source) => return Err(CommandError::Start { program: program.to_string(), source }),
     };
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(format!("{program} {} failed ({}): {}", args.join(" "), out.status, tail.join("\n")))
+    Err(CommandError::Failed {
+        command: format!("{program} {}", args.join(" ")),
+        status: out.status,
+        stderr_tail: tail.join("\n"),
+    })
 }
 
 /// Whether `program` is an executable on PATH.
@@ -53,10 +83,9 @@ pub fn on_path(program: &str) -> bool {
 
 /// Every program of `programs` that is not on PATH, named with how to install it: checked
 /// before anything is created, so a missing tool never leaves half a setup behind.
-pub fn require(programs: &[&str]) -> Result<(), String> {
-    let missing: Vec<String> =
-        programs.iter().filter(|p| !on_path(p)).map(|p| format!("{p} ({})", install_hint(p))).collect();
-    if missing.is_empty() { Ok(()) } else { Err(format!("missing tools: {}", missing.join("; "))) }
+pub fn require(programs: &[&str]) -> Result<(), CommandError> {
+    let missing: Vec<String> = programs.iter().filter(|p| !on_path(p)).map(|p| p.to_string()).collect();
+    if missing.is_empty() { Ok(()) } else { Err(CommandError::MissingTools { missing }) }
 }
 
 /// How a user's script ended.
@@ -77,8 +106,8 @@ pub async fn script(
     env: &[(&str, String)],
     dir: &Path,
     timeout: std::time::Duration,
-) -> Result<Finished, String> {
-    let Some((program, args)) = argv.split_first() else { return Err("an empty command".into()) };
+) -> Result<Finished, CommandError> {
+    let Some((program, args)) = argv.split_first() else { return Err(CommandError::Empty) };
     let mut command = Command::new(program);
     command
         .args(args)
@@ -92,15 +121,15 @@ pub async fn script(
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{program}: no such program (looked in {} and on PATH)", dir.display()));
+            return Err(CommandError::NoSuchScript { program: program.clone(), dir: dir.to_path_buf() });
         }
-        Err(e) => return Err(format!("cannot run {program}: {e}")),
+        Err(source) => return Err(CommandError::Start { program: program.clone(), source }),
     };
     let stdout = tokio::spawn(drain(child.stdout.take()));
     let stderr = tokio::spawn(drain(child.stderr.take()));
     let (code, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => (status.code(), false),
-        Ok(Err(e)) => return Err(format!("{program}: {e}")),
+        Ok(Err(source)) => return Err(CommandError::Start { program: program.clone(), source }),
         Err(_) => {
             kill_group(child.id());
             let _ = child.wait().await;
@@ -150,7 +179,7 @@ mod tests {
             .expect("the script starts")
     }
 
-    async fn script_run(argv: &[String], dir: &Path, timeout: std::time::Duration) -> Result<Finished, String> {
+    async fn script_run(argv: &[String], dir: &Path, timeout: std::time::Duration) -> Result<Finished, CommandError> {
         script(argv, &[], dir, timeout).await
     }
 

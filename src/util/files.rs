@@ -48,16 +48,43 @@ pub fn relative(from: &Path, to: &Path) -> PathBuf {
     path
 }
 
+/// A file kubevet could not read or write.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FileError {
+    pub fn read(path: &Path, source: std::io::Error) -> FileError {
+        FileError::Read { path: path.to_path_buf(), source }
+    }
+
+    pub fn write(path: &Path, source: std::io::Error) -> FileError {
+        FileError::Write { path: path.to_path_buf(), source }
+    }
+}
+
 /// Adds each file's path (relative to `root`) and content to `hash`; a file that cannot be
 /// read is an error naming it, never hashed as empty.
 pub fn hash_files<'a>(
     hash: &mut Sha256,
     root: &Path,
     files: impl IntoIterator<Item = &'a PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), FileError> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     for file in files {
-        let content = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        let content = std::fs::read(file).map_err(|e| FileError::read(file, e))?;
         hash.update(relative(&root, file).to_string_lossy().as_bytes());
         hash.update([0]);
         hash.update(content);

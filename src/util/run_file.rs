@@ -75,26 +75,37 @@ pub struct AttemptFile {
     pub rest: Map<String, Value>,
 }
 
+/// A `run.json` the history will not read as this kubevet's: never read as defaults.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFileError {
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error(
+        "written by a newer kubevet (run.json schema {0}; this kubevet reads {SCHEMA_VERSION}): import it with that version"
+    )]
+    Newer(u64),
+    #[error("run.json schema {0} is not one this kubevet reads ({SCHEMA_VERSION})")]
+    Older(u64),
+    #[error(
+        "no schemaVersion: written by a kubevet from before run.json had one; this kubevet reads schema {SCHEMA_VERSION} (run the suite again, or import with the kubevet that wrote it)"
+    )]
+    Unversioned,
+    #[error("not a kubevet run.json of schema {SCHEMA_VERSION}: {0}")]
+    Shape(#[source] serde_json::Error),
+}
+
 impl RunFile {
     /// Reads a `run.json`'s text: its schema first (refused with what to do when it is not
     /// this kubevet's), then every field the history needs.
-    pub fn parse(text: &str) -> Result<RunFile, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    pub fn parse(text: &str) -> Result<RunFile, RunFileError> {
+        let value: Value = serde_json::from_str(text).map_err(RunFileError::NotJson)?;
         match value.get("schemaVersion").and_then(Value::as_u64) {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-            Some(v) if v > u64::from(SCHEMA_VERSION) => {
-                return Err(format!(
-                    "written by a newer kubevet (run.json schema {v}; this kubevet reads {SCHEMA_VERSION}): import it with that version"
-                ));
-            }
-            Some(v) => return Err(format!("run.json schema {v} is not one this kubevet reads ({SCHEMA_VERSION})")),
-            None => {
-                return Err(format!(
-                    "no schemaVersion: written by a kubevet from before run.json had one; this kubevet reads schema {SCHEMA_VERSION} (run the suite again, or import with the kubevet that wrote it)"
-                ));
-            }
+            Some(v) if v > u64::from(SCHEMA_VERSION) => return Err(RunFileError::Newer(v)),
+            Some(v) => return Err(RunFileError::Older(v)),
+            None => return Err(RunFileError::Unversioned),
         }
-        serde_json::from_value(value).map_err(|e| format!("not a kubevet run.json of schema {SCHEMA_VERSION}: {e}"))
+        serde_json::from_value(value).map_err(RunFileError::Shape)
     }
 }
 
@@ -126,15 +137,15 @@ mod tests {
     fn other_schemas_and_missing_fields_are_refused_never_defaulted() {
         let mut old = file();
         old.as_object_mut().map(|o| o.remove("schemaVersion"));
-        assert!(RunFile::parse(&old.to_string()).expect_err("no schema").contains("no schemaVersion"));
+        assert!(RunFile::parse(&old.to_string()).expect_err("no schema").to_string().contains("no schemaVersion"));
         let mut newer = file();
         newer["schemaVersion"] = json!(SCHEMA_VERSION + 1);
-        assert!(RunFile::parse(&newer.to_string()).expect_err("newer").contains("newer kubevet"));
+        assert!(RunFile::parse(&newer.to_string()).expect_err("newer").to_string().contains("newer kubevet"));
         let mut renamed = file();
         let case = renamed["cells"][0]["cases"][0].as_object_mut().expect("case");
         let outcome = case.remove("outcome").expect("outcome");
         case.insert("result".into(), outcome);
         let e = RunFile::parse(&renamed.to_string()).expect_err("a renamed field");
-        assert!(e.contains("missing field `outcome`"), "{e}");
+        assert!(matches!(e, RunFileError::Shape(_)) && e.to_string().contains("missing field `outcome`"), "{e}");
     }
 }

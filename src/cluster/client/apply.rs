@@ -8,7 +8,7 @@ use kube::{
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
-use super::{ApiError, Applied, Cluster, FIELD_MANAGER, Kind, LABEL_CREATE, describe, retry};
+use super::{ApiError, Applied, Cluster, FIELD_MANAGER, Kind, LABEL_CREATE, retry};
 use crate::util::ids::random_hex;
 
 impl Cluster {
@@ -125,10 +125,10 @@ impl Cluster {
         }
     }
 
-    pub async fn get(&self, applied: &Applied) -> Result<Value, String> {
+    pub async fn get(&self, applied: &Applied) -> Result<Value, ApiError> {
         let api = self.dynamic(&applied.kind, applied.namespace.as_deref());
-        let obj = api.get(&applied.name).await.map_err(|e| describe(&e))?;
-        serde_json::to_value(obj).map_err(|e| e.to_string())
+        let obj = api.get(&applied.name).await.map_err(|e| ApiError::new("", &e))?;
+        serde_json::to_value(obj).map_err(|e| ApiError::rejected(e.to_string()))
     }
 
     pub async fn delete(&self, applied: &Applied) -> Result<(), ApiError> {

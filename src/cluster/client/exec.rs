@@ -7,7 +7,7 @@ use kube::{
     api::{ListParams, LogParams},
 };
 
-use super::{ApiError, Cluster, describe};
+use super::{ApiError, Cluster};
 
 impl Cluster {
     /// Runs a command in a container of a pod through the API server: its exit code (None
@@ -57,8 +57,8 @@ impl Cluster {
         self.pods(namespace).logs(pod, &params).await.map_err(|e| ApiError::new("", &e))
     }
 
-    pub async fn events(&self, namespace: &str) -> Result<Vec<Event>, String> {
+    pub async fn events(&self, namespace: &str) -> Result<Vec<Event>, ApiError> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
-        api.list(&ListParams::default()).await.map(|l| l.items).map_err(|e| describe(&e))
+        api.list(&ListParams::default()).await.map(|l| l.items).map_err(|e| ApiError::new("", &e))
     }
 }

@@ -11,9 +11,9 @@ mod exec;
 mod namespaces;
 mod watching;
 
-pub use namespaces::NamespaceTracker;
+pub use namespaces::{NamespaceNotDeleted, NamespaceTracker};
 
-use std::{fmt, path::Path, sync::Arc};
+use std::{path::Path, sync::Arc};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -42,7 +42,8 @@ pub const LABEL_CREATE: &str = "kubevet.dev/create";
 /// its retries) rather than the request itself (rejected, not found, invalid), and the API
 /// server's own facts about it — its HTTP status, its `reason` and `details` — on which the
 /// failure classes are decided (never on the message, which holds the user's names).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
 pub struct ApiError {
     pub message: String,
     pub infrastructure: bool,
@@ -80,15 +81,21 @@ impl ApiError {
     }
 }
 
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<ApiError> for String {
-    fn from(e: ApiError) -> String {
-        e.message
+impl From<&kube::runtime::watcher::Error> for ApiError {
+    /// A watch that failed: the request under it when there was one, so its status decides.
+    fn from(e: &kube::runtime::watcher::Error) -> ApiError {
+        use kube::runtime::watcher::Error as W;
+        match e {
+            W::InitialListFailed(e) | W::WatchStartFailed(e) | W::WatchFailed(e) => ApiError::new("watching", e),
+            W::WatchError(status) => ApiError {
+                message: format!("watching: {} ({})", status.message, status.code),
+                infrastructure: false,
+                code: Some(status.code).filter(|c| *c != 0),
+                reason: Some(status.reason.clone()).filter(|r| !r.is_empty()),
+                details: None,
+            },
+            other => ApiError::rejected(format!("watching: {other}")),
+        }
     }
 }
 
@@ -226,11 +233,12 @@ impl Cluster {
     }
 
     /// The cluster's OpenAPI v2 document: the schema of every kind it serves.
-    pub async fn openapi_v2(&self) -> Result<Value, String> {
-        let request = http::Request::get("/openapi/v2").body(Vec::new()).map_err(|e| e.to_string())?;
-        let text =
-            self.client.request_text(request).await.map_err(|e| format!("reading /openapi/v2: {}", describe(&e)))?;
-        serde_json::from_str(&text).map_err(|e| format!("/openapi/v2 is not JSON: {e}"))
+    pub async fn openapi_v2(&self) -> Result<Value, ApiError> {
+        let request = http::Request::get("/openapi/v2")
+            .body(Vec::new())
+            .map_err(|e| ApiError::rejected(format!("requesting /openapi/v2: {e}")))?;
+        let text = self.client.request_text(request).await.map_err(|e| ApiError::new("reading /openapi/v2", &e))?;
+        serde_json::from_str(&text).map_err(|e| ApiError::rejected(format!("/openapi/v2 is not JSON: {e}")))
     }
 
     pub fn dynamic(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {

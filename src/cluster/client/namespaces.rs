@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::{ApiError, Applied, Cluster, Kind, LABEL_RUN, describe, retry};
+use super::{ApiError, Applied, Cluster, Kind, LABEL_RUN, retry};
 
 /// Which of a run's namespaces are gone, from one watch for the whole run (instead of one
 /// per namespace). A name counts as gone once a delete was seen, or once a re-list no longer
@@ -26,6 +26,19 @@ use super::{ApiError, Applied, Cluster, Kind, LABEL_RUN, describe, retry};
 #[derive(Clone)]
 pub struct NamespaceTracker {
     gone: watch::Receiver<HashSet<String>>,
+}
+
+/// Why a namespace kubevet made is still there: it is then listed as left behind.
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceNotDeleted {
+    /// The API server refused the delete (or kept failing).
+    #[error(transparent)]
+    Refused(ApiError),
+    #[error("lost the namespace watch while waiting for {name} to go")]
+    WatchLost { name: String },
+    /// Still there at the timeout: its conditions and finalizers say why.
+    #[error("{why}")]
+    Stays { why: String },
 }
 
 impl NamespaceTracker {
@@ -110,7 +123,7 @@ impl Cluster {
         unfinished: &[Applied],
         tracker: &mut NamespaceTracker,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), NamespaceNotDeleted> {
         for w in unfinished {
             let _ = self.delete(w).await;
         }
@@ -124,7 +137,7 @@ impl Cluster {
         name: &str,
         tracker: &mut NamespaceTracker,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), NamespaceNotDeleted> {
         self.delete_namespace_now(name, true, tracker, timeout).await
     }
 
@@ -134,7 +147,7 @@ impl Cluster {
         force_pods: bool,
         tracker: &mut NamespaceTracker,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), NamespaceNotDeleted> {
         if force_pods {
             let force = DeleteParams {
                 grace_period_seconds: Some(0),
@@ -149,12 +162,14 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
             // Already terminating: an earlier attempt whose answer was lost did delete it.
             Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(format!("deleting namespace {name}: {}", describe(&e))),
+            Err(e) => {
+                return Err(NamespaceNotDeleted::Refused(ApiError::new(&format!("deleting namespace {name}"), &e)));
+            }
         }
         match tokio::time::timeout(timeout, tracker.wait_gone(name)).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(format!("lost the namespace watch while waiting for {name} to go")),
-            Err(_) => Err(self.why_namespace_stays(name, timeout).await),
+            Ok(false) => Err(NamespaceNotDeleted::WatchLost { name: name.to_string() }),
+            Err(_) => Err(NamespaceNotDeleted::Stays { why: self.why_namespace_stays(name, timeout).await }),
         }
     }
 

@@ -12,7 +12,7 @@ use kube::{
 };
 use serde_json::Value;
 
-use super::{ApiError, Cluster, Kind, describe};
+use super::{ApiError, Cluster, Kind};
 
 impl Cluster {
     /// The object's state, as long as it exists, for as long as the stream is polled.
@@ -21,8 +21,8 @@ impl Cluster {
         kind: &Kind,
         namespace: Option<&str>,
         name: &str,
-    ) -> impl Stream<Item = Result<Option<DynamicObject>, String>> + use<> {
-        kube::runtime::watcher::watch_object(self.dynamic(kind, namespace), name).map_err(|e| e.to_string())
+    ) -> impl Stream<Item = Result<Option<DynamicObject>, ApiError>> + use<> {
+        kube::runtime::watcher::watch_object(self.dynamic(kind, namespace), name).map_err(|e| ApiError::from(&e))
     }
 
     /// The objects of a kind in a namespace (by name, label selector, or all), as a full
@@ -34,7 +34,7 @@ impl Cluster {
         namespace: &str,
         name: Option<&str>,
         selector: Option<&str>,
-    ) -> impl Stream<Item = Result<Vec<Value>, String>> + use<> {
+    ) -> impl Stream<Item = Result<Vec<Value>, ApiError>> + use<> {
         let mut config = watcher::Config::default();
         if let Some(name) = name {
             config = config.fields(&format!("metadata.name={name}"));
@@ -46,7 +46,7 @@ impl Cluster {
         let mut listing: BTreeMap<String, Value> = BTreeMap::new();
         watcher(self.dynamic(kind, Some(namespace)), config).default_backoff().filter_map(move |event| {
             let snapshot = match event {
-                Err(e) => Some(Err(e.to_string())),
+                Err(e) => Some(Err(ApiError::from(&e))),
                 Ok(watcher::Event::Init) => {
                     listing.clear();
                     None
@@ -102,7 +102,7 @@ impl Cluster {
     }
 
     /// Every change to a pod of the namespace; a failed watch is started again with backoff.
-    pub fn watch_pods(&self, namespace: &str) -> impl Stream<Item = Result<Pod, String>> + use<> {
+    pub fn watch_pods(&self, namespace: &str) -> impl Stream<Item = Result<Pod, ApiError>> + use<> {
         self.watch_pods_matching(namespace, None)
     }
 
@@ -111,22 +111,22 @@ impl Cluster {
         &self,
         namespace: &str,
         selector: Option<&str>,
-    ) -> impl Stream<Item = Result<Pod, String>> + use<> {
+    ) -> impl Stream<Item = Result<Pod, ApiError>> + use<> {
         let config = match selector {
             Some(s) => watcher::Config::default().labels(s),
             None => watcher::Config::default(),
         };
-        watcher(self.pods(namespace), config).default_backoff().applied_objects().map_err(|e| e.to_string())
+        watcher(self.pods(namespace), config).default_backoff().applied_objects().map_err(|e| ApiError::from(&e))
     }
 
     /// The namespace's pods, or those of a label selector (the API server's own selector
     /// syntax, set-based terms included).
-    pub async fn list_pods(&self, namespace: &str, selector: Option<&str>) -> Result<Vec<Pod>, String> {
+    pub async fn list_pods(&self, namespace: &str, selector: Option<&str>) -> Result<Vec<Pod>, ApiError> {
         let params = match selector {
             Some(selector) => ListParams::default().labels(selector),
             None => ListParams::default(),
         };
-        self.pods(namespace).list(&params).await.map(|l| l.items).map_err(|e| describe(&e))
+        self.pods(namespace).list(&params).await.map(|l| l.items).map_err(|e| ApiError::new("listing pods", &e))
     }
 
     /// What each node can give pods (`status.allocatable`).

@@ -57,7 +57,7 @@ impl CaseRun<'_> {
         result.tasks = match super::tasks::nodes(&workflow) {
             Ok(nodes) => super::tasks::table(&nodes, &pods),
             Err(e) => {
-                result.collect_problems.push(e);
+                result.collect_problems.push(e.to_string());
                 Vec::new()
             }
         };

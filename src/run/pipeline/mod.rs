@@ -53,25 +53,30 @@ fn refused_or_infrastructure(what: &str, e: &KfpError) -> Stop {
     }
 }
 
+/// A Python pipeline compiled (or found in the compile cache) and read.
+async fn compile(source: &std::path::Path, sdk: &str) -> Result<(PipelineSource, bool), pipeline::CompileError> {
+    let (file, hit) = pipeline::compile(source, sdk).await?;
+    tracing::info!(pipeline = %source.display(), compiled = %file.display(), cache = if hit { "hit" } else { "miss" }, "pipeline compiled");
+    Ok((pipeline::read_compiled(&file)?, hit))
+}
+
 /// Before the cells: Python pipelines compiled (or taken from the cache), every compiled
 /// pipeline's parameters typed, and the built images swapped into executors.
 pub async fn prepare(cases: &mut [Case], retags: &[Retag], settings: &PipelineSettings) {
     let python =
         cases.iter().any(|c| c.pipeline.as_ref().is_some_and(|p| matches!(p.source, PipelineSource::Python(_))));
-    let sdk = if python { Some(pipeline::sdk_version().await) } else { None };
+    // One SDK check for every Python pipeline; its failure is each one's problem.
+    let sdk = if python { Some(pipeline::sdk_version().await.map_err(|e| e.to_string())) } else { None };
     for case in cases.iter_mut() {
         let Some(p) = case.pipeline.as_mut() else { continue };
         let p = std::sync::Arc::make_mut(p);
         if let PipelineSource::Python(source) = &p.source {
             let compiled = match &sdk {
-                Some(Ok(version)) => pipeline::compile(source, version).await,
+                Some(Ok(version)) => compile(source, version).await.map_err(|e| e.to_string()),
                 Some(Err(e)) => Err(e.clone()),
                 None => continue,
             };
-            match compiled.and_then(|(file, hit)| {
-                tracing::info!(pipeline = %source.display(), compiled = %file.display(), cache = if hit { "hit" } else { "miss" }, "pipeline compiled");
-                pipeline::read_compiled(&file).map(|source| (source, hit))
-            }) {
+            match compiled {
                 Ok((source, hit)) => {
                     p.source = source;
                     p.compiled_from_cache = Some(hit);
@@ -120,7 +125,7 @@ impl CaseRun<'_> {
         let kfp = match self.cluster.kfp(self.pipelines) {
             Ok(k) => k,
             Err(e) => {
-                result.finish_as(Outcome::Error, Some(FailureClass::Infrastructure), Some(e));
+                result.finish_as(Outcome::Error, Some(FailureClass::Infrastructure), Some(e.to_string()));
                 return (result, None);
             }
         };

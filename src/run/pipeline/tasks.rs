@@ -12,23 +12,30 @@ use serde_json::Value;
 
 use crate::outcome::TaskRow;
 
+/// A `status.compressedNodes` that does not decode: the task table is then empty, and says so.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NodesError {
+    #[error("the Workflow's status.compressedNodes is not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("the Workflow's status.compressedNodes is not gzip: {0}")]
+    Gzip(#[from] std::io::Error),
+    #[error("the Workflow's status.compressedNodes is not a node map: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// The Workflow's nodes, from `status.nodes` or, for a large Workflow, decoded from
 /// `status.compressedNodes` (base64 of gzip of the JSON map).
-pub(super) fn nodes(workflow: &Value) -> Result<BTreeMap<String, Value>, String> {
+pub(super) fn nodes(workflow: &Value) -> Result<BTreeMap<String, Value>, NodesError> {
     if let Some(nodes) = workflow.pointer("/status/nodes").and_then(Value::as_object) {
         return Ok(nodes.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
     }
     let Some(packed) = workflow.pointer("/status/compressedNodes").and_then(Value::as_str) else {
         return Ok(BTreeMap::new());
     };
-    let gzipped = base64::engine::general_purpose::STANDARD
-        .decode(packed.trim())
-        .map_err(|e| format!("the Workflow's status.compressedNodes is not base64: {e}"))?;
+    let gzipped = base64::engine::general_purpose::STANDARD.decode(packed.trim())?;
     let mut json = String::new();
-    flate2::read::GzDecoder::new(gzipped.as_slice())
-        .read_to_string(&mut json)
-        .map_err(|e| format!("the Workflow's status.compressedNodes is not gzip: {e}"))?;
-    serde_json::from_str(&json).map_err(|e| format!("the Workflow's status.compressedNodes is not a node map: {e}"))
+    flate2::read::GzDecoder::new(gzipped.as_slice()).read_to_string(&mut json)?;
+    Ok(serde_json::from_str(&json)?)
 }
 
 /// A node's name without Argo's retry suffixes: `a.root.train(0).executor(1)` →

@@ -33,7 +33,7 @@ impl Scope<'_> {
         }
         let argv: Vec<String> = script.argv.iter().map(|a| self.substitute(a)).collect();
         match command::script(&argv, &env, &script.dir, timeout).await {
-            Err(e) => failed(e),
+            Err(e) => failed(e.to_string()),
             Ok(done) => {
                 keep(evidence, &done.output);
                 let tail = tail(&done.output);
@@ -140,7 +140,7 @@ impl Scope<'_> {
         let selector = selector.map(|s| self.substitute(s));
         let pods = match self.cluster.list_pods(self.namespace, selector.as_deref()).await {
             Ok(pods) => pods,
-            Err(e) => return Verdict::Error(e),
+            Err(e) => return Verdict::Error(e.to_string()),
         };
         if pods.is_empty() {
             return failed(format!(
