@@ -54,6 +54,16 @@ fn start_cases(suite: &str, dir: &std::path::Path, junit_path: &std::path::Path,
     Started { child, lines }
 }
 
+/// Polls observable state (the cluster's, this machine's) until `ready`, failing the test
+/// with `what` after `seconds`.
+fn wait_until(what: &str, seconds: u64, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !ready() {
+        assert!(Instant::now() < deadline, "not within {seconds} s: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// SIGINT, then the exit code and the log lines until the end.
 fn interrupt(started: Started) -> (Option<i32>, String) {
     let Started { mut child, lines } = started;
@@ -71,7 +81,11 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
     let junit_path = dir.path().join("junit.xml");
     // Both slots hold a running case: then interrupt.
     let started = start("tests/fixtures/interrupt/kubevet.yaml", dir.path(), &junit_path);
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until("the Jobs of both running cases have a running pod", 60, || {
+        let running =
+            ["get", "pods", "-A", "-l", "job-name in (long-1,long-2)", "--field-selector=status.phase=Running"];
+        support::kubectl_ok(&[&running[..], &["-o", "name"]].concat()).lines().count() == 2
+    });
     let (code, log) = interrupt(started);
     assert_eq!(code, Some(130), "{log}");
 
@@ -97,12 +111,19 @@ fn sigint_during_scenario_steps_stops_them_and_leaves_nothing() {
     let started = start("tests/fixtures/interrupt-scenario/kubevet.yaml", dir.path(), &junit_path);
     // Until the script runs (its process is on this machine) and the assert waits.
     let sleeping = || Command::new("pgrep").args(["-f", "sleep 297"]).output().is_ok_and(|o| o.status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !sleeping() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(sleeping(), "the scenario's script is running");
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until("the scenario's script is running", 30, sleeping);
+    // The assert step starts once its scenario's first step made the marker.
+    wait_until("the asserting scenario applied its marker", 30, || {
+        let markers = support::kubectl_ok(&[
+            "get",
+            "configmaps",
+            "-A",
+            "--field-selector=metadata.name=marker",
+            "-o",
+            "jsonpath={.items[*].metadata.namespace}",
+        ]);
+        markers.split_whitespace().any(|ns| ns.starts_with("kv-long-assert-"))
+    });
     let interrupted_at = Instant::now();
     let (code, log) = interrupt(started);
     assert_eq!(code, Some(130), "{log}");
@@ -137,11 +158,7 @@ fn sigint_during_a_pipeline_run_terminates_and_deletes_it() {
                 && p["status"]["phase"] == "Running"
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !running() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(running(), "the pipeline's task runs");
+    wait_until("the pipeline's task runs", 60, running);
     let (code, log) = interrupt(started);
     assert_eq!(code, Some(130), "{log}");
 

@@ -195,8 +195,10 @@ fn an_interrupt_deletes_the_cluster_and_reports_every_cell() {
     let standins = Standins::new(dir.path());
     let suite_dir = dir.path().join("suite");
     std::fs::create_dir_all(suite_dir.join("examples")).expect("mkdir");
-    std::fs::copy(repo().join("tests/fixtures/interrupt/examples/long-1.yaml"), suite_dir.join("examples/long-1.yaml"))
-        .expect("copy");
+    // A Job of this test's own name: the interrupt tests run long-1 on the same cluster.
+    let long = std::fs::read_to_string(repo().join("tests/fixtures/interrupt/examples/long-1.yaml")).expect("read");
+    std::fs::write(suite_dir.join("examples/long-1.yaml"), long.replace("name: long-1", "name: kind-interrupted-long"))
+        .expect("write");
     std::fs::write(
         suite_dir.join("kubevet.yaml"),
         "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\ncluster: {provider: kind, name: kv-int, kubernetesVersions: [\"1.34\", \"1.33\"]}\n",
@@ -224,7 +226,16 @@ fn an_interrupt_deletes_the_cluster_and_reports_every_cell() {
             None => break,
         }
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Interrupted while it runs: once its Job's pod is running.
+    let running = || {
+        let args =
+            ["get", "pods", "-A", "-l", "job-name=kind-interrupted-long", "--field-selector=status.phase=Running"];
+        !support::kubectl_ok(&[&args[..], &["-o", "name"]].concat()).trim().is_empty()
+    };
+    while !running() {
+        assert!(Instant::now() < deadline, "the case's pod runs within a minute");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill").success());
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let status = child.wait().expect("kubevet exits");
