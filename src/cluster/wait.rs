@@ -30,7 +30,7 @@ pub enum Ending {
     Succeeded(String),
     Failed(String),
     /// A pod stuck (image pull, config, scheduling) beyond the grace period.
-    Stuck(String),
+    Stuck(Stuck),
     TimedOut(String),
     Interrupted,
     /// kubevet could not watch (the API server failed it).
@@ -192,8 +192,24 @@ impl State {
         self.pods.insert(pod.name_any(), pod.clone());
     }
 
-    fn earliest_stuck(&self) -> Option<(Instant, String)> {
+    fn earliest_stuck(&self) -> Option<(Instant, Stuck)> {
         self.stuck.earliest()
+    }
+}
+
+/// A pod in a state that cannot heal by itself: the container's waiting reason (or the
+/// scheduler's `Unschedulable`) and Kubernetes' message, kept apart from the pod's name so
+/// that a class is decided on the reason and Kubernetes' wording, never on a name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stuck {
+    pub pod: String,
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pod {}: {}: {}", self.pod, self.reason, self.message)
     }
 }
 
@@ -201,45 +217,50 @@ impl State {
 /// scheduling), each reason since the moment it was first seen: what fails a case once it
 /// has lasted the grace period. Shared by the workload waiter and pipeline runs.
 #[derive(Debug, Default)]
-pub struct StuckPods(HashMap<(String, String), (Instant, String)>);
+pub struct StuckPods(HashMap<(String, String), (Instant, Stuck)>);
 
 impl StuckPods {
     /// Takes a pod's latest state: its stuck reasons start (or keep) their clocks, the others stop.
     pub fn observe(&mut self, pod: &Pod) {
         let name = pod.name_any();
         let status = pod.status.clone().unwrap_or_default();
-        let mut now_stuck: Vec<(String, String)> = Vec::new();
+        let mut now_stuck: Vec<Stuck> = Vec::new();
+        let mut stuck = |reason: &str, message: Option<&str>| {
+            now_stuck.push(Stuck {
+                pod: name.clone(),
+                reason: reason.to_string(),
+                message: message.unwrap_or_default().to_string(),
+            })
+        };
         let containers =
             status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
         for c in containers {
             if let Some(waiting) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
                 && let Some(reason) = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))
             {
-                let message = waiting.message.as_deref().unwrap_or("");
-                now_stuck.push((reason.to_string(), format!("pod {name}: {reason}: {message}")));
+                stuck(reason, waiting.message.as_deref());
             }
         }
         for cond in status.conditions.iter().flatten() {
             if cond.type_ == "PodScheduled" && cond.status == "False" && cond.reason.as_deref() == Some("Unschedulable")
             {
-                let message = cond.message.as_deref().unwrap_or("");
-                now_stuck.push(("Unschedulable".into(), format!("pod {name}: Unschedulable: {message}")));
+                stuck("Unschedulable", cond.message.as_deref());
             }
         }
         // ErrImagePull and ImagePullBackOff alternate for the same cause: one clock for both.
         let key = |reason: &str| {
             if reason == "ErrImagePull" { "ImagePullBackOff".to_string() } else { reason.to_string() }
         };
-        let keep: Vec<String> = now_stuck.iter().map(|(r, _)| key(r)).collect();
+        let keep: Vec<String> = now_stuck.iter().map(|s| key(&s.reason)).collect();
         self.0.retain(|(pod, reason), _| pod != &name || keep.contains(reason));
-        for (reason, text) in now_stuck {
-            let entry = self.0.entry((name.clone(), key(&reason))).or_insert((Instant::now(), text.clone()));
-            entry.1 = text;
+        for now in now_stuck {
+            let entry = self.0.entry((name.clone(), key(&now.reason))).or_insert((Instant::now(), now.clone()));
+            entry.1 = now;
         }
     }
 
     /// The reason stuck the longest: since when, and what it is.
-    pub fn earliest(&self) -> Option<(Instant, String)> {
+    pub fn earliest(&self) -> Option<(Instant, Stuck)> {
         self.0.values().min_by_key(|(since, _)| *since).cloned()
     }
 }

@@ -232,9 +232,8 @@ impl Install<'_> {
                 applied.len(),
                 self.provenance()
             )),
-            Ending::Failed(why) | Ending::Stuck(why) | Ending::Broken(why) => {
-                Err(OperatorError::NotReady(format!("install failed: {why}")))
-            }
+            Ending::Failed(why) | Ending::Broken(why) => Err(OperatorError::NotReady(format!("install failed: {why}"))),
+            Ending::Stuck(stuck) => Err(OperatorError::NotReady(format!("install failed: {stuck}"))),
             Ending::TimedOut(why) => Err(OperatorError::NotReady(format!(
                 "install {why}: CRDs not Established or Deployments not Available"
             ))),

@@ -265,11 +265,12 @@ impl CaseRun<'_> {
             }
             (Ending::Failed(why), Expect::Failure) => (Outcome::Passed, None, format!("failed as expected: {why}")),
             (Ending::Failed(why), _) => (Outcome::Failed, Some(classify::failed(pods, &evidence.events)), why),
-            (Ending::Stuck(why), _) => {
-                let mut class = classify::stuck(&why);
-                let mut why = why;
+            (Ending::Stuck(stuck), _) => {
+                let mut class = classify::stuck(&stuck);
+                let mut why = stuck.to_string();
                 // Not enough room: the cluster's, unless the pod asks for more than any node has.
-                if why.contains("Insufficient")
+                if stuck.reason == "Unschedulable"
+                    && stuck.message.contains("Insufficient")
                     && let Ok(nodes) = self.cluster.node_allocatable().await
                     && let Some(beyond) = classify::beyond_every_node(pods, &nodes)
                 {

@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::{
-    cluster::ApiError,
+    cluster::{ApiError, wait::Stuck},
     suite::{ClassRule, FailureClass, classes::by_rules},
     util::cel::parse_quantity,
 };
@@ -50,11 +50,11 @@ fn has_reason(line: &str, reason: &str) -> bool {
     line.split_whitespace().nth(2) == Some(reason)
 }
 
-/// A pod stuck beyond the grace period (the text is `pod P: REASON: message`).
-pub fn stuck(text: &str) -> FailureClass {
-    let reason = text.split(": ").nth(1).unwrap_or_default();
-    let message = text.to_lowercase();
-    match reason {
+/// A pod stuck beyond the grace period, by its reason and Kubernetes' message (phrases of
+/// several words: no name a user gives can hold one).
+pub fn stuck(stuck: &Stuck) -> FailureClass {
+    let message = stuck.message.to_lowercase();
+    match stuck.reason.as_str() {
         "ImagePullBackOff" | "ErrImagePull" if IMAGE_NOT_THERE.iter().any(|m| message.contains(m)) => {
             FailureClass::Example
         }
@@ -62,7 +62,7 @@ pub fn stuck(text: &str) -> FailureClass {
         "ImagePullBackOff" | "ErrImagePull" => FailureClass::Infrastructure,
         // A missing ConfigMap, Secret or key, a bad image name, a bad command.
         "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError" => FailureClass::Example,
-        "Unschedulable" if message.contains("persistentvolumeclaim") && message.contains("not found") => {
+        "Unschedulable" if message.contains("persistentvolumeclaim \"") && message.contains("\" not found") => {
             FailureClass::Example
         }
         "Unschedulable" if message.contains("unbound immediate persistentvolumeclaims") => FailureClass::Example,
@@ -118,18 +118,25 @@ mod tests {
 
     #[test]
     fn stuck_pods_are_told_apart() {
-        let c = stuck;
+        let c = |pod: &str, reason: &str, message: &str| {
+            stuck(&Stuck { pod: pod.into(), reason: reason.into(), message: message.into() })
+        };
+        let refused = "rpc error: dial tcp 127.0.0.1:1: connect: connection refused";
+        assert_eq!(c("p", "ErrImagePull", refused), FailureClass::Infrastructure);
+        assert_eq!(c("p", "ImagePullBackOff", "manifest unknown: manifest unknown"), FailureClass::Example);
+        assert_eq!(c("p", "CreateContainerConfigError", "configmap \"x\" not found"), FailureClass::Example);
+        assert_eq!(c("p", "Unschedulable", "persistentvolumeclaim \"data\" not found"), FailureClass::Example);
+        let unbound = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.";
+        assert_eq!(c("p", "Unschedulable", unbound), FailureClass::Example);
+        let room = "0/1 nodes are available: 1 Insufficient cpu.";
+        assert_eq!(c("p", "Unschedulable", room), FailureClass::Infrastructure);
+        // A node that went away, though "not found": no claim is missing.
         assert_eq!(
-            c("pod p: ErrImagePull: rpc error: dial tcp 127.0.0.1:1: connect: connection refused"),
+            c("p", "Unschedulable", "0/1 nodes are available: node \"w1\" not found"),
             FailureClass::Infrastructure
         );
-        assert_eq!(c("pod p: ImagePullBackOff: manifest unknown: manifest unknown"), FailureClass::Example);
-        assert_eq!(c("pod p: CreateContainerConfigError: configmap \"x\" not found"), FailureClass::Example);
-        assert_eq!(c("pod p: Unschedulable: persistentvolumeclaim \"data\" not found"), FailureClass::Example);
-        assert_eq!(
-            c("pod p: Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."),
-            FailureClass::Infrastructure
-        );
+        // The pod's name is not read: one named for a claim that is short of room is the cluster's.
+        assert_eq!(c("persistentvolumeclaim-not-found", "Unschedulable", room), FailureClass::Infrastructure);
     }
 
     #[test]
@@ -151,7 +158,17 @@ mod tests {
         let backoff =
             "2026-11-30T10:00:00Z Warning BackoffLimitExceeded Job/j: Job has reached the specified backoff limit"
                 .to_string();
-        assert_eq!(failed(&[], &[backoff]), FailureClass::Test);
+        assert_eq!(failed(&[], &[backoff.clone()]), FailureClass::Test);
+        // A pod the cluster marked for disruption (preemption, a drain, the taint manager).
+        let pod = |status: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "status": {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": status}]},
+            }))
+            .expect("pod")
+        };
+        assert_eq!(failed(&[pod("True")], &[backoff.clone()]), FailureClass::Infrastructure);
+        assert_eq!(failed(&[pod("False")], &[backoff]), FailureClass::Test);
     }
 
     #[test]
@@ -170,6 +187,9 @@ mod tests {
         assert_eq!(rejected(&api(404, "NotFound", "the server could not find")), FailureClass::Example);
         assert_eq!(rejected(&api(500, "InternalError", "webhook failed")), FailureClass::Infrastructure);
         assert_eq!(rejected(&ApiError::rejected("no kind Forbidden served")), FailureClass::Example);
+        // No answer at all after the retries (a reset, a timeout): the cluster's, with no code.
+        let unanswered = ApiError { infrastructure: true, ..ApiError::rejected("creating Job forbidden-access") };
+        assert_eq!(rejected(&unanswered), FailureClass::Infrastructure);
     }
 
     #[test]

@@ -139,5 +139,15 @@ mod tests {
         assert_eq!(Dur(Duration::from_millis(2500)).to_string(), "2.5s");
         assert_eq!(Dur(Duration::from_secs(3725)).to_string(), "1h2m5s");
         assert_eq!(Dur(Duration::from_millis(40)).to_string(), "40ms");
+        assert_eq!(Dur(Duration::from_millis(999)).to_string(), "999ms");
+        assert_eq!(Dur(Duration::from_millis(1000)).to_string(), "1s");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_past_what_an_instant_holds_is_the_farthest_one_not_a_panic() {
+        let now = tokio::time::Instant::now();
+        assert!(deadline(Duration::MAX) >= now + MAX, "capped at now + 30 days, still in the future");
+        let soon = deadline(Duration::from_secs(5));
+        assert!(soon >= now + Duration::from_secs(5) && soon < now + Duration::from_secs(60));
     }
 }

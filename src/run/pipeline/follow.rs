@@ -21,7 +21,7 @@ pub(super) enum Followed {
     TimedOut,
     Interrupted,
     /// A pod of the run was stuck (image pull, config, scheduling) beyond the grace period.
-    Stuck(String),
+    Stuck(crate::cluster::wait::Stuck),
     /// KFP could not be read while it was polled, beyond the retries: the cause.
     Broken(String),
 }
