@@ -158,7 +158,7 @@ mod tests {
         let backoff =
             "2026-11-30T10:00:00Z Warning BackoffLimitExceeded Job/j: Job has reached the specified backoff limit"
                 .to_string();
-        assert_eq!(failed(&[], &[backoff.clone()]), FailureClass::Test);
+        assert_eq!(failed(&[], std::slice::from_ref(&backoff)), FailureClass::Test);
         // A pod the cluster marked for disruption (preemption, a drain, the taint manager).
         let pod = |status: &str| -> Pod {
             serde_json::from_value(serde_json::json!({
@@ -167,7 +167,7 @@ mod tests {
             }))
             .expect("pod")
         };
-        assert_eq!(failed(&[pod("True")], &[backoff.clone()]), FailureClass::Infrastructure);
+        assert_eq!(failed(&[pod("True")], std::slice::from_ref(&backoff)), FailureClass::Infrastructure);
         assert_eq!(failed(&[pod("False")], &[backoff]), FailureClass::Test);
     }
 
