@@ -186,9 +186,43 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
     let runs = &loaded.window;
     let latest = runs.last().ok_or_else(|| Error::Usage("no run to report".into()))?;
     let healths = health::health(runs, &loaded.earlier, &loaded.all);
-    let health_of =
-        |id: &str, version: Option<&str>| healths.iter().find(|h| h.id == id && h.kubernetes.as_deref() == version);
     let versions: Vec<String> = latest.cells.iter().map(|c| c.kubernetes.clone()).collect();
+    let Latest { filters, matrix, cases } = latest_run(latest, &healths, &versions, report_dir);
+    let mut env = minijinja::Environment::new();
+    env.add_template("report.html", TEMPLATE).map_err(|e| Error::Infrastructure(format!("report template: {e}")))?;
+    let template = env.get_template("report.html").map_err(|e| Error::Infrastructure(e.to_string()))?;
+    let ended = latest.ended;
+    let page = Page {
+        suite: &latest.suite,
+        run_id: &latest.id,
+        started: latest.started.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ended: ended.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        duration: seconds(ended.duration_since(latest.started).as_secs_f64()),
+        generated: jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        changed: &latest.changed,
+        regressions: regressions(&healths),
+        versions,
+        filters,
+        matrix,
+        cases,
+        history_runs: runs.iter().map(run_head).collect(),
+        history: history_rows(runs, &healths),
+        health: healths.iter().map(health_view).collect(),
+    };
+    template
+        .render(minijinja::value::Serde(&page))
+        .map_err(|e| Error::Infrastructure(format!("rendering the report: {e}")))
+}
+
+/// What the report shows of the latest run: its filters' values, the matrix (a row per
+/// example, a cell per version), and a card per case.
+struct Latest {
+    filters: [Filter; 5],
+    matrix: Vec<MatrixRow>,
+    cases: Vec<CaseView>,
+}
+
+fn latest_run(latest: &RunRow, healths: &[Health], versions: &[String], report_dir: &Path) -> Latest {
     let mut filters = [
         Filter { key: "outcome", label: "outcome", values: BTreeSet::new() },
         Filter { key: "class", label: "class", values: BTreeSet::new() },
@@ -200,16 +234,16 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
     let mut cases = Vec::new();
     for cell in &latest.cells {
         for case in &cell.cases {
-            let dir = evidence(latest, case);
-            let href = |file: &str| dir.as_ref().map(|d| relative(report_dir, &d.join(file)));
-            let class = case.class.clone().unwrap_or_default();
-            let (tier, profile) = (case.tier.clone().unwrap_or_default(), case.profile.clone().unwrap_or_default());
-            for (filter, value) in filters.iter_mut().zip([&case.outcome, &class, &tier, &profile, &cell.kubernetes]) {
+            let view = case_view(latest, case, &cell.kubernetes, report_dir);
+            for (filter, value) in filters.iter_mut().zip([&view.outcome, &view.class, &view.tier, &view.profile]) {
                 if !value.is_empty() {
                     filter.values.insert(value.clone());
                 }
             }
-            let overall = health_of(&case.id, None);
+            if !cell.kubernetes.is_empty() {
+                filters[4].values.insert(cell.kubernetes.clone());
+            }
+            let overall = healths.iter().find(|h| h.id == case.id && h.kubernetes.is_none());
             let row = matrix.entry(case.name.clone()).or_insert_with(|| MatrixRow {
                 id: case.id.clone(),
                 example: case.name.clone(),
@@ -217,96 +251,118 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
                 score: overall.map(|h| h.score).unwrap_or(0),
                 cells: Vec::new(),
             });
-            let label = match (case.outcome.as_str(), case.attempts) {
-                ("flaky", n) => format!("FLAKY {n}×"),
-                (outcome, n) if n > 1 => format!("{} {n}×", outcome.to_uppercase()),
-                (outcome, _) => outcome.to_uppercase(),
-            };
+            let result = evidence(latest, case).map(|d| relative(report_dir, &d.join("result.json")));
+            row.cells.push(matrix_cell(case, &view, &cell.kubernetes, result));
+            cases.push(view);
+        }
+    }
+    let mut matrix: Vec<MatrixRow> = matrix.into_values().collect();
+    for row in &mut matrix {
+        fill_missing_cells(row, versions);
+    }
+    Latest { filters, matrix, cases }
+}
+
+/// An example's cell of one version: its outcome (with its attempts), linked to its result.
+fn matrix_cell(case: &CaseRow, view: &CaseView, version: &str, href: Option<String>) -> MatrixCell {
+    let label = match (case.outcome.as_str(), case.attempts) {
+        ("flaky", n) => format!("FLAKY {n}×"),
+        (outcome, n) if n > 1 => format!("{} {n}×", outcome.to_uppercase()),
+        (outcome, _) => outcome.to_uppercase(),
+    };
+    MatrixCell {
+        version: version.to_string(),
+        outcome: case.outcome.clone(),
+        class: view.class.clone(),
+        tier: view.tier.clone(),
+        profile: view.profile.clone(),
+        css: view.css.clone(),
+        label,
+        title: format!("{} on {version}: {}", case.name, view.reason),
+        href,
+    }
+}
+
+/// Cells of versions where an example did not run, so every row has a cell per column.
+fn fill_missing_cells(row: &mut MatrixRow, versions: &[String]) {
+    for v in versions {
+        if !row.cells.iter().any(|c| &c.version == v) {
             row.cells.push(MatrixCell {
-                version: cell.kubernetes.clone(),
-                outcome: case.outcome.clone(),
-                class: class.clone(),
-                tier: tier.clone(),
-                profile: profile.clone(),
-                css: css(case),
-                label,
-                title: format!("{} on {}: {}", case.name, cell.kubernetes, case.reason.clone().unwrap_or_default()),
-                href: href("result.json"),
-            });
-            let total: f64 = case.phases.as_array().into_iter().flatten().filter_map(|p| p["seconds"].as_f64()).sum();
-            let phases: Vec<PhaseView> = case
-                .phases
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let name = p["name"].as_str().unwrap_or("other").to_string();
-                    let s = p["seconds"].as_f64().unwrap_or(0.0);
-                    let known = ["apply", "scheduling", "running", "collecting", "checks", "steps", "cleanup"];
-                    PhaseView {
-                        css: if known.contains(&name.as_str()) { name.clone() } else { "other".into() },
-                        seconds: seconds(s),
-                        pct: format!("{:.1}", if total > 0.0 { 100.0 * s / total } else { 0.0 }),
-                        name,
-                    }
-                })
-                .collect();
-            let links = [("result", "result.json"), ("events", "events.txt"), ("objects", "objects"), ("pods", "pods")]
-                .into_iter()
-                .filter(|(_, file)| dir.as_ref().is_none_or(|d| d.join(file).exists()))
-                .filter_map(|(label, file)| href(file).map(|href| Link { label, href }))
-                .collect();
-            cases.push(CaseView {
-                id: case.id.clone(),
-                example: case.name.clone(),
-                version: cell.kubernetes.clone(),
-                outcome: case.outcome.clone(),
-                css: css(case),
-                class,
-                tier,
-                profile,
-                seconds: seconds(case.seconds),
-                attempts: case.attempts,
-                phases_title: phases.iter().map(|p| format!("{} {}", p.name, p.seconds)).collect::<Vec<_>>().join(", "),
-                phases,
-                reason: case.reason.clone().unwrap_or_default(),
-                log_tail: case.log_tail.clone(),
-                links,
+                version: v.clone(),
+                outcome: "none".into(),
+                class: String::new(),
+                tier: String::new(),
+                profile: String::new(),
+                css: "none".into(),
+                label: "—".into(),
+                title: format!("not run on {v}"),
+                href: None,
             });
         }
     }
-    // Cells of versions where an example did not run, so every row has a cell per column.
-    for row in matrix.values_mut() {
-        for v in &versions {
-            if !row.cells.iter().any(|c| &c.version == v) {
-                row.cells.push(MatrixCell {
-                    version: v.clone(),
-                    outcome: "none".into(),
-                    class: String::new(),
-                    tier: String::new(),
-                    profile: String::new(),
-                    css: "none".into(),
-                    label: "—".into(),
-                    title: format!("not run on {v}"),
-                    href: None,
-                });
-            }
-        }
-        row.cells.sort_by_key(|c| versions.iter().position(|v| v == &c.version));
-    }
-    let history_runs: Vec<RunHead> = runs
-        .iter()
-        .map(|r| RunHead {
-            short: r.started.strftime("%m-%d %H:%M").to_string(),
-            changed: !r.changed.is_empty(),
-            title: format!(
-                "{} {}{}",
-                r.id,
-                r.started,
-                if r.changed.is_empty() { String::new() } else { format!(": {}", r.changed.join("; ")) }
-            ),
-        })
+    row.cells.sort_by_key(|c| versions.iter().position(|v| v == &c.version));
+}
+
+/// A case's card: its outcome, phases as a bar, reason, log tail and evidence links.
+fn case_view(run: &RunRow, case: &CaseRow, version: &str, report_dir: &Path) -> CaseView {
+    let dir = evidence(run, case);
+    let href = |file: &str| dir.as_ref().map(|d| relative(report_dir, &d.join(file)));
+    let phases = phase_views(case);
+    let links = [("result", "result.json"), ("events", "events.txt"), ("objects", "objects"), ("pods", "pods")]
+        .into_iter()
+        .filter(|(_, file)| dir.as_ref().is_none_or(|d| d.join(file).exists()))
+        .filter_map(|(label, file)| href(file).map(|href| Link { label, href }))
         .collect();
+    CaseView {
+        id: case.id.clone(),
+        example: case.name.clone(),
+        version: version.to_string(),
+        outcome: case.outcome.clone(),
+        css: css(case),
+        class: case.class.clone().unwrap_or_default(),
+        tier: case.tier.clone().unwrap_or_default(),
+        profile: case.profile.clone().unwrap_or_default(),
+        seconds: seconds(case.seconds),
+        attempts: case.attempts,
+        phases_title: phases.iter().map(|p| format!("{} {}", p.name, p.seconds)).collect::<Vec<_>>().join(", "),
+        phases,
+        reason: case.reason.clone().unwrap_or_default(),
+        log_tail: case.log_tail.clone(),
+        links,
+    }
+}
+
+/// A case's phases with their share of its time.
+fn phase_views(case: &CaseRow) -> Vec<PhaseView> {
+    let phases = case.phases.as_array().map(Vec::as_slice).unwrap_or_default();
+    let total: f64 = phases.iter().filter_map(|p| p["seconds"].as_f64()).sum();
+    let known = ["apply", "scheduling", "running", "collecting", "checks", "steps", "cleanup"];
+    phases
+        .iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or("other").to_string();
+            let s = p["seconds"].as_f64().unwrap_or(0.0);
+            PhaseView {
+                css: if known.contains(&name.as_str()) { name.clone() } else { "other".into() },
+                seconds: seconds(s),
+                pct: format!("{:.1}", if total > 0.0 { 100.0 * s / total } else { 0.0 }),
+                name,
+            }
+        })
+        .collect()
+}
+
+fn run_head(r: &RunRow) -> RunHead {
+    let changed = if r.changed.is_empty() { String::new() } else { format!(": {}", r.changed.join("; ")) };
+    RunHead {
+        short: r.started.strftime("%m-%d %H:%M").to_string(),
+        changed: !r.changed.is_empty(),
+        title: format!("{} {}{changed}", r.id, r.started),
+    }
+}
+
+/// A row per example and version: a dot per run, and a sparkline of its passing durations.
+fn history_rows(runs: &[RunRow], healths: &[Health]) -> Vec<HistoryRow> {
     let mut history = Vec::new();
     for h in healths.iter().filter(|h| h.kubernetes.is_some()) {
         let version = h.kubernetes.clone().unwrap_or_default();
@@ -336,8 +392,12 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
             svg: sparkline(&durations, runs.len()),
         });
     }
-    let health_rows: Vec<HealthView> = healths.iter().map(health_view).collect();
-    let regressions: Vec<String> = healths
+    history
+}
+
+/// Examples that fail every run on one version since a run, with what changed then.
+fn regressions(healths: &[Health]) -> Vec<String> {
+    healths
         .iter()
         .filter(|h| h.kubernetes.is_none())
         .filter_map(|h| {
@@ -351,31 +411,7 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
                 r.changed.join("; ")
             ))
         })
-        .collect();
-    let mut env = minijinja::Environment::new();
-    env.add_template("report.html", TEMPLATE).map_err(|e| Error::Infrastructure(format!("report template: {e}")))?;
-    let template = env.get_template("report.html").map_err(|e| Error::Infrastructure(e.to_string()))?;
-    let ended = latest.ended;
-    let page = Page {
-        suite: &latest.suite,
-        run_id: &latest.id,
-        started: latest.started.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        ended: ended.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        duration: seconds(ended.duration_since(latest.started).as_secs_f64()),
-        generated: jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        changed: &latest.changed,
-        regressions,
-        versions,
-        filters,
-        matrix: matrix.into_values().collect(),
-        cases,
-        history_runs,
-        history,
-        health: health_rows,
-    };
-    template
-        .render(minijinja::value::Serde(&page))
-        .map_err(|e| Error::Infrastructure(format!("rendering the report: {e}")))
+        .collect()
 }
 
 /// Everything the template shows.
