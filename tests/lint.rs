@@ -404,3 +404,18 @@ fn a_pipeline_name_kfp_refuses_is_found_at_its_line_with_one_it_takes() {
     let message = report["findings"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("^[a-z0-9][a-z0-9-]{0,127}$") && message.contains("write \"train-pipeline-"), "{message}");
 }
+
+#[test]
+fn a_concat_placeholder_kfp_hands_on_as_text_is_a_warning_at_its_argument() {
+    let file = repo().join("tests/fixtures/lint-kfp/concat-greeting.yaml");
+    let text = std::fs::read_to_string(&file).expect("fixture");
+    let line =
+        text.lines().position(|l| l.contains(r#"'{"Concat": ["hello, ""#)).expect("the argument's line") as u64 + 1;
+    let (code, report) = lint_json(&[file.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "a warning is a finding: {report:#}");
+    assert_eq!(findings(&report), vec![("concat-greeting.yaml".to_string(), line, "kfp-placeholder".to_string())]);
+    let finding = &report["findings"][0];
+    assert_eq!(finding["severity"], "warning", "{finding:#}");
+    let message = finding["message"].as_str().unwrap_or_default();
+    assert!(message.contains("executor exec-greet") && message.contains("JSON text"), "{message}");
+}

@@ -87,5 +87,31 @@ pub fn check(doc: &Value) -> Vec<Finding> {
             }
         }
     }
+    out.extend(concat_placeholders(executors));
+    out
+}
+
+/// Container arguments KFP's driver hands on as written (rule `kfp-placeholder`): 2.17.0's
+/// `resolveContainerArgs` expands `IfPresent` and input parameters, but a `Concat` (the SDK's
+/// `ConcatPlaceholder`) reaches the container as its JSON text.
+fn concat_placeholders(executors: Option<&serde_json::Map<String, Value>>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (name, executor) in executors.into_iter().flatten() {
+        for field in ["command", "args"] {
+            let items = executor.pointer(&format!("/container/{field}")).and_then(Value::as_array);
+            for (i, item) in items.into_iter().flatten().enumerate() {
+                if item.as_str().is_some_and(|a| a.trim_start().starts_with(r#"{"Concat":"#)) {
+                    out.push(Finding::new(
+                        "kfp-placeholder",
+                        Severity::Warning,
+                        &format!("/deploymentSpec/executors/{name}/container/{field}/{i}"),
+                        format!(
+                            "executor {name}: KFP 2.17.0 does not join a Concat placeholder: the container gets its JSON text; build the value in the component instead (an f-string in Python)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     out
 }

@@ -30,6 +30,8 @@ pub const CHECKS: &[(&str, &str)] = &[
     ("object-identity", "a document lacks apiVersion, kind or metadata.name (or generateName)"),
     ("schema", "an object does not match its schema (CRD or Kubernetes built-in), unknown fields included"),
     ("kfp-pipeline", "a compiled Kubeflow pipeline would be rejected on upload"),
+    ("kfp-pipeline-name", "a compiled pipeline's pipelineInfo.name is not one KFP takes"),
+    ("kfp-placeholder", "a compiled pipeline's container argument KFP 2.17.0 passes on unresolved (Concat)"),
     (
         "pipeline-parameters",
         "the suite's run parameters for a pipeline: an undeclared name, a wrong type, a required one missing",
