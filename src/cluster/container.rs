@@ -2,6 +2,24 @@
 //! KWOK modules (cargo feature `container`, on by default). Without the feature the provider
 //! is still read from suites, and asking for it says how to get a kubevet that has it.
 
+/// Why the control plane container could not be had (or removed).
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// testcontainers could not start it, or remove it.
+    #[error("{what}: {source}")]
+    Docker {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    File(#[from] crate::util::files::FileError),
+    #[error(
+        "this kubevet was built without the container provider: install it with its default features (cargo install kubevet), or use provider kind or existing"
+    )]
+    NotBuiltIn,
+}
+
 #[cfg(feature = "container")]
 mod enabled {
     use testcontainers_modules::{
@@ -14,7 +32,8 @@ mod enabled {
         },
     };
 
-    use crate::{cluster::provision::ProvisionError, suite::ContainerModule, util::files::FileError};
+    use super::ContainerError;
+    use crate::{suite::ContainerModule, util::files::FileError};
 
     /// A control plane container; removed when the cell ends.
     pub enum Container {
@@ -23,23 +42,23 @@ mod enabled {
     }
 
     impl Container {
-        pub async fn remove(self) -> Result<(), ProvisionError> {
+        pub async fn remove(self) -> Result<(), ContainerError> {
             match self {
                 Container::Kwok(c) => c.rm().await,
                 Container::K3s(c) => c.rm().await,
             }
-            .map_err(|e| ProvisionError::Container { what: "removing the cluster container".into(), source: e.into() })
+            .map_err(|e| ContainerError::Docker { what: "removing the cluster container".into(), source: e.into() })
         }
     }
 
     /// Starts the cell's control plane container and writes a kubeconfig for its mapped port.
     /// testcontainers waits for the module's ready line; the container goes when the cell ends.
-    pub async fn up(module: ContainerModule, image: &str) -> Result<(Container, std::path::PathBuf), ProvisionError> {
+    pub async fn up(module: ContainerModule, image: &str) -> Result<(Container, std::path::PathBuf), ContainerError> {
         let (name, tag) = match image.rsplit_once(':') {
             Some((name, tag)) if !tag.contains('/') => (name, tag),
             _ => (image, "latest"),
         };
-        let failed = |e: testcontainers_modules::testcontainers::TestcontainersError| ProvisionError::Container {
+        let failed = |e: testcontainers_modules::testcontainers::TestcontainersError| ContainerError::Docker {
             what: format!("starting {image}"),
             source: e.into(),
         };
@@ -80,7 +99,7 @@ mod enabled {
 
     /// Starts a container under a name of kubevet's: one that was created but did not start is not
     /// testcontainers' to remove, so kubevet removes it by that name.
-    async fn start<I: Image>(request: ContainerRequest<I>, image: &str) -> Result<ContainerAsync<I>, ProvisionError> {
+    async fn start<I: Image>(request: ContainerRequest<I>, image: &str) -> Result<ContainerAsync<I>, ContainerError> {
         let name = format!("kubevet-{}", crate::util::ids::random_hex(8));
         match request.with_container_name(&name).start().await {
             Ok(container) => Ok(container),
@@ -89,7 +108,7 @@ mod enabled {
                     let force = RemoveContainerOptionsBuilder::new().force(true).build();
                     let _ = docker.remove_container(&name, Some(force)).await;
                 }
-                Err(ProvisionError::Container { what: format!("starting {image}"), source: e.into() })
+                Err(ContainerError::Docker { what: format!("starting {image}"), source: e.into() })
             }
         }
     }
@@ -100,19 +119,20 @@ pub use enabled::{Container, up};
 
 #[cfg(not(feature = "container"))]
 mod disabled {
-    use crate::{cluster::provision::ProvisionError, suite::ContainerModule};
+    use super::ContainerError;
+    use crate::suite::ContainerModule;
 
     /// No container can exist without the feature.
     pub enum Container {}
 
     impl Container {
-        pub async fn remove(self) -> Result<(), ProvisionError> {
+        pub async fn remove(self) -> Result<(), ContainerError> {
             match self {}
         }
     }
 
-    pub async fn up(_module: ContainerModule, _image: &str) -> Result<(Container, std::path::PathBuf), ProvisionError> {
-        Err(ProvisionError::NoContainerProvider)
+    pub async fn up(_module: ContainerModule, _image: &str) -> Result<(Container, std::path::PathBuf), ContainerError> {
+        Err(ContainerError::NotBuiltIn)
     }
 }
 

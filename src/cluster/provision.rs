@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 
-pub use super::container::Container;
+pub use super::container::{Container, ContainerError};
 
 use crate::{
     suite::{ClusterSettings, ContainerModule, KustomizeTarget, Operator, Provider, Source},
@@ -115,17 +115,8 @@ pub enum ProvisionError {
     /// The cluster is there, but kubevet cannot reach it (its kubeconfig, its API server).
     #[error(transparent)]
     Connect(Box<crate::util::error::Error>),
-    /// The control plane container (testcontainers) did not start or could not be removed.
-    #[error("{what}: {source}")]
-    Container {
-        what: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error(
-        "this kubevet was built without the container provider: install it with its default features (cargo install kubevet), or use provider kind or existing"
-    )]
-    NoContainerProvider,
+    #[error(transparent)]
+    Container(#[from] super::container::ContainerError),
 }
 
 impl From<ProvisionError> for crate::util::error::Error {
@@ -133,7 +124,9 @@ impl From<ProvisionError> for crate::util::error::Error {
     fn from(e: ProvisionError) -> Self {
         use crate::util::error::Error;
         match e {
-            ProvisionError::Settings(_) | ProvisionError::NoContainerProvider => Error::Usage(e.to_string()),
+            ProvisionError::Settings(_) | ProvisionError::Container(ContainerError::NotBuiltIn) => {
+                Error::Usage(e.to_string())
+            }
             ProvisionError::Command(CommandError::MissingTools { .. } | CommandError::NotInstalled { .. }) => {
                 Error::Usage(e.to_string())
             }
