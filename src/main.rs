@@ -1,4 +1,8 @@
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kubevet::{
@@ -553,7 +557,8 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("kubevet: {e}");
+            // The exit code says it even when standard error is closed.
+            let _ = writeln!(std::io::stderr(), "kubevet: {e}");
             ExitCode::from(exit_code(&e) as u8)
         }
     }

@@ -3,7 +3,11 @@
 //! cluster, its images, its operators and its cases, and gives its cluster back; the reports
 //! cover every cell.
 
-use std::{io::IsTerminal, path::PathBuf, sync::Arc};
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use tokio::sync::watch;
 
@@ -208,9 +212,9 @@ impl Session {
         }
         self.remember(&self.options.artifacts.join("run.json"), &suite.name);
         let results: Vec<&CaseResult> = reports.iter().flat_map(|c| &c.report.results).collect();
-        print!("{}", report::terminal::failures(&results, self.color.enabled(std::io::stdout().is_terminal())));
+        report::print(&report::terminal::failures(&results, self.color.enabled(std::io::stdout().is_terminal())));
         if self.options.github {
-            print!("{}", report::github::log(reports));
+            report::print(&report::github::log(reports));
             report::github::append_step_summary(reports, &changed);
         }
         report::summary::print(reports, &changed, &junit_path, &self.options.artifacts, suite.defaults.flaky);
@@ -238,7 +242,7 @@ impl Session {
         });
         if let Err(e) = stored {
             tracing::warn!("the run was not added to the history or its report: {e}");
-            eprintln!("kubevet: the run was not added to the history: {e}");
+            let _ = writeln!(std::io::stderr(), "kubevet: the run was not added to the history: {e}");
         }
     }
 

@@ -15,7 +15,10 @@ use support::{junit, kubevet, repo};
 /// lines): the process, and the rest of its log lines.
 struct Started {
     child: std::process::Child,
+    /// The run's id, from its "run starting" line.
+    run_id: String,
     lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+    stdout: std::process::ChildStdout,
 }
 
 fn start(suite: &str, dir: &std::path::Path, junit_path: &std::path::Path) -> Started {
@@ -36,22 +39,29 @@ fn start_cases(suite: &str, dir: &std::path::Path, junit_path: &std::path::Path,
         // Info log lines, to know when cases start.
         .arg("-v")
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        // Read at the end, or closed mid-run by the test that wants a closed terminal.
+        .stdout(Stdio::piped())
         .spawn()
         .expect("kubevet starts");
+    let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let mut started = 0;
+    let mut run_id = String::new();
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     while started < cases && Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) if line.contains("case starting") => started += 1,
+            Some(Ok(line)) if line.contains("run starting") => {
+                let id = line.split_whitespace().find_map(|w| w.strip_prefix("run="));
+                run_id = id.expect("the run's id in its first line").to_string();
+            }
             Some(_) => {}
             None => break,
         }
     }
     assert_eq!(started, cases, "{cases} cases should have started");
-    Started { child, lines }
+    Started { child, run_id, lines, stdout }
 }
 
 /// Polls observable state (the cluster's, this machine's) until `ready`, failing the test
@@ -66,11 +76,12 @@ fn wait_until(what: &str, seconds: u64, ready: impl Fn() -> bool) {
 
 /// SIGINT, then the exit code and the log lines until the end.
 fn interrupt(started: Started) -> (Option<i32>, String) {
-    let Started { mut child, lines } = started;
+    let Started { mut child, lines, mut stdout, .. } = started;
     let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
     assert!(kill.success());
     // Drain stderr so kubevet never blocks on a full pipe.
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let status = child.wait().expect("kubevet exits");
     (status.code(), drain.join().unwrap_or_default().join("\n"))
 }
@@ -81,10 +92,16 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
     let junit_path = dir.path().join("junit.xml");
     // Both slots hold a running case: then interrupt.
     let started = start("tests/fixtures/interrupt/kubevet.yaml", dir.path(), &junit_path);
-    wait_until("the Jobs of both running cases have a running pod", 60, || {
-        let running =
-            ["get", "pods", "-A", "-l", "job-name in (long-1,long-2)", "--field-selector=status.phase=Running"];
-        support::kubectl_ok(&[&running[..], &["-o", "name"]].concat()).lines().count() == 2
+    // Both cases of this run (whichever two the runner started) have a running pod.
+    let label = format!("kubevet.dev/run={}", started.run_id);
+    wait_until("a pod runs in each of the two namespaces of the run", 60, || {
+        let namespaces = support::kubectl_ok(&["get", "ns", "-l", &label, "-o", "name"]);
+        let running = namespaces.lines().filter(|ns| {
+            let ns = ns.trim_start_matches("namespace/");
+            let pods = ["-n", ns, "get", "pods", "--field-selector=status.phase=Running", "-o", "name"];
+            !support::kubectl_ok(&pods).trim().is_empty()
+        });
+        running.count() == 2
     });
     let (code, log) = interrupt(started);
     assert_eq!(code, Some(130), "{log}");
@@ -190,4 +207,22 @@ fn sigint_during_a_pipeline_run_terminates_and_deletes_it() {
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .collect();
     assert!(staying.is_empty(), "pods of the run left: {staying:#?}");
+}
+
+#[test]
+fn a_closed_terminal_loses_lines_never_the_cases_or_their_cleanup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit_path = dir.path().join("junit.xml");
+    let Started { mut child, run_id, lines, stdout } =
+        start("tests/fixtures/interrupt/kubevet.yaml", dir.path(), &junit_path);
+    // `kubevet run 2>&1 | head`: the reader of its log, its lines and its summary goes away.
+    drop((lines, stdout));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs").success());
+    let status = child.wait().expect("kubevet exits");
+    assert_eq!(status.code(), Some(130));
+    let cases = junit(&junit_path);
+    assert_eq!(cases.len(), 3, "{cases:#?}");
+    let interrupted = cases.iter().filter(|c| c["message"] == "interrupted while it ran").count();
+    assert_eq!(interrupted, 2, "the running cases end as interrupted, not lost: {cases:#?}");
+    assert_eq!(support::namespaces_of_run(&run_id), Vec::<String>::new(), "namespaces left behind");
 }

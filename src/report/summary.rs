@@ -82,24 +82,31 @@ pub fn largest_lag(run: &RunReport) -> Option<String> {
     Some(format!("largest KFP state lag: {lag:.1}s ({case})"))
 }
 
+/// The summary on standard output.
 pub fn print(reports: &[CellReport], changed: &[String], junit: &Path, artifacts: &Path, flaky: FlakyPolicy) {
+    super::print(&text(reports, changed, junit, artifacts, flaky));
+}
+
+fn text(reports: &[CellReport], changed: &[String], junit: &Path, artifacts: &Path, flaky: FlakyPolicy) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     if !changed.is_empty() {
-        println!("changed since the previous run: {}", changed.join(", "));
+        let _ = writeln!(out, "changed since the previous run: {}", changed.join(", "));
     }
     for c in reports {
         if let Some(label) = c.cell.label() {
-            println!("Kubernetes {label} ({})", c.cell.image.as_deref().unwrap_or("existing cluster"));
+            let _ = writeln!(out, "Kubernetes {label} ({})", c.cell.image.as_deref().unwrap_or("existing cluster"));
         }
-        print!("{}", summary(&c.report));
+        out.push_str(&summary(&c.report));
         if let Some(retries) = c.requests.describe_retries() {
-            println!("{retries}");
+            let _ = writeln!(out, "{retries}");
         }
         if let Some(line) = largest_lag(&c.report) {
-            println!("{line}");
+            let _ = writeln!(out, "{line}");
         }
         let left: Vec<&str> = c.left_behind().collect();
         if !left.is_empty() {
-            println!("{}; `kubevet clean --run {}` deletes them", left_behind(&left), c.report.run_id);
+            let _ = writeln!(out, "{}; `kubevet clean --run {}` deletes them", left_behind(&left), c.report.run_id);
         }
     }
     let flaky_cases = reports.iter().flat_map(|c| &c.report.results).filter(|r| r.outcome == Outcome::Flaky).count();
@@ -108,7 +115,8 @@ pub fn print(reports: &[CellReport], changed: &[String], junit: &Path, artifacts
             FlakyPolicy::Pass => "they pass (flaky: pass)",
             FlakyPolicy::Fail => "they fail the run (flaky: fail)",
         };
-        println!("warning: {flaky_cases} flaky cases failed, then passed on a retry; {counted}");
+        let _ = writeln!(out, "warning: {flaky_cases} flaky cases failed, then passed on a retry; {counted}");
     }
-    println!("JUnit: {}  artifacts: {}", junit.display(), artifacts.display());
+    let _ = writeln!(out, "JUnit: {}  artifacts: {}", junit.display(), artifacts.display());
+    out
 }

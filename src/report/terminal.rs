@@ -4,7 +4,12 @@
 //! terminal takes it (`--color`, `NO_COLOR`); plain lines, no control codes, when the output
 //! is not a terminal. At the end, the failures again with their reason and log tail.
 
-use std::{collections::HashMap, io::IsTerminal, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    io::{IsTerminal, Write},
+    sync::Mutex,
+    time::Duration,
+};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -105,7 +110,10 @@ impl Terminal {
             Some(live) => {
                 let _ = live.println(line);
             }
-            None => eprintln!("{line}"),
+            // A closed standard error (`2>&1 | head`) must not stop a case: the line is lost, not the case.
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
         }
     }
 

@@ -95,16 +95,34 @@ pub async fn run(
         stop_starting_tx: Arc::new(stop_starting_tx),
     };
     let mut tasks = JoinSet::new();
+    let mut task_case = std::collections::HashMap::new();
     for (index, case) in cases.iter().cloned().enumerate() {
-        tasks.spawn(shared.clone().run(index, case));
+        task_case.insert(tasks.spawn(shared.clone().run(index, case)).id(), index);
     }
 
     // Namespaces are deleted as cases end, without holding a slot; the run waits for them all.
     let mut results: Vec<Option<CaseResult>> = vec![None; cases.len()];
     let mut cleanups = JoinSet::new();
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((index, (result, cleanup))) = joined else {
-            continue;
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (index, (result, cleanup)) = match joined {
+            Ok((_, ended)) => ended,
+            // A task that panicked outside its case's own guard (reporting its end): what the
+            // case made is found by its labels and deleted, and its result says what happened.
+            Err(lost) => {
+                let Some(&index) = task_case.get(&lost.id()) else { continue };
+                let (cluster, mut namespaces, run_id) = (cluster.clone(), namespaces.clone(), run_id.clone());
+                let (case, artifacts, timeout) =
+                    (cases[index].clone(), options.artifacts.clone(), shared.suite.defaults.cleanup_timeout.0);
+                cleanups.spawn(async move {
+                    let dir = artifacts.join(&case.id);
+                    let why = "kubevet lost this case's result (a task panicked)".to_string();
+                    let mut result = CaseResult::not_run(&case, dir, Outcome::Error, why);
+                    clean_up_by_label(&cluster, &case, &run_id, &mut namespaces, timeout, &mut result).await;
+                    result.write();
+                    (index, result)
+                });
+                continue;
+            }
         };
         match cleanup {
             Some((cleanup, true, _)) => {
