@@ -386,3 +386,32 @@ fn the_standin_speaks_kfp_to_the_official_sdk() {
     assert_eq!(seen["deleted_run"]["status"], 404);
     assert_eq!(seen["delete_with_versions"]["status"], 412);
 }
+
+#[test]
+fn an_existing_pipeline_named_with_a_plus_a_percent_and_a_space_is_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    // KFP decodes a list filter twice (HTTP, then url.QueryUnescape), as the stand-in does:
+    // encoded once, `+` would be a space and `%` an escape, and the pipeline never found.
+    let name = format!("Churn + model 100% {}", std::process::id());
+    let compiled = fixture("examples").join("container-component-with-no-inputs.yaml");
+    upload_version(&name, "first cut", &renamed(&compiled, "churn-model-odd-name", dir.path()));
+    let suite = dir.path().join("kubevet.yaml");
+    let body = format!(
+        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nextends: {}\nexamples:\n  include: [\"none/**\"]\npipelines:\n  existing:\n    - name: {}\n      version: latest\n",
+        fixture("kubevet.yaml").display(),
+        serde_json::to_string(&name).expect("a YAML string")
+    );
+    std::fs::write(&suite, body).expect("write");
+    let artifacts = dir.path().join("a");
+    let out = run(&suite, &artifacts, &[], &cache);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let id = std::fs::read_dir(&artifacts)
+        .expect("artifacts")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("pipelines."))
+        .expect("the case's folder");
+    let r = result(&artifacts, &id);
+    assert_eq!((&r["outcome"], &r["pipeline"]["version"]), (&"passed".into(), &"first cut".into()), "{r:#}");
+}
