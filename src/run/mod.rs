@@ -109,39 +109,14 @@ pub async fn run(
             // A task that panicked outside its case's own guard (reporting its end): what the
             // case made is found by its labels and deleted, and its result says what happened.
             Err(lost) => {
-                let Some(&index) = task_case.get(&lost.id()) else { continue };
-                let (cluster, mut namespaces, run_id) = (cluster.clone(), namespaces.clone(), run_id.clone());
-                let (case, artifacts, timeout) =
-                    (cases[index].clone(), options.artifacts.clone(), shared.suite.defaults.cleanup_timeout.0);
-                cleanups.spawn(async move {
-                    let dir = artifacts.join(&case.id);
-                    let why = "kubevet lost this case's result (a task panicked)".to_string();
-                    let mut result = CaseResult::not_run(&case, dir, Outcome::Error, why);
-                    clean_up_by_label(&cluster, &case, &run_id, &mut namespaces, timeout, &mut result).await;
-                    result.write();
-                    (index, result)
-                });
+                if let Some(&index) = task_case.get(&lost.id()) {
+                    cleanups.spawn(shared.clone().lost(index, cases[index].clone()));
+                }
                 continue;
             }
         };
-        match cleanup {
-            Some((cleanup, true, _)) => {
-                let mut result = result;
-                result.cleanup = Some(format!("kept namespace {} (--keep-on-failure)", cleanup.namespace));
-                result.write();
-                results[index] = Some(result);
-            }
-            Some((cleanup, false, timeout)) => {
-                let cluster = cluster.clone();
-                let mut namespaces = namespaces.clone();
-                cleanups.spawn(async move {
-                    let mut result = result;
-                    clean_up(&cluster, &cleanup, &mut namespaces, timeout.0, &mut result).await;
-                    result.write();
-                    (index, result)
-                });
-            }
-            None => results[index] = Some(result),
+        if let Some(done) = shared.after(index, result, cleanup, &mut cleanups) {
+            results[index] = Some(done);
         }
     }
     if !cleanups.is_empty() {
@@ -212,6 +187,46 @@ impl CaseTasks {
         };
         self.progress.finished(&result);
         (index, (result, cleanup))
+    }
+
+    /// What follows a case's end: its namespace kept (as `--keep-on-failure` asks), or
+    /// deleted in `cleanups` (the result then comes from there); the result when it is final.
+    fn after(
+        &self,
+        index: usize,
+        mut result: CaseResult,
+        cleanup: Option<(Cleanup, bool, Dur)>,
+        cleanups: &mut JoinSet<(usize, CaseResult)>,
+    ) -> Option<CaseResult> {
+        match cleanup {
+            Some((cleanup, true, _)) => {
+                result.cleanup = Some(format!("kept namespace {} (--keep-on-failure)", cleanup.namespace));
+                result.write();
+                Some(result)
+            }
+            Some((cleanup, false, timeout)) => {
+                let (cluster, mut namespaces) = (self.cluster.clone(), self.namespaces.clone());
+                cleanups.spawn(async move {
+                    clean_up(&cluster, &cleanup, &mut namespaces, timeout.0, &mut result).await;
+                    result.write();
+                    (index, result)
+                });
+                None
+            }
+            None => Some(result),
+        }
+    }
+
+    /// A case whose task panicked outside its own guard: what it made is found by its labels
+    /// and deleted, and its result says the result was lost.
+    async fn lost(mut self, index: usize, case: Arc<Case>) -> (usize, CaseResult) {
+        let dir = self.options.artifacts.join(&case.id);
+        let why = "kubevet lost this case's result (a task panicked)".to_string();
+        let mut result = CaseResult::not_run(&case, dir, Outcome::Error, why);
+        let timeout = self.suite.defaults.cleanup_timeout.0;
+        clean_up_by_label(&self.cluster, &case, &self.run_id, &mut self.namespaces, timeout, &mut result).await;
+        result.write();
+        (index, result)
     }
 
     /// Runs a case once a slot is free: not at all when it is skipped or cannot run, or when
