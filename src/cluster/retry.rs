@@ -666,4 +666,21 @@ mod tests {
         assert!(at_call_site(&test_policy(3), &stats, "create", conflict).await.is_err());
         assert_eq!(stats.counts().retries(), 3, "a conflict is not retried");
     }
+
+    #[test]
+    fn retries_are_described_only_when_there_were_some() {
+        let none = RequestCounts { sent: 9, ..Default::default() };
+        assert_eq!(none.describe_retries(), None);
+        let exhausted = RequestCounts { sent: 3, exhausted: 1, ..Default::default() };
+        assert_eq!(exhausted.describe_retries().as_deref(), Some("1 API requests still failed after their retries"));
+        let retried = RequestCounts {
+            sent: 5,
+            retried: [("HTTP 503".to_string(), 2), ("connection reset".to_string(), 1)].into(),
+            exhausted: 0,
+        };
+        assert_eq!(
+            retried.describe_retries().as_deref(),
+            Some("3 API requests retried (HTTP 503: 2, connection reset: 1)")
+        );
+    }
 }
