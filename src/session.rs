@@ -71,10 +71,8 @@ impl Session {
     pub async fn run(mut self, cancel: tokio::sync::watch::Receiver<bool>) -> Result<i32, Error> {
         let started = jiff::Timestamp::now();
         let suite = &self.suite;
-        let cells =
-            provision::cells(&suite.cluster, self.k8s_version.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
-        command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let cells = provision::cells(&suite.cluster, self.k8s_version.as_deref())?;
+        command::require(&provision::tools(&suite.cluster, !suite.images.is_empty(), &suite.operators))?;
         let prepared = self.prepare().await;
         let mut reports = Vec::new();
         for cell in &cells {

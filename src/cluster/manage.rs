@@ -29,7 +29,7 @@ pub async fn manage(action: Action, settings: &ClusterSettings, only: Option<&st
     }
     let cells = provision::cells(settings, only)?;
     if settings.provider == Provider::Kind {
-        command::require(&["kind", "docker"]).map_err(|e| Error::Usage(e.to_string()))?;
+        command::require(&["kind", "docker"])?;
     }
     // `up` finds existing clusters itself; down and status ask kind once for all cells.
     let existing = match (settings.provider, action) {

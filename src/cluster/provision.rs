@@ -127,9 +127,7 @@ impl From<ProvisionError> for crate::util::error::Error {
             ProvisionError::Settings(_) | ProvisionError::Container(ContainerError::NotBuiltIn) => {
                 Error::Usage(e.to_string())
             }
-            ProvisionError::Command(CommandError::MissingTools { .. } | CommandError::NotInstalled { .. }) => {
-                Error::Usage(e.to_string())
-            }
+            ProvisionError::Command(e) => e.into(),
             ProvisionError::Connect(e) => *e,
             other => Error::Infrastructure(other.to_string()),
         }

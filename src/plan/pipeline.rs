@@ -175,9 +175,6 @@ pub fn typed_parameters(spec: &Value, given: &Map<String, Value>) -> Result<Map<
 /// Why a Python pipeline could not be compiled, or a compiled one read.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    /// `kfp --version` failed: no SDK to compile with.
-    #[error(transparent)]
-    Sdk(#[from] CommandError),
     #[error("compiling {} with the KFP SDK {sdk}: {source}", source_file.display())]
     Compile {
         source_file: PathBuf,
@@ -195,7 +192,7 @@ pub enum CompileError {
 }
 
 /// The KFP SDK's version (`kfp --version`), part of every compiled pipeline's cache key.
-pub async fn sdk_version() -> Result<String, CompileError> {
+pub async fn sdk_version() -> Result<String, CommandError> {
     let out = command::output("kfp", &["--version"], None).await?;
     Ok(out.trim().trim_start_matches("kfp").trim().to_string())
 }
@@ -289,7 +286,7 @@ pub async fn compile_command(suite: &crate::suite::Suite) -> crate::util::error:
     if sources.is_empty() {
         return Ok(0);
     }
-    let sdk = sdk_version().await.map_err(|e| crate::util::error::Error::Usage(e.to_string()))?;
+    let sdk = sdk_version().await?;
     let mut failed = false;
     println!("PIPELINE\tSDK\tCACHE\tFILE");
     for source in sources {

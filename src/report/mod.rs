@@ -36,17 +36,17 @@ pub struct RunFacts<'a> {
     pub artifacts: &'a Path,
 }
 
-/// `run.json`: the run (id, suite, start, end), per cell its run id, Kubernetes version and
-/// image, API requests and retries, what was left behind and every case's result (its
-/// evidence folder relative to the artifacts folder); what each floating version resolved
-/// to, how each operator was rendered, and what changed since the previous run. Whole
-/// enough for `kubevet history import` to take a run made elsewhere.
 /// Text for standard output. A closed one (`kubevet run | head`) loses the text, never the
 /// run: everything a reader could miss is in the files already written.
 pub fn print(text: &str) {
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
 }
 
+/// `run.json`: the run (id, suite, start, end), per cell its run id, Kubernetes version and
+/// image, API requests and retries, what was left behind and every case's result (its
+/// evidence folder relative to the artifacts folder); what each floating version resolved
+/// to, how each operator was rendered, and what changed since the previous run. Whole
+/// enough for `kubevet history import` to take a run made elsewhere.
 pub fn run_file(
     facts: &RunFacts<'_>,
     reports: &[CellReport],

@@ -132,12 +132,7 @@ pub async fn run(
         .zip(cases.iter())
         .map(|(r, case)| {
             r.unwrap_or_else(|| {
-                CaseResult::not_run(
-                    case,
-                    options.artifacts.join(&case.id),
-                    Outcome::Error,
-                    "kubevet lost this case's result (a task panicked)".into(),
-                )
+                CaseResult::not_run(case, options.artifacts.join(&case.id), Outcome::Error, LOST.into())
             })
         })
         .collect();
@@ -149,6 +144,9 @@ pub async fn run(
         seconds: started.elapsed().as_secs_f64(),
     }
 }
+
+/// The result of a case whose task ended without giving one.
+const LOST: &str = "kubevet lost this case's result (a task panicked)";
 
 /// What ends a case's task: its result, and its namespace to delete (`true`: kept, as
 /// `--keep-on-failure` asks) within the suite's cleanup timeout.
@@ -221,8 +219,7 @@ impl CaseTasks {
     /// and deleted, and its result says the result was lost.
     async fn lost(mut self, index: usize, case: Arc<Case>) -> (usize, CaseResult) {
         let dir = self.options.artifacts.join(&case.id);
-        let why = "kubevet lost this case's result (a task panicked)".to_string();
-        let mut result = CaseResult::not_run(&case, dir, Outcome::Error, why);
+        let mut result = CaseResult::not_run(&case, dir, Outcome::Error, LOST.into());
         let timeout = self.suite.defaults.cleanup_timeout.0;
         clean_up_by_label(&self.cluster, &case, &self.run_id, &mut self.namespaces, timeout, &mut result).await;
         result.write();

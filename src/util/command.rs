@@ -45,6 +45,21 @@ pub enum CommandError {
     NoSuchScript { program: String, dir: PathBuf },
 }
 
+impl From<CommandError> for super::error::Error {
+    /// A tool that is missing or a command the user wrote that cannot start is theirs to
+    /// mend; a tool that ran and failed is the machine's.
+    fn from(e: CommandError) -> Self {
+        use super::error::Error;
+        match e {
+            CommandError::NotInstalled { .. }
+            | CommandError::MissingTools { .. }
+            | CommandError::Empty
+            | CommandError::NoSuchScript { .. } => Error::Usage(e.to_string()),
+            CommandError::Start { .. } | CommandError::Failed { .. } => Error::Infrastructure(e.to_string()),
+        }
+    }
+}
+
 /// Runs a program to completion and returns its standard output.
 pub async fn output(program: &str, args: &[&str], dir: Option<&Path>) -> Result<String, CommandError> {
     let mut command = Command::new(program);
