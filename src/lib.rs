@@ -5,7 +5,8 @@
 //! cluster, every request to it, waiting and collecting) → [`outcome`] (what became of each
 //! case) → [`images`] and [`operators`] (built, rendered, installed) → [`run`] (each case:
 //! apply, wait, collect, clean up) → [`report`] (JUnit, `run.json`, CTRF, summary) →
-//! [`history`] (the run history, health, the HTML report) → [`session`] (one `kubevet run`
+//! [`history`] (the run history, health, the HTML report) → [`matrix`] (a CI matrix of shards
+//! planned from the history) → [`session`] (one `kubevet run`
 //! across the matrix) → [`sweep`] (runs on a schedule). [`lint`] is the tier without a cluster, beside the
 //! flow; [`util`] holds the small helpers every stage may use.
 
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod history;
 pub mod images;
 pub mod lint;
+pub mod matrix;
 pub mod operators;
 pub mod outcome;
 pub mod plan;

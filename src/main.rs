@@ -15,6 +15,7 @@ use kubevet::{
         self,
         command::{Format, LintCommand},
     },
+    matrix,
     operators::render,
     plan,
     report::terminal::ColorChoice,
@@ -93,11 +94,40 @@ struct SuiteArgs {
     /// Only the cases of this tier (the `tier` overrides give); repeatable.
     #[arg(long = "tier", value_name = "NAME")]
     tiers: Vec<String>,
+    /// Only the cases a change since REF touches (git merge-base REF HEAD, then the working
+    /// tree): their own files, what they apply or run, the images they build, the CRDs and
+    /// operators of their kinds; everything when the suite changed or the base is not found.
+    #[arg(long, value_name = "REF")]
+    changed_since: Option<String>,
+}
+
+/// What narrows the suite's selection beyond globs and tiers, read before planning.
+#[derive(Default)]
+struct Narrowed {
+    changed: Option<plan::changed::ChangedSince>,
+    only: Option<std::collections::BTreeSet<String>>,
 }
 
 impl SuiteArgs {
-    fn selection(&self) -> plan::Selection<'_> {
-        plan::Selection { globs: &self.select, tiers: &self.tiers }
+    fn selection<'a>(&'a self, narrowed: &'a Narrowed) -> plan::Selection<'a> {
+        plan::Selection {
+            globs: &self.select,
+            tiers: &self.tiers,
+            changed: narrowed.changed.as_ref(),
+            only: narrowed.only.as_ref(),
+        }
+    }
+
+    /// `--changed-since`, read with git (before any async runtime runs).
+    fn narrowed(&self, suite: &Suite) -> Result<Narrowed, Error> {
+        let changed = match &self.changed_since {
+            Some(reference) => Some(util::block_on(plan::changed::changed_since(suite, reference))?),
+            None => None,
+        };
+        if let Some(plan::changed::ChangedSince::Everything(why)) = &changed {
+            let _ = writeln!(std::io::stderr(), "kubevet: --changed-since: {why}");
+        }
+        Ok(Narrowed { changed, only: None })
     }
 }
 
@@ -196,6 +226,16 @@ struct RunArgs {
     /// Write a CTRF (Common Test Report Format) JSON report to this file.
     #[arg(long, value_name = "FILE")]
     ctrf: Option<PathBuf>,
+    /// Run one shard of a plan `kubevet plan` wrote (with --shard): exactly its cases, on its
+    /// Kubernetes version.
+    #[arg(long, value_name = "FILE", requires = "shard", conflicts_with_all = ["select", "tiers", "changed_since", "rerun_failed", "k8s_version"])]
+    plan: Option<PathBuf>,
+    /// The shard of --plan to run (its id, as the plan's matrix gives it).
+    #[arg(long, value_name = "ID", requires = "plan")]
+    shard: Option<String>,
+    /// Only the cases that did not pass in the suite's last run in the history (per cell).
+    #[arg(long, conflicts_with = "no_history")]
+    rerun_failed: bool,
 }
 
 /// Where the run history is.
@@ -401,6 +441,66 @@ enum Command {
         #[command(flatten)]
         run: RunCommand,
     },
+    /// Plan a CI matrix once: the selection's cases per Kubernetes version, split into shards
+    /// balanced by their durations in the history; a plan file, and the GitHub matrix in
+    /// $GITHUB_OUTPUT (`matrix`, `shards`, `plan`). Each job then runs `kubevet run --plan
+    /// FILE --shard ID`.
+    Plan {
+        #[command(flatten)]
+        suite: SuiteArgs,
+        /// Only this Kubernetes version of the matrix.
+        #[arg(long = "k8s-version", value_name = "VERSION")]
+        k8s_version: Option<String>,
+        /// The history database the durations come from (default: history.sqlite in kubevet's
+        /// cache folder; `kubevet history import` fills it from CI artifacts).
+        #[arg(long, value_name = "PATH")]
+        history: Option<PathBuf>,
+        /// Only the cases that did not pass in the suite's last run, per cell.
+        #[arg(long)]
+        rerun_failed: bool,
+        /// At most this many shards per Kubernetes version (1 to 256; GitHub's 256 jobs per
+        /// matrix are shared by the versions).
+        #[arg(long, value_parser = whole_number::<1, 256>)]
+        max_shards: Option<u64>,
+        /// The fewest shards whose every job is predicted to take at most this long (1 to 1440).
+        #[arg(long, value_parser = whole_number::<1, 1440>)]
+        target_minutes: Option<u64>,
+        /// Cases a job runs at once (default: the suite's defaults.concurrency).
+        #[arg(long, value_parser = whole_number::<1, 1000>)]
+        concurrency: Option<u64>,
+        /// The plan file.
+        #[arg(long, default_value = "kubevet-plan.json")]
+        output: PathBuf,
+        /// Also write the GitHub matrix JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        matrix: Option<PathBuf>,
+    },
+    /// Merge what the jobs of a matrix wrote (their artifacts folders, searched for
+    /// run.json) into one run: one JUnit with a testsuite per Kubernetes version, one run.json,
+    /// one CTRF, the summary with each shard's predicted and actual time, the history updated
+    /// once. With --plan, a shard that reported nothing is reported, its cases "not run".
+    Merge {
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The suite file (default: kubevet.yaml here or in the nearest parent up to the repository root).
+        #[arg(long)]
+        suite: Option<PathBuf>,
+        /// The plan the shards ran: every shard of it must be there, or is reported missing.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// Where the merged run.json, junit.xml and ctrf.json go.
+        #[arg(long, default_value = "kubevet-merged")]
+        output: PathBuf,
+        #[command(flatten)]
+        history: HistoryArgs,
+        /// Write the HTML report (the merged run, its history and health) to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// GitHub Actions output: groups, annotations, the step summary (default when
+        /// GITHUB_ACTIONS=true).
+        #[arg(long)]
+        github: bool,
+    },
     /// Print the plan: every case, its file, profile, timeout and tier.
     List {
         #[command(flatten)]
@@ -443,18 +543,47 @@ fn load_suite(path: Option<&std::path::Path>, refresh: bool) -> Result<Suite, Er
 
 /// A run as the command line asks for it: the suite read, the cases planned (bad input is
 /// found here, before anything is created).
-fn session(command: &RunCommand, color: ColorChoice) -> Result<Session, Error> {
+fn session(command: &RunCommand, color: ColorChoice) -> Result<Option<Session>, Error> {
     let RunCommand { suite: args, cluster, run } = command;
     let mut suite = load_suite(args.suite.as_deref(), run.refresh)?;
     cluster.apply(&mut suite)?;
-    let mut cases = plan::plan_some(&suite, args.selection())?;
+    let mut narrowed = args.narrowed(&suite)?;
+    let mut k8s_version = cluster.k8s_version.clone();
+    let shard = match (&run.plan, &run.shard) {
+        (Some(plan), Some(id)) => Some(util::block_on(matrix::shard(&suite, plan, id))??),
+        _ => None,
+    };
+    if let Some(shard) = &shard {
+        narrowed.only = Some(shard.cases.clone());
+        k8s_version = shard.kubernetes.clone();
+    }
+    if run.rerun_failed {
+        let failed = matrix::failed_last_run(&run.history.path().unwrap_or_else(history::default_path), &suite)?;
+        let cell = k8s_version.clone();
+        narrowed.only = Some(match failed.get(&cell) {
+            Some(ids) if cell.is_some() => ids.clone(),
+            _ => failed.into_values().flatten().collect(),
+        });
+    }
+    let selection = args.selection(&narrowed);
+    let mut cases = plan::plan_some(&suite, selection)?;
+    if cases.is_empty() {
+        println!("{}", plan::nothing_selected(selection));
+        return Ok(None);
+    }
     if let Some(retries) = run.retries {
         cases.iter_mut().for_each(|c| c.retries = retries);
     }
-    Ok(Session {
+    if let Some(shard) = &shard {
+        let name = format!("kubevet-{}-attempt-{}", shard.reference.id, shard.reference.attempt);
+        util::github::set_output("artifact-name", &name)
+            .map_err(|e| Error::Infrastructure(format!("writing $GITHUB_OUTPUT: {e}")))?;
+    }
+    Ok(Some(Session {
+        shard: shard.map(|s| s.reference),
         suite,
         cases,
-        k8s_version: cluster.k8s_version.clone(),
+        k8s_version,
         reuse: cluster.reuse,
         junit: run.junit.clone(),
         color,
@@ -468,7 +597,7 @@ fn session(command: &RunCommand, color: ColorChoice) -> Result<Session, Error> {
         history: run.history.path(),
         html: run.html.clone(),
         ctrf: run.ctrf.clone(),
-    })
+    }))
 }
 
 /// Each kind of error's exit code: decided here, and only here.
@@ -486,8 +615,38 @@ fn main() -> ExitCode {
     let color = ColorChoice::from(cli.color);
     init_logging(cli.log_format, cli.verbose, color);
     let outcome = match cli.command {
-        Command::List { suite: args, output } => suite::load_found(args.suite.as_deref())
-            .and_then(|suite| plan::list(&suite, args.selection(), matches!(output, Output::Json))),
+        Command::List { suite: args, output } => suite::load_found(args.suite.as_deref()).and_then(|suite| {
+            let narrowed = args.narrowed(&suite)?;
+            plan::list(&suite, args.selection(&narrowed), matches!(output, Output::Json))
+        }),
+        Command::Plan {
+            suite: args,
+            k8s_version,
+            history: path,
+            rerun_failed,
+            max_shards,
+            target_minutes,
+            concurrency,
+            output,
+            matrix: matrix_file,
+        } => suite::load_found(args.suite.as_deref()).and_then(|suite| {
+            let narrowed = args.narrowed(&suite)?;
+            let history = path.unwrap_or_else(history::default_path);
+            let failed = rerun_failed.then(|| matrix::failed_last_run(&history, &suite)).transpose()?;
+            let request = matrix::PlanRequest {
+                suite: &suite,
+                selection: args.selection(&narrowed),
+                k8s_version: k8s_version.as_deref(),
+                history: Some(&history),
+                failed: failed.as_ref(),
+                max_shards: max_shards.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+                target_seconds: target_minutes.map(|m| m as f64 * 60.0),
+                concurrency: concurrency.map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
+                output: &output,
+                matrix: matrix_file.as_deref(),
+            };
+            util::block_on(matrix::plan_command(request))?
+        }),
         Command::Lint { paths, suite, crds, schema_locations, offline, allow, kubeconfig, context, output } => {
             let format = match output {
                 LintOutput::Text => Format::Text,
@@ -508,13 +667,34 @@ fn main() -> ExitCode {
                 format,
             })
         }
-        Command::Run(command) => session(&command, color)
-            .and_then(|session| util::block_on(async { session.run(util::interrupt::interrupt_signal()).await })?),
+        Command::Merge { dirs, suite, plan, output, history, html, github } => suite::load_found(suite.as_deref())
+            .and_then(|suite| {
+                matrix::merge::merge_command(matrix::merge::MergeRequest {
+                    suite: &suite,
+                    dirs: &dirs,
+                    plan: plan.as_deref(),
+                    output: &output,
+                    history: history.path(),
+                    html,
+                    github: github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+                })
+            }),
+        Command::Run(command) => session(&command, color).and_then(|session| match session {
+            Some(session) => util::block_on(async { session.run(util::interrupt::interrupt_signal()).await })?,
+            None => Ok(0),
+        }),
         Command::Sweep { schedule, once, run } => {
             schedule.as_deref().map(sweep::schedule).transpose().and_then(|cron| {
+                if run.suite.changed_since.is_some() || run.run.plan.is_some() || run.run.rerun_failed {
+                    return Err(Error::Usage(
+                        "a sweep runs the whole suite: --changed-since, --plan and --rerun-failed are for one run"
+                            .into(),
+                    ));
+                }
                 // The first run's input is checked before the sweep starts waiting.
                 session(&run, color)?;
-                util::block_on(sweep::sweep(cron, once, || session(&run, color)))?
+                let whole = || session(&run, color)?.ok_or_else(|| Error::Usage("the suite has no case".into()));
+                util::block_on(sweep::sweep(cron, once, whole))?
             })
         }
         Command::History { command: HistoryCommand::Import { paths, history: path } } => {

@@ -1,9 +1,9 @@
 //! What became of each case, operator install and cell: the results the runner and the
 //! installer produce and the reports read. Below both, so neither points up at the other.
 
-use std::{path::PathBuf, time::SystemTime};
+use std::{borrow::Cow, path::PathBuf, time::SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -13,7 +13,7 @@ use crate::{
     plan::Case,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Passed,
@@ -45,7 +45,7 @@ impl Outcome {
 }
 
 /// One earlier attempt of a case that was retried.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     pub outcome: Outcome,
@@ -57,20 +57,20 @@ pub struct Attempt {
     pub log_tail: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Phase {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub seconds: f64,
 }
 
 impl Phase {
     pub(crate) fn since(name: &'static str, start: Instant) -> Phase {
-        Phase { name, seconds: start.elapsed().as_secs_f64() }
+        Phase { name: name.into(), seconds: start.elapsed().as_secs_f64() }
     }
 }
 
 /// How one scenario step or one check of a case went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepOutcome {
     Passed,
@@ -82,12 +82,12 @@ pub enum StepOutcome {
 }
 
 /// One scenario step (in `steps`, `catch` or `finally`) or one user check (`checks`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
-    pub section: &'static str,
+    pub section: Cow<'static, str>,
     pub name: String,
     /// apply, assert, error, wait, script, exec, logs, delete, or the check's kind.
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     pub outcome: StepOutcome,
     pub seconds: f64,
     /// What it saw: on failure why, and for a script or exec its output's tail.
@@ -114,19 +114,19 @@ impl StepReport {
 
 /// One task of a pipeline run (or its driver), as its Workflow's nodes and pods tell it: the
 /// DAG task's name with Argo's retry suffixes `(N)` removed, several attempts in one row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRow {
     pub task: String,
     /// `task` for the user's own task, `driver` for the KFP driver that prepares it (the
     /// root DAG's driver is task `root`).
-    pub role: &'static str,
+    pub role: Cow<'static, str>,
     /// Argo's node phase of the last attempt: Pending, Running, Succeeded, Failed, Error,
     /// Skipped, Omitted.
     pub state: String,
     /// How many times Argo ran it (its retry strategy's attempts); 0 when it never ran.
     pub attempts: u32,
     /// Not run because KFP's cache held its outputs (its driver's `cached-decision`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
     pub started: Option<String>,
     pub ended: Option<String>,
@@ -136,7 +136,7 @@ pub struct TaskRow {
 }
 
 /// What a pipeline case ran in Kubeflow Pipelines.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineRun {
     pub pipeline: String,
@@ -150,7 +150,7 @@ pub struct PipelineRun {
     pub uploaded: bool,
     /// For a Python pipeline: `cache hit` or `compiled now` (by the KFP SDK, before the run).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub compiled: Option<&'static str>,
+    pub compiled: Option<Cow<'static, str>>,
     pub run_id: Option<String>,
     /// KFP's final state of the run.
     pub state: Option<String>,
@@ -167,14 +167,15 @@ pub struct PipelineRun {
     /// What gave the verdict: `kfp` (its run state) or `workflow` (KFP lagged past
     /// `pipelines.stateLag`, so the Workflow's phase decided).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict_from: Option<&'static str>,
+    pub verdict_from: Option<Cow<'static, str>>,
     /// Tasks whose KFP cache kubevet turned off before the upload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caching_turned_off: Option<usize>,
 }
 
-/// What became of one case; written as `result.json` and read by the reports.
-#[derive(Debug, Clone, Serialize)]
+/// What became of one case; written as `result.json` and read by the reports (and read back
+/// from each shard's `run.json` by `kubevet merge`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CaseResult {
     pub id: String,
@@ -193,7 +194,7 @@ pub struct CaseResult {
     /// A scenario's steps and the case's checks, in the order they ran.
     pub steps: Vec<StepReport>,
     /// A pipeline case's tasks (task, state, start, end, pod).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineRun>,
@@ -207,14 +208,14 @@ pub struct CaseResult {
     /// `kubevet clean` removes it.
     pub left_behind: Vec<String>,
     pub collect_problems: Vec<String>,
-    #[serde(skip)]
+    #[serde(skip, default = "Instant::now")]
     started: Instant,
     /// A retried case's own folder: `write` keeps a `result.json` with every attempt there,
     /// besides the one in this attempt's folder.
     #[serde(skip)]
     pub case_dir: Option<PathBuf>,
     /// The example file and the line of its workload, for annotations.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<(PathBuf, u64)>,
     /// When the workload's end was recorded (the moment that matters for detection latency).
     #[serde(skip)]
@@ -356,6 +357,8 @@ pub struct CellReport {
     /// The cell got no cluster (or could not reach it), or an image did not build: not the
     /// examples' fault.
     pub infrastructure_failed: bool,
+    /// From the cell's start to its first case: cluster up, images loaded, operators installed.
+    pub setup_seconds: Option<f64>,
 }
 
 impl CellReport {

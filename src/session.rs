@@ -52,6 +52,8 @@ pub struct Session {
     pub html: Option<PathBuf>,
     /// The CTRF report to write (`--ctrf`).
     pub ctrf: Option<PathBuf>,
+    /// The shard of a plan this run is (`--plan --shard`).
+    pub shard: Option<crate::util::run_file::ShardRef>,
 }
 
 /// What every cell shares, made once per run.
@@ -85,6 +87,7 @@ impl Session {
                 }
                 report.results.splice(0..0, prepared.failed_builds.iter().cloned());
                 CellReport {
+                    setup_seconds: None,
                     cell: cell.clone(),
                     server_version: String::new(),
                     report,
@@ -199,6 +202,7 @@ impl Session {
             started,
             ended: jiff::Timestamp::now(),
             artifacts: &self.options.artifacts,
+            shard: self.shard.as_ref(),
         };
         let run_file = report::run_file(&facts, reports, &ledger, &rendered, &changed)?;
         let junit_path = self.junit.clone().unwrap_or_else(|| self.options.artifacts.join("junit.xml"));
@@ -265,6 +269,7 @@ impl Session {
             );
             report.results.insert(0, result);
             CellReport {
+                setup_seconds: None,
                 cell: cell.clone(),
                 server_version,
                 report,
@@ -272,6 +277,7 @@ impl Session {
                 infrastructure_failed: true,
             }
         };
+        let started = std::time::Instant::now();
         let mut up = CaseResult::named("cluster", "cluster", "cluster", dir.join("cluster"));
         let provisioned = match provision::up(&suite.cluster, cell, self.reuse, cancel.clone()).await {
             Ok(p) => p,
@@ -280,7 +286,7 @@ impl Session {
                 return not_run(up, String::new());
             }
         };
-        let report = self.on_cluster(cell, &provisioned, dir, prepared, cancel.clone()).await;
+        let report = self.on_cluster(cell, &provisioned, dir, prepared, cancel.clone(), started).await;
         let report = match report {
             Ok(r) => r,
             Err(e) => {
@@ -319,6 +325,7 @@ impl Session {
         dir: &std::path::Path,
         prepared: &Prepared,
         cancel: watch::Receiver<bool>,
+        started: std::time::Instant,
     ) -> Result<CellReport, ProvisionError> {
         let suite = &self.suite;
         let Prepared { cases, built, rendered, .. } = prepared;
@@ -381,6 +388,7 @@ impl Session {
         }
         let failed_install = installs.iter().find(|(r, _)| r.outcome != Outcome::Passed).map(|(r, _)| r.name.clone());
         let options = RunOptions { artifacts: dir.to_path_buf(), ..self.options.clone() };
+        let setup_seconds = failed_install.is_none().then(|| started.elapsed().as_secs_f64());
         let mut report = match failed_install {
             Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),
             None => {
@@ -412,6 +420,7 @@ impl Session {
             report,
             requests,
             infrastructure_failed: false,
+            setup_seconds,
         })
     }
 }

@@ -23,6 +23,7 @@ const RANKS: &[&str] = &[
     "run",
     "report",
     "history",
+    "matrix",
     "session",
     "sweep",
 ];

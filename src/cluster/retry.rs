@@ -99,7 +99,7 @@ pub struct RequestStats {
 }
 
 /// A copy of [`RequestStats`] at one moment.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestCounts {
     pub sent: u64,

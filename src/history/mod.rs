@@ -50,7 +50,7 @@ pub fn append(store: &mut Store, run_json: &Path) -> Result<bool> {
 }
 
 /// Every `run.json` under the paths given (files, or folders searched through).
-fn run_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub fn run_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for path in paths {
         if path.is_file() {

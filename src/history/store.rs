@@ -96,6 +96,21 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, cell, case_id, attempt),
         FOREIGN KEY (run, cell, case_id) REFERENCES cases (run, cell, case_id) ON DELETE CASCADE
     );",
+    // 2: a cell's setup time (cluster up, images loaded, operators installed), which plans
+    // take as a shard's fixed cost; unknown (NULL) for runs recorded before.
+    "ALTER TABLE cells ADD COLUMN setup_seconds REAL;",
+    // 3: the shards a merged run was made of, predicted against actual, so that plans can
+    // say how far off the last ones were.
+    "CREATE TABLE shards (
+        run TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        shard TEXT NOT NULL,
+        kubernetes TEXT,
+        attempt INTEGER NOT NULL,
+        cases INTEGER NOT NULL,
+        predicted_seconds REAL NOT NULL,
+        actual_seconds REAL,
+        PRIMARY KEY (run, shard)
+    );",
 ];
 
 pub struct Store {
@@ -119,12 +134,28 @@ pub struct RunRow {
     pub cells: Vec<CellRow>,
 }
 
+/// One shard of a merged run: predicted and actual seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardRow {
+    pub shard: String,
+    pub kubernetes: Option<String>,
+    pub attempt: u32,
+    pub cases: usize,
+    pub predicted_seconds: f64,
+    /// None: the shard reported nothing.
+    pub actual_seconds: Option<f64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CellRow {
     /// The Kubernetes version this cell stands for: the one asked for, else the server's.
     pub kubernetes: String,
     pub server: Option<String>,
     pub image: Option<String>,
+    /// The version the matrix asked for (none for an existing cluster).
+    pub asked: Option<String>,
+    /// From the cell's start to its first case, where recorded.
+    pub setup_seconds: Option<f64>,
     pub cases: Vec<CaseRow>,
 }
 
@@ -254,8 +285,8 @@ impl Store {
             let c = i64::try_from(c).unwrap_or(i64::MAX);
             let kubernetes = cell.kubernetes_version.clone().unwrap_or_else(|| cell.kubernetes.clone());
             tx.execute(
-                "INSERT INTO cells (run, cell, kubernetes, asked, server, image) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run.id, c, kubernetes, cell.kubernetes_version, cell.kubernetes, cell.image],
+                "INSERT INTO cells (run, cell, kubernetes, asked, server, image, setup_seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![run.id, c, kubernetes, cell.kubernetes_version, cell.kubernetes, cell.image, cell.setup_seconds],
             )?;
             let mut case_insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO cases (run, cell, case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail)
@@ -331,7 +362,9 @@ impl Store {
         runs.reverse();
         let mut cells = self
             .conn
-            .prepare_cached("SELECT cell, kubernetes, server, image FROM cells WHERE run = ?1 ORDER BY cell")
+            .prepare_cached(
+                "SELECT cell, kubernetes, server, image, asked, setup_seconds FROM cells WHERE run = ?1 ORDER BY cell",
+            )
             .map_err(sql)?;
         let mut cases = self
             .conn
@@ -345,7 +378,14 @@ impl Store {
                 .query_map(params![run.id], |r| {
                     Ok((
                         r.get(0)?,
-                        CellRow { kubernetes: r.get(1)?, server: r.get(2)?, image: r.get(3)?, cases: Vec::new() },
+                        CellRow {
+                            kubernetes: r.get(1)?,
+                            server: r.get(2)?,
+                            image: r.get(3)?,
+                            asked: r.get(4)?,
+                            setup_seconds: r.get(5)?,
+                            cases: Vec::new(),
+                        },
                     ))
                 })
                 .map_err(sql)?
@@ -378,6 +418,51 @@ impl Store {
         Ok(runs)
     }
 
+    /// The shards a merged run was made of (a shard that reported nothing has no actual
+    /// seconds); once per run.
+    pub fn append_shards(&mut self, run: &str, shards: &[ShardRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO shards (run, shard, kubernetes, attempt, cases, predicted_seconds, actual_seconds)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for s in shards {
+                let cases = i64::try_from(s.cases).unwrap_or(i64::MAX);
+                insert.execute(params![
+                    run,
+                    s.shard,
+                    s.kubernetes,
+                    s.attempt,
+                    cases,
+                    s.predicted_seconds,
+                    s.actual_seconds
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The latest shards recorded for a suite, newest first.
+    pub fn shards(&self, suite: &str, last: usize) -> Result<Vec<ShardRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.shard, s.kubernetes, s.attempt, s.cases, s.predicted_seconds, s.actual_seconds
+             FROM shards s JOIN runs r ON r.id = s.run WHERE r.suite = ?1 ORDER BY r.started DESC, s.shard LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![suite, i64::try_from(last).unwrap_or(i64::MAX)], |r| {
+            Ok(ShardRow {
+                shard: r.get(0)?,
+                kubernetes: r.get(1)?,
+                attempt: r.get(2)?,
+                cases: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                predicted_seconds: r.get(4)?,
+                actual_seconds: r.get(5)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
     /// How many runs the history holds, and its schema version.
     pub fn summary(&self) -> Result<(usize, usize), StoreError> {
         let runs: i64 = self.conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).map_err(sql)?;
@@ -401,7 +486,8 @@ mod tests {
         conn.pragma_update(None, "user_version", 99).expect("pragma");
         drop(conn);
         let err = Store::open(&path).err().expect("refused").to_string();
-        assert!(err.contains("has history schema 99, newer than this kubevet's (1)"), "{err}");
+        let expected = format!("has history schema 99, newer than this kubevet's ({})", MIGRATIONS.len());
+        assert!(err.contains(&expected), "{err}");
         assert!(
             !dir.path().read_dir().expect("dir").flatten().any(|e| e.file_name().to_string_lossy().contains("damaged"))
         );

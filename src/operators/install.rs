@@ -104,7 +104,7 @@ impl Install<'_> {
         let clock = Instant::now();
         let mut applied = Vec::new();
         let outcome = self.install(&mut applied).await;
-        result.phases.push(Phase { name: "install", seconds: clock.elapsed().as_secs_f64() });
+        result.phases.push(Phase { name: "install".into(), seconds: clock.elapsed().as_secs_f64() });
         let evidence = collect_logs(self.cluster, &applied, &result.artifacts, self.log_limit).await;
         match outcome {
             Ok(summary) => result.finish(Outcome::Passed, Some(summary)),

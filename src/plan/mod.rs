@@ -2,6 +2,7 @@
 //! workload objects recognised by a profile and everything else applied with them; every
 //! scenario file (`kind: Scenario`) is one case of ordered steps.
 
+pub mod changed;
 mod overrides;
 pub mod pipeline;
 pub mod scenario;
@@ -64,6 +65,8 @@ pub struct Case {
     pub retries: u32,
     /// Why the case cannot run at all (reported as an error, never silently passed).
     pub problem: Option<String>,
+    /// Why `--changed-since` selected it.
+    pub changed: Option<String>,
 }
 
 impl Case {
@@ -77,6 +80,18 @@ impl Case {
         }
         self.workloads.first().map(|w| w.profile.name.as_str()).unwrap_or("none")
     }
+
+    /// The files the case reads: its own, what its scenario applies, the scripts its steps and
+    /// checks run.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        files.extend(self.scenario.iter().flat_map(|s| s.files()));
+        files.extend(self.checks.iter().filter_map(|c| match &c.kind {
+            crate::suite::checks::CheckKind::Script(script) => script.file(),
+            _ => None,
+        }));
+        files
+    }
 }
 
 /// A row of `kubevet list`.
@@ -89,6 +104,9 @@ pub struct PlanRow<'a> {
     pub tier: Option<&'a str>,
     pub skip: Option<&'a str>,
     pub problem: Option<&'a str>,
+    /// Why `--changed-since` selected it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<&'a str>,
 }
 
 impl<'a> From<&'a Case> for PlanRow<'a> {
@@ -101,6 +119,7 @@ impl<'a> From<&'a Case> for PlanRow<'a> {
             tier: c.tier.as_deref(),
             skip: c.skip.as_deref(),
             problem: c.problem.as_deref(),
+            changed: c.changed.as_deref(),
         }
     }
 }
@@ -167,11 +186,14 @@ fn check_object(path: &Path, doc: &Document) -> Result<()> {
 }
 
 /// Which cases of the suite a command takes: globs over paths or ids (`--select`), and tiers
-/// (`--tier`); empty means all.
+/// (`--tier`), empty meaning all; then, of those, the ones a change touches
+/// (`--changed-since`) and only the ids given (a shard of a plan, the failed ones).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Selection<'a> {
     pub globs: &'a [String],
     pub tiers: &'a [String],
+    pub changed: Option<&'a changed::ChangedSince>,
+    pub only: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
@@ -334,9 +356,27 @@ fn scenario_case(suite: &Suite, path: PathBuf, rel: String, id: String, text: &s
     Ok(case)
 }
 
-/// The cases of a run: at least one, since a run (or a plan) of nothing is a mistake in the
-/// suite's globs or in `--select`, said the same way by `run` and `list`.
+/// The cases of a run: the globs and tiers pick at least one, since a run (or a plan) of
+/// nothing is a mistake in the suite's globs or in `--select`, said the same way by `run` and
+/// `list`; of those, a change or a list of ids may then leave none, which is no mistake.
 pub fn plan_some(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
+    let mut cases = plan_picked(suite, selection)?;
+    if let Some(changed) = selection.changed {
+        match changed {
+            changed::ChangedSince::Everything(why) => cases.iter_mut().for_each(|c| c.changed = Some(why.clone())),
+            changed::ChangedSince::Files(changes) => cases.retain_mut(|c| {
+                c.changed = changes.touches(suite, c);
+                c.changed.is_some()
+            }),
+        }
+    }
+    if let Some(only) = selection.only {
+        cases.retain(|c| only.contains(&c.id));
+    }
+    Ok(cases)
+}
+
+fn plan_picked(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
     let cases = plan(suite, selection)?;
     if cases.is_empty() {
         let mut selected = String::new();
@@ -353,6 +393,16 @@ pub fn plan_some(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         )));
     }
     Ok(cases)
+}
+
+/// What is said when a change or a list of ids left no case.
+pub fn nothing_selected(selection: Selection<'_>) -> String {
+    match selection.changed {
+        Some(changed::ChangedSince::Files(changes)) => {
+            format!("no case uses a file changed since {}: nothing to run", changes.base)
+        }
+        _ => "no case of the suite is in the list asked for: nothing to run".into(),
+    }
 }
 
 /// `kubevet list`: the plan as a table or JSON.
@@ -375,7 +425,13 @@ pub fn list(suite: &Suite, selection: Selection<'_>, json: bool) -> Result<i32> 
         if let Some(problem) = r.problem {
             line.push_str(&format!("  (error: {problem})"));
         }
+        if let Some(changed) = r.changed {
+            line.push_str(&format!("  ({changed})"));
+        }
         println!("{line}");
+    }
+    if rows.is_empty() {
+        println!("{}", nothing_selected(selection));
     }
     Ok(0)
 }

@@ -94,6 +94,7 @@ impl Resolved {
             pipeline: None,
             retries,
             problem: None,
+            changed: None,
         }
     }
 }

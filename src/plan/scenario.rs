@@ -3,7 +3,11 @@
 //! exec, logs, delete; `catch` steps when a step fails, `finally` steps always. Read strictly:
 //! an unknown key, bad CEL or a bad regular expression is an error at file:line:col.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use regex::Regex;
 use serde::Deserialize;
@@ -33,6 +37,17 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     pub catch: Vec<Step>,
     pub finally: Vec<Step>,
+}
+
+impl Scenario {
+    /// The files its steps apply and the scripts they run.
+    pub fn files(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.steps.iter().chain(&self.catch).chain(&self.finally).filter_map(|step| match &step.action {
+            StepAction::Apply { file, .. } => file.clone(),
+            StepAction::Script(script) => script.file(),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +87,8 @@ pub enum StepAction {
     Apply {
         objects: Vec<Value>,
         source: String,
+        /// The file applied, when the step names one (`--changed-since` follows it).
+        file: Option<PathBuf>,
         expect_error: Option<Regex>,
     },
     Assert(Target),
@@ -293,7 +310,7 @@ fn step(path: &Path, text: &str, file: &Spanned<StepFile>, index: usize) -> Resu
             ApplyFile::File(f) => (Some(f.clone()), None),
             ApplyFile::Inline(ApplyInline { file, object }) => (file.clone(), object.clone()),
         };
-        let (objects, source) = match (file_name, object) {
+        let (objects, source, file) = match (file_name, object) {
             (Some(f), None) => {
                 let applied = dir.join(&f);
                 if !applied.is_file() {
@@ -304,13 +321,13 @@ fn step(path: &Path, text: &str, file: &Spanned<StepFile>, index: usize) -> Resu
                 for doc in &docs {
                     super::check_object(&applied, doc)?;
                 }
-                (docs.into_iter().map(|d| d.value).collect(), f)
+                (docs.into_iter().map(|d| d.value).collect(), f, Some(applied))
             }
             (None, Some(object)) => {
                 let doc =
                     yaml::Document { value: object, line: apply.referenced.line(), column: apply.referenced.column() };
                 super::check_object(path, &doc)?;
-                (vec![doc.value], format!("the object at line {}", apply.referenced.line()))
+                (vec![doc.value], format!("the object at line {}", apply.referenced.line()), None)
             }
             _ => {
                 return Err(here(
@@ -332,7 +349,7 @@ fn step(path: &Path, text: &str, file: &Spanned<StepFile>, index: usize) -> Resu
                 })
             })
             .transpose()?;
-        StepAction::Apply { objects, source, expect_error }
+        StepAction::Apply { objects, source, file, expect_error }
     } else if let Some(t) = &s.assert {
         let target = target(path, text, t)?;
         if target.matches.is_none() && target.cel.is_none() && target.name.is_none() {

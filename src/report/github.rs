@@ -128,13 +128,18 @@ pub fn step_summary(reports: &[CellReport], changed: &[String]) -> String {
 
 /// Appends the step summary to `$GITHUB_STEP_SUMMARY`, when GitHub gives one.
 pub fn append_step_summary(reports: &[CellReport], changed: &[String]) {
+    append_to_step_summary(&step_summary(reports, changed));
+}
+
+/// Appends markdown to `$GITHUB_STEP_SUMMARY`, when GitHub gives one.
+pub fn append_to_step_summary(markdown: &str) {
     use std::io::Write;
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
-        .and_then(|mut f| f.write_all(step_summary(reports, changed).as_bytes()));
+        .and_then(|mut f| f.write_all(markdown.as_bytes()));
     if let Err(e) = written {
         tracing::warn!(file = %std::path::Path::new(&path).display(), error = %e, "cannot write the step summary");
     }

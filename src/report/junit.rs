@@ -36,7 +36,7 @@ pub fn junit(suite_name: &str, cells: &[CellReport], properties: &[(String, Stri
         }
         suite.set_time(Duration::from_secs_f64(run.seconds));
         for r in &run.results {
-            suite.add_test_case(test_case(r, &cell.server_version));
+            suite.add_test_case(test_case(r, &cell.server_version, cell.cell.label().as_deref()));
         }
         total += run.seconds;
         report.add_test_suite(suite);
@@ -67,7 +67,10 @@ fn rerun(attempt: &Attempt) -> TestRerun {
     rerun
 }
 
-fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
+/// A case's `<testcase>`. In a matrix its classname carries the cell's version, so consumers
+/// that take repeated `name|classname|file` for retries (mikepenz/action-junit-report) keep
+/// one case on two versions apart.
+fn test_case(r: &CaseResult, server_version: &str, cell: Option<&str>) -> TestCase {
     let reason = r.reason.clone().unwrap_or_default();
     let status = match r.outcome {
         Outcome::Passed => TestCaseStatus::success(),
@@ -98,7 +101,10 @@ fn test_case(r: &CaseResult, server_version: &str) -> TestCase {
         }
     };
     let mut case = TestCase::new(r.name.as_str(), status);
-    case.set_classname(r.profile.as_str());
+    match cell {
+        Some(cell) => case.set_classname(format!("{} [kubernetes {cell}]", r.profile)),
+        None => case.set_classname(r.profile.as_str()),
+    };
     case.set_time(Duration::from_secs_f64(r.seconds));
     case.add_property(Property::new("kubernetes.version", server_version));
     case.add_property(Property::new("profile", r.profile.as_str()));

@@ -34,6 +34,8 @@ pub struct RunFacts<'a> {
     pub ended: jiff::Timestamp,
     /// The artifacts folder: case folders are named relative to it.
     pub artifacts: &'a Path,
+    /// The shard of a plan this run is.
+    pub shard: Option<&'a crate::util::run_file::ShardRef>,
 }
 
 /// Text for standard output. A closed one (`kubevet run | head`) loses the text, never the
@@ -54,6 +56,31 @@ pub fn run_file(
     rendered: &[&Rendered],
     changed: &[String],
 ) -> Result<RunFile, Error> {
+    Ok(RunFile {
+        schema_version: SCHEMA_VERSION,
+        id: facts.id.to_string(),
+        suite: facts.suite.to_string(),
+        started: facts.started.to_string(),
+        ended: facts.ended.to_string(),
+        cells: cell_files(facts, reports)?,
+        versions: ledger.clone(),
+        rendered: rendered
+            .iter()
+            .map(|r| {
+                let v = json!({
+                    "version": r.version, "floating": r.floating, "cache": r.cache_label(),
+                    "listingCached": r.listing_cached, "file": r.file,
+                });
+                (r.operator.clone(), v)
+            })
+            .collect(),
+        changed: changed.to_vec(),
+        shard: facts.shard.cloned(),
+    })
+}
+
+/// `run.json`'s cells: per cell its cases' results, each through the file's own type.
+pub fn cell_files(facts: &RunFacts<'_>, reports: &[CellReport]) -> Result<Vec<CellFile>, Error> {
     let relative = |mut case: Value| {
         let shorten = |v: &mut Value| {
             if let Some(p) = v.as_str().map(std::path::PathBuf::from)
@@ -85,28 +112,10 @@ pub fn run_file(
             requests: serde_json::to_value(&c.requests).unwrap_or(Value::Null),
             left_behind: c.left_behind().map(str::to_string).collect(),
             cases: c.report.results.iter().map(case_file).collect::<Result<_, _>>()?,
+            setup_seconds: c.setup_seconds,
         });
     }
-    Ok(RunFile {
-        schema_version: SCHEMA_VERSION,
-        id: facts.id.to_string(),
-        suite: facts.suite.to_string(),
-        started: facts.started.to_string(),
-        ended: facts.ended.to_string(),
-        cells,
-        versions: ledger.clone(),
-        rendered: rendered
-            .iter()
-            .map(|r| {
-                let v = json!({
-                    "version": r.version, "floating": r.floating, "cache": r.cache_label(),
-                    "listingCached": r.listing_cached, "file": r.file,
-                });
-                (r.operator.clone(), v)
-            })
-            .collect(),
-        changed: changed.to_vec(),
-    })
+    Ok(cells)
 }
 
 /// Writes `run.json` and the JUnit file, each whole or not at all.
@@ -164,6 +173,7 @@ mod tests {
             })
             .collect();
         CellReport {
+            setup_seconds: None,
             cell: Cell { version: None, image: None, kind_cluster: None },
             server_version: "v1.20.2".into(),
             report: crate::outcome::RunReport {

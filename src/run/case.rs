@@ -241,7 +241,7 @@ impl CaseRun<'_> {
         }
         match running_since {
             Some(running) if running > clock => {
-                result.phases.push(Phase { name: "scheduling", seconds: (running - clock).as_secs_f64() });
+                result.phases.push(Phase { name: "scheduling".into(), seconds: (running - clock).as_secs_f64() });
                 result.phases.push(Phase::since("running", running));
             }
             Some(_) => result.phases.push(Phase::since("running", clock)),

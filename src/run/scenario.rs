@@ -125,9 +125,9 @@ impl CaseRun<'_> {
             let name = scope.substitute(&step.name);
             if !matches!(ended, Ended::Passed) {
                 reports.push(StepReport {
-                    section,
+                    section: section.into(),
                     name,
-                    action: verb,
+                    action: verb.into(),
                     outcome: StepOutcome::Skipped,
                     seconds: 0.0,
                     detail: None,

@@ -40,6 +40,15 @@ pub struct Script {
     pub dir: std::path::PathBuf,
 }
 
+impl Script {
+    /// The program, when it is a file beside the one that names it (`./check.sh`), not a
+    /// command found on PATH.
+    pub fn file(&self) -> Option<std::path::PathBuf> {
+        let program = self.dir.join(self.argv.first()?);
+        program.is_file().then_some(program)
+    }
+}
+
 /// A command run in a container of a pod, through the API server.
 #[derive(Debug, Clone)]
 pub struct Exec {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 /// Why a case did not pass, so CI can act on it: retry the cluster's faults, fix the
 /// example's mistakes, look into the workload's own failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureClass {
     /// The workload ran and failed: a failed job, a non-zero exit, a log assertion.

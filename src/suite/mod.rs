@@ -61,6 +61,16 @@ struct SuiteFile {
     cluster: Option<ClusterFile>,
     classes: Option<Vec<ClassRuleFile>>,
     pipelines: Option<pipelines::PipelinesFile>,
+    changes: Option<ChangesFile>,
+}
+
+/// `changes:`: what `--changed-since` needs besides the cases' own files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ChangesFile {
+    /// Files that affect every case (a shared base image's folder, a Makefile the images
+    /// build with): a change to one selects everything.
+    everything: Vec<Spanned<String>>,
 }
 
 /// A `classes:` entry: a regular expression over the reason and the events, and the class.
@@ -317,6 +327,10 @@ pub struct Suite {
     /// The suite's own failure-class rules, before kubevet's.
     pub classes: Vec<ClassRule>,
     pub pipelines: pipelines::PipelineSettings,
+    /// Files whose change selects every case (`changes.everything`), relative to the root.
+    pub affect_everything: Vec<GlobMatcher>,
+    /// The suite file and every file it extends: a change to one selects every case.
+    pub files: Vec<PathBuf>,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -466,6 +480,15 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
     }
     let defaults = defaults_of(path, &file.defaults, parent.map(|p| &p.defaults), class_of)?;
+    let affect_everything = inherit(
+        file.changes.as_ref(),
+        parent,
+        |c| globs(&c.everything),
+        |p| p.affect_everything.clone(),
+        || Ok(Vec::new()),
+    )?;
+    let mut files = vec![path.to_path_buf()];
+    files.extend(parent.iter().flat_map(|p| p.files.iter().cloned()));
     Ok(Suite {
         path: path.to_path_buf(),
         name: match (file.metadata, parent) {
@@ -487,6 +510,8 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         operators,
         images,
         cluster,
+        affect_everything,
+        files,
     })
 }
 

@@ -35,6 +35,22 @@ pub fn workspace_path(path: &Path) -> String {
     absolute.strip_prefix(&base).unwrap_or(&absolute).to_string_lossy().into_owned()
 }
 
+/// Sets a step output in `$GITHUB_OUTPUT` (false when GitHub gives none) as `name<<DELIMITER`,
+/// with a random delimiter, so a value (a case's name, say) can never end it early.
+pub fn set_output(name: &str, value: &str) -> std::io::Result<bool> {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT") else { return Ok(false) };
+    let delimiter = loop {
+        let d = format!("ghadelimiter_{}{}", crate::util::ids::random_hex(16), crate::util::ids::random_hex(16));
+        if !value.contains(&d) && !name.contains(&d) {
+            break d;
+        }
+    };
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
+    write!(file, "{name}<<{delimiter}\n{value}\n{delimiter}\n")?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

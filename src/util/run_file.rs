@@ -27,6 +27,21 @@ pub struct RunFile {
     pub rendered: Map<String, Value>,
     /// What changed since the previous run.
     pub changed: Vec<String>,
+    /// The shard of a plan this run was (`run --plan --shard`); none for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRef>,
+}
+
+/// Which shard of which plan a run was, and which attempt of its job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardRef {
+    /// The plan's digest.
+    pub plan: String,
+    pub id: String,
+    /// The job's attempt (`GITHUB_RUN_ATTEMPT`; 1 outside GitHub).
+    pub attempt: u32,
+    pub predicted_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +56,11 @@ pub struct CellFile {
     pub requests: Value,
     pub left_behind: Vec<String>,
     pub cases: Vec<CaseFile>,
+    /// Seconds from the cell's start to its first case (cluster up, images loaded, operators
+    /// installed): a shard's fixed cost. Not recorded by earlier kubevets, nor for a cell
+    /// that got no cluster: unknown then, never zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_seconds: Option<f64>,
 }
 
 /// A case's `result.json` as the history reads it; the rest of its fields kept as written.

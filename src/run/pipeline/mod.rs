@@ -119,7 +119,7 @@ impl CaseRun<'_> {
         let mut result = CaseResult::new(case, self.dir.clone());
         result.pipeline = Some(PipelineRun {
             pipeline: p.name.clone(),
-            compiled: p.compiled_from_cache.map(|hit| if hit { "cache hit" } else { "compiled now" }),
+            compiled: p.compiled_from_cache.map(|hit| if hit { "cache hit" } else { "compiled now" }.into()),
             ..Default::default()
         });
         let kfp = match self.cluster.kfp(self.pipelines) {
@@ -359,7 +359,7 @@ impl CaseRun<'_> {
         if let Some(r) = result.pipeline.as_mut() {
             r.state = settled.run["state"].as_str().map(str::to_string);
             r.state_lag_seconds = Some((settled.lag * 1000.0).round() / 1000.0);
-            r.verdict_from = Some(if settled.not_in_time.is_none() { "kfp" } else { "workflow" });
+            r.verdict_from = Some(if settled.not_in_time.is_none() { "kfp" } else { "workflow" }.into());
         }
         let lag_note = match &settled.not_in_time {
             None => String::new(),

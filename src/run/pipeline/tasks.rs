@@ -128,7 +128,7 @@ pub(super) fn table(nodes: &BTreeMap<String, Value>, pods: &[Pod]) -> Vec<TaskRo
             let pod = pod_of(pods, last["id"].as_str().unwrap_or_default());
             TaskRow {
                 cached: false,
-                role,
+                role: role.into(),
                 attempts: count,
                 state: last["phase"].as_str().unwrap_or_default().to_string(),
                 started: attempts.first().and_then(|(_, n)| n["startedAt"].as_str()).map(str::to_string),
@@ -145,7 +145,7 @@ pub(super) fn table(nodes: &BTreeMap<String, Value>, pods: &[Pod]) -> Vec<TaskRo
         }
         rows.push(TaskRow {
             cached: cached.contains(&task),
-            role: "task",
+            role: "task".into(),
             attempts: 0,
             state: "Skipped".into(),
             started: node["startedAt"].as_str().map(str::to_string),

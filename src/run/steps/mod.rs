@@ -43,7 +43,7 @@ impl Verdict {
             Verdict::Failed(why, _) => (StepOutcome::Failed, Some(why.clone())),
             Verdict::Error(why) => (StepOutcome::Error, Some(why.clone())),
         };
-        StepReport { section, name: name.to_string(), action, outcome, seconds, detail }
+        StepReport { section: section.into(), name: name.to_string(), action: action.into(), outcome, seconds, detail }
     }
 }
 
