@@ -58,7 +58,11 @@ impl Durations {
         let cell = cell.map(str::to_string);
         if let Some(samples) = self.cases.get(&(cell.clone(), id.to_string())) {
             let recent = &samples[samples.len().saturating_sub(SAMPLES)..];
-            return Estimate { seconds: median(recent), from: format!("p50 of its last {} runs", recent.len()) };
+            let from = match recent.len() {
+                1 => "p50 of its last run".to_string(),
+                n => format!("p50 of its last {n} runs"),
+            };
+            return Estimate { seconds: median(recent), from };
         }
         let on_cell = |same_profile: bool| -> Vec<f64> {
             self.cases
@@ -95,7 +99,8 @@ impl Durations {
         let cell = cell.map(str::to_string);
         if let Some(s) = self.setups.get(&cell) {
             let recent = &s[s.len().saturating_sub(SAMPLES)..];
-            return Estimate { seconds: median(recent), from: format!("p50 of {} setups", recent.len()) };
+            let plural = if recent.len() == 1 { "" } else { "s" };
+            return Estimate { seconds: median(recent), from: format!("p50 of {} setup{plural}", recent.len()) };
         }
         let all: Vec<f64> = self.setups.values().flatten().copied().collect();
         if !all.is_empty() {

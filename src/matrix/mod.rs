@@ -171,7 +171,17 @@ fn cell_plan(
     max_shards: usize,
     target_seconds: Option<f64>,
 ) -> Result<CellPlan> {
-    let estimates: Vec<_> = cases.iter().map(|c| durations.case(version, &c.id, c.profile_name())).collect();
+    let estimates: Vec<_> = cases
+        .iter()
+        .map(|c| match (&c.skip, &c.problem) {
+            // Neither takes time: a skip is reported at once, a problem is an error at once.
+            (Some(_), _) => estimate::Estimate { seconds: 0.0, from: "skipped by the suite: does not run".into() },
+            (_, Some(_)) => {
+                estimate::Estimate { seconds: 0.0, from: "cannot run: reported as an error at once".into() }
+            }
+            _ => durations.case(version, &c.id, c.profile_name()),
+        })
+        .collect();
     let seconds: Vec<f64> = estimates.iter().map(|e| e.seconds).collect();
     let setup = durations.setup(version);
     let budget = Budget { max_shards, target_seconds, concurrency, setup_seconds: setup.seconds };

@@ -1,0 +1,396 @@
+//! The CI matrix through the binary: `kubevet plan` from a history of real runs on the test
+//! cluster (and from none), `run --plan --shard` running exactly its cases and refusing plans
+//! of other files, `kubevet merge` with every shard and with one withheld, `--rerun-failed`,
+//! and the GitHub outputs, read back as GitHub reads them.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use support::{junit, kubeconfig, kubevet, stderr, stdout};
+
+/// A suite of `long` examples that sleep `long_seconds` and `short` that end at once, named
+/// so that path order puts the long ones last, together (as a count-based split keeps them).
+fn skewed_suite(dir: &Path, name: &str, long: usize, short: usize, long_seconds: u32) -> PathBuf {
+    let examples = dir.join("examples");
+    std::fs::create_dir_all(&examples).expect("mkdir");
+    let job = |file: &str, job: &str, command: &str| {
+        let text = format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {job}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: kubevet.test/busybox:1.35\n          imagePullPolicy: IfNotPresent\n          command: [\"sh\", \"-c\", \"{command}\"]\n"
+        );
+        std::fs::write(examples.join(file), text).expect("write example");
+    };
+    for i in 0..long {
+        job(&format!("z-long-{i}.yaml"), &format!("long-{i}"), &format!("sleep {long_seconds}"));
+    }
+    for i in 0..short {
+        job(&format!("b-short-{i}.yaml"), &format!("short-{i}"), "echo done");
+    }
+    let suite = dir.join("kubevet.yaml");
+    std::fs::write(
+        &suite,
+        format!("apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nmetadata:\n  name: {name}\ndefaults:\n  concurrency: 4\n  timeout: 2m\n"),
+    )
+    .expect("write suite");
+    suite
+}
+
+fn plan_with(suite: &Path, history: &Path, out: &Path, extra: &[&str]) -> Output {
+    kubevet()
+        .args(["plan", "--suite"])
+        .arg(suite)
+        .arg("--history")
+        .arg(history)
+        .arg("--output")
+        .arg(out)
+        .args(extra)
+        .env_remove("GITHUB_OUTPUT")
+        .output()
+        .expect("kubevet plan runs")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("JSON")
+}
+
+/// Per shard id, its case ids, in plan order.
+fn shards_of(plan: &Value) -> BTreeMap<String, Vec<String>> {
+    plan["cells"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["shards"].as_array().into_iter().flatten())
+        .map(|s| {
+            let ids = s["cases"].as_array().into_iter().flatten().map(|c| c["id"].as_str().unwrap_or("").to_string());
+            (s["id"].as_str().unwrap_or("").to_string(), ids.collect())
+        })
+        .collect()
+}
+
+fn run_shard(suite: &Path, plan: &Path, shard: &str, artifacts: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = kubevet();
+    cmd.args(["run", "--suite"])
+        .arg(suite)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .arg("--plan")
+        .arg(plan)
+        .args(["--shard", shard, "--no-history", "--artifacts"])
+        .arg(artifacts)
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("GITHUB_RUN_ATTEMPT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("kubevet run runs")
+}
+
+/// GitHub's `name<<DELIMITER` step outputs, as the runner reads the file.
+fn github_outputs(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).expect("GITHUB_OUTPUT written");
+    let mut outputs = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let (name, delimiter) = line.split_once("<<").unwrap_or_else(|| panic!("not a heredoc output: {line:?}"));
+        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+        outputs.insert(name.to_string(), value.join("\n"));
+    }
+    outputs
+}
+
+/// The heaviest shard over the ideal: the larger of the mean and the longest case (no split
+/// can do better than either).
+fn over_ideal(loads: &[f64], longest: f64) -> f64 {
+    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+    loads.iter().copied().fold(0.0, f64::max) / mean.max(longest)
+}
+
+#[test]
+fn a_plan_from_a_real_history_puts_long_examples_apart_within_a_stated_factor_of_ideal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = skewed_suite(dir.path(), "matrix-skewed", 2, 6, 12);
+    let history = dir.path().join("history.sqlite");
+    let out = kubevet()
+        .args(["run", "--suite"])
+        .arg(&suite)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .arg("--history")
+        .arg(&history)
+        .arg("--artifacts")
+        .arg(dir.path().join("a"))
+        .output()
+        .expect("kubevet run");
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let file = dir.path().join("plan.json");
+    let out = plan_with(&suite, &history, &file, &["--max-shards", "3", "--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = read_json(&file);
+    let shards = shards_of(&plan);
+    assert_eq!(shards.len(), 3, "{plan:#}");
+    let all: Vec<&String> = shards.values().flatten().collect();
+    let unique: BTreeSet<&String> = all.iter().copied().collect();
+    assert_eq!((all.len(), unique.len()), (8, 8), "every case in exactly one shard");
+    for ids in shards.values() {
+        assert!(ids.iter().filter(|id| id.contains("long")).count() <= 1, "the long examples apart: {shards:?}");
+    }
+    let cases: Vec<&Value> = plan["cells"][0]["shards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["cases"].as_array().into_iter().flatten())
+        .collect();
+    assert!(cases.iter().all(|c| c["from"] == "p50 of its last run"), "every estimate from its own run: {cases:#?}");
+    // The setup of the cell the history recorded (an existing cluster: well under a second).
+    assert_eq!(plan["cells"][0]["setupFrom"], "p50 of 1 setup", "{plan:#}");
+    // Beside the split a count-based sharder makes of the same cases in path order
+    // (contiguous, 3 + 3 + 2), from the same seconds.
+    let seconds: BTreeMap<&str, f64> =
+        cases.iter().map(|c| (c["id"].as_str().unwrap_or(""), c["predictedSeconds"].as_f64().unwrap_or(0.0))).collect();
+    let longest = seconds.values().copied().fold(0.0, f64::max);
+    let loads: Vec<f64> = shards.values().map(|ids| ids.iter().map(|id| seconds[id.as_str()]).sum()).collect();
+    let ordered: Vec<f64> = seconds.values().copied().collect();
+    let by_count: Vec<f64> = ordered.chunks(3).map(|c| c.iter().sum()).collect();
+    println!(
+        "shard load over ideal (max / max(mean, longest case)): kubevet {:.2}, count-based {:.2}; seconds {seconds:?}",
+        over_ideal(&loads, longest),
+        over_ideal(&by_count, longest)
+    );
+    // Greedy in path order (shorts spread first, then a long one on top of each) gives
+    // about 1.3 here; LPT (longest first) stays within 1.2.
+    assert!(over_ideal(&loads, longest) <= 1.2, "LPT within 1.2 of the ideal on this suite: {loads:?}");
+    assert!(over_ideal(&by_count, longest) > over_ideal(&loads, longest), "{by_count:?} vs {loads:?}");
+}
+
+#[test]
+fn a_plan_without_history_says_so_and_more_shards_than_cases_is_one_case_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = skewed_suite(dir.path(), "matrix-no-history", 1, 3, 1);
+    let file = dir.path().join("plan.json");
+    let out = plan_with(&suite, &dir.path().join("none.sqlite"), &file, &["--max-shards", "50", "--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = read_json(&file);
+    let shards = shards_of(&plan);
+    assert_eq!(shards.len(), 4, "never more shards than cases: {shards:?}");
+    assert!(shards.values().all(|ids| ids.len() == 1), "{shards:?}");
+    let text = plan.to_string();
+    assert!(text.contains("no history: 60 s assumed") && text.contains("no setup recorded: 120 s assumed"), "{plan:#}");
+    assert!(stdout(&out).contains("0 runs of suite matrix-no-history in the history"), "{}", stdout(&out));
+    // A target the cases fit in takes the fewest shards that meet it: 120 s setup + 4 × 60 s.
+    let out =
+        plan_with(&suite, &dir.path().join("none.sqlite"), &file, &["--target-minutes", "6", "--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(shards_of(&read_json(&file)).len(), 1);
+    let out = plan_with(&suite, &dir.path().join("none.sqlite"), &file, &["--max-shards", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("expected a whole number from 1 to 256"), "{}", stderr(&out));
+}
+
+#[test]
+fn shards_run_exactly_their_cases_and_merge_into_one_report_with_a_withheld_shard_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = skewed_suite(dir.path(), "matrix-merge", 1, 5, 1);
+    let file = dir.path().join("plan.json");
+    let github_output = dir.path().join("github-output");
+    let out = kubevet()
+        .args(["plan", "--suite"])
+        .arg(&suite)
+        .arg("--history")
+        .arg(dir.path().join("none.sqlite"))
+        .arg("--output")
+        .arg(&file)
+        .args(["--max-shards", "3", "--concurrency", "1"])
+        .env("GITHUB_OUTPUT", &github_output)
+        .output()
+        .expect("kubevet plan");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let outputs = github_outputs(&github_output);
+    let matrix: Value = serde_json::from_str(&outputs["matrix"]).expect("the matrix output is JSON");
+    let shards = shards_of(&read_json(&file));
+    assert_eq!(outputs["shards"], "3");
+    assert_eq!(matrix["include"].as_array().map(Vec::len), Some(3), "{matrix}");
+    let ids: Vec<String> = matrix["include"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["shard"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), shards.keys().cloned().collect(), "{matrix}");
+
+    let mut dirs = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let artifacts = dir.path().join(format!("shard-{n}"));
+        let output = dir.path().join(format!("github-output-{n}"));
+        let out = run_shard(
+            &suite,
+            &file,
+            id,
+            &artifacts,
+            &[("GITHUB_OUTPUT", output.to_str().unwrap_or("")), ("GITHUB_RUN_ATTEMPT", "2")],
+        );
+        assert_eq!(out.status.code(), Some(0), "{id}: {}{}", stdout(&out), stderr(&out));
+        let ran: BTreeSet<String> = junit(&artifacts.join("junit.xml"))
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or("").replace("examples/", "").replace(".yaml", ""))
+            .map(|n| format!("examples.{n}"))
+            .collect();
+        assert_eq!(ran, shards[id].iter().cloned().collect(), "{id} ran exactly its cases");
+        assert_eq!(github_outputs(&output)["artifact-name"], format!("kubevet-{id}-attempt-2"));
+        assert_eq!(read_json(&artifacts.join("run.json"))["shard"]["id"], id.as_str());
+        dirs.push(artifacts);
+    }
+
+    let history = dir.path().join("merged.sqlite");
+    let merge = |dirs: &[PathBuf], output: &str| {
+        kubevet()
+            .args(["merge", "--suite"])
+            .arg(&suite)
+            .arg("--plan")
+            .arg(&file)
+            .arg("--history")
+            .arg(&history)
+            .arg("--output")
+            .arg(dir.path().join(output))
+            .args(dirs)
+            .env_remove("GITHUB_ACTIONS")
+            .output()
+            .expect("kubevet merge")
+    };
+    let out = merge(&dirs, "merged");
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let cases = junit(&dir.path().join("merged/junit.xml"));
+    let names: Vec<&str> = cases.iter().filter_map(|c| c["name"].as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "cases in name order");
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(sorted.iter().collect::<BTreeSet<_>>().len(), 6, "every case exactly once: {names:?}");
+    assert!(cases.iter().all(|c| c["result"] == "passed"), "{cases:#?}");
+    for id in &ids {
+        assert!(stdout(&out).contains(&format!("| {id} | 2 |")), "predicted vs actual per shard: {}", stdout(&out));
+    }
+    let merged = read_json(&dir.path().join("merged/run.json"));
+    assert_eq!(merged["cells"][0]["cases"].as_array().map(Vec::len), Some(6));
+    assert!(dir.path().join("merged/ctrf.json").is_file());
+    // Merged again: the same run, stored once.
+    let out = merge(&dirs, "merged-again");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let counts = sqlite_counts(&history);
+    assert_eq!(counts, (1, 3), "one run, three shards in the history");
+
+    // One shard's artifacts withheld: its cases are reported, not run, and the merge fails.
+    let out = merge(&dirs[1..], "withheld");
+    assert_eq!(out.status.code(), Some(3), "{}{}", stdout(&out), stderr(&out));
+    let cases = junit(&dir.path().join("withheld/junit.xml"));
+    assert_eq!(cases.len(), 6, "{cases:#?}");
+    let missing: Vec<&Value> = cases.iter().filter(|c| c["result"] == "error").collect();
+    assert_eq!(missing.len(), shards[&ids[0]].len());
+    let reason = format!("not run: shard {} reported nothing", ids[0]);
+    assert!(missing.iter().all(|c| c["message"].as_str().is_some_and(|m| m.contains(&reason))), "{missing:#?}");
+    assert!(stdout(&out).contains(&format!("note: shard {} reported nothing", ids[0])), "{}", stdout(&out));
+}
+
+/// (runs, shards) in a history, read with Python's sqlite3, not kubevet's code.
+fn sqlite_counts(history: &Path) -> (u64, u64) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select count(*) from runs').fetchone()[0], c.execute('select count(*) from shards').fetchone()[0])"])
+        .arg(history)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut words = text.split_whitespace().map(|w| w.parse::<u64>().expect("a count"));
+    (words.next().unwrap_or(0), words.next().unwrap_or(0))
+}
+
+#[test]
+fn a_shard_refuses_a_plan_of_other_files_another_suite_an_unknown_id_and_other_schemas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = skewed_suite(dir.path(), "matrix-refusals", 1, 2, 1);
+    let file = dir.path().join("plan.json");
+    let out = plan_with(&suite, &dir.path().join("none.sqlite"), &file, &["--max-shards", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ids: Vec<String> = shards_of(&read_json(&file)).into_keys().collect();
+    let refused = |suite: &Path, plan: &Path, shard: &str, says: &str| {
+        let out = run_shard(suite, plan, shard, &dir.path().join("never"), &[]);
+        assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert!(!dir.path().join("never/junit.xml").exists(), "nothing ran");
+    };
+    refused(&suite, &file, "cluster-9of9", &format!("no shard \"cluster-9of9\"; its shards are {}", ids.join(", ")));
+    let other = tempfile::tempdir().expect("tempdir");
+    let other_suite = skewed_suite(other.path(), "matrix-other", 1, 2, 1);
+    refused(&other_suite, &file, &ids[0], "made for suite \"matrix-refusals\", not \"matrix-other\"");
+    let mut newer = read_json(&file);
+    newer["schemaVersion"] = 99.into();
+    let newer_file = dir.path().join("newer.json");
+    std::fs::write(&newer_file, newer.to_string()).expect("write");
+    refused(&suite, &newer_file, &ids[0], "plan schema 99 is not this kubevet's (1)");
+    // An example edited after planning: the plan is not this checkout's.
+    std::fs::write(
+        dir.path().join("examples/b-short-0.yaml"),
+        std::fs::read_to_string(dir.path().join("examples/b-short-1.yaml")).expect("read"),
+    )
+    .expect("write");
+    refused(&suite, &file, &ids[0], "differ from the ones the plan was made from: plan again");
+    std::fs::remove_file(dir.path().join("examples/b-short-0.yaml")).expect("rm");
+    refused(&suite, &file, &ids[0], "case examples.b-short-0 is not in this suite");
+    let out = kubevet()
+        .args(["run", "--plan"])
+        .arg(&file)
+        .args(["--shard", &ids[0], "--select", "x"])
+        .output()
+        .expect("kubevet");
+    assert_eq!(out.status.code(), Some(2), "the plan holds the selection: {}", stderr(&out));
+}
+
+#[test]
+fn rerun_failed_runs_only_what_did_not_pass_in_the_last_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = skewed_suite(dir.path(), "matrix-rerun", 0, 2, 1);
+    let failing = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: failing\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: kubevet.test/busybox:1.35\n          imagePullPolicy: IfNotPresent\n          command: [\"sh\", \"-c\", \"exit 3\"]\n";
+    std::fs::write(dir.path().join("examples/c-failing.yaml"), failing).expect("write");
+    let history = dir.path().join("history.sqlite");
+    let run = |extra: &[&str], artifacts: &str| {
+        kubevet()
+            .args(["run", "--suite"])
+            .arg(&suite)
+            .arg("--kubeconfig")
+            .arg(kubeconfig())
+            .arg("--history")
+            .arg(&history)
+            .arg("--artifacts")
+            .arg(dir.path().join(artifacts))
+            .args(extra)
+            .output()
+            .expect("kubevet run")
+    };
+    let out = run(&["--rerun-failed"], "none");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("holds no run of suite \"matrix-rerun\"; run it once first"), "{}", stderr(&out));
+    let out = run(&[], "first");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = run(&["--rerun-failed"], "again");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let names: Vec<String> = junit(&dir.path().join("again/junit.xml"))
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(names, vec!["examples/c-failing.yaml"]);
+    let file = dir.path().join("plan.json");
+    let out = plan_with(&suite, &history, &file, &["--rerun-failed"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(shards_of(&read_json(&file)).into_values().flatten().collect::<Vec<_>>(), vec!["examples.c-failing"]);
+    // Fixed: the last run passed, so nothing is left to rerun.
+    std::fs::write(dir.path().join("examples/c-failing.yaml"), failing.replace("exit 3", "exit 0")).expect("write");
+    let out = run(&["--rerun-failed"], "fixed");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["--rerun-failed"], "nothing");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing to run"), "{}", stdout(&out));
+    assert!(!dir.path().join("nothing/junit.xml").exists());
+}
