@@ -394,3 +394,146 @@ fn rerun_failed_runs_only_what_did_not_pass_in_the_last_run() {
     assert!(stdout(&out).contains("nothing to run"), "{}", stdout(&out));
     assert!(!dir.path().join("nothing/junit.xml").exists());
 }
+
+/// A repository on `main` with each kind of file a case can depend on, and a branch to change.
+fn scratch_repository(dir: &Path) {
+    let files: &[(&str, &str)] = &[
+        (
+            "kubevet.yaml",
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nmetadata:\n  name: matrix-changed\nimages:\n  - name: kubevet.test/trainer\n    context: docker/trainer\noperators:\n  - name: widgets\n    kustomize: manifests/widgets\nchanges:\n  everything: [\"Makefile\"]\n",
+        ),
+        ("Makefile", "all:\n"),
+        ("README.md", "not used by any case\n"),
+        ("docker/trainer/Dockerfile", "FROM scratch\n"),
+        ("manifests/widgets/kustomization.yaml", "resources: [crd.yaml, deployment.yaml]\n"),
+        (
+            "manifests/widgets/crd.yaml",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions: []\n",
+        ),
+        ("manifests/widgets/deployment.yaml", "# the operator's Deployment\n"),
+        (
+            "crds/gadget.yaml",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: gadgets.example.com\nspec:\n  group: example.com\n  names: {kind: Gadget, plural: gadgets}\n  scope: Namespaced\n  versions: []\n",
+        ),
+        ("examples/plain.yaml", &job_text("plain", "kubevet.test/busybox:1.35")),
+        ("examples/trainer.yaml", &job_text("trainer", "kubevet.test/trainer:dev")),
+        ("examples/widget.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"),
+        ("examples/gadget.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n"),
+        (
+            "scenarios/applies.yaml",
+            "apiVersion: kubevet.dev/v1alpha1\nkind: Scenario\nmetadata:\n  name: applies\nspec:\n  steps:\n    - apply: manifests/job.yaml\n",
+        ),
+        ("scenarios/manifests/job.yaml", &job_text("scenario-job", "kubevet.test/busybox:1.35")),
+    ];
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "base"]);
+    git(dir, &["checkout", "-qb", "feature"]);
+}
+
+fn job_text(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: {image}\n"
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// `kubevet list --changed-since main --output json`: per case id, why it was selected.
+fn changed(dir: &Path, reference: &str) -> (BTreeMap<String, String>, Output) {
+    let out = kubevet()
+        .args(["list", "--suite"])
+        .arg(dir.join("kubevet.yaml"))
+        .args(["--changed-since", reference, "--output", "json"])
+        .output()
+        .expect("kubevet list");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).expect("JSON rows");
+    let why = rows
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap_or("").to_string(), r["changed"].as_str().unwrap_or("").to_string()))
+        .collect();
+    (why, out)
+}
+
+#[test]
+fn changed_since_follows_each_kind_of_dependency_and_takes_everything_on_doubt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path();
+    scratch_repository(repo);
+    let touch = |path: &str| {
+        let path = repo.join(path);
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str("# changed\n");
+        std::fs::write(path, text).expect("write");
+    };
+    let undo = || {
+        git(repo, &["checkout", "-q", "--", "."]);
+        git(repo, &["clean", "-qfd"]);
+    };
+    let only = |path: &str, id: &str, why: &str| {
+        touch(path);
+        let (selected, _) = changed(repo, "main");
+        assert_eq!(selected.keys().collect::<Vec<_>>(), vec![id], "{path} changed: {selected:?}");
+        assert_eq!(selected[id], why, "{path}");
+        undo();
+    };
+    only("examples/plain.yaml", "examples.plain", "changed examples/plain.yaml");
+    only(
+        "docker/trainer/Dockerfile",
+        "examples.trainer",
+        "image kubevet.test/trainer is built from changed docker/trainer/Dockerfile",
+    );
+    only("manifests/widgets/deployment.yaml", "examples.widget", "operator widgets changed");
+    only("crds/gadget.yaml", "examples.gadget", "the CRD of Gadget.example.com changed");
+    only("scenarios/manifests/job.yaml", "scenarios.applies", "uses changed scenarios/manifests/job.yaml");
+
+    // Committed on the branch counts as much as the working tree.
+    touch("examples/gadget.yaml");
+    git(repo, &["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "change"]);
+    assert_eq!(changed(repo, "main").0.keys().collect::<Vec<_>>(), vec!["examples.gadget"]);
+    git(repo, &["reset", "-q", "--hard", "main"]);
+
+    // A new example not yet added to git is a change.
+    std::fs::write(repo.join("examples/new.yaml"), job_text("new", "kubevet.test/busybox:1.35")).expect("write");
+    assert_eq!(changed(repo, "main").0.keys().collect::<Vec<_>>(), vec!["examples.new"]);
+    undo();
+
+    // Nothing a case uses: nothing to run, said.
+    touch("README.md");
+    let (selected, out) = changed(repo, "main");
+    assert!(selected.is_empty(), "{selected:?}");
+    undo();
+    let text = kubevet()
+        .args(["list", "--suite"])
+        .arg(repo.join("kubevet.yaml"))
+        .args(["--changed-since", "main"])
+        .output()
+        .expect("list");
+    assert!(stdout(&text).contains("no case uses a file changed since"), "{}", stdout(&text));
+    drop(out);
+
+    // Everything: the suite, a file the suite says affects everything, a base not found.
+    for (change, why) in [
+        ("kubevet.yaml", "every case: the suite file kubevet.yaml changed"),
+        ("Makefile", "every case: Makefile changed, and changes.everything names it"),
+    ] {
+        touch(change);
+        let (selected, _) = changed(repo, "main");
+        assert_eq!(selected.len(), 5, "{change}: {selected:?}");
+        assert!(selected.values().all(|w| w.starts_with(why)), "{change}: {selected:?}");
+        undo();
+    }
+    let (selected, out) = changed(repo, "no-such-branch");
+    assert_eq!(selected.len(), 5, "{selected:?}");
+    assert!(stderr(&out).contains("every case: no merge-base of no-such-branch and HEAD"), "{}", stderr(&out));
+}

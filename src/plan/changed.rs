@@ -68,9 +68,10 @@ async fn changed_files(root: &Path, reference: &str) -> Result<(String, Vec<Path
 fn of_files(suite: &Suite, base: String, files: Vec<PathBuf>) -> ChangedSince {
     let files: Vec<PathBuf> = files.iter().map(|f| normal(f)).collect();
     let root = normal(&suite.root);
-    for suite_file in &suite.files {
-        if files.contains(&normal(suite_file)) {
-            return ChangedSince::Everything(format!("every case: the suite file {} changed", suite_file.display()));
+    for suite_file in suite.files.iter().map(|f| normal(f)) {
+        if files.contains(&suite_file) {
+            let shown = suite_file.strip_prefix(&root).unwrap_or(&suite_file).display().to_string();
+            return ChangedSince::Everything(format!("every case: the suite file {shown} changed"));
         }
     }
     for file in &files {
