@@ -65,6 +65,8 @@ struct Prepared {
     rendered: Vec<Result<Rendered, OperatorError>>,
     /// Images that did not build: then no cell runs.
     failed_builds: Vec<CaseResult>,
+    /// The cases whose GitHub group was printed as they ended.
+    shown: report::terminal::Shown,
 }
 
 impl Session {
@@ -153,7 +155,7 @@ impl Session {
         }
         crate::run::pipeline::prepare(&mut cases, &retags, &suite.pipelines).await;
         let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0).await;
-        Prepared { cases, built, rendered, failed_builds }
+        Prepared { cases, built, rendered, failed_builds, shown: Default::default() }
     }
 
     /// The ledger, `run.json`, the JUnit file and the summary; the exit code.
@@ -216,7 +218,16 @@ impl Session {
         let results: Vec<&CaseResult> = reports.iter().flat_map(|c| &c.report.results).collect();
         report::print(&report::terminal::failures(&results, self.color.enabled(std::io::stdout().is_terminal())));
         if self.options.github {
-            report::print(&report::github::log(reports));
+            // Each case's group was printed as it ended; operator installs and cases that never
+            // started get theirs now.
+            let shown = prepared.shown.lock().map(|s| s.clone()).unwrap_or_default();
+            for cell in reports {
+                let label = cell.cell.label();
+                for r in cell.report.results.iter().filter(|r| !shown.contains(&(label.clone(), r.id.clone()))) {
+                    report::print(&report::github::group(r, label.as_deref()));
+                }
+            }
+            report::print(&report::github::annotations(reports));
             report::github::append_step_summary(reports, &changed);
         }
         report::summary::print(reports, &changed, &junit_path, &self.options.artifacts, suite.defaults.flaky);
@@ -392,7 +403,11 @@ impl Session {
         let mut report = match failed_install {
             Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),
             None => {
-                let terminal = Arc::new(Terminal::new(cases.len(), self.color));
+                let mut terminal = Terminal::new(cases.len(), self.color);
+                if self.options.github {
+                    terminal = terminal.with_github_groups(cell.label(), prepared.shown.clone());
+                }
+                let terminal = Arc::new(terminal);
                 let report = run::run(suite, cases.to_vec(), cluster.clone(), options, cancel, terminal.clone()).await;
                 terminal.finish();
                 report

@@ -537,3 +537,38 @@ fn changed_since_follows_each_kind_of_dependency_and_takes_everything_on_doubt()
     assert_eq!(selected.len(), 5, "{selected:?}");
     assert!(stderr(&out).contains("every case: no merge-base of no-such-branch and HEAD"), "{}", stderr(&out));
 }
+
+#[test]
+fn github_groups_are_printed_as_each_case_ends_not_all_at_the_end() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = skewed_suite(dir.path(), "matrix-live-groups", 1, 1, 25);
+    let mut child = kubevet()
+        .args(["run", "--suite"])
+        .arg(&suite)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .arg("--no-history")
+        .arg("--artifacts")
+        .arg(dir.path().join("a"))
+        .env("GITHUB_ACTIONS", "true")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubevet starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("::group::")).expect("a group line");
+    assert!(first.contains("examples/b-short-0.yaml"), "the short case ends first: {first}");
+    // The long case (25 s) still runs, its result not yet written: the group came as the
+    // short one ended, not with the report.
+    let long_result = dir.path().join("a/examples.z-long-0/result.json");
+    assert!(!long_result.exists(), "the long case had ended when the first group came");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("kubevet ends");
+    assert_eq!(status.code(), Some(0));
+    let groups: Vec<&String> = rest.iter().filter(|l| l.starts_with("::group::")).collect();
+    assert_eq!(groups.len(), 1, "each case's group once: {groups:?}");
+    assert!(groups[0].contains("examples/z-long-0.yaml"), "{groups:?}");
+    assert!(long_result.is_file());
+}

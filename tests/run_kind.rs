@@ -71,6 +71,13 @@ fn a_version_matrix_gets_one_pinned_cluster_per_version_and_deletes_them() {
         assert_eq!(cell.len(), 3, "{suite_name}: {cases:#?}");
         assert_eq!(cell[0]["suite_properties"]["cluster.image"], image);
         assert_eq!(cell[0]["suite_properties"]["kubernetes.requested"], label.trim_start_matches('v'));
+        // The version is in every classname, so a consumer that merges retries by
+        // name|classname|file never takes one case on two versions for a retry.
+        assert!(
+            cell.iter()
+                .all(|c| c["classname"].as_str().is_some_and(|n| n.ends_with(&format!(" [kubernetes {label}]")))),
+            "{cell:#?}"
+        );
         let result = |name: &str| cell.iter().find(|c| c["name"] == name).map(|c| c["result"].clone());
         assert_eq!(result("examples/hello-job.yaml"), Some("passed".into()));
         assert_eq!(result("examples/built-image-job.yaml"), Some("passed".into()), "the built image was loaded");

@@ -30,27 +30,46 @@ fn verbatim(out: &mut String, text: &str) {
 }
 
 fn label(cell: &CellReport) -> String {
-    cell.cell.label().map(|l| format!(" [kubernetes {l}]")).unwrap_or_default()
+    cell_label(cell.cell.label().as_deref())
 }
 
-/// The job log's part: a group per case, then the annotations.
+fn cell_label(label: Option<&str>) -> String {
+    label.map(|l| format!(" [kubernetes {l}]")).unwrap_or_default()
+}
+
+/// One case's `::group::`, printed as the case ends (`cell`: its cell's label in a matrix).
+pub fn group(r: &CaseResult, cell: Option<&str>) -> String {
+    let mut out = String::new();
+    let title = format!("{} {}{} ({:.1}s)", r.outcome.label(), r.name, cell_label(cell), r.seconds);
+    let _ = writeln!(out, "::group::{}", escape_data(&title));
+    let mut body = format!("{}\nartifacts: {}\n", r.classed_reason(), r.artifacts.display());
+    for a in &r.attempts {
+        let _ = writeln!(body, "earlier attempt: {} {}", a.outcome.label(), a.reason.as_deref().unwrap_or(""));
+    }
+    if let Some(tail) = &r.log_tail {
+        body.push_str(tail);
+    }
+    verbatim(&mut out, &body);
+    out.push_str("::endgroup::\n");
+    out
+}
+
+/// The job log's part of reports made elsewhere (`kubevet merge`): a group per case, then
+/// the annotations.
 pub fn log(reports: &[CellReport]) -> String {
     let mut out = String::new();
     for cell in reports {
         for r in &cell.report.results {
-            let title = format!("{} {}{} ({:.1}s)", r.outcome.label(), r.name, label(cell), r.seconds);
-            let _ = writeln!(out, "::group::{}", escape_data(&title));
-            let mut body = format!("{}\nartifacts: {}\n", r.classed_reason(), r.artifacts.display());
-            for a in &r.attempts {
-                let _ = writeln!(body, "earlier attempt: {} {}", a.outcome.label(), a.reason.as_deref().unwrap_or(""));
-            }
-            if let Some(tail) = &r.log_tail {
-                body.push_str(tail);
-            }
-            verbatim(&mut out, &body);
-            out.push_str("::endgroup::\n");
+            out.push_str(&group(r, cell.cell.label().as_deref()));
         }
     }
+    out.push_str(&annotations(reports));
+    out
+}
+
+/// An `::error` (or `::warning`, for a flaky case) on each example file that did not pass.
+pub fn annotations(reports: &[CellReport]) -> String {
+    let mut out = String::new();
     for cell in reports {
         for r in &cell.report.results {
             let level = match r.outcome {

@@ -81,9 +81,15 @@ pub fn failures(results: &[&CaseResult], color: bool) -> String {
     out
 }
 
+/// The cases (cell label, case id) whose GitHub group was printed as they ended.
+pub type Shown = std::sync::Arc<Mutex<std::collections::BTreeSet<(Option<String>, String)>>>;
+
 /// The run shown on standard error: live lines on a terminal, finished-case lines always.
 pub struct Terminal {
     color: bool,
+    /// In GitHub Actions: each finished case's `::group::` on standard output as it ends,
+    /// with the cell's label, and where to note that it was shown.
+    github: Option<(Option<String>, Shown)>,
     live: Option<MultiProgress>,
     running: Mutex<HashMap<String, (ProgressBar, String)>>,
     done: Option<ProgressBar>,
@@ -94,7 +100,7 @@ impl Terminal {
         let terminal = std::io::stderr().is_terminal();
         let color = choice.enabled(terminal);
         if !terminal {
-            return Terminal { color, live: None, running: Mutex::new(HashMap::new()), done: None };
+            return Terminal { color, github: None, live: None, running: Mutex::new(HashMap::new()), done: None };
         }
         let live = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let done = live.add(ProgressBar::new(cases as u64));
@@ -102,7 +108,14 @@ impl Terminal {
             done.set_style(style);
         }
         done.enable_steady_tick(Duration::from_millis(200));
-        Terminal { color, live: Some(live), running: Mutex::new(HashMap::new()), done: Some(done) }
+        Terminal { color, github: None, live: Some(live), running: Mutex::new(HashMap::new()), done: Some(done) }
+    }
+
+    /// Prints each case's GitHub `::group::` as the case ends, not all at the end, noting in
+    /// `shown` which were.
+    pub fn with_github_groups(mut self, cell: Option<String>, shown: Shown) -> Terminal {
+        self.github = Some((cell, shown));
+        self
     }
 
     fn print(&self, line: &str) {
@@ -166,6 +179,12 @@ impl Progress for Terminal {
             done.inc(1);
         }
         self.print(&case_line(result, self.color));
+        if let Some((cell, shown)) = &self.github {
+            super::print(&super::github::group(result, cell.as_deref()));
+            if let Ok(mut shown) = shown.lock() {
+                shown.insert((cell.clone(), result.id.clone()));
+            }
+        }
     }
 
     fn note(&self, text: &str) {
