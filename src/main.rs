@@ -574,11 +574,6 @@ fn session(command: &RunCommand, color: ColorChoice) -> Result<Option<Session>, 
     if let Some(retries) = run.retries {
         cases.iter_mut().for_each(|c| c.retries = retries);
     }
-    if let Some(shard) = &shard {
-        let name = format!("kubevet-{}-attempt-{}", shard.reference.id, shard.reference.attempt);
-        util::github::set_output("artifact-name", &name)
-            .map_err(|e| Error::Infrastructure(format!("writing $GITHUB_OUTPUT: {e}")))?;
-    }
     Ok(Some(Session {
         shard: shard.map(|s| s.reference),
         suite,
