@@ -3,8 +3,14 @@
 //! kubevet: wall time against the ideal ceil(N/C)×D, the time a slot is held beyond the
 //! workload's own D, detection latency, API requests and CPU per case.
 //!
+//! Then the cluster's floor, measured in the same run: BENCH_FLOOR_N (40) busybox Jobs of 1–3 s
+//! with the real kubelet at concurrency 10, run by `kubevet run` and, as the floor, applied 10
+//! at a time with kubectl into one namespace made beforehand and waited for with `kubectl
+//! wait`; prints kubevet's wall time over the floor's.
+//!
 //! Needs the test cluster (tests/cluster/up). Run: cargo bench --bench orchestration
-//! Environment: KUBEVET_TEST_KUBECONFIG, BENCH_N (200), BENCH_C (20), BENCH_D (2).
+//! Environment: KUBEVET_TEST_KUBECONFIG, BENCH_N (200), BENCH_C (20), BENCH_D (2),
+//! BENCH_FLOOR_N (40; 0 skips the floor).
 
 mod support;
 
@@ -70,6 +76,70 @@ fn completer(kubeconfig: &Path, d: f64, record: &Path) -> std::process::Child {
         .expect("bench-pod-completer starts")
 }
 
+/// `kubectl ARGS` on the test cluster; a failure ends the benchmark.
+fn kubectl(kubeconfig: &Path, args: &[&str]) {
+    let out = Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("kubectl runs");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// kubevet's wall time over the cluster's floor, both on the same real Jobs.
+fn floor(kubeconfig: &Path, n: usize) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let examples = work.path().join("examples");
+    std::fs::create_dir_all(&examples).expect("mkdir");
+    let mut files = Vec::new();
+    for i in 0..n {
+        let job = format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: floor-{i}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: main\n          image: kubevet.test/busybox:1.35\n          imagePullPolicy: IfNotPresent\n          command: [\"sleep\", \"{}\"]\n",
+            1 + i % 3
+        );
+        let file = examples.join(format!("floor-{i:03}.yaml"));
+        std::fs::write(&file, job).expect("example");
+        files.push(file);
+    }
+    let suite = work.path().join("kubevet.yaml");
+    std::fs::write(
+        &suite,
+        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nmetadata:\n  name: floor\ndefaults:\n  concurrency: 10\n",
+    )
+    .expect("suite");
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubevet"))
+        .args(["run", "--no-history", "--suite"])
+        .arg(&suite)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--artifacts")
+        .arg(work.path().join("artifacts"))
+        .env("KUBEVET_CACHE", work.path().join("cache"))
+        .output()
+        .expect("kubevet runs");
+    let kubevet_s = start.elapsed().as_secs_f64();
+    assert!(out.status.success(), "kubevet run: {}", String::from_utf8_lossy(&out.stdout));
+    let namespace = format!("kubevet-floor-{}", std::process::id());
+    kubectl(kubeconfig, &["create", "namespace", &namespace]);
+    let start = Instant::now();
+    let indices: Vec<usize> = (0..n).collect();
+    for batch in indices.chunks(10) {
+        let names: Vec<String> = batch.iter().map(|&i| files[i].to_string_lossy().into_owned()).collect();
+        let mut apply = vec!["apply", "-n", namespace.as_str()];
+        for name in &names {
+            apply.extend(["-f", name.as_str()]);
+        }
+        kubectl(kubeconfig, &apply);
+        let jobs: Vec<String> = batch.iter().map(|i| format!("job/floor-{i}")).collect();
+        let mut wait = vec!["wait", "-n", namespace.as_str(), "--for=condition=complete", "--timeout=120s"];
+        wait.extend(jobs.iter().map(String::as_str));
+        kubectl(kubeconfig, &wait);
+    }
+    let floor_s = start.elapsed().as_secs_f64();
+    kubectl(kubeconfig, &["delete", "namespace", &namespace, "--wait=false"]);
+    println!(
+        "floor: jobs={n} concurrency=10 kubevet_wall_s={kubevet_s:.1} floor_s={floor_s:.1} wall_over_floor={:.3}",
+        kubevet_s / floor_s
+    );
+}
+
 fn main() {
     tracing_subscriber::fmt().with_env_filter("kubevet=warn").with_writer(std::io::stderr).init();
     let n = env_number("BENCH_N", 200.0) as usize;
@@ -97,6 +167,7 @@ fn main() {
             fail_fast: false,
             keep_on_failure: false,
             github: false,
+            cluster_deleted_after: false,
         };
         let report = run::run(
             &suite,
@@ -166,4 +237,8 @@ fn main() {
         support::percentile(&mut detect, 99.0),
         cpu / n as f64,
     );
+    let floor_n = env_number("BENCH_FLOOR_N", 40.0) as usize;
+    if floor_n > 0 {
+        floor(&kubeconfig, floor_n);
+    }
 }

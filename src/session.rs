@@ -398,7 +398,8 @@ impl Session {
             }
         }
         let failed_install = installs.iter().find(|(r, _)| r.outcome != Outcome::Passed).map(|(r, _)| r.name.clone());
-        let options = RunOptions { artifacts: dir.to_path_buf(), ..self.options.clone() };
+        let cluster_deleted_after = provisioned.delete_at_end;
+        let options = RunOptions { artifacts: dir.to_path_buf(), cluster_deleted_after, ..self.options.clone() };
         let setup_seconds = failed_install.is_none().then(|| started.elapsed().as_secs_f64());
         let mut report = match failed_install {
             Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),

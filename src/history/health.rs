@@ -441,6 +441,167 @@ mod tests {
         assert_eq!(broken_run, 0.0, "a run where nearly everything failed is left out");
     }
 
+    use crate::history::store::{CaseRow, CellRow, RunRow};
+
+    /// A case's (id, outcome, class, seconds).
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, f64);
+
+    /// A run with one cell per (version, cases).
+    fn run(id: &str, operator: &str, cells: &[(&str, &[Case])]) -> RunRow {
+        RunRow {
+            id: id.into(),
+            suite: "s".into(),
+            started: jiff::Timestamp::UNIX_EPOCH,
+            ended: jiff::Timestamp::UNIX_EPOCH,
+            versions: serde_json::json!({"op": operator}),
+            changed: Vec::new(),
+            root: None,
+            cells: cells
+                .iter()
+                .map(|(version, cases)| CellRow {
+                    kubernetes: version.to_string(),
+                    server: Some(format!("v{version}.0")),
+                    image: None,
+                    asked: Some(version.to_string()),
+                    setup_seconds: None,
+                    cases: cases
+                        .iter()
+                        .map(|(case, outcome, class, seconds)| CaseRow {
+                            id: case.to_string(),
+                            name: format!("{case}.yaml"),
+                            profile: Some("job".into()),
+                            tier: None,
+                            outcome: outcome.to_string(),
+                            class: class.map(str::to_string),
+                            reason: None,
+                            seconds: *seconds,
+                            phases: serde_json::Value::Null,
+                            attempts: 1,
+                            artifacts: None,
+                            log_tail: None,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn of<'a>(all: &'a [Health], id: &str, kubernetes: Option<&str>) -> &'a Health {
+        all.iter()
+            .find(|h| h.id == id && h.kubernetes.as_deref() == kubernetes)
+            .unwrap_or_else(|| panic!("no health of {id} on {kubernetes:?}"))
+    }
+
+    #[test]
+    fn each_outcome_counts_as_it_should_in_the_timeline_and_the_pass_rate() {
+        let outcomes = [
+            ("passed", None),
+            ("flaky", None),
+            ("failed", Some("infrastructure")),
+            ("error", Some("test")),
+            ("failed", Some("test")),
+            ("skipped", None),
+        ];
+        let runs: Vec<RunRow> = outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, (o, c))| run(&format!("r{i}"), "v1", &[("1.34", &[("a", o, *c, 10.0 + i as f64)])]))
+            .collect();
+        let all = health(&runs, &[], &runs);
+        let a = of(&all, "a", Some("1.34"));
+        assert_eq!(a.timeline, "PFIXX-");
+        assert_eq!((a.judged, a.pass_rate), (4, Some(0.5)), "infrastructure and skips are not judged");
+        // Durations of passing runs only: 10 and 11.
+        assert_eq!((a.median_seconds, a.p95_seconds), (Some(11.0), Some(11.0)));
+        assert_eq!(a.points.iter().map(|p| p.outcome.as_str()).collect::<String>(), "PFIXX-");
+        assert_eq!(State::Failing.name(), "FAILING");
+        assert_eq!(State::Broken.name(), "BROKEN");
+    }
+
+    #[test]
+    fn a_cell_where_nearly_everything_failed_is_a_broken_run() {
+        assert!(!nearly_all_failed(&[X, X, X, X]), "fewer than 5 judged cases");
+        assert!(nearly_all_failed(&[X, X, X, X, X]));
+        assert!(!nearly_all_failed(&[X, X, X, X, P]), "80 % is not nearly all");
+        assert!(nearly_all_failed(&[X, X, X, X, X, X, X, X, X, P]), "90 % is");
+        assert!(!nearly_all_failed(&[X, X, X, X, I, I, I, I, I]), "infrastructure is not judged");
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let values: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), Some(6.0), "rank round(0.5 × 9) = 5");
+        assert_eq!(percentile(&values, 95.0), Some(10.0));
+        assert_eq!(percentile(&values, 0.0), Some(1.0));
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), Some(2.0), "sorted first");
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn a_failure_on_one_version_only_is_a_regression_there_with_what_changed() {
+        let ok = |i: usize| (format!("r{i}"), "v1");
+        let mut runs: Vec<RunRow> = (0..3)
+            .map(|i| {
+                let (id, op) = ok(i);
+                run(&id, op, &[("1.33", &[("a", "passed", None, 5.0)]), ("1.34", &[("a", "passed", None, 7.0)])])
+            })
+            .collect();
+        for i in 3..6 {
+            runs.push(run(
+                &format!("r{i}"),
+                "v2",
+                &[("1.33", &[("a", "passed", None, 5.0)]), ("1.34", &[("a", "failed", Some("test"), 9.0)])],
+            ));
+        }
+        let all = health(&runs, &runs[..2], &runs);
+        assert_eq!(all[0].kubernetes, None, "the overall row comes first");
+        let overall = of(&all, "a", None);
+        let (on_33, on_34) = (of(&all, "a", Some("1.33")), of(&all, "a", Some("1.34")));
+        assert_eq!((on_33.state, on_34.state, overall.state), (State::Passing, State::Failing, State::Failing));
+        assert_eq!(overall.judged, 12);
+        assert_eq!(overall.pass_rate, Some(0.75), "9 of 12 judged results passed");
+        assert_eq!(overall.score, on_34.score.min(on_33.score));
+        assert_eq!(on_34.score, 25, "at most 25 while failing");
+        assert_eq!(overall.flakiness, (on_33.flakiness + on_34.flakiness) / 2.0);
+        let regression = on_34.regression.as_ref().expect("a regression on 1.34");
+        assert_eq!(
+            (regression.first_failing_run.as_str(), regression.changed.clone()),
+            ("r3", vec!["op v1 → v2".to_string()])
+        );
+        assert!(on_33.regression.is_none());
+        assert_eq!(overall.regression.as_ref().map(|r| r.kubernetes.as_str()), Some("1.34"));
+        assert_eq!(on_34.previous_median_seconds, Some(7.0), "the earlier window's passing runs");
+        assert_eq!(on_34.median_seconds, Some(7.0), "failures have no duration that counts");
+    }
+
+    #[test]
+    fn no_regression_when_the_other_version_fails_too_or_the_streak_is_one_run() {
+        let both_fail: Vec<RunRow> = (0..4)
+            .map(|i| {
+                let outcome = if i < 2 { "passed" } else { "failed" };
+                run(
+                    &format!("r{i}"),
+                    "v1",
+                    &[("1.33", &[("a", outcome, None, 1.0)]), ("1.34", &[("a", outcome, None, 1.0)])],
+                )
+            })
+            .collect();
+        let all = health(&both_fail, &[], &both_fail);
+        assert!(all.iter().all(|h| h.regression.is_none()), "failing everywhere is the example's");
+        let once: Vec<RunRow> = (0..4)
+            .map(|i| {
+                let outcome = if i < 3 { "passed" } else { "failed" };
+                run(
+                    &format!("r{i}"),
+                    "v1",
+                    &[("1.33", &[("a", "passed", None, 1.0)]), ("1.34", &[("a", outcome, None, 1.0)])],
+                )
+            })
+            .collect();
+        let all = health(&once, &[], &once);
+        assert!(all.iter().all(|h| h.regression.is_none()), "one failed run is no regression yet");
+    }
+
     #[test]
     fn states_and_scores() {
         assert_eq!(state_of(&[P, P], true, 0.0), State::New);

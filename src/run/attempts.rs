@@ -136,8 +136,15 @@ impl Attempts<'_> {
                 if self.options.keep_on_failure {
                     result.cleanup = Some(format!("kept namespace {} (--keep-on-failure)", cleanup.namespace));
                 } else {
-                    clean_up(self.cluster, cleanup, &mut self.namespaces, defaults.cleanup_timeout.0, &mut result)
-                        .await;
+                    clean_up(
+                        self.cluster,
+                        cleanup,
+                        &mut self.namespaces,
+                        defaults.cleanup_timeout.0,
+                        true,
+                        &mut result,
+                    )
+                    .await;
                 }
             }
             left_behind.extend(result.left_behind.iter().cloned());

@@ -1,6 +1,7 @@
 //! Deleting what a case made: its cluster-scoped objects, then its namespace (workloads that
-//! had not finished first), waiting until the namespace is gone. What stays is never silent:
-//! it goes into the result's `leftBehind` and `cleanup`.
+//! had not finished first), waiting until the namespace is gone — unless the cluster itself
+//! is deleted right after the run. What stays is never silent: it goes into the result's
+//! `leftBehind` and `cleanup`.
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ pub(super) async fn clean_up(
     cleanup: &Cleanup,
     namespaces: &mut NamespaceTracker,
     timeout: Duration,
+    wait_gone: bool,
     result: &mut CaseResult,
 ) {
     let clock = Instant::now();
@@ -29,13 +31,16 @@ pub(super) async fn clean_up(
             problems.push(e.message);
         }
     }
-    if let Err(why) = cluster.delete_namespace(&cleanup.namespace, &cleanup.unfinished, namespaces, timeout).await {
+    let deleted = cluster.delete_namespace(&cleanup.namespace, &cleanup.unfinished, namespaces, timeout, wait_gone);
+    if let Err(why) = deleted.await {
         warn!(namespace = %cleanup.namespace, "{why}");
         result.left_behind.push(format!("namespace {}", cleanup.namespace));
         problems.push(why.to_string());
     }
     if !problems.is_empty() {
         result.cleanup = Some(problems.join("; "));
+    } else if !wait_gone {
+        result.cleanup = Some("namespace deletion asked, not waited for: the cluster is deleted after the run".into());
     }
     result.phases.push(Phase::since("cleanup", clock));
 }

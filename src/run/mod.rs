@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub keep_on_failure: bool,
     /// GitHub Actions output: groups, annotations, the step summary.
     pub github: bool,
+    /// The cluster is deleted right after the run (kind without `--reuse`, a container
+    /// cluster): namespaces are deleted but not waited for, since nothing can be left behind.
+    pub cluster_deleted_after: bool,
 }
 
 /// The report of a run whose cases could not start (an operator failed to install).
@@ -204,8 +207,9 @@ impl CaseTasks {
             }
             Some((cleanup, false, timeout)) => {
                 let (cluster, mut namespaces) = (self.cluster.clone(), self.namespaces.clone());
+                let wait = !self.options.cluster_deleted_after;
                 cleanups.spawn(async move {
-                    clean_up(&cluster, &cleanup, &mut namespaces, timeout.0, &mut result).await;
+                    clean_up(&cluster, &cleanup, &mut namespaces, timeout.0, wait, &mut result).await;
                     result.write();
                     (index, result)
                 });
@@ -329,7 +333,7 @@ async fn clean_up_by_label(
             }
         }
         let cleanup = Cleanup { namespace, unfinished, cluster_scoped: cluster_scoped.take().unwrap_or_default() };
-        clean_up(cluster, &cleanup, namespaces, timeout, result).await;
+        clean_up(cluster, &cleanup, namespaces, timeout, true, result).await;
     }
     if let Some(rest) = cluster_scoped.filter(|r| !r.is_empty()) {
         for object in rest {

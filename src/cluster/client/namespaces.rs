@@ -113,21 +113,25 @@ impl Cluster {
         NamespaceTracker { gone: rx }
     }
 
-    /// Deletes a case's namespace and waits, on the run's namespace watch, until it is gone;
-    /// on timeout, says what is left and why. When the workloads did not finish, they go
-    /// first (so their controllers stop recreating pods), then their pods with no grace
-    /// period, as a stuck namespace otherwise takes a minute or more.
+    /// Deletes a case's namespace and (with `wait_gone`) waits, on the run's namespace watch,
+    /// until it is gone; on timeout, says what is left and why. Workloads that did not finish
+    /// go first (so their controllers stop recreating pods). Then the pods go with no grace
+    /// period — their logs are collected, and a finished pod's containers have exited — since
+    /// the namespace controller otherwise waits out each pod's grace before it finalizes:
+    /// seconds per case at the end of every run, a minute or more for a stuck one.
     pub async fn delete_namespace(
         &self,
         name: &str,
         unfinished: &[Applied],
         tracker: &mut NamespaceTracker,
         timeout: Duration,
+        wait_gone: bool,
     ) -> Result<(), NamespaceNotDeleted> {
         for w in unfinished {
             let _ = self.delete(w).await;
         }
-        self.delete_namespace_now(name, !unfinished.is_empty(), tracker, timeout).await
+        let timeout = if wait_gone { Some(timeout) } else { None };
+        self.delete_namespace_now(name, true, tracker, timeout).await
     }
 
     /// Deletes a namespace whatever runs in it (its pods first, with no grace period) and
@@ -138,15 +142,16 @@ impl Cluster {
         tracker: &mut NamespaceTracker,
         timeout: Duration,
     ) -> Result<(), NamespaceNotDeleted> {
-        self.delete_namespace_now(name, true, tracker, timeout).await
+        self.delete_namespace_now(name, true, tracker, Some(timeout)).await
     }
 
+    /// The delete, then (with a timeout) the wait until the namespace is gone.
     async fn delete_namespace_now(
         &self,
         name: &str,
         force_pods: bool,
         tracker: &mut NamespaceTracker,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<(), NamespaceNotDeleted> {
         if force_pods {
             let force = DeleteParams {
@@ -166,6 +171,7 @@ impl Cluster {
                 return Err(NamespaceNotDeleted::Refused(ApiError::new(&format!("deleting namespace {name}"), &e)));
             }
         }
+        let Some(timeout) = timeout else { return Ok(()) };
         match tokio::time::timeout(timeout, tracker.wait_gone(name)).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(NamespaceNotDeleted::WatchLost { name: name.to_string() }),
