@@ -208,6 +208,13 @@ pub struct CaseResult {
     /// `kubevet clean` removes it.
     pub left_behind: Vec<String>,
     pub collect_problems: Vec<String>,
+    /// Extended resources (GPUs…) the case asks for that no node of the cluster offers: why
+    /// it was skipped, or what its CPU smoke test ran without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unoffered: Vec<String>,
+    /// What a CPU smoke test (`gpu: cpu`) removed from the case's objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_smoke: Vec<String>,
     #[serde(skip, default = "Instant::now")]
     started: Instant,
     /// A retried case's own folder: `write` keeps a `result.json` with every attempt there,
@@ -260,6 +267,8 @@ impl CaseResult {
             cleanup: None,
             left_behind: Vec::new(),
             collect_problems: Vec::new(),
+            unoffered: Vec::new(),
+            cpu_smoke: Vec::new(),
             started: Instant::now(),
             source: None,
             case_dir: None,
@@ -325,7 +334,8 @@ impl CaseResult {
     }
 
     fn write_to(&self, dir: &std::path::Path) {
-        if self.outcome == Outcome::Skipped {
+        // A case the suite skips has no folder; one skipped for what the cluster lacks says so.
+        if self.outcome == Outcome::Skipped && self.unoffered.is_empty() {
             return;
         }
         let file = dir.join("result.json");

@@ -67,6 +67,8 @@ pub struct Case {
     pub problem: Option<String>,
     /// Why `--changed-since` selected it.
     pub changed: Option<String>,
+    /// What becomes of it when it asks for a GPU (an extended resource) no node offers.
+    pub gpu: crate::suite::gpu::GpuMode,
 }
 
 impl Case {
@@ -275,6 +277,7 @@ fn example_case(suite: &Suite, path: PathBuf, rel: String, id: String, objects: 
     let workloads = workloads(suite, &objects, resolved.profile.as_deref());
     let first_profile = workloads.first().map(|w| &w.profile);
     let mut case = resolved.case(id, rel, path, resolved.timeout_and_retries(suite, first_profile));
+    case.gpu = resolved.gpu(suite, first_profile);
     case.problem = if objects.is_empty() {
         Some(EMPTY_FILE.to_string())
     } else if workloads.is_empty() {

@@ -11,7 +11,7 @@ use crate::{
     suite::assertions::LogAssertion,
     suite::checks::Check,
     suite::profile::Profile,
-    suite::{Expect, Suite},
+    suite::{Expect, Suite, gpu::GpuMode},
     util::duration::Dur,
 };
 
@@ -30,6 +30,7 @@ pub struct Resolved {
     pub logs: Vec<LogAssertion>,
     pub checks: Vec<Check>,
     pub parameters: Map<String, Value>,
+    pub gpu: Option<GpuMode>,
     /// The line of the last override that gives parameters, for errors about them.
     parameters_line: Option<u64>,
 }
@@ -44,6 +45,7 @@ impl Resolved {
             r.expect = o.expect.or(r.expect);
             r.skip = o.skip.clone().or(r.skip);
             r.profile = o.profile.clone().or(r.profile);
+            r.gpu = o.gpu.or(r.gpu);
             r.logs.extend(o.logs.iter().cloned());
             r.checks.extend(o.checks.iter().cloned());
             if !o.parameters.is_empty() {
@@ -75,6 +77,12 @@ impl Resolved {
         (timeout, retries)
     }
 
+    /// What a case does when it asks for an extended resource no node offers: the overrides',
+    /// the profile's, the suite's `gpu.mode`.
+    pub fn gpu(&self, suite: &Suite, profile: Option<&Profile>) -> GpuMode {
+        self.gpu.or_else(|| profile.and_then(|p| p.gpu)).unwrap_or(suite.gpu.mode)
+    }
+
     /// The case of file `rel` with what the overrides say and nothing of its kind yet: the
     /// builder of each kind adds its objects, steps or pipeline.
     pub fn case(&self, id: String, rel: String, path: PathBuf, (timeout, retries): (Dur, u32)) -> Case {
@@ -95,6 +103,7 @@ impl Resolved {
             retries,
             problem: None,
             changed: None,
+            gpu: GpuMode::default(),
         }
     }
 }

@@ -112,12 +112,13 @@ pub fn step_summary(reports: &[CellReport], changed: &[String]) -> String {
     let mut out = String::from("## kubevet\n\n");
     let _ = writeln!(
         out,
-        "**{} passed, {} failed, {} errors, {} flaky, {} skipped**\n",
+        "**{} passed, {} failed, {} errors, {} flaky, {} skipped{}**\n",
         count(Outcome::Passed),
         count(Outcome::Failed),
         count(Outcome::Error),
         count(Outcome::Flaky),
-        count(Outcome::Skipped)
+        count(Outcome::Skipped),
+        super::summary::unoffered_note(&all.iter().map(|(_, r)| *r).collect::<Vec<_>>())
     );
     if !changed.is_empty() {
         let _ = writeln!(out, "Changed since the previous run: {}\n", changed.join(", "));

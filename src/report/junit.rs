@@ -129,6 +129,12 @@ fn test_case(r: &CaseResult, server_version: &str, cell: Option<&str>) -> TestCa
     if let Some(lag) = r.pipeline.as_ref().and_then(|p| p.state_lag_seconds) {
         case.add_property(Property::new("pipeline.stateLagSeconds", format!("{lag:.1}")));
     }
+    if !r.unoffered.is_empty() {
+        case.add_property(Property::new("resources.unoffered", r.unoffered.join(", ")));
+    }
+    if !r.cpu_smoke.is_empty() {
+        case.add_property(Property::new("gpu.cpuSmokeTest", r.cpu_smoke.join(", ")));
+    }
     if r.outcome != Outcome::Skipped {
         let mut out = format!("artifacts: {}\n", r.artifacts.display());
         for p in &r.phases {

@@ -25,11 +25,12 @@ pub fn summary(run: &RunReport) -> String {
     }
     let count = |o: Outcome| run.results.iter().filter(|r| r.outcome == o).count();
     out.push_str(&format!(
-        "{} passed, {} failed, {} errors, {} skipped, {} interrupted, {} flaky in {:.1}s\n",
+        "{} passed, {} failed, {} errors, {} skipped{}, {} interrupted, {} flaky in {:.1}s\n",
         count(Outcome::Passed),
         count(Outcome::Failed),
         count(Outcome::Error),
         count(Outcome::Skipped),
+        unoffered_note(&run.results.iter().collect::<Vec<_>>()),
         count(Outcome::Interrupted),
         count(Outcome::Flaky),
         run.seconds
@@ -45,6 +46,25 @@ pub fn summary(run: &RunReport) -> String {
         out.push_str(&format!("not passed, by class: {}\n", parts.join(", ")));
     }
     out
+}
+
+/// ` (2 need what no node offers)` after the skipped count, when any were skipped for want
+/// of an extended resource; CPU smoke tests are counted too.
+pub fn unoffered_note(results: &[&crate::outcome::CaseResult]) -> String {
+    let wanting = results.iter().filter(|r| r.outcome == Outcome::Skipped && !r.unoffered.is_empty()).count();
+    let smoke = results.iter().filter(|r| !r.cpu_smoke.is_empty()).count();
+    let mut parts = Vec::new();
+    match wanting {
+        0 => {}
+        1 => parts.push("1 needs what no node offers".into()),
+        n => parts.push(format!("{n} need what no node offers")),
+    }
+    match smoke {
+        0 => {}
+        1 => parts.push("1 ran as a CPU smoke test".into()),
+        n => parts.push(format!("{n} ran as CPU smoke tests")),
+    }
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) }
 }
 
 /// `2 namespaces left behind: a, b; 1 cluster-scoped object left behind: ClusterRole/x`.

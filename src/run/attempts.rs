@@ -101,6 +101,7 @@ impl Attempts<'_> {
                 pipelines: &self.suite.pipelines,
                 suite_name: &self.suite.name,
                 keep_on_failure: self.options.keep_on_failure,
+                gpu: &self.suite.gpu,
             }
             .run()
             .await;

@@ -1,27 +1,35 @@
 //! One case: create its namespace, apply its objects, wait for its workloads, collect the
 //! evidence, judge. Cleaning up is handed back to the runner so that it holds no slot.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    time::Duration,
+};
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
 use super::{
-    checks, classify,
+    checks, classify, extended,
     steps::{Scope, Verdict},
 };
 use crate::{
     cluster::{
-        Applied, Cluster, LABEL_CASE, LABEL_RUN,
+        ApiError, Applied, Cluster, LABEL_CASE, LABEL_RUN,
         collect::{Collect, Evidence},
         label_value,
         wait::{Ending, Wait, Waited},
     },
     outcome::{CaseResult, Outcome, Phase, Progress},
     plan::Case,
-    suite::{ClassRule, Defaults, Expect, FailureClass, assertions::LogSource, profile::Profile},
-    util::ids::random_hex,
+    suite::{
+        ClassRule, Defaults, Expect, FailureClass, assertions::LogSource, gpu::GpuMode, gpu::GpuSettings,
+        profile::Profile,
+    },
+    util::{ids::random_hex, yaml::Document},
 };
 
 /// How long an interrupted case may spend collecting before it is cleaned up.
@@ -51,6 +59,8 @@ pub struct CaseRun<'a> {
     pub pipelines: &'a crate::suite::pipelines::PipelineSettings,
     pub suite_name: &'a str,
     pub keep_on_failure: bool,
+    /// What a case asking for a GPU no node offers does (the suite's `gpu:`).
+    pub gpu: &'a GpuSettings,
 }
 
 /// How a case ended: outcome, class, reason.
@@ -103,9 +113,10 @@ impl CaseRun<'_> {
         }
         let mut result = CaseResult::new(case, self.dir.clone());
         let clock = Instant::now();
+        let Some(objects) = self.fit_to_cluster(&mut result).await else { return (result, None) };
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
-        let made = self.apply_objects(&namespace, &mut result, &mut cleanup).await;
+        let made = self.apply_objects(&objects, &namespace, &mut result, &mut cleanup).await;
         result.phases.push(Phase::since("apply", clock));
         let Some(made) = made else { return (result, Some(cleanup)) };
         // Tests of the runner's panic safety inject a panic here, with the namespace made.
@@ -126,7 +137,8 @@ impl CaseRun<'_> {
         }
         let pod_states = pods.clone();
         let evidence = self.collect_into(&mut result, &namespace, &made.applied, (seen, Some(pods)), interrupted).await;
-        let (mut outcome, mut class, mut reason) = self.judge(waited.ending, &pod_states, &evidence).await;
+        let (mut outcome, mut class, mut reason) =
+            self.judge(waited.ending, &pod_states, &evidence, &mut result.unoffered).await;
         if outcome == Outcome::Passed && !case.checks.is_empty() {
             let workload = watched.first().map(|(a, _)| &made.applied[*a]);
             if let Some((o, c, r)) = self.run_checks(&namespace, workload, &pod_states, &mut result).await {
@@ -137,17 +149,61 @@ impl CaseRun<'_> {
         if outcome != Outcome::Passed {
             result.log_tail = evidence.failing_tail(30);
         }
+        if !result.cpu_smoke.is_empty() {
+            reason = format!("CPU smoke test (without {}): {reason}", result.cpu_smoke.join(", "));
+        }
         result.finish_as(outcome, class, Some(reason));
         (result, Some(cleanup))
     }
 
+    /// The case's objects as the cluster can take them. When they ask for an extended
+    /// resource no node offers, none (the case skipped, never retried: no retry gives the
+    /// cluster a GPU), or with `gpu: cpu` a copy without it, the case a CPU smoke test.
+    async fn fit_to_cluster(&self, result: &mut CaseResult) -> Option<Cow<'_, [Document]>> {
+        let objects = &self.case.objects;
+        let missing = match self.unoffered(objects.iter().map(|d| &d.value)).await {
+            Ok(missing) if missing.is_empty() => return Some(Cow::Borrowed(objects)),
+            Ok(missing) => missing,
+            Err(e) => {
+                result.finish(Outcome::Error, Some(format!("could not see what the nodes offer: {e}")));
+                return None;
+            }
+        };
+        result.unoffered = missing.iter().cloned().collect();
+        if self.case.gpu == GpuMode::Skip {
+            result.finish(Outcome::Skipped, Some(extended::skip_reason(&missing)));
+            return None;
+        }
+        let mut values: Vec<Value> = objects.iter().map(|d| d.value.clone()).collect();
+        result.cpu_smoke = extended::strip_for_cpu(&mut values, &missing, self.gpu);
+        let fitted = objects.iter().zip(values).map(|(d, value)| Document { value, ..d.clone() }).collect();
+        Some(Cow::Owned(fitted))
+    }
+
+    /// The extended resources these objects ask for that no node offers (nodes listed only
+    /// when they ask for one).
+    async fn unoffered<'v>(&self, values: impl Iterator<Item = &'v Value>) -> Result<BTreeSet<String>, ApiError> {
+        let asked = extended::asked(&values.collect::<Vec<_>>());
+        if asked.is_empty() {
+            return Ok(asked);
+        }
+        let offered = extended::offered(&self.cluster.node_allocatable().await?);
+        Ok(asked.difference(&offered).cloned().collect())
+    }
+
     /// Applies the case's objects, cluster-scoped ones first (namespaced ones often refer to
     /// them); none, with the result finished, when the cluster would not take one.
-    async fn apply_objects(&self, namespace: &str, result: &mut CaseResult, cleanup: &mut Cleanup) -> Option<Made> {
+    async fn apply_objects(
+        &self,
+        objects: &[Document],
+        namespace: &str,
+        result: &mut CaseResult,
+        cleanup: &mut Cleanup,
+    ) -> Option<Made> {
         let case = self.case;
-        let mut made = Made { applied: Vec::new(), index: vec![None; case.objects.len()] };
+        let mut made = Made { applied: Vec::new(), index: vec![None; objects.len()] };
         let mut order: Vec<(bool, usize)> = Vec::new();
-        for (i, object) in case.objects.iter().enumerate() {
+        for (i, object) in objects.iter().enumerate() {
             let doc = &object.value;
             match self.cluster.kind(doc["apiVersion"].as_str().unwrap_or(""), doc["kind"].as_str().unwrap_or("")).await
             {
@@ -164,7 +220,7 @@ impl CaseRun<'_> {
         order.sort();
         for (namespaced, i) in order {
             // Cluster-scoped objects outlive the namespace: labelled, `kubevet clean` finds them.
-            let mut object = case.objects[i].value.clone();
+            let mut object = objects[i].value.clone();
             if !namespaced {
                 for (key, value) in &self.labels() {
                     object["metadata"]["labels"][key] = serde_json::json!(value);
@@ -183,7 +239,7 @@ impl CaseRun<'_> {
                     made.applied.push(a);
                 }
                 Err(e) => {
-                    let line = case.objects[i].line;
+                    let line = objects[i].line;
                     let reason = format!("apply ({}:{line}): {e}", case.name);
                     let evidence = self.collect_into(result, namespace, &made.applied, (vec![], None), false).await;
                     let class = classify::with_rules(self.rules, &reason, &evidence.events, classify::rejected(&e));
@@ -251,8 +307,9 @@ impl CaseRun<'_> {
         (waited, pods)
     }
 
-    /// The verdict from how the wait ended, the pods and the evidence (log assertions).
-    async fn judge(&self, ending: Ending, pods: &[Pod], evidence: &Evidence) -> Stop {
+    /// The verdict from how the wait ended, the pods and the evidence (log assertions);
+    /// `unoffered` gets what a pod that could not be scheduled asks for and no node offers.
+    async fn judge(&self, ending: Ending, pods: &[Pod], evidence: &Evidence, unoffered: &mut Vec<String>) -> Stop {
         use FailureClass::{Infrastructure, Test, Timeout};
         match (ending, self.case.expect) {
             (Ending::Succeeded(why), Expect::Success) => match self.check_logs(evidence) {
@@ -266,6 +323,26 @@ impl CaseRun<'_> {
             (Ending::Failed(why), Expect::Failure) => (Outcome::Passed, None, format!("failed as expected: {why}")),
             (Ending::Failed(why), _) => (Outcome::Failed, Some(classify::failed(pods, &evidence.events)), why),
             (Ending::Stuck(stuck), _) => {
+                // A pod an operator made from a template the example does not hold (a
+                // runtime's) can ask for a GPU too: skipped then, as if the example had.
+                if stuck.reason == "Unschedulable"
+                    && let Ok(values) = pods
+                        .iter()
+                        .filter(|p| p.metadata.name.as_deref() == Some(stuck.pod.as_str()))
+                        .map(serde_json::to_value)
+                        .collect::<Result<Vec<_>, _>>()
+                    && let Ok(missing) = self.unoffered(values.iter()).await
+                    && !missing.is_empty()
+                {
+                    *unoffered = missing.iter().cloned().collect();
+                    let mut why = extended::skip_reason(&missing);
+                    if self.case.gpu == GpuMode::Cpu {
+                        why.push_str(
+                            " (a CPU smoke test cannot remove it: the cluster gave it to the pod, not the example)",
+                        );
+                    }
+                    return (Outcome::Skipped, None, why);
+                }
                 let mut class = classify::stuck(&stuck);
                 let mut why = stuck.to_string();
                 // Not enough room: the cluster's, unless the pod asks for more than any node has.

@@ -7,6 +7,7 @@ mod case;
 mod checks;
 mod classify;
 mod cleanup;
+mod extended;
 pub mod pipeline;
 mod scenario;
 mod steps;

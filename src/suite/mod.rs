@@ -24,6 +24,7 @@ pub mod assertions;
 pub mod checks;
 pub mod classes;
 mod cluster;
+pub mod gpu;
 pub mod images;
 mod operators;
 pub mod pipelines;
@@ -62,6 +63,7 @@ struct SuiteFile {
     classes: Option<Vec<ClassRuleFile>>,
     pipelines: Option<pipelines::PipelinesFile>,
     changes: Option<ChangesFile>,
+    gpu: Option<gpu::GpuFile>,
 }
 
 /// `changes:`: what `--changed-since` needs besides the cases' own files.
@@ -224,6 +226,7 @@ struct ProfileFile {
     retries: Option<u32>,
     #[serde(default)]
     checks: Vec<Spanned<checks::CheckFile>>,
+    gpu: Option<gpu::GpuMode>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +265,7 @@ struct OverrideFile {
     /// A pipeline's run parameters, typed as the pipeline declares them.
     #[serde(default)]
     parameters: BTreeMap<String, serde_json::Value>,
+    gpu: Option<gpu::GpuMode>,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +307,7 @@ pub struct Override {
     pub checks: Vec<checks::Check>,
     /// A pipeline's run parameters, and where the override is (for errors about them).
     pub parameters: BTreeMap<String, serde_json::Value>,
+    pub gpu: Option<gpu::GpuMode>,
     pub line: u64,
 }
 
@@ -331,6 +336,7 @@ pub struct Suite {
     pub affect_everything: Vec<GlobMatcher>,
     /// The suite file and every file it extends: a change to one selects every case.
     pub files: Vec<PathBuf>,
+    pub gpu: gpu::GpuSettings,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -487,6 +493,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         |p| p.affect_everything.clone(),
         || Ok(Vec::new()),
     )?;
+    let gpu = inherit(file.gpu.as_ref(), parent, |g| Ok(g.into()), |p| p.gpu.clone(), || Ok(Default::default()))?;
     let mut files = vec![path.to_path_buf()];
     files.extend(parent.iter().flat_map(|p| p.files.iter().cloned()));
     Ok(Suite {
@@ -512,6 +519,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         cluster,
         affect_everything,
         files,
+        gpu,
     })
 }
 
@@ -572,6 +580,7 @@ fn overrides_of(
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
             checks: all_checks(path, text, &o.checks)?,
             parameters: o.parameters.clone(),
+            gpu: o.gpu,
             line: o.path.referenced.line(),
         });
     }
@@ -707,6 +716,7 @@ fn merge_profile(path: &Path, text: &str, p: &ProfileFile, base: Option<&Profile
         logs: if logs.is_empty() { base.map(|b| b.logs.clone()).unwrap_or_default() } else { logs },
         retries: p.retries.or_else(|| base.and_then(|b| b.retries)),
         checks: if checks.is_empty() { base.map(|b| b.checks.clone()).unwrap_or_default() } else { checks },
+        gpu: p.gpu.or_else(|| base.and_then(|b| b.gpu)),
     })
 }
 

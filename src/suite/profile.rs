@@ -79,6 +79,8 @@ pub struct Profile {
     pub retries: Option<u32>,
     /// The user's own checks, run once the workload has its verdict.
     pub checks: Vec<crate::suite::checks::Check>,
+    /// What an example of this profile does when it asks for a GPU no node offers.
+    pub gpu: Option<crate::suite::gpu::GpuMode>,
 }
 
 impl Profile {
@@ -126,6 +128,7 @@ fn builtin(
         logs: Vec::new(),
         retries: None,
         checks: Vec::new(),
+        gpu: None,
     }
 }
 

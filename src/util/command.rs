@@ -106,9 +106,11 @@ pub fn require(programs: &[&str]) -> Result<(), CommandError> {
 /// How a user's script ended.
 #[derive(Debug)]
 pub struct Finished {
-    /// The exit code; None when it was killed (by its timeout, or a signal).
+    /// The exit code; None when it was killed (by its timeout, an interrupt, or a signal).
     pub code: Option<i32>,
     pub timed_out: bool,
+    /// Stopped because the run was interrupted.
+    pub interrupted: bool,
     /// Standard output, then standard error.
     pub output: String,
 }
@@ -121,6 +123,19 @@ pub async fn script(
     env: &[(&str, String)],
     dir: &Path,
     timeout: std::time::Duration,
+) -> Result<Finished, CommandError> {
+    let (_keep, never) = tokio::sync::watch::channel(false);
+    script_until(argv, env, dir, timeout, never).await
+}
+
+/// [`script`], also stopped when `cancel` turns true (an interrupt): the program and every
+/// process it started, in its group or in sessions of their own (a Jupyter kernel).
+pub async fn script_until(
+    argv: &[String],
+    env: &[(&str, String)],
+    dir: &Path,
+    timeout: std::time::Duration,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Finished, CommandError> {
     let Some((program, args)) = argv.split_first() else { return Err(CommandError::Empty) };
     let mut command = Command::new(program);
@@ -142,13 +157,21 @@ pub async fn script(
     };
     let stdout = tokio::spawn(drain(child.stdout.take()));
     let stderr = tokio::spawn(drain(child.stderr.take()));
-    let (code, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => (status.code(), false),
-        Ok(Err(source)) => return Err(CommandError::Start { program: program.clone(), source }),
-        Err(_) => {
-            kill_group(child.id());
+    let stopped = async {
+        tokio::select! {
+            _ = tokio::time::sleep(timeout) => false,
+            _ = cancel.wait_for(|c| *c) => true,
+        }
+    };
+    let (code, timed_out, interrupted) = tokio::select! {
+        waited = child.wait() => match waited {
+            Ok(status) => (status.code(), false, false),
+            Err(source) => return Err(CommandError::Start { program: program.clone(), source }),
+        },
+        interrupted = stopped => {
+            kill_tree(child.id());
             let _ = child.wait().await;
-            (None, true)
+            (None, !interrupted, interrupted)
         }
     };
     // A process that left the group may still hold a pipe open: what came so far is kept.
@@ -159,7 +182,7 @@ pub async fn script(
             _ => output.push_str("\n[kubevet: the rest of this output was not read: a process outlived the script]\n"),
         }
     }
-    Ok(Finished { code, timed_out, output })
+    Ok(Finished { code, timed_out, interrupted, output })
 }
 
 /// Everything a pipe gives until it closes.
@@ -171,13 +194,53 @@ pub async fn drain(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// SIGKILL to the process group a script leads (it was started as the group's leader).
-fn kill_group(leader: Option<u32>) {
-    let pid = leader.and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
-    if let Some(pid) = pid
-        && let Err(e) = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)
-    {
-        tracing::warn!(group = pid.as_raw_nonzero().get(), error = %e, "cannot stop a timed-out script's process group");
+/// SIGKILL to the process group a script leads (it was started as the group's leader) and to
+/// the group of every process descended from it, read from `/proc` before anything is killed:
+/// a Jupyter kernel runs in a session of its own, and its children in its group.
+fn kill_tree(leader: Option<u32>) {
+    let Some(leader) = leader.and_then(|id| i32::try_from(id).ok()) else { return };
+    let mut groups = descendant_groups(leader);
+    groups.insert(leader);
+    for group in groups {
+        let Some(pid) = rustix::process::Pid::from_raw(group) else { continue };
+        if let Err(e) = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)
+            && group == leader
+        {
+            tracing::warn!(group, error = %e, "cannot stop a script's process group");
+        }
+    }
+}
+
+/// The process groups of every descendant of `root`, by the parent links of `/proc/*/stat`
+/// (empty where there is no `/proc`).
+fn descendant_groups(root: i32) -> std::collections::BTreeSet<i32> {
+    let mut table: Vec<(i32, i32, i32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses, so read
+        // after its last `)`.
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        if let (Some(ppid), Some(pgrp)) =
+            (fields.get(1).and_then(|f| f.parse().ok()), fields.get(2).and_then(|f| f.parse().ok()))
+        {
+            table.push((pid, ppid, pgrp));
+        }
+    }
+    let mut inside = std::collections::BTreeSet::from([root]);
+    let mut groups = std::collections::BTreeSet::new();
+    // Parents before children is not guaranteed by pid order: repeat until nothing is added.
+    loop {
+        let before = inside.len();
+        for (pid, ppid, pgrp) in &table {
+            if inside.contains(ppid) && inside.insert(*pid) {
+                groups.insert(*pgrp);
+            }
+        }
+        if inside.len() == before {
+            return groups;
+        }
     }
 }
 
@@ -209,6 +272,17 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "the sleep was killed, not waited for");
         std::thread::sleep(std::time::Duration::from_secs(4));
         assert!(!marker.exists(), "the script's child in its process group was killed too");
+    }
+
+    #[test]
+    fn a_process_in_a_session_of_its_own_is_stopped_with_the_script() {
+        // As a Jupyter kernel is started by papermill: `start_new_session`.
+        let marker = std::env::temp_dir().join(format!("kubevet-session-{}", std::process::id()));
+        let script = format!("setsid sh -c 'sleep 3; touch {}' & sleep 1; sleep 30", marker.display());
+        let done = sh(&script, 1500);
+        assert!(done.timed_out, "{done:?}");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        assert!(!marker.exists(), "the process in its own session was killed too");
     }
 
     #[test]
