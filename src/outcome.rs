@@ -173,6 +173,25 @@ pub struct PipelineRun {
     pub caching_turned_off: Option<usize>,
 }
 
+/// What a notebook case ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotebookRun {
+    /// The kernel papermill was told (`-k`); none: the notebook's own.
+    pub kernel: Option<String>,
+    /// The notebook's own cells (papermill's additions not counted), and how many ran.
+    pub cells: usize,
+    pub ran: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_cell: Option<usize>,
+    /// The workloads it made (`TrainJob/mnist`), judged unless `judge: notebook`.
+    pub workloads: Vec<String>,
+    /// Seconds from the notebook's end to kubevet's verdict (waiting for its workloads,
+    /// collecting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_after_seconds: Option<f64>,
+}
+
 /// What became of one case; written as `result.json` and read by the reports (and read back
 /// from each shard's `run.json` by `kubevet merge`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +217,8 @@ pub struct CaseResult {
     pub tasks: Vec<TaskRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notebook: Option<NotebookRun>,
     pub seconds: f64,
     pub pods: Vec<String>,
     pub cluster_scoped: Vec<String>,
@@ -259,6 +280,7 @@ impl CaseResult {
             steps: Vec::new(),
             tasks: Vec::new(),
             pipeline: None,
+            notebook: None,
             seconds: 0.0,
             pods: Vec::new(),
             cluster_scoped: Vec::new(),

@@ -419,3 +419,30 @@ fn a_concat_placeholder_kfp_hands_on_as_text_is_a_warning_at_its_argument() {
     let message = finding["message"].as_str().unwrap_or_default();
     assert!(message.contains("executor exec-greet") && message.contains("JSON text"), "{message}");
 }
+
+#[test]
+fn notebooks_are_linted_as_run_reads_them() {
+    let (code, report) = lint_json(&["--suite", "tests/fixtures/notebooks/kubevet.yaml"]);
+    assert_eq!((code, findings(&report)), (0, vec![]), "the test notebooks are clean: {report}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(repo().join("tests/fixtures/notebooks/examples/local-only.ipynb"), dir.path().join("untagged.ipynb"))
+        .expect("copy");
+    std::fs::write(dir.path().join("broken.ipynb"), "{\n \"nbformat\": 4,\n \"cells\": [\n").expect("write");
+    std::fs::write(
+        dir.path().join("kubevet.yaml"),
+        "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\nexamples:\n  include: [\"*.ipynb\"]\noverrides:\n  - path: untagged.ipynb\n    parameters: {epochs: 2}\n",
+    )
+    .expect("write");
+    let suite = dir.path().join("kubevet.yaml");
+    let (code, report) = lint_json(&["--suite", suite.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{report}");
+    let found = findings(&report);
+    assert_eq!(
+        found,
+        [
+            ("broken.ipynb".to_string(), 4, "notebook".to_string()),
+            ("untagged.ipynb".to_string(), 1, "notebook-parameters".to_string())
+        ],
+        "{report}"
+    );
+}

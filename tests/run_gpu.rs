@@ -27,12 +27,7 @@ fn run(suite: &str) -> GpuRun {
         support::stderr(&out)
     );
     let cases = junit(&artifacts.join("junit.xml"));
-    for c in &cases {
-        if let Some(ns) = c["properties"]["namespace"].as_str() {
-            let left = support::kubectl_ok(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]);
-            assert_eq!(left, "", "namespace {ns} of {} is still there", c["name"]);
-        }
-    }
+    support::no_namespace_left(&cases);
     GpuRun { stdout: text, cases, artifacts, _dir: dir }
 }
 

@@ -122,6 +122,28 @@ fn sigint_leaves_a_valid_report_and_no_namespace() {
 }
 
 #[test]
+fn sigint_during_a_notebook_stops_its_kernel_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit_path = dir.path().join("junit.xml");
+    let started = start_cases("tests/fixtures/notebooks-interrupt/kubevet.yaml", dir.path(), &junit_path, 1);
+    // The notebook's cell runs: its kernel's child is there.
+    let kernel_child = || {
+        let out = Command::new("pgrep").args(["-f", "^sleep 986$"]).output().expect("pgrep runs");
+        assert!(matches!(out.status.code(), Some(0 | 1)), "pgrep failed: {out:?}");
+        out.status.code() == Some(0)
+    };
+    wait_until("the notebook's cell runs", 90, kernel_child);
+    let run_id = started.run_id.clone();
+    let (code, log) = interrupt(started);
+    assert_eq!(code, Some(130), "{log}");
+    let cases = junit(&junit_path);
+    assert_eq!(cases.len(), 1, "{cases:#?}");
+    assert_eq!(cases[0]["message"], "interrupted while the notebook ran", "{cases:#?}");
+    assert!(!kernel_child(), "the kernel's process outlived the interrupt");
+    assert_eq!(support::namespaces_of_run(&run_id), Vec::<String>::new(), "namespaces left behind");
+}
+
+#[test]
 fn sigint_during_scenario_steps_stops_them_and_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let junit_path = dir.path().join("junit.xml");

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use serde_json::Value;
 use support::{case, junit, kubevet, repo};
 
@@ -16,14 +14,12 @@ struct Run {
     _dir: tempfile::TempDir,
 }
 
-type Check = (&'static str, fn(&Run));
-
 /// The scenario runs once (nextest gives every test its own process, so one test holds all
 /// the checks); every check runs, and the test lists each one that failed.
 #[test]
 fn the_outcomes_scenario() {
     let run = outcomes();
-    let checks: &[Check] = &[
+    let checks: &[support::Check<Run>] = &[
         ("exit code and case order", exit_code_is_1_and_every_case_is_reported_once_in_path_order),
         ("passing job", a_passing_job_passes_with_its_properties_and_evidence),
         ("failing PyTorchJob", a_failing_pytorchjob_ends_at_once_with_the_operator_reason_and_the_failing_log),
@@ -39,12 +35,7 @@ fn the_outcomes_scenario() {
         ),
         ("cleanup", no_case_namespace_is_left_behind),
     ];
-    let failed: Vec<&str> = checks
-        .iter()
-        .filter(|(_, check)| catch_unwind(AssertUnwindSafe(|| check(&run))).is_err())
-        .map(|(name, _)| *name)
-        .collect();
-    assert!(failed.is_empty(), "checks failed (their messages are above): {failed:?}");
+    support::all_checks(&run, checks);
 }
 
 /// The command is spelled out (not `support::run_suite`): it also checks that `--junit` puts
@@ -186,10 +177,5 @@ fn an_example_without_a_workload_is_an_error_and_expected_failures_and_skips_are
 }
 
 fn no_case_namespace_is_left_behind(run: &Run) {
-    for c in &run.cases {
-        if let Some(ns) = c["properties"]["namespace"].as_str() {
-            let out = support::kubectl_ok(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]);
-            assert_eq!(out, "", "namespace {ns} of {} is still there", c["name"]);
-        }
-    }
+    support::no_namespace_left(&run.cases);
 }

@@ -7,6 +7,7 @@ pub mod crd_rules;
 mod finding;
 pub mod kfp;
 pub mod locations;
+mod notebook;
 pub mod output;
 pub mod positions;
 pub mod rules;
@@ -110,7 +111,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .build()
                 .filter_map(|e| e.ok())
                 .map(|e| e.into_path())
-                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "ipynb"))
                 .collect();
             found.sort();
             files.extend(found);
@@ -176,6 +177,14 @@ pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
         let text = read(path)?;
         let name = path.display().to_string();
         let mut report = FileReport { path: path.clone(), name, text, documents: 0, findings: Vec::new() };
+        if notebook::is_notebook(path) {
+            report.documents = 1;
+            let given =
+                options.pipeline_parameters.iter().find(|(p, _, _)| p == path).map(|(_, g, at)| (g, at.as_str()));
+            report.findings = notebook::check(path, &report.text, given);
+            parsed.push(Parsed { report, documents: Vec::new() });
+            continue;
+        }
         // A scenario is read as `run` reads it: strictly, its CEL compiled, its files found.
         if crate::plan::scenario::is_scenario(&report.text) {
             report.documents = 1;

@@ -3,12 +3,14 @@
 //! scenario file (`kind: Scenario`) is one case of ordered steps.
 
 pub mod changed;
+pub mod notebook;
 mod overrides;
 pub mod pipeline;
 pub mod scenario;
 
 use overrides::Resolved;
 
+pub use notebook::NotebookCase;
 pub use pipeline::{PipelineCase, PipelineSource};
 pub use scenario::{Scenario, Step, StepAction, Target};
 
@@ -30,6 +32,9 @@ use crate::{
     util::ids::kfp_name,
     util::yaml::{self, Document},
 };
+
+/// The profile name of notebook cases in reports.
+pub const NOTEBOOK: &str = "notebook";
 
 /// What an example file with no object is told, by `run`, `list` and `lint`.
 pub const EMPTY_FILE: &str = "this file holds no Kubernetes object (it is empty, or every document in it is); add the example or exclude the file";
@@ -69,6 +74,8 @@ pub struct Case {
     pub changed: Option<String>,
     /// What becomes of it when it asks for a GPU (an extended resource) no node offers.
     pub gpu: crate::suite::gpu::GpuMode,
+    /// A Jupyter notebook to execute with papermill, instead of objects to apply.
+    pub notebook: Option<Arc<NotebookCase>>,
 }
 
 impl Case {
@@ -79,6 +86,9 @@ impl Case {
         }
         if self.pipeline.is_some() {
             return crate::suite::profile::PIPELINE;
+        }
+        if self.notebook.is_some() {
+            return NOTEBOOK;
         }
         self.workloads.first().map(|w| w.profile.name.as_str()).unwrap_or("none")
     }
@@ -161,7 +171,7 @@ pub fn example_files(suite: &Suite) -> Vec<Picked> {
 }
 
 fn case_id(rel: &str) -> String {
-    let stem = [".yaml", ".yml", ".py"].iter().find_map(|ext| rel.strip_suffix(ext)).unwrap_or(rel);
+    let stem = [".yaml", ".yml", ".py", ".ipynb"].iter().find_map(|ext| rel.strip_suffix(ext)).unwrap_or(rel);
     stem.chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '.' })
         .collect()
@@ -224,6 +234,12 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
                     kfp_name(&id),
                     PipelineSource::Python(path),
                 ));
+            }
+            continue;
+        }
+        if rel.ends_with(".ipynb") {
+            if example {
+                cases.push(notebook_case(suite, path, rel, id)?);
             }
             continue;
         }
@@ -341,6 +357,18 @@ pub fn pipeline_parameters(suite: &Suite, rel: &str) -> (serde_json::Map<String,
     let resolved = Resolved::of(suite, rel);
     let at = resolved.parameters_at(suite);
     (resolved.parameters, at)
+}
+
+/// A notebook's case: the suite's kernel or its own, the overrides' parameters and `judge`.
+fn notebook_case(suite: &Suite, path: PathBuf, rel: String, id: String) -> Result<Case> {
+    let notebook = notebook::read(&path)?;
+    let resolved = Resolved::of(suite, &rel);
+    let mut case = resolved.case(id, rel, path, resolved.timeout_and_retries(suite, None));
+    case.gpu = resolved.gpu(suite, None);
+    let kernel = suite.notebooks.kernel.clone().or_else(|| notebook.kernel().map(str::to_string));
+    let judge = resolved.judge.unwrap_or_default();
+    case.notebook = Some(Arc::new(NotebookCase { kernel, parameters: resolved.parameters, judge }));
+    Ok(case)
 }
 
 /// A scenario file's case: its steps, and what the suite's overrides say of its path (over

@@ -31,6 +31,7 @@ pub struct Resolved {
     pub checks: Vec<Check>,
     pub parameters: Map<String, Value>,
     pub gpu: Option<GpuMode>,
+    pub judge: Option<crate::suite::notebooks::Judge>,
     /// The line of the last override that gives parameters, for errors about them.
     parameters_line: Option<u64>,
 }
@@ -46,6 +47,7 @@ impl Resolved {
             r.skip = o.skip.clone().or(r.skip);
             r.profile = o.profile.clone().or(r.profile);
             r.gpu = o.gpu.or(r.gpu);
+            r.judge = o.judge.or(r.judge);
             r.logs.extend(o.logs.iter().cloned());
             r.checks.extend(o.checks.iter().cloned());
             if !o.parameters.is_empty() {
@@ -104,6 +106,7 @@ impl Resolved {
             problem: None,
             changed: None,
             gpu: GpuMode::default(),
+            notebook: None,
         }
     }
 }

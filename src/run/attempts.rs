@@ -102,6 +102,7 @@ impl Attempts<'_> {
                 suite_name: &self.suite.name,
                 keep_on_failure: self.options.keep_on_failure,
                 gpu: &self.suite.gpu,
+                profiles: &self.suite.profiles,
             }
             .run()
             .await;

@@ -61,10 +61,12 @@ pub struct CaseRun<'a> {
     pub keep_on_failure: bool,
     /// What a case asking for a GPU no node offers does (the suite's `gpu:`).
     pub gpu: &'a GpuSettings,
+    /// The suite's profiles: what a notebook's workloads are recognised by.
+    pub profiles: &'a [Profile],
 }
 
 /// How a case ended: outcome, class, reason.
-type Stop = (Outcome, Option<FailureClass>, String);
+pub(super) type Stop = (Outcome, Option<FailureClass>, String);
 
 /// The objects a case applied, and for each object of its file its index among them.
 struct Made {
@@ -111,6 +113,9 @@ impl CaseRun<'_> {
         if let Some(pipeline) = &case.pipeline {
             return self.run_pipeline(pipeline).await;
         }
+        if let Some(notebook) = &case.notebook {
+            return self.run_notebook(notebook).await;
+        }
         let mut result = CaseResult::new(case, self.dir.clone());
         let clock = Instant::now();
         let Some(objects) = self.fit_to_cluster(&mut result).await else { return (result, None) };
@@ -126,7 +131,7 @@ impl CaseRun<'_> {
         }
         let watched: Vec<(usize, &Profile)> =
             case.workloads.iter().filter_map(|w| made.index[w.object].map(|a| (a, &w.profile))).collect();
-        let (waited, pods) = self.wait_for(&namespace, &made.applied, &watched, &mut result).await;
+        let (waited, pods) = self.wait_for(&namespace, &made.applied, &watched, case.timeout.0, &mut result).await;
         if matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_)) {
             cleanup.unfinished.clear();
         }
@@ -253,11 +258,12 @@ impl CaseRun<'_> {
 
     /// Watches the workloads to their verdict and times the scheduling and running phases;
     /// the pods as last seen.
-    async fn wait_for(
+    pub(super) async fn wait_for(
         &self,
         namespace: &str,
         applied: &[Applied],
         watched: &[(usize, &Profile)],
+        timeout: Duration,
         result: &mut CaseResult,
     ) -> (Waited, Vec<Pod>) {
         let case = self.case;
@@ -268,7 +274,7 @@ impl CaseRun<'_> {
             cluster: self.cluster,
             namespace,
             workloads: watched.iter().map(|(a, profile)| (&applied[*a], *profile)).collect(),
-            timeout: case.timeout.0,
+            timeout,
             grace: self.defaults.failure_grace.0,
             cancel: self.cancel.clone(),
             on_running: Some(&on_running),
@@ -309,7 +315,13 @@ impl CaseRun<'_> {
 
     /// The verdict from how the wait ended, the pods and the evidence (log assertions);
     /// `unoffered` gets what a pod that could not be scheduled asks for and no node offers.
-    async fn judge(&self, ending: Ending, pods: &[Pod], evidence: &Evidence, unoffered: &mut Vec<String>) -> Stop {
+    pub(super) async fn judge(
+        &self,
+        ending: Ending,
+        pods: &[Pod],
+        evidence: &Evidence,
+        unoffered: &mut Vec<String>,
+    ) -> Stop {
         use FailureClass::{Infrastructure, Test, Timeout};
         match (ending, self.case.expect) {
             (Ending::Succeeded(why), Expect::Success) => match self.check_logs(evidence) {

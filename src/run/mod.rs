@@ -8,6 +8,7 @@ mod checks;
 mod classify;
 mod cleanup;
 mod extended;
+mod notebook;
 pub mod pipeline;
 mod scenario;
 mod steps;

@@ -26,6 +26,7 @@ pub mod classes;
 mod cluster;
 pub mod gpu;
 pub mod images;
+pub mod notebooks;
 mod operators;
 pub mod pipelines;
 pub mod profile;
@@ -64,6 +65,7 @@ struct SuiteFile {
     pipelines: Option<pipelines::PipelinesFile>,
     changes: Option<ChangesFile>,
     gpu: Option<gpu::GpuFile>,
+    notebooks: Option<notebooks::NotebooksFile>,
 }
 
 /// `changes:`: what `--changed-since` needs besides the cases' own files.
@@ -266,6 +268,7 @@ struct OverrideFile {
     #[serde(default)]
     parameters: BTreeMap<String, serde_json::Value>,
     gpu: Option<gpu::GpuMode>,
+    judge: Option<notebooks::Judge>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +311,7 @@ pub struct Override {
     /// A pipeline's run parameters, and where the override is (for errors about them).
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub gpu: Option<gpu::GpuMode>,
+    pub judge: Option<notebooks::Judge>,
     pub line: u64,
 }
 
@@ -337,6 +341,7 @@ pub struct Suite {
     /// The suite file and every file it extends: a change to one selects every case.
     pub files: Vec<PathBuf>,
     pub gpu: gpu::GpuSettings,
+    pub notebooks: notebooks::NotebookSettings,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -494,6 +499,8 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         || Ok(Vec::new()),
     )?;
     let gpu = inherit(file.gpu.as_ref(), parent, |g| Ok(g.into()), |p| p.gpu.clone(), || Ok(Default::default()))?;
+    let notebooks =
+        inherit(file.notebooks.as_ref(), parent, |n| Ok(n.into()), |p| p.notebooks.clone(), || Ok(Default::default()))?;
     let mut files = vec![path.to_path_buf()];
     files.extend(parent.iter().flat_map(|p| p.files.iter().cloned()));
     Ok(Suite {
@@ -520,6 +527,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         affect_everything,
         files,
         gpu,
+        notebooks,
     })
 }
 
@@ -581,6 +589,7 @@ fn overrides_of(
             checks: all_checks(path, text, &o.checks)?,
             parameters: o.parameters.clone(),
             gpu: o.gpu,
+            judge: o.judge,
             line: o.path.referenced.line(),
         });
     }

@@ -18,6 +18,7 @@ fn install_hint(program: &str) -> &'static str {
         "kind" => "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
         "docker" => "install Docker and start its engine",
         "kfp" => "install the Kubeflow Pipelines SDK, which compiles Python pipelines: pip install kfp",
+        "papermill" => "install papermill and a kernel, which run notebook cases: pip install papermill ipykernel",
         _ => "install it and make sure it is on PATH",
     }
 }

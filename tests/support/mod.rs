@@ -94,6 +94,30 @@ pub fn result_json(artifacts: &Path, id: &str) -> Value {
     serde_json::from_str(&text).expect("result.json is JSON")
 }
 
+/// A named check of one run.
+pub type Check<R> = (&'static str, fn(&R));
+
+/// Every check on one run (nextest gives each test a process of its own, so one test holds
+/// them all): each runs, and the test fails listing every one that failed.
+pub fn all_checks<R>(run: &R, checks: &[Check<R>]) {
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, check)| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(run))).is_err())
+        .map(|(name, _)| *name)
+        .collect();
+    assert!(failed.is_empty(), "checks failed (their messages are above): {failed:?}");
+}
+
+/// No case of a JUnit report (junitparser's reading) left its namespace on the cluster.
+pub fn no_namespace_left(cases: &[Value]) {
+    for c in cases {
+        if let Some(ns) = c["properties"]["namespace"].as_str() {
+            let left = kubectl_ok(&["get", "namespace", ns, "--ignore-not-found", "-o", "name"]);
+            assert_eq!(left, "", "namespace {ns} of {} is still there", c["name"]);
+        }
+    }
+}
+
 /// The namespaces that carry this run's label; kubectl failing fails the test.
 pub fn namespaces_of_run(run_id: &str) -> Vec<String> {
     kubectl_ok(&["get", "ns", "-l", &format!("kubevet.dev/run={run_id}"), "-o", "name"])

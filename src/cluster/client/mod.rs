@@ -8,9 +8,11 @@
 
 mod apply;
 mod exec;
+mod kubeconfig;
 mod namespaces;
 mod watching;
 
+pub use kubeconfig::KubeconfigError;
 pub use namespaces::{NamespaceNotDeleted, NamespaceTracker};
 
 use std::{path::Path, sync::Arc};
@@ -230,6 +232,14 @@ impl Cluster {
                 "the cluster does not serve {kind} ({api_version}): is its CRD installed, or the operator that brings it?"
             ))
         })
+    }
+
+    /// The kind of a group (any version: the one the server prefers), when the cluster serves
+    /// it; discovery as it is, never refreshed for it.
+    pub async fn served_kind(&self, group: &str, kind: &str) -> Option<Kind> {
+        let discovery = self.discovery.read().await;
+        let (resource, caps) = discovery.get(group)?.recommended_kind(kind)?;
+        Some(Kind { resource, namespaced: caps.scope == Scope::Namespaced })
     }
 
     /// The cluster's OpenAPI v2 document: the schema of every kind it serves.
