@@ -153,6 +153,11 @@ impl Session {
                 }
             }
         }
+        // A notebook's code cannot be rewritten: it is told the built references instead.
+        for notebook in cases.iter_mut().filter_map(|c| c.notebook.as_mut()) {
+            let notebook = std::sync::Arc::make_mut(notebook);
+            notebook.images = retags.iter().map(|r| (r.repository.clone(), r.reference.clone())).collect();
+        }
         crate::run::pipeline::prepare(&mut cases, &retags, &suite.pipelines).await;
         let rendered = render::render_all(&suite.operators, suite.defaults.resolve_ttl.0).await;
         Prepared { cases, built, rendered, failed_builds, shown: Default::default() }

@@ -26,3 +26,24 @@ fn the_projects_examples_pass() {
     assert_eq!(case(&cases, "examples/pipelines/train-and-evaluate.yaml")["result"], "passed");
     assert_eq!(case(&cases, "examples/pipelines/greet.py")["result"], "passed");
 }
+
+/// The kind workflow's suite (which cannot run here) runs what the loopback one skips: the
+/// TrainJob example (`skip: false` over the base suite's skip) and the examples' notebooks.
+#[test]
+fn the_kind_suite_runs_the_trainjob_and_the_notebooks_the_loopback_suite_skips() {
+    let out = kubevet()
+        .current_dir(repo())
+        .args(["list", "--suite", "kubevet.kind.yaml", "--output", "json"])
+        .output()
+        .expect("kubevet runs");
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let cases: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let of = |file: &str| cases.iter().find(|c| c["file"] == file).unwrap_or_else(|| panic!("no {file}: {cases:#?}"));
+    assert!(of("examples/trainer-v2/two-node-env.yaml")["skip"].is_null(), "{cases:#?}");
+    let notebook = of("examples/notebooks/trainjob-sdk.ipynb");
+    assert_eq!((notebook["profile"].as_str(), notebook["skip"].as_str()), (Some("notebook"), None));
+    let out = kubevet().current_dir(repo()).args(["list", "--output", "json"]).output().expect("kubevet runs");
+    let base: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let skipped = base.iter().find(|c| c["file"] == "examples/trainer-v2/two-node-env.yaml").map(|c| c["skip"].clone());
+    assert!(skipped.is_some_and(|s| s.is_string()), "the loopback suite still skips it: {base:#?}");
+}

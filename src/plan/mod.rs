@@ -367,7 +367,8 @@ fn notebook_case(suite: &Suite, path: PathBuf, rel: String, id: String) -> Resul
     case.gpu = resolved.gpu(suite, None);
     let kernel = suite.notebooks.kernel.clone().or_else(|| notebook.kernel().map(str::to_string));
     let judge = resolved.judge.unwrap_or_default();
-    case.notebook = Some(Arc::new(NotebookCase { kernel, parameters: resolved.parameters, judge }));
+    let images = Default::default();
+    case.notebook = Some(Arc::new(NotebookCase { kernel, parameters: resolved.parameters, judge, images }));
     Ok(case)
 }
 

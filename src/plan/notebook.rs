@@ -25,6 +25,9 @@ pub struct NotebookCase {
     /// The overrides' `parameters:`, given as papermill parameters.
     pub parameters: Map<String, Value>,
     pub judge: Judge,
+    /// The images kubevet built for the run, by repository (the notebook's `KUBEVET_IMAGES`):
+    /// its code names them, and code is not rewritten as manifests are.
+    pub images: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

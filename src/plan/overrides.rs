@@ -44,7 +44,7 @@ impl Resolved {
             r.retries = o.retries.or(r.retries);
             r.tier = o.tier.clone().or(r.tier);
             r.expect = o.expect.or(r.expect);
-            r.skip = o.skip.clone().or(r.skip);
+            r.skip = o.skip.clone().unwrap_or(r.skip);
             r.profile = o.profile.clone().or(r.profile);
             r.gpu = o.gpu.or(r.gpu);
             r.judge = o.judge.or(r.judge);

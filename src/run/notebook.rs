@@ -161,6 +161,7 @@ impl CaseRun<'_> {
             ("KUBEVET_RUN", self.run_id.to_string()),
             ("KUBEVET_ARTIFACTS", artifacts.display().to_string()),
             ("PYTHONUNBUFFERED", "1".to_string()),
+            ("KUBEVET_IMAGES", serde_json::to_string(&notebook.images).unwrap_or_else(|_| "{}".into())),
         ];
         let timeout = ends.saturating_duration_since(Instant::now());
         let ran = command::script_until(&argv, &env, &dir, timeout, self.cancel.clone()).await;

@@ -256,7 +256,7 @@ struct OverrideFile {
     path: Spanned<String>,
     timeout: Option<Dur>,
     expect: Option<Expect>,
-    skip: Option<String>,
+    skip: Option<SkipFile>,
     tier: Option<String>,
     profile: Option<Spanned<String>>,
     #[serde(default)]
@@ -269,6 +269,15 @@ struct OverrideFile {
     parameters: BTreeMap<String, serde_json::Value>,
     gpu: Option<gpu::GpuMode>,
     judge: Option<notebooks::Judge>,
+}
+
+/// An override's `skip:`: the reason, or `false` to run what an earlier override (or the
+/// base suite) skips.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SkipFile {
+    Reason(String),
+    Run(bool),
 }
 
 #[derive(Debug, Clone)]
@@ -302,7 +311,8 @@ pub struct Override {
     pub pattern: GlobMatcher,
     pub timeout: Option<Dur>,
     pub expect: Option<Expect>,
-    pub skip: Option<String>,
+    /// `Some(None)`: run it, whatever an earlier override said (`skip: false`).
+    pub skip: Option<Option<String>>,
     pub tier: Option<String>,
     pub profile: Option<String>,
     pub logs: Vec<LogAssertion>,
@@ -581,7 +591,19 @@ fn overrides_of(
             pattern: glob(&o.path)?,
             timeout: o.timeout,
             expect: o.expect,
-            skip: o.skip.clone(),
+            skip: match &o.skip {
+                None => None,
+                Some(SkipFile::Reason(why)) => Some(Some(why.clone())),
+                Some(SkipFile::Run(false)) => Some(None),
+                Some(SkipFile::Run(true)) => {
+                    let at = &o.path.referenced;
+                    let message =
+                        "this override's skip needs a reason (the report's message), or false to run the files";
+                    return Err(
+                        Error::input(path, at.line(), at.column(), message).with_hint("write `skip: needs a GPU`, say")
+                    );
+                }
+            },
             tier: o.tier.clone(),
             profile: o.profile.as_ref().map(|p| p.value.clone()),
             retries: o.retries,
@@ -850,6 +872,18 @@ mod tests {
             .expect("write");
         let err = load(&child).expect_err("a cycle").to_string();
         assert!(err.contains("extends goes 8 suites deep"), "{err}");
+    }
+
+    #[test]
+    fn a_later_override_runs_what_an_earlier_one_skips() {
+        let head = "apiVersion: kubevet.dev/v1alpha1\nkind: Suite\noverrides:\n";
+        let suite =
+            load_text(&format!("{head}  - path: a.yaml\n    skip: needs a GPU\n  - path: a.yaml\n    skip: false\n"))
+                .expect("valid");
+        let skips: Vec<_> = suite.overrides.iter().map(|o| o.skip.clone()).collect();
+        assert_eq!(skips, [Some(Some("needs a GPU".to_string())), Some(None)]);
+        let err = load_text(&format!("{head}  - path: a.yaml\n    skip: true\n")).expect_err("no reason");
+        assert!(err.to_string().starts_with("4:11: this override's skip needs a reason"), "{err}");
     }
 
     #[test]
