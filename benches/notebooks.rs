@@ -70,6 +70,12 @@ fn papermill_loop(kubeconfig: &str, dir: &Path) -> f64 {
     std::fs::copy(kubeconfig, &config).expect("kubeconfig copy");
     let config_path = config.to_str().expect("utf-8");
     kubectl(config_path, &["config", "set-context", "--current", "--namespace", namespace]);
+    // The image a notebook's Job runs, built first as a CI job would (not timed).
+    let image = "kubevet.test/notebook-trainer:loop";
+    let context = repo().join("tests/fixtures/notebooks/trainer-image");
+    let built = Command::new("docker").args(["build", "-q", "-t", image]).arg(&context).output().expect("docker runs");
+    assert!(built.status.success(), "docker build: {}", String::from_utf8_lossy(&built.stderr));
+    let images = format!("{{\"kubevet.test/notebook-trainer\": \"{image}\"}}");
     let started = Instant::now();
     for (name, parameters) in NOTEBOOKS {
         let input = repo().join(format!("tests/fixtures/notebooks/examples/{name}.ipynb"));
@@ -83,6 +89,7 @@ fn papermill_loop(kubeconfig: &str, dir: &Path) -> f64 {
             .env("KUBEVET_NAMESPACE", namespace)
             .env("KUBEVET_CASE", format!("examples/{name}.ipynb"))
             .env("KUBEVET_ARTIFACTS", dir)
+            .env("KUBEVET_IMAGES", &images)
             .output()
             .expect("papermill runs");
         assert!(out.status.success(), "papermill {name}: {}", String::from_utf8_lossy(&out.stderr));
