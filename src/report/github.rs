@@ -118,7 +118,7 @@ pub fn step_summary(reports: &[CellReport], changed: &[String]) -> String {
         count(Outcome::Error),
         count(Outcome::Flaky),
         count(Outcome::Skipped),
-        super::summary::unoffered_note(&all.iter().map(|(_, r)| *r).collect::<Vec<_>>())
+        super::summary::unoffered_note(all.iter().map(|(_, r)| *r))
     );
     if !changed.is_empty() {
         let _ = writeln!(out, "Changed since the previous run: {}\n", changed.join(", "));

@@ -30,7 +30,7 @@ pub fn summary(run: &RunReport) -> String {
         count(Outcome::Failed),
         count(Outcome::Error),
         count(Outcome::Skipped),
-        unoffered_note(&run.results.iter().collect::<Vec<_>>()),
+        unoffered_note(run.results.iter()),
         count(Outcome::Interrupted),
         count(Outcome::Flaky),
         run.seconds
@@ -50,9 +50,9 @@ pub fn summary(run: &RunReport) -> String {
 
 /// ` (2 need what no node offers)` after the skipped count, when any were skipped for want
 /// of an extended resource; CPU smoke tests are counted too.
-pub fn unoffered_note(results: &[&crate::outcome::CaseResult]) -> String {
-    let wanting = results.iter().filter(|r| r.outcome == Outcome::Skipped && !r.unoffered.is_empty()).count();
-    let smoke = results.iter().filter(|r| !r.cpu_smoke.is_empty()).count();
+pub fn unoffered_note<'a>(results: impl Iterator<Item = &'a crate::outcome::CaseResult> + Clone) -> String {
+    let wanting = results.clone().filter(|r| r.outcome == Outcome::Skipped && !r.unoffered.is_empty()).count();
+    let smoke = results.filter(|r| !r.cpu_smoke.is_empty()).count();
     let mut parts = Vec::new();
     match wanting {
         0 => {}

@@ -41,6 +41,15 @@ pub fn offered(nodes: &[BTreeMap<String, String>]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Accelerators a notebook's CPU smoke test is about (a notebook's code, unlike an example's
+/// objects, cannot be searched for what it will ask).
+const ACCELERATORS: &[&str] = &["nvidia.com/gpu", "amd.com/gpu", "intel.com/gpu", "google.com/tpu"];
+
+/// Whether some node offers a GPU or a TPU.
+pub fn offers_accelerator(nodes: &[BTreeMap<String, String>]) -> bool {
+    offered(nodes).iter().any(|r| ACCELERATORS.contains(&r.as_str()))
+}
+
 /// Removes `names` from every requests and limits of the objects, and the node selectors and
 /// tolerations the suite names; what was removed, as the case reports it.
 pub fn strip_for_cpu(objects: &mut [Value], names: &BTreeSet<String>, settings: &GpuSettings) -> Vec<String> {

@@ -30,13 +30,9 @@ use crate::{
     util::{
         command::{self, Finished},
         duration::{Dur, deadline},
-        files,
+        files::{self, absolute},
     },
 };
-
-/// Accelerators a notebook's CPU smoke test is about: when no node offers one, the suite's
-/// `gpu.parameters` are given to the notebook.
-const ACCELERATORS: &[&str] = &["nvidia.com/gpu", "amd.com/gpu", "intel.com/gpu", "google.com/tpu"];
 
 /// The last state seen of each top-level workload of the namespace and whether it is still
 /// there, by kind (an index into the kinds watched) and name.
@@ -181,7 +177,7 @@ impl CaseRun<'_> {
             return parameters;
         }
         match self.cluster.node_allocatable().await {
-            Ok(nodes) if !extended::offered(&nodes).iter().any(|r| ACCELERATORS.contains(&r.as_str())) => {
+            Ok(nodes) if !extended::offers_accelerator(&nodes) => {
                 for (name, value) in &self.gpu.parameters {
                     result.cpu_smoke.push(format!("{name}={value}"));
                     parameters.insert(name.clone(), value.clone());
@@ -361,26 +357,23 @@ fn verdict(done: &Finished, executed: Option<&Notebook>, timeout: Dur) -> Notebo
         Some((n, cell, error)) => {
             let ename = error["ename"].as_str().unwrap_or("an exception");
             let evalue = error["evalue"].as_str().unwrap_or("");
-            let traceback: Vec<String> =
-                error["traceback"].as_array().into_iter().flatten().filter_map(Value::as_str).map(strip_ansi).collect();
             NotebookVerdict {
                 stop: Some((
                     Outcome::Failed,
                     Some(FailureClass::Test),
                     format!("cell {n} (`{}`) raised {ename}: {evalue}", cell.first_line()),
                 )),
-                failed: Some(FailedCell { cell: n, traceback: traceback.join("\n") }),
+                failed: Some(FailedCell { cell: n, traceback: traceback(error) }),
             }
         }
         None => {
-            let tail: Vec<&str> = done.output.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail = command::tail(&done.output).unwrap_or_default();
             none((
                 Outcome::Error,
                 Some(FailureClass::Infrastructure),
                 format!(
-                    "the notebook stopped before its end and no cell raised (its kernel died or could not start; exit {}): {}",
+                    "the notebook stopped before its end and no cell raised (its kernel died or could not start; exit {}): {tail}",
                     done.code.map(|c| c.to_string()).unwrap_or_else(|| "by a signal".into()),
-                    tail.join(" | ")
                 ),
             ))
         }
@@ -402,16 +395,7 @@ fn render(nb: &Notebook) -> String {
         for output in &cell.outputs {
             let text = match output["output_type"].as_str() {
                 Some("stream") => notebook::joined(&output["text"]),
-                Some("error") => {
-                    let lines: Vec<String> = output["traceback"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(strip_ansi)
-                        .collect();
-                    lines.join("\n")
-                }
+                Some("error") => traceback(output),
                 _ => notebook::joined(&output["data"]["text/plain"]),
             };
             if !text.is_empty() {
@@ -421,6 +405,13 @@ fn render(nb: &Notebook) -> String {
         out.push('\n');
     }
     out
+}
+
+/// An `error` output's traceback as plain text.
+fn traceback(error: &Value) -> String {
+    let lines: Vec<String> =
+        error["traceback"].as_array().into_iter().flatten().filter_map(Value::as_str).map(strip_ansi).collect();
+    lines.join("\n")
 }
 
 /// IPython's tracebacks carry terminal colours.
@@ -442,10 +433,6 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
-}
-
-fn absolute(path: &Path) -> std::path::PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// A file only its owner can read (a kubeconfig holds credentials).

@@ -186,6 +186,13 @@ pub async fn script_until(
     Ok(Finished { code, timed_out, interrupted, output })
 }
 
+/// The last lines of a program's output, joined by ` | `, for a reason.
+pub fn tail(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.trim_end().lines().collect();
+    let kept = lines[lines.len().saturating_sub(5)..].join(" | ");
+    (!kept.is_empty()).then(|| kept.chars().take(400).collect())
+}
+
 /// Everything a pipe gives until it closes.
 pub async fn drain(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
     let mut bytes = Vec::new();

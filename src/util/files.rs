@@ -8,6 +8,12 @@ use std::{
 use sha2::{Digest, Sha256};
 
 /// Where kubevet keeps checkouts, rendered manifests, resolutions and ledgers between runs.
+/// The path made absolute against the current directory (as given when that fails), for a
+/// program kubevet runs elsewhere.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KUBEVET_CACHE") {
         return PathBuf::from(dir);

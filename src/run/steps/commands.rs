@@ -5,14 +5,18 @@ use std::{path::Path, time::Duration};
 
 use serde_json::Value;
 
-use super::{REPLICA_LABELS, Scope, Verdict, absolute, failed, keep, name_of, tail};
+use super::{REPLICA_LABELS, Scope, Verdict, failed, keep, name_of};
 use crate::{
     plan::Target,
     suite::{
         assertions::{LogAssertion, LogSource},
         checks::{Exec, Script},
     },
-    util::{command, duration::Dur},
+    util::{
+        command::{self, tail},
+        duration::Dur,
+        files::absolute,
+    },
 };
 
 impl Scope<'_> {

@@ -7,7 +7,7 @@
 mod commands;
 mod watched;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -176,17 +176,6 @@ fn name_of(object: &Value) -> &str {
 
 fn names(objects: &[Value]) -> String {
     objects.iter().map(name_of).collect::<Vec<_>>().join(", ")
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// The last lines of a command's output, for the report.
-fn tail(output: &str) -> Option<String> {
-    let lines: Vec<&str> = output.trim_end().lines().collect();
-    let kept = lines[lines.len().saturating_sub(5)..].join(" | ");
-    (!kept.is_empty()).then(|| kept.chars().take(400).collect())
 }
 
 fn keep(evidence: &Path, output: &str) {
