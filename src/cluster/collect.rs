@@ -165,6 +165,50 @@ pub struct Collect<'a> {
 }
 
 impl Collect<'_> {
+    /// What the operators made of the applied TrainJobs and JobSets, which no example holds:
+    /// a TrainJob's JobSet (of its name, as Trainer names it) and a JobSet's Jobs (by
+    /// JobSet's label), into `objects/made/`. Problems reading them, as text.
+    async fn made_objects(&self) -> Vec<String> {
+        let named = |group: &'static str, kind: &'static str| {
+            self.applied.iter().filter(move |a| a.kind.resource.group == group && a.kind.resource.kind == kind)
+        };
+        let trainjobs: Vec<&str> = named("trainer.kubeflow.org", "TrainJob").map(|a| a.name.as_str()).collect();
+        let jobsets: Vec<&str> =
+            named("jobset.x-k8s.io", "JobSet").map(|a| a.name.as_str()).chain(trainjobs.iter().copied()).collect();
+        if jobsets.is_empty() {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        let mut found = Vec::new();
+        if let Some(kind) = self.cluster.served_kind("jobset.x-k8s.io", "JobSet").await {
+            for name in &trainjobs {
+                match self.cluster.list_matching(&kind, self.namespace, Some(name), None).await {
+                    Ok(listed) => found.extend(listed.into_iter().map(|o| ("jobset", o))),
+                    Err(e) => problems.push(format!("the JobSet of TrainJob {name}: {e}")),
+                }
+            }
+        }
+        if let Some(kind) = self.cluster.served_kind("batch", "Job").await {
+            for name in &jobsets {
+                let selector = format!("jobset.sigs.k8s.io/jobset-name={name}");
+                match self.cluster.list_matching(&kind, self.namespace, None, Some(&selector)).await {
+                    Ok(listed) => found.extend(listed.into_iter().map(|o| ("job", o))),
+                    Err(e) => problems.push(format!("the Jobs of JobSet {name}: {e}")),
+                }
+            }
+        }
+        for (kind, object) in found {
+            let file =
+                format!("{kind}.{}.yaml", object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""));
+            if let Err(e) =
+                write(&self.dir.join("objects").join("made").join(file_name(&file)), &to_yaml(&redact(object)))
+            {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+
     /// Reads everything at once: object states, every container's log, the events.
     pub async fn run(self) -> Evidence {
         let this = &self;
@@ -218,7 +262,8 @@ impl Collect<'_> {
             (*pod, container.clone(), *previous, text, unreadable)
         }));
         let events = self.cluster.events(self.namespace);
-        let (objects, logs, events) = futures::join!(objects, logs, events);
+        let (objects, made, logs, events) = futures::join!(objects, self.made_objects(), logs, events);
+        evidence.problems.extend(made);
 
         evidence.problems.extend(objects.into_iter().filter_map(Result::err).map(|e| e.to_string()));
         for pod in &pods {
