@@ -333,7 +333,19 @@ impl CaseRun<'_> {
                 (Outcome::Failed, Some(Test), format!("expected a failure, but it succeeded: {why}"))
             }
             (Ending::Failed(why), Expect::Failure) => (Outcome::Passed, None, format!("failed as expected: {why}")),
-            (Ending::Failed(why), _) => (Outcome::Failed, Some(classify::failed(pods, &evidence.events)), why),
+            (Ending::Failed(why), _) => {
+                // The workload's own reason names what failed in its terms (a JobSet's Job);
+                // the container that failed it is added when the reason does not name its pod.
+                let why = match classify::failing_container(pods) {
+                    Some(failing)
+                        if !pods.iter().any(|p| p.metadata.name.as_deref().is_some_and(|n| why.contains(n))) =>
+                    {
+                        format!("{why} ({failing})")
+                    }
+                    _ => why,
+                };
+                (Outcome::Failed, Some(classify::failed(pods, &evidence.events)), why)
+            }
             (Ending::Stuck(stuck), _) => {
                 // A pod an operator made from a template the example does not hold (a
                 // runtime's) can ask for a GPU too: skipped then, as if the example had.

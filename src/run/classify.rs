@@ -45,6 +45,29 @@ pub fn failed(pods: &[Pod], events: &[String]) -> FailureClass {
     if evicted || node_trouble { FailureClass::Infrastructure } else { FailureClass::Test }
 }
 
+/// The container whose failure failed the workload, in the user's terms: the first (by when it
+/// ended) that exited non-zero, as `pod P container C exited with code N`.
+pub fn failing_container(pods: &[Pod]) -> Option<String> {
+    let mut ended: Vec<(String, String, String, i32)> = pods
+        .iter()
+        .flat_map(|pod| {
+            let statuses = pod
+                .status
+                .iter()
+                .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()));
+            statuses.filter_map(move |c| {
+                let states = [c.state.as_ref(), c.last_state.as_ref()];
+                let t =
+                    states.into_iter().flatten().find_map(|s| s.terminated.as_ref().filter(|t| t.exit_code != 0))?;
+                let at = t.finished_at.as_ref().map(|f| f.0.to_string()).unwrap_or_default();
+                Some((at, pod.metadata.name.clone().unwrap_or_default(), c.name.clone(), t.exit_code))
+            })
+        })
+        .collect();
+    ended.sort();
+    ended.first().map(|(_, pod, container, code)| format!("pod {pod} container {container} exited with code {code}"))
+}
+
 /// An event line (`<time> <type> <reason> <object>: <message>`) with this reason.
 fn has_reason(line: &str, reason: &str) -> bool {
     line.split_whitespace().nth(2) == Some(reason)
