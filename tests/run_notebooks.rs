@@ -28,6 +28,7 @@ fn the_notebooks_suite() {
         ("timeout", a_notebook_past_its_timeout_is_stopped_with_its_kernel),
         ("local notebook", a_notebook_that_never_touches_the_cluster_is_judged_by_its_run),
         ("a workload left running", a_workload_left_running_is_waited_for),
+        ("TrainJobs by the kubeflow SDK", trainjobs_the_sdk_made_are_judged_waited_for_or_not),
         ("a workload that fails", a_workload_that_fails_after_the_notebook_ends_fails_the_case),
         ("gpu: cpu", a_cpu_smoke_test_gives_the_notebook_the_suites_gpu_parameters),
         ("cleanup", no_namespace_and_no_kubeconfig_is_left_behind),
@@ -51,7 +52,7 @@ fn reason(run: &NotebookRun, id: &str) -> String {
 fn exit_code_is_1_and_every_notebook_is_a_case(run: &NotebookRun) {
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     let names: Vec<&str> = run.cases.iter().filter_map(|c| c["name"].as_str()).collect();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
     assert!(run.cases.iter().all(|c| c["classname"] == "notebook"), "{:#?}", run.cases);
 }
 
@@ -124,6 +125,25 @@ fn a_workload_left_running_is_waited_for(run: &NotebookRun) {
     let after = result["notebook"]["verdictAfterSeconds"].as_f64().unwrap_or(0.0);
     assert!(after >= 4.0, "the verdict waited for the Job: {after}");
     assert_eq!(result["notebook"]["workloads"], serde_json::json!(["Job/background"]));
+}
+
+/// On the TEST STAND-IN Trainer v2: one TrainJob the notebook waited for with the SDK, one it
+/// left running, which kubevet waits for.
+fn trainjobs_the_sdk_made_are_judged_waited_for_or_not(run: &NotebookRun) {
+    let c = case(&run.cases, "examples/sdk-trainjobs.ipynb");
+    assert_eq!(c["result"], "passed", "{c:#}");
+    let result = result_json(&run.artifacts, "examples.sdk-trainjobs");
+    let workloads = result["notebook"]["workloads"].as_array().cloned().unwrap_or_default();
+    assert_eq!(workloads.len(), 2, "{result:#}");
+    assert!(workloads.iter().all(|w| w.as_str().is_some_and(|w| w.starts_with("TrainJob/"))), "{result:#}");
+    let why = reason(run, "examples.sdk-trainjobs");
+    assert!(
+        why.matches("TrainJob ").count() == 2
+            && why.ends_with(": Complete: AllJobsCompleted: jobset completed successfully"),
+        "{why}"
+    );
+    let after = result["notebook"]["verdictAfterSeconds"].as_f64().unwrap_or(0.0);
+    assert!(after >= 3.0, "the verdict waited for the TrainJob left running: {after}");
 }
 
 fn a_workload_that_fails_after_the_notebook_ends_fails_the_case(run: &NotebookRun) {
