@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::{
     cluster::{
-        Cluster,
+        Applied, Cluster,
         provision::{self, Cell, ProvisionError, Provisioned},
         retry::RetryPolicy,
     },
@@ -24,7 +24,7 @@ use crate::{
         render::{self, Rendered},
         versions,
     },
-    outcome::{CaseResult, CellReport, Outcome},
+    outcome::{CaseResult, CellReport, Outcome, RunReport},
     plan::Case,
     report::{
         self,
@@ -362,6 +362,50 @@ impl Session {
         {
             tracing::warn!(wanted = %v, server = %cluster.server_version, "the cluster's version is not the one asked for");
         }
+        let installs = self.install_operators(&cluster, provisioned, dir, built, rendered, &cancel).await;
+        let failed_install = installs.iter().find(|(r, _)| r.outcome != Outcome::Passed).map(|(r, _)| r.name.clone());
+        let cluster_deleted_after = provisioned.delete_at_end;
+        let options = RunOptions { artifacts: dir.to_path_buf(), cluster_deleted_after, ..self.options.clone() };
+        let setup_seconds = failed_install.is_none().then(|| started.elapsed().as_secs_f64());
+        let mut report = match failed_install {
+            Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),
+            None => {
+                let mut terminal = Terminal::new(cases.len(), self.color);
+                if self.options.github {
+                    terminal = terminal.with_github_groups(cell.label(), prepared.shown.clone());
+                }
+                let terminal = Arc::new(terminal);
+                let report = run::run(suite, cases.to_vec(), cluster.clone(), options, cancel, terminal.clone()).await;
+                terminal.finish();
+                report
+            }
+        };
+        share_operator_logs(&cluster, &installs, &report, suite.defaults.log_limit_bytes).await;
+        report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
+        let requests = cluster.request_counts();
+        tracing::info!(requests = requests.sent, retried = requests.retries(), "API requests sent");
+        Ok(CellReport {
+            cell: cell.clone(),
+            server_version: cluster.server_version.clone(),
+            report,
+            requests,
+            infrastructure_failed: false,
+            setup_seconds,
+        })
+    }
+
+    /// The suite's operators in order, until one fails: each install's result and what it
+    /// applied. A rendering that failed is an error result of its own.
+    async fn install_operators(
+        &self,
+        cluster: &Cluster,
+        provisioned: &Provisioned,
+        dir: &std::path::Path,
+        built: &[Built],
+        rendered: &[Result<Rendered, OperatorError>],
+        cancel: &watch::Receiver<bool>,
+    ) -> Vec<(CaseResult, Vec<Applied>)> {
+        let suite = &self.suite;
         let retags: Vec<Retag> = built.iter().map(Built::retag).collect();
         let mut installs = Vec::new();
         for (operator, rendered) in suite.operators.iter().zip(rendered) {
@@ -369,7 +413,7 @@ impl Session {
             let (result, applied) = match rendered {
                 Ok(rendered) => {
                     install::Install {
-                        cluster: &cluster,
+                        cluster,
                         operator,
                         rendered,
                         images: &retags,
@@ -402,46 +446,27 @@ impl Session {
                 break;
             }
         }
-        let failed_install = installs.iter().find(|(r, _)| r.outcome != Outcome::Passed).map(|(r, _)| r.name.clone());
-        let cluster_deleted_after = provisioned.delete_at_end;
-        let options = RunOptions { artifacts: dir.to_path_buf(), cluster_deleted_after, ..self.options.clone() };
-        let setup_seconds = failed_install.is_none().then(|| started.elapsed().as_secs_f64());
-        let mut report = match failed_install {
-            Some(name) => run::not_run(cases, dir, &format!("not run: {name} failed to install"), *cancel.borrow()),
-            None => {
-                let mut terminal = Terminal::new(cases.len(), self.color);
-                if self.options.github {
-                    terminal = terminal.with_github_groups(cell.label(), prepared.shown.clone());
-                }
-                let terminal = Arc::new(terminal);
-                let report = run::run(suite, cases.to_vec(), cluster.clone(), options, cancel, terminal.clone()).await;
-                terminal.finish();
-                report
-            }
-        };
-        // Operator logs cover the whole run: collected again at its end, and put beside the
-        // evidence of every case that did not pass, where whoever reads it looks first.
-        for (result, applied) in &installs {
-            if result.outcome == Outcome::Passed {
-                install::collect_logs(&cluster, applied, &result.artifacts, suite.defaults.log_limit_bytes).await;
-                for case in report.results.iter().filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error)) {
-                    let name = result.artifacts.file_name().unwrap_or_default();
-                    if let Err(e) = copy_tree(&result.artifacts, &case.artifacts.join("operators").join(name)) {
-                        tracing::warn!(case = %case.id, error = %e, "could not copy the operator's logs");
-                    }
+        installs
+    }
+}
+
+/// Operator logs cover the whole run: collected again at its end, and put beside the evidence
+/// of every case that did not pass, where whoever reads it looks first.
+async fn share_operator_logs(
+    cluster: &Cluster,
+    installs: &[(CaseResult, Vec<Applied>)],
+    report: &RunReport,
+    limit: usize,
+) {
+    for (result, applied) in installs {
+        if result.outcome == Outcome::Passed {
+            install::collect_logs(cluster, applied, &result.artifacts, limit).await;
+            for case in report.results.iter().filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Error)) {
+                let name = result.artifacts.file_name().unwrap_or_default();
+                if let Err(e) = copy_tree(&result.artifacts, &case.artifacts.join("operators").join(name)) {
+                    tracing::warn!(case = %case.id, error = %e, "could not copy the operator's logs");
                 }
             }
         }
-        report.results.splice(0..0, installs.into_iter().map(|(r, _)| r));
-        let requests = cluster.request_counts();
-        tracing::info!(requests = requests.sent, retried = requests.retries(), "API requests sent");
-        Ok(CellReport {
-            cell: cell.clone(),
-            server_version: cluster.server_version.clone(),
-            report,
-            requests,
-            infrastructure_failed: false,
-            setup_seconds,
-        })
     }
 }

@@ -138,7 +138,7 @@ fn faults_everywhere_change_no_verdict_and_leave_nothing_behind() {
 fn faults_on_discovery_and_namespace_deletion_are_retried() {
     let dir = tempfile::tempdir().expect("tempdir");
     let suite = repo().join("tests/fixtures/flaky-api/kubevet.yaml");
-    let faulty = faulty(dir.path(), &["--seed", "3", "--rate", "0.2", "--only", "discovery,ns-delete,ns-create"]);
+    let faulty = faulty(dir.path(), &["--seed", "16", "--rate", "0.2", "--only", "discovery,ns-delete,ns-create"]);
     let flaky = finish(run(&suite, &faulty.kubeconfig, &dir.path().join("a"), &[]), &dir.path().join("a"));
     let faults = injected(&faulty.log);
     eprintln!("faults injected: {faults:?}\n{}", flaky.stdout);

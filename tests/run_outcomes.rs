@@ -101,7 +101,13 @@ fn a_failing_pytorchjob_ends_at_once_with_the_operator_reason_and_the_failing_lo
     let message = c["message"].as_str().unwrap_or("");
     assert!(message.starts_with("test: Failed: PyTorchJobFailed: "), "{message}");
     assert_eq!(c["properties"]["class"], "test");
-    assert!(message.ends_with("is failed because 1 Master replica(s) failed."), "{message}");
+    // The operator's reason, then the container that failed it.
+    assert!(
+        message.ends_with(
+            "is failed because 1 Master replica(s) failed. (pod failing-master-0 container pytorch exited with code 3)"
+        ),
+        "{message}"
+    );
     let seconds = c["time"].as_f64().expect("time");
     assert!(seconds < 30.0, "took {seconds}s of a 120s timeout: the failure was not detected early");
     let out = c["system_out"].as_str().unwrap_or("");

@@ -149,6 +149,16 @@ fn event_line(e: &Event) -> (String, String) {
     (time, line)
 }
 
+/// One container log as read: the previous instance's when `previous`.
+struct LogRead<'p> {
+    pod: &'p Pod,
+    container: String,
+    previous: bool,
+    text: String,
+    /// Why it could not be read because the cluster failed (after retries).
+    unreadable: Option<String>,
+}
+
 pub struct Collect<'a> {
     pub cluster: &'a Cluster,
     pub dir: PathBuf,
@@ -211,7 +221,6 @@ impl Collect<'_> {
 
     /// Reads everything at once: object states, every container's log, the events.
     pub async fn run(self) -> Evidence {
-        let this = &self;
         let mut evidence = Evidence::default();
         let pods = match self.pods.clone() {
             Some(pods) => pods,
@@ -220,18 +229,41 @@ impl Collect<'_> {
                 Vec::new()
             }),
         };
-        let objects = join_all(self.applied.iter().enumerate().map(|(i, applied)| async move {
-            let state = match this.seen.get(i).cloned().flatten() {
+        let (objects, made, logs, events) =
+            futures::join!(self.objects(), self.made_objects(), self.logs(&pods), self.cluster.events(self.namespace));
+        evidence.problems.extend(made);
+        evidence.problems.extend(objects.into_iter().filter_map(Result::err).map(|e| e.to_string()));
+        self.write_pods(&pods, logs, &mut evidence);
+        match events {
+            Ok(events) => self.write_events(&events, &mut evidence),
+            Err(e) => evidence.problems.push(format!("listing events: {e}")),
+        }
+        evidence.pods.sort();
+        evidence.logs.sort_by(|a, b| (&a.pod, &a.container).cmp(&(&b.pod, &b.container)));
+        evidence
+    }
+
+    /// The last state of every applied object into `objects/`, from what the watches saw
+    /// when they saw it.
+    async fn objects(&self) -> Vec<Result<(), FileError>> {
+        join_all(self.applied.iter().enumerate().map(|(i, applied)| async move {
+            let state = match self.seen.get(i).cloned().flatten() {
                 Some(seen) => Ok(seen),
-                None => this.cluster.get(applied).await,
+                None => self.cluster.get(applied).await,
             };
             let file = format!("{}.{}.yaml", applied.kind.resource.kind.to_lowercase(), applied.name);
             let text = match state {
                 Ok(obj) => to_yaml(&redact(obj)),
                 Err(e) => format!("# could not read {}: {e}\n", applied.name),
             };
-            write(&this.dir.join("objects").join(file_name(&file)), &text)
-        }));
+            write(&self.dir.join("objects").join(file_name(&file)), &text)
+        }))
+        .await
+    }
+
+    /// Every container's log (init containers too), and the previous instance's of one that
+    /// restarted.
+    async fn logs<'p>(&self, pods: &'p [Pod]) -> Vec<LogRead<'p>> {
         let wanted: Vec<(&Pod, String, bool)> = pods
             .iter()
             .flat_map(|pod| {
@@ -249,9 +281,9 @@ impl Collect<'_> {
                 })
             })
             .collect();
-        let logs = join_all(wanted.iter().map(|(pod, container, previous)| async move {
+        join_all(wanted.into_iter().map(|(pod, container, previous)| async move {
             let (text, unreadable) =
-                match this.cluster.logs(this.namespace, &pod.name_any(), container, *previous).await {
+                match self.cluster.logs(self.namespace, &pod.name_any(), &container, previous).await {
                     Ok(text) => (text, None),
                     Err(e) => {
                         let unreadable =
@@ -259,21 +291,21 @@ impl Collect<'_> {
                         (format!("[kubevet: no log: {e}]\n"), unreadable)
                     }
                 };
-            (*pod, container.clone(), *previous, text, unreadable)
-        }));
-        let events = self.cluster.events(self.namespace);
-        let (objects, made, logs, events) = futures::join!(objects, self.made_objects(), logs, events);
-        evidence.problems.extend(made);
+            LogRead { pod, container, previous, text, unreadable }
+        }))
+        .await
+    }
 
-        evidence.problems.extend(objects.into_iter().filter_map(Result::err).map(|e| e.to_string()));
-        for pod in &pods {
+    /// `pods/<pod>/pod.yaml` and each container's log, capped; the logs kept for the verdict.
+    fn write_pods(&self, pods: &[Pod], logs: Vec<LogRead<'_>>, evidence: &mut Evidence) {
+        for pod in pods {
             let state = serde_json::to_value(pod).map(|v| to_yaml(&redact(v))).unwrap_or_default();
             if let Err(e) = write(&self.dir.join("pods").join(file_name(&pod.name_any())).join("pod.yaml"), &state) {
                 evidence.problems.push(e.to_string());
             }
             evidence.pods.push(pod.name_any());
         }
-        for (pod, container, previous, text, unreadable) in logs {
+        for LogRead { pod, container, previous, text, unreadable } in logs {
             let pod_name = pod.name_any();
             let suffix = if previous { ".previous.log" } else { ".log" };
             let file =
@@ -292,26 +324,21 @@ impl Collect<'_> {
                 });
             }
         }
-        match events {
-            Ok(events) => {
-                let wanted = |e: &&Event| {
-                    self.events_of.is_none_or(|names| {
-                        e.involved_object.name.as_ref().is_some_and(|n| names.iter().any(|x| x == n))
-                    })
-                };
-                let mut lines: Vec<(String, String)> = events.iter().filter(wanted).map(event_line).collect();
-                lines.sort();
-                evidence.events = lines.into_iter().map(|(_, l)| l).collect();
-                let text: String = evidence.events.iter().map(|l| format!("{l}\n")).collect();
-                if let Err(e) = write(&self.dir.join("events.txt"), &text) {
-                    evidence.problems.push(e.to_string());
-                }
-            }
-            Err(e) => evidence.problems.push(format!("listing events: {e}")),
+    }
+
+    /// `events.txt`: the namespace's events (only those of `events_of` when set), by time.
+    fn write_events(&self, events: &[Event], evidence: &mut Evidence) {
+        let wanted = |e: &&Event| {
+            self.events_of
+                .is_none_or(|names| e.involved_object.name.as_ref().is_some_and(|n| names.iter().any(|x| x == n)))
+        };
+        let mut lines: Vec<(String, String)> = events.iter().filter(wanted).map(event_line).collect();
+        lines.sort();
+        evidence.events = lines.into_iter().map(|(_, l)| l).collect();
+        let text: String = evidence.events.iter().map(|l| format!("{l}\n")).collect();
+        if let Err(e) = write(&self.dir.join("events.txt"), &text) {
+            evidence.problems.push(e.to_string());
         }
-        evidence.pods.sort();
-        evidence.logs.sort_by(|a, b| (&a.pod, &a.container).cmp(&(&b.pod, &b.container)));
-        evidence
     }
 }
 

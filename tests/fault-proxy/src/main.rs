@@ -1,5 +1,6 @@
 //! TEST HELPER: a fault-injecting HTTP proxy between kubevet and the test cluster's API
-//! server (reached through `kubectl proxy`, which holds the credentials). Per a seed it
+//! server (reached through `kubectl proxy`, which holds the credentials). Per a seed (one
+//! sequence of decisions per class of request, so the n-th of a class always meets the same) it
 //! answers a share of requests with 500/502/503 bursts or 429 with `Retry-After`, resets
 //! connections without an answer, loses the answer of a request it did forward (the server
 //! acted, the client sees a 500), adds latency, and cuts watches after a random delay.
@@ -52,7 +53,11 @@ impl Dice {
 }
 
 struct State {
-    dice: Dice,
+    seed: u64,
+    /// One sequence per class of request, so that a class's n-th request meets the same fault
+    /// whatever else the cluster serves (a new API group adds discovery requests) and however
+    /// requests of different classes interleave.
+    dice: std::collections::HashMap<String, Dice>,
     /// Requests whose answer was already lost once (`--lose-first`).
     lost: std::collections::HashSet<(String, String, u64)>,
     /// Requests of a class still to fail in the current 5xx burst.
@@ -103,6 +108,16 @@ enum Fault {
     LoseFirst,
 }
 
+impl State {
+    fn dice(&mut self, class: &str) -> &mut Dice {
+        // FNV-1a of the class name, mixed into the seed.
+        let hash =
+            class.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let seed = self.seed ^ hash;
+        self.dice.entry(class.to_string()).or_insert_with(|| Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1))
+    }
+}
+
 fn choose(state: &Mutex<State>, settings: &Settings, class: &str) -> Fault {
     let Ok(mut s) = state.lock() else { return Fault::None };
     if let Some(i) = s.burst.iter().position(|(c, _, _)| c == class) {
@@ -126,20 +141,20 @@ fn choose(state: &Mutex<State>, settings: &Settings, class: &str) -> Fault {
     }
     if class == "watch" {
         // Watches are long: cut a share of them after a while; a few fail at the start.
-        let r = s.dice.roll();
+        let r = s.dice(class).roll();
         return if r < settings.rate * 6.0 {
-            Fault::Cut(Duration::from_millis(300 + (s.dice.roll() * 2700.0) as u64))
+            Fault::Cut(Duration::from_millis(300 + (s.dice(class).roll() * 2700.0) as u64))
         } else if r < settings.rate * 7.0 {
             Fault::Status(503)
         } else {
             Fault::None
         };
     }
-    let r = s.dice.roll();
+    let r = s.dice(class).roll();
     let rate = settings.rate;
     if r < rate * 0.4 {
-        let code = [500, 502, 503][(s.dice.roll() * 3.0) as usize % 3];
-        let length = 1 + (s.dice.roll() * 3.0) as u32;
+        let code = [500, 502, 503][(s.dice(class).roll() * 3.0) as usize % 3];
+        let length = 1 + (s.dice(class).roll() * 3.0) as u32;
         if length > 1 {
             s.burst.push((class.to_string(), length - 1, code));
         }
@@ -151,7 +166,7 @@ fn choose(state: &Mutex<State>, settings: &Settings, class: &str) -> Fault {
     } else if r < rate * 0.9 && class != "other" {
         Fault::LoseAnswer
     } else if r < rate * 2.0 {
-        Fault::Latency(Duration::from_millis(20 + (s.dice.roll() * 280.0) as u64))
+        Fault::Latency(Duration::from_millis(20 + (s.dice(class).roll() * 280.0) as u64))
     } else {
         Fault::None
     }
@@ -259,11 +274,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         only,
         log,
     });
-    let state = Arc::new(Mutex::new(State {
-        dice: Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-        lost: Default::default(),
-        burst: Vec::new(),
-    }));
+    let state =
+        Arc::new(Mutex::new(State { seed, dice: Default::default(), lost: Default::default(), burst: Vec::new() }));
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     println!("listening on {}", listener.local_addr()?);
