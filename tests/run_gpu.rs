@@ -62,10 +62,16 @@ fn gpu_examples_on_a_cluster_without_gpus_are_skipped_at_once_and_never_retried(
         "{reason}"
     );
 
+    // A scenario whose step applies a GPU Job: skipped as the example is, before any step.
+    let scenario = case(&run.cases, "scenarios/gpu-scenario.yaml");
+    assert_eq!(scenario["result"], "skipped", "{scenario:#}");
+    assert_eq!(scenario["message"], "needs nvidia.com/gpu: no node of this cluster offers it", "{scenario:#}");
+    assert!(result_json(&run.artifacts, "scenarios.gpu-scenario")["namespace"].is_null());
+
     assert_eq!(case(&run.cases, "examples/cpu-job.yaml")["result"], "passed");
     assert!(
         run.stdout.contains(
-            "2 passed, 0 failed, 0 errors, 2 skipped (2 need what no node offers; 1 ran as a CPU smoke test)"
+            "2 passed, 0 failed, 0 errors, 3 skipped (3 need what no node offers; 1 ran as a CPU smoke test)"
         ),
         "{}",
         run.stdout
@@ -93,5 +99,17 @@ fn with_gpu_cpu_the_example_runs_without_its_gpu_its_node_selector_and_its_toler
         said.ends_with("(a CPU smoke test cannot remove it: the cluster gave it to the pod, not the example)"),
         "{said}"
     );
-    assert!(run.stdout.contains("1 skipped (1 needs what no node offers; 2 ran as CPU smoke tests)"), "{}", run.stdout);
+    // The scenario's apply step without its GPU: its steps judged as written.
+    let scenario = case(&run.cases, "scenarios/gpu-scenario.yaml");
+    assert_eq!(scenario["result"], "passed", "{scenario:#}");
+    let reason = result_json(&run.artifacts, "scenarios.gpu-scenario")["reason"].as_str().unwrap_or("").to_string();
+    assert_eq!(
+        reason,
+        "CPU smoke test (without nodeSelector nvidia.com/gpu.present, nvidia.com/gpu limits): 2 steps passed"
+    );
+    let applied =
+        std::fs::read_to_string(run.artifacts.join("scenarios.gpu-scenario/attempt-1/objects/job.gpu-steps.yaml"))
+            .expect("the scenario's Job as collected");
+    assert!(!applied.contains("nvidia.com"), "{applied}");
+    assert!(run.stdout.contains("1 skipped (1 needs what no node offers; 3 ran as CPU smoke tests)"), "{}", run.stdout);
 }

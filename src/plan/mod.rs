@@ -383,6 +383,7 @@ fn scenario_case(suite: &Suite, path: PathBuf, rel: String, id: String, text: &s
     case.tier = case.tier.or(read.tier);
     case.expect = resolved.expect.or(read.expect).unwrap_or(Expect::Success);
     case.skip = case.skip.or(read.skip);
+    case.gpu = resolved.gpu(suite, None);
     // A scenario's checks are its steps.
     case.scenario = Some(Arc::new(read.scenario));
     Ok(case)

@@ -154,9 +154,7 @@ impl CaseRun<'_> {
         if outcome != Outcome::Passed {
             result.log_tail = evidence.failing_tail(30);
         }
-        if !result.cpu_smoke.is_empty() {
-            reason = format!("CPU smoke test (without {}): {reason}", result.cpu_smoke.join(", "));
-        }
+        let reason = smoke_tested(&result, reason);
         result.finish_as(outcome, class, Some(reason));
         (result, Some(cleanup))
     }
@@ -187,7 +185,10 @@ impl CaseRun<'_> {
 
     /// The extended resources these objects ask for that no node offers (nodes listed only
     /// when they ask for one).
-    async fn unoffered<'v>(&self, values: impl Iterator<Item = &'v Value>) -> Result<BTreeSet<String>, ApiError> {
+    pub(super) async fn unoffered<'v>(
+        &self,
+        values: impl Iterator<Item = &'v Value>,
+    ) -> Result<BTreeSet<String>, ApiError> {
         let asked = extended::asked(&values.collect::<Vec<_>>());
         if asked.is_empty() {
             return Ok(asked);
@@ -488,6 +489,15 @@ impl CaseRun<'_> {
 
 /// An apply the cluster did not take: the case is unjudged when the cluster failed (after
 /// its retries, or a quota), a failure of the example when the server rejected it.
+/// A verdict's reason, saying first when the case ran as a CPU smoke test and without what.
+pub(super) fn smoke_tested(result: &CaseResult, reason: String) -> String {
+    if result.cpu_smoke.is_empty() {
+        reason
+    } else {
+        format!("CPU smoke test (without {}): {reason}", result.cpu_smoke.join(", "))
+    }
+}
+
 fn outcome_of(class: FailureClass) -> Outcome {
     if class == FailureClass::Infrastructure { Outcome::Error } else { Outcome::Failed }
 }

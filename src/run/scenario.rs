@@ -3,20 +3,21 @@
 //! steps run; the evidence is collected; the `finally` steps always run. Every step is a line
 //! of the result (`steps` in `result.json`, `<system-out>` in JUnit).
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{
-    case::{CaseRun, Cleanup},
-    classify,
+    case::{self, CaseRun, Cleanup},
+    classify, extended,
     steps::{Scope, Verdict, evidence_name},
 };
 use crate::{
     cluster::Applied,
     outcome::{CaseResult, Outcome, Phase, StepOutcome, StepReport},
     plan::{Scenario, Step, StepAction},
-    suite::{Expect, FailureClass},
+    suite::{Expect, FailureClass, gpu::GpuMode},
     util::duration::deadline as deadline_after,
 };
 
@@ -36,9 +37,51 @@ enum Ended {
 }
 
 impl CaseRun<'_> {
+    /// A scenario as the cluster can take it, as [`CaseRun::fit_to_cluster`] fits an example:
+    /// when what its steps apply asks for an extended resource no node offers, none (skipped)
+    /// or, with `gpu: cpu`, a copy whose applied objects do without it.
+    async fn fit_scenario<'s>(&self, scenario: &'s Scenario, result: &mut CaseResult) -> Option<Cow<'s, Scenario>> {
+        let sections = [&scenario.steps, &scenario.catch, &scenario.finally];
+        let applied: Vec<&Value> = sections
+            .into_iter()
+            .flatten()
+            .filter_map(|s| match &s.action {
+                StepAction::Apply { objects, .. } => Some(objects),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let missing = match self.unoffered(applied.into_iter()).await {
+            Ok(missing) if missing.is_empty() => return Some(Cow::Borrowed(scenario)),
+            Ok(missing) => missing,
+            Err(e) => {
+                result.finish(Outcome::Error, Some(format!("could not see what the nodes offer: {e}")));
+                return None;
+            }
+        };
+        result.unoffered = missing.iter().cloned().collect();
+        if self.case.gpu == GpuMode::Skip {
+            result.finish(Outcome::Skipped, Some(extended::skip_reason(&missing)));
+            return None;
+        }
+        let mut fitted = scenario.clone();
+        let mut removed = Vec::new();
+        for step in fitted.steps.iter_mut().chain(fitted.catch.iter_mut()).chain(fitted.finally.iter_mut()) {
+            if let StepAction::Apply { objects, .. } = &mut step.action {
+                removed.extend(extended::strip_for_cpu(objects, &missing, self.gpu));
+            }
+        }
+        removed.sort();
+        removed.dedup();
+        result.cpu_smoke = removed;
+        Some(Cow::Owned(fitted))
+    }
+
     pub(super) async fn run_scenario(self, scenario: &Scenario) -> (CaseResult, Option<Cleanup>) {
         let case = self.case;
         let mut result = CaseResult::new(case, self.dir.clone());
+        let Some(scenario) = self.fit_scenario(scenario, &mut result).await else { return (result, None) };
+        let scenario = scenario.as_ref();
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
         let artifacts = result.artifacts.clone();
@@ -105,6 +148,7 @@ impl CaseRun<'_> {
         if outcome != Outcome::Passed {
             result.log_tail = evidence.failing_tail(30);
         }
+        let reason = case::smoke_tested(&result, reason);
         result.finish_as(outcome, class, Some(reason));
         (result, Some(cleanup))
     }
