@@ -89,23 +89,7 @@ impl Attempts<'_> {
             let dir = if tries > 1 { case_dir.join(format!("attempt-{number}")) } else { case_dir.clone() };
             info!(case = %case.name, attempt = number, "case starting");
             self.progress.started(&case.name, number, &case.timeout.to_string());
-            let (mut result, cleanup) = case::CaseRun {
-                cluster: self.cluster,
-                case,
-                run_id: self.run_id,
-                dir,
-                defaults,
-                rules: &self.suite.classes,
-                progress: self.progress,
-                cancel: self.cancel.clone(),
-                pipelines: &self.suite.pipelines,
-                suite_name: &self.suite.name,
-                keep_on_failure: self.options.keep_on_failure,
-                gpu: &self.suite.gpu,
-                profiles: &self.suite.profiles,
-            }
-            .run()
-            .await;
+            let (mut result, cleanup) = self.attempt(dir).await;
             let failed = result.outcome.is_failure() && result.outcome != Outcome::Interrupted;
             if failed && number == 1 {
                 self.breaker.first_attempt_failed();
@@ -117,14 +101,8 @@ impl Attempts<'_> {
                 if let Some(why) = blocked {
                     result.reason = Some(format!("{} ({why})", result.reason.unwrap_or_default()));
                 }
-                if result.outcome == Outcome::Passed && !earlier.is_empty() {
-                    result.outcome = Outcome::Flaky;
-                    result.reason = Some(format!(
-                        "passed on attempt {number} of {tries}, after: {}",
-                        earlier.iter().map(attempt_line).collect::<Vec<_>>().join("; ")
-                    ));
-                }
                 result.attempts = earlier;
+                last_attempt(&mut result, number, tries);
                 result.left_behind.splice(0..0, left_behind);
                 // The case's own result.json sums up its attempts; each has its own too.
                 result.case_dir = (tries > 1).then_some(case_dir);
@@ -135,19 +113,7 @@ impl Attempts<'_> {
             info!(case = %case.name, attempt = number, class = ?result.class, "retrying");
             result.write();
             if let Some(cleanup) = &cleanup {
-                if self.options.keep_on_failure {
-                    result.cleanup = Some(format!("kept namespace {} (--keep-on-failure)", cleanup.namespace));
-                } else {
-                    clean_up(
-                        self.cluster,
-                        cleanup,
-                        &mut self.namespaces,
-                        defaults.cleanup_timeout.0,
-                        true,
-                        &mut result,
-                    )
-                    .await;
-                }
+                self.clean_up_attempt(cleanup, &mut result).await;
             }
             left_behind.extend(result.left_behind.iter().cloned());
             earlier.push(result.as_attempt());
@@ -172,6 +138,49 @@ impl Attempts<'_> {
                 return (result, None);
             }
         }
+    }
+
+    /// One attempt of the case, its evidence in `dir`.
+    async fn attempt(&self, dir: std::path::PathBuf) -> (CaseResult, Option<case::Cleanup>) {
+        case::CaseRun {
+            cluster: self.cluster,
+            case: self.case,
+            run_id: self.run_id,
+            dir,
+            defaults: &self.suite.defaults,
+            rules: &self.suite.classes,
+            progress: self.progress,
+            cancel: self.cancel.clone(),
+            pipelines: &self.suite.pipelines,
+            suite_name: &self.suite.name,
+            keep_on_failure: self.options.keep_on_failure,
+            gpu: &self.suite.gpu,
+            profiles: &self.suite.profiles,
+        }
+        .run()
+        .await
+    }
+
+    /// A failed attempt's namespace, deleted before the next attempt (kept with
+    /// `--keep-on-failure`, and said so).
+    async fn clean_up_attempt(&mut self, cleanup: &case::Cleanup, result: &mut CaseResult) {
+        if self.options.keep_on_failure {
+            result.cleanup = Some(format!("kept namespace {} (--keep-on-failure)", cleanup.namespace));
+            return;
+        }
+        let timeout = self.suite.defaults.cleanup_timeout.0;
+        clean_up(self.cluster, cleanup, &mut self.namespaces, timeout, true, result).await;
+    }
+}
+
+/// The result that stands: a pass after failed attempts is flaky, and says after what.
+fn last_attempt(result: &mut CaseResult, number: u32, tries: u32) {
+    if result.outcome == Outcome::Passed && !result.attempts.is_empty() {
+        result.outcome = Outcome::Flaky;
+        result.reason = Some(format!(
+            "passed on attempt {number} of {tries}, after: {}",
+            result.attempts.iter().map(attempt_line).collect::<Vec<_>>().join("; ")
+        ));
     }
 }
 
