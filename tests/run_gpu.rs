@@ -67,11 +67,17 @@ fn gpu_examples_on_a_cluster_without_gpus_are_skipped_at_once_and_never_retried(
     assert_eq!(scenario["result"], "skipped", "{scenario:#}");
     assert_eq!(scenario["message"], "needs nvidia.com/gpu: no node of this cluster offers it", "{scenario:#}");
     assert!(result_json(&run.artifacts, "scenarios.gpu-scenario")["namespace"].is_null());
+    // A pipeline whose task asks for an accelerator (KFP's set_accelerator_type): skipped
+    // before anything is uploaded to KFP.
+    let pipeline = case(&run.cases, "examples/gpu-pipeline.yaml");
+    assert_eq!(pipeline["result"], "skipped", "{pipeline:#}");
+    assert_eq!(pipeline["message"], "needs nvidia.com/gpu: no node of this cluster offers it", "{pipeline:#}");
+    assert!(result_json(&run.artifacts, "examples.gpu-pipeline")["pipeline"]["runId"].is_null(), "never run in KFP");
 
     assert_eq!(case(&run.cases, "examples/cpu-job.yaml")["result"], "passed");
     assert!(
         run.stdout.contains(
-            "2 passed, 0 failed, 0 errors, 3 skipped (3 need what no node offers; 1 ran as a CPU smoke test)"
+            "2 passed, 0 failed, 0 errors, 4 skipped (4 need what no node offers; 1 ran as a CPU smoke test)"
         ),
         "{}",
         run.stdout
@@ -111,5 +117,9 @@ fn with_gpu_cpu_the_example_runs_without_its_gpu_its_node_selector_and_its_toler
         std::fs::read_to_string(run.artifacts.join("scenarios.gpu-scenario/attempt-1/objects/job.gpu-steps.yaml"))
             .expect("the scenario's Job as collected");
     assert!(!applied.contains("nvidia.com"), "{applied}");
-    assert!(run.stdout.contains("1 skipped (1 needs what no node offers; 3 ran as CPU smoke tests)"), "{}", run.stdout);
+    // The pipeline without its accelerator, run in KFP and judged by KFP's run state.
+    let reason = result_json(&run.artifacts, "examples.gpu-pipeline")["reason"].as_str().unwrap_or("").to_string();
+    assert!(reason.starts_with("CPU smoke test (without nvidia.com/gpu accelerator of exec-train): run "), "{reason}");
+    assert!(reason.ends_with(" SUCCEEDED"), "{reason}");
+    assert!(run.stdout.contains("1 skipped (1 needs what no node offers; 4 ran as CPU smoke tests)"), "{}", run.stdout);
 }

@@ -340,6 +340,7 @@ fn pipeline_case(suite: &Suite, path: PathBuf, rel: String, id: String, name: St
     let resolved = Resolved::of(suite, &rel);
     let profile = suite.profiles.iter().find(|p| p.name == crate::suite::profile::PIPELINE);
     let mut case = resolved.case(id, rel, path, resolved.timeout_and_retries(suite, profile));
+    case.gpu = resolved.gpu(suite, profile);
     let parameters = resolved.parameters.clone();
     if let PipelineSource::Compiled { spec, .. } = &source {
         case.problem = pipeline::typed_parameters(spec, &parameters)

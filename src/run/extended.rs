@@ -41,6 +41,52 @@ pub fn offered(nodes: &[BTreeMap<String, String>]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The accelerators a compiled pipeline's tasks ask for (`set_accelerator_type`): each
+/// executor's `container.resources.accelerator`, by `resourceType` (KFP 2.x) or `type`
+/// (older compilers), when its count is not zero.
+pub fn pipeline_accelerators(spec: &Value) -> BTreeSet<String> {
+    executors(spec)
+        .filter_map(|e| e.pointer("/container/resources/accelerator"))
+        .filter(|a| accelerator_count(a) != Some(0))
+        .filter_map(accelerator_type)
+        .filter(|t| is_extended(t))
+        .map(str::to_string)
+        .collect()
+}
+
+fn executors(spec: &Value) -> impl Iterator<Item = &Value> {
+    spec.pointer("/deploymentSpec/executors").and_then(Value::as_object).into_iter().flat_map(|m| m.values())
+}
+
+fn accelerator_type(accelerator: &Value) -> Option<&str> {
+    ["resourceType", "type"].iter().find_map(|k| accelerator[*k].as_str().filter(|t| !t.is_empty()))
+}
+
+fn accelerator_count(accelerator: &Value) -> Option<i64> {
+    ["resourceCount", "count"].iter().find_map(|k| match &accelerator[*k] {
+        Value::String(s) => s.parse().ok(),
+        other => other.as_i64(),
+    })
+}
+
+/// Removes the accelerators no node offers from the pipeline's executors (a CPU smoke test);
+/// what was removed, as the case reports it.
+pub fn strip_pipeline_accelerators(spec: &mut Value, names: &BTreeSet<String>) -> Vec<String> {
+    let mut removed = BTreeSet::new();
+    let executors = spec.pointer_mut("/deploymentSpec/executors").and_then(Value::as_object_mut);
+    for (label, executor) in executors.into_iter().flat_map(|m| m.iter_mut()) {
+        let Some(resources) = executor.pointer_mut("/container/resources").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let kind = resources.get("accelerator").and_then(accelerator_type).map(str::to_string);
+        if let Some(kind) = kind.filter(|k| names.contains(k)) {
+            resources.remove("accelerator");
+            removed.insert(format!("{kind} accelerator of {label}"));
+        }
+    }
+    removed.into_iter().collect()
+}
+
 /// Accelerators a notebook's CPU smoke test is about (a notebook's code, unlike an example's
 /// objects, cannot be searched for what it will ask).
 const ACCELERATORS: &[&str] = &["nvidia.com/gpu", "amd.com/gpu", "intel.com/gpu", "google.com/tpu"];
@@ -191,5 +237,25 @@ mod tests {
     fn the_skip_reason_names_what_is_missing() {
         let one = BTreeSet::from(["nvidia.com/gpu".to_string()]);
         assert_eq!(skip_reason(&one), "needs nvidia.com/gpu: no node of this cluster offers it");
+    }
+
+    #[test]
+    fn a_pipelines_accelerators_are_read_and_stripped_as_kfp_compiles_them() {
+        let mut spec = json!({"deploymentSpec": {"executors": {
+            "exec-train": {"container": {"resources": {"accelerator": {"resourceType": "nvidia.com/gpu", "resourceCount": "1"}, "cpuLimit": 1.0}}},
+            "exec-old": {"container": {"resources": {"accelerator": {"type": "google.com/tpu", "count": "2"}}}},
+            "exec-none": {"container": {"resources": {"accelerator": {"resourceType": "amd.com/gpu", "resourceCount": "0"}}}},
+            "exec-cpu": {"container": {"image": "x"}},
+        }}});
+        let asked = pipeline_accelerators(&spec);
+        assert_eq!(asked.into_iter().collect::<Vec<_>>(), ["google.com/tpu", "nvidia.com/gpu"]);
+        let gpu = BTreeSet::from(["nvidia.com/gpu".to_string()]);
+        assert_eq!(strip_pipeline_accelerators(&mut spec, &gpu), ["nvidia.com/gpu accelerator of exec-train"]);
+        assert!(spec.pointer("/deploymentSpec/executors/exec-train/container/resources/accelerator").is_none());
+        assert_eq!(
+            spec.pointer("/deploymentSpec/executors/exec-train/container/resources/cpuLimit"),
+            Some(&json!(1.0))
+        );
+        assert!(spec.pointer("/deploymentSpec/executors/exec-old/container/resources/accelerator").is_some());
     }
 }

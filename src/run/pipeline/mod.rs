@@ -13,19 +13,22 @@ mod follow;
 mod publish;
 mod tasks;
 
-use std::time::Duration;
+use std::{borrow::Cow, collections::BTreeSet, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::case::{CaseRun, Cleanup, INTERRUPT_COLLECT_GRACE};
+use super::{
+    case::{self, CaseRun, Cleanup, INTERRUPT_COLLECT_GRACE},
+    extended,
+};
 use crate::{
     cluster::kfp::{Kfp, KfpError},
     images,
     outcome::{CaseResult, Outcome, Phase, PipelineRun, TaskRow},
     plan::{Case, PipelineCase, PipelineSource, pipeline},
-    suite::{Expect, FailureClass, images::Retag, pipelines::PipelineSettings},
+    suite::{Expect, FailureClass, gpu::GpuMode, images::Retag, pipelines::PipelineSettings},
     util::{
         duration::{Backoff, deadline},
         ids::kfp_name,
@@ -122,6 +125,8 @@ impl CaseRun<'_> {
             compiled: p.compiled_from_cache.map(|hit| if hit { "cache hit" } else { "compiled now" }.into()),
             ..Default::default()
         });
+        let Some(p) = self.fit_pipeline(p, &mut result).await else { return (result, None) };
+        let p = p.as_ref();
         let kfp = match self.cluster.kfp(self.pipelines) {
             Ok(k) => k,
             Err(e) => {
@@ -133,6 +138,7 @@ impl CaseRun<'_> {
         let (outcome, class, reason) = match self.pipeline_steps(&kfp, p, &mut result, &mut made).await {
             Ok(verdict) | Err(verdict) => verdict,
         };
+        let reason = case::smoke_tested(&result, reason);
         let failed = outcome.is_failure();
         self.pipeline_cleanup(&kfp, &made, failed, &mut result).await;
         if let Some(run) = result.pipeline.as_mut() {
@@ -140,6 +146,37 @@ impl CaseRun<'_> {
         }
         result.finish_as(outcome, class, Some(reason));
         (result, None)
+    }
+
+    /// A compiled pipeline as the cluster can run it: when its tasks ask for an accelerator
+    /// no node offers, none (skipped before anything is uploaded) or, with `gpu: cpu`, a copy
+    /// without it, a CPU smoke test. A pipeline already in KFP is run as it is.
+    async fn fit_pipeline<'p>(&self, p: &'p PipelineCase, result: &mut CaseResult) -> Option<Cow<'p, PipelineCase>> {
+        let PipelineSource::Compiled { spec, .. } = &p.source else { return Some(Cow::Borrowed(p)) };
+        let asked = extended::pipeline_accelerators(spec);
+        if asked.is_empty() {
+            return Some(Cow::Borrowed(p));
+        }
+        let missing: BTreeSet<String> = match self.cluster.node_allocatable().await {
+            Ok(nodes) => asked.difference(&extended::offered(&nodes)).cloned().collect(),
+            Err(e) => {
+                result.finish(Outcome::Error, Some(format!("could not see what the nodes offer: {e}")));
+                return None;
+            }
+        };
+        if missing.is_empty() {
+            return Some(Cow::Borrowed(p));
+        }
+        result.unoffered = missing.iter().cloned().collect();
+        if self.case.gpu == GpuMode::Skip {
+            result.finish(Outcome::Skipped, Some(extended::skip_reason(&missing)));
+            return None;
+        }
+        let mut fitted = p.clone();
+        if let PipelineSource::Compiled { spec, .. } = &mut fitted.source {
+            result.cpu_smoke = extended::strip_pipeline_accelerators(spec, &missing);
+        }
+        Some(Cow::Owned(fitted))
     }
 
     /// Everything up to the verdict; an `Err` stopped early.
