@@ -31,6 +31,7 @@ fn the_trainer_v2_suite() {
         ("a node that fails", a_failing_node_fails_the_trainjob_naming_its_job_and_pod),
         ("a failure policy", a_failure_policy_restarts_the_jobset_once_and_it_passes),
         ("evidence", the_jobset_and_its_jobs_are_kept_as_evidence),
+        ("runtime patches", runtime_patches_reach_the_jobset_and_its_pods),
         ("cleanup", |run| support::no_namespace_left(&run.cases)),
     ];
     support::all_checks(&run, checks);
@@ -116,6 +117,13 @@ fn the_jobset_and_its_jobs_are_kept_as_evidence(run: &TrainerRun) {
     assert_eq!(job["spec"]["completions"], 2, "numNodes became the Job's completions: {job:#}");
     let failed = job["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Failed");
     assert!(failed, "the Job the Kubernetes Job controller failed: {job:#}");
+}
+
+fn runtime_patches_reach_the_jobset_and_its_pods(run: &TrainerRun) {
+    let c = case(&run.cases, "examples/runtime-patches.yaml");
+    assert_eq!(c["result"], "passed", "the patched env var reached the node (its log assertion): {c:#}");
+    let jobset = made(run, "examples.runtime-patches", "jobset.runtime-patches.yaml");
+    assert_eq!(jobset["metadata"]["labels"]["team"], "ml-platform", "{jobset:#}");
 }
 
 /// Trainer's upstream examples folder, as a user would point kubevet at it: the runtime

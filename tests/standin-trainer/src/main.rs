@@ -4,7 +4,8 @@
 //! Kubernetes 1.20, older than either supports. This binary plays both against the real CRDs,
 //! written from their sources (Trainer master 8c0f505, JobSet v0.12.0):
 //! - a TrainJob controller: TrainJob + (Cluster)TrainingRuntime → a JobSet of the TrainJob's
-//!   name (see [`trainjob`]), status copied back from the JobSet;
+//!   name (see [`trainjob`]): runtime patches merged, the trainer's and initializers'
+//!   containers filled in, status copied back from the JobSet;
 //! - a JobSet controller: JobSet → real `batch/v1` Jobs `<jobset>-<rjob>-<index>` and a
 //!   headless Service, run by Kubernetes' own Job controller; success and failure policies,
 //!   restarts and `dependsOn` (see [`jobset`]);
@@ -12,9 +13,11 @@
 //!   completion index, hostname and name; JobSet defaulting. Kubernetes 1.20 has no
 //!   `Job.status.ready` either: the JobSet controller counts ready pods itself.
 //!
-//! Left out: runtime patches and snapshots, initializers, the MPI, JAX, XGBoost and Flux
-//! plugins, gang scheduling, exclusive placement, in-order startup, Job suspension (1.20 has
-//! none: a suspended JobSet's Jobs are not created until it resumes), RestartJob actions.
+//! Left out: runtime snapshots, the TrainJob and JobSet validating webhooks (a TrainJob the
+//! real webhook refuses, as one whose dataset initializer has no `initializer` volume, is
+//! taken here), the MPI, JAX, XGBoost and Flux plugins, gang scheduling, exclusive placement,
+//! in-order startup, Job suspension (1.20 has none: a suspended JobSet's Jobs are not created
+//! until it resumes), RestartJob actions.
 
 mod indexer;
 mod jobset;

@@ -64,15 +64,75 @@ fn merge_resources(base: &Value, over: &Value) -> Value {
     merged
 }
 
+/// The list fields of a JobSet spec that a strategic merge patch merges by a key (the
+/// `patchMergeKey`s of JobSet's and Kubernetes' types); any other list is replaced.
+const MERGE_KEYS: &[(&str, &str)] = &[
+    ("replicatedJobs", "name"),
+    ("containers", "name"),
+    ("initContainers", "name"),
+    ("env", "name"),
+    ("volumes", "name"),
+    ("volumeMounts", "mountPath"),
+    ("ports", "containerPort"),
+];
+
+/// A strategic merge patch as Kubernetes applies one to these types: maps merge, lists with a
+/// merge key merge item by item, other lists and values are replaced.
+fn strategic_merge(base: &mut Value, patch: &Value, field: &str) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                match base.get_mut(key) {
+                    Some(existing) if !value.is_null() => strategic_merge(existing, value, key),
+                    _ => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(base), Value::Array(patch)) if MERGE_KEYS.iter().any(|(f, _)| *f == field) => {
+            let key = MERGE_KEYS.iter().find(|(f, _)| *f == field).map_or("name", |(_, k)| *k);
+            for item in patch {
+                match base.iter_mut().find(|b| b[key] == item[key]) {
+                    Some(existing) => strategic_merge(existing, item, ""),
+                    None => base.push(item.clone()),
+                }
+            }
+        }
+        (base, patch) => *base = patch.clone(),
+    }
+}
+
+/// `mergeRuntimePatches` and the propagated labels and annotations: each of the TrainJob's
+/// `runtimePatches`, in order, over the runtime's template.
+fn patched_template(trainjob: &Value, runtime_spec: &Value) -> Value {
+    let mut template = runtime_spec.get("template").cloned().unwrap_or_else(|| json!({}));
+    let patches = trainjob.pointer("/spec/runtimePatches").and_then(Value::as_array).cloned().unwrap_or_default();
+    for patch in patches {
+        if let Some(metadata) = patch.pointer("/trainingRuntimeSpec/template/metadata") {
+            strategic_merge(&mut template["metadata"], metadata, "metadata");
+        }
+        if let Some(spec) = patch.pointer("/trainingRuntimeSpec/template/spec") {
+            strategic_merge(&mut template["spec"], spec, "spec");
+        }
+    }
+    template
+}
+
 /// The JobSet (`jobset.x-k8s.io/v1alpha2`) a TrainJob makes from its runtime's spec.
 pub fn build_jobset(trainjob: &Value, runtime_spec: &Value) -> Value {
     let name = text(trainjob, "/metadata/name");
     let trainer = trainjob.pointer("/spec/trainer").cloned().unwrap_or(Value::Null);
+    let initializer = trainjob.pointer("/spec/initializer").cloned().unwrap_or(Value::Null);
     let ml_policy = runtime_spec.get("mlPolicy").cloned().unwrap_or(Value::Null);
-    let template = runtime_spec.get("template").cloned().unwrap_or_else(|| json!({}));
+    let template = patched_template(trainjob, runtime_spec);
     let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
     let rjobs = spec.get_mut("replicatedJobs").and_then(Value::as_array_mut).map(std::mem::take).unwrap_or_default();
-    let rjobs: Vec<Value> = rjobs.into_iter().map(|rjob| trainer_job(rjob, name, &trainer, &ml_policy)).collect();
+    let rjobs: Vec<Value> = rjobs
+        .into_iter()
+        .map(|rjob| initializer_job(rjob, &initializer))
+        .map(|rjob| trainer_job(rjob, name, &trainer, &ml_policy))
+        .collect();
     spec["replicatedJobs"] = json!(rjobs);
     if let Some(suspend) = trainjob.pointer("/spec/suspend").and_then(Value::as_bool) {
         spec["suspend"] = json!(suspend);
@@ -91,6 +151,33 @@ pub fn build_jobset(trainjob: &Value, runtime_spec: &Value) -> Value {
         }
     }
     json!({"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata, "spec": spec})
+}
+
+/// The builder's `Initializer`: a dataset or model initializer job (by its ancestor label)
+/// runs once, and its container of the same name gets the TrainJob's `STORAGE_URI`, env and
+/// secret.
+fn initializer_job(mut rjob: Value, initializer: &Value) -> Value {
+    let ancestor = text(&rjob, &format!("/template/metadata/labels/{}", ANCESTOR_LABEL.replace('/', "~1"))).to_string();
+    let source = match ancestor.as_str() {
+        "dataset-initializer" => &initializer["dataset"],
+        "model-initializer" => &initializer["model"],
+        _ => return rjob,
+    };
+    rjob["replicas"] = json!(1);
+    if !source.is_object() {
+        return rjob;
+    }
+    let containers = rjob.pointer_mut("/template/spec/template/spec/containers").and_then(Value::as_array_mut);
+    for container in containers.into_iter().flatten().filter(|c| c["name"] == ancestor.as_str()) {
+        if let Some(uri) = source.get("storageUri").and_then(Value::as_str) {
+            upsert(&mut container["env"], [json!({"name": "STORAGE_URI", "value": uri})], "name");
+        }
+        upsert(&mut container["env"], source.get("env").and_then(Value::as_array).cloned().unwrap_or_default(), "name");
+        if let Some(secret) = source.pointer("/secretRef/name") {
+            upsert(&mut container["envFrom"], [json!({"secretRef": {"name": secret}})], "secretRef");
+        }
+    }
+    rjob
 }
 
 /// One replicated job: the trainer's (ancestor `trainer`) gets the node count, the TrainJob's
@@ -292,5 +379,37 @@ mod tests {
         assert_eq!(list[0]["lastTransitionTime"], "t9");
         assert_eq!(status["jobsStatus"][0]["failed"], 1);
         assert!(finished(&json!({"status": status})));
+    }
+
+    #[test]
+    fn runtime_patches_merge_strategically_and_initializers_get_their_storage() {
+        let mut rt = runtime();
+        let dataset = json!({"name": "dataset-initializer", "template": {"metadata": {"labels": {ANCESTOR_LABEL: "dataset-initializer"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "dataset-initializer", "image": "init"}]}}}}});
+        rt["template"]["spec"]["replicatedJobs"].as_array_mut().expect("rjobs").insert(0, dataset);
+        let mut tj = trainjob(json!({}));
+        tj["spec"]["initializer"] =
+            json!({"dataset": {"storageUri": "hf://tatsu-lab/alpaca", "secretRef": {"name": "hf"}}});
+        tj["spec"]["runtimePatches"] = json!([{"manager": "example.io/platform", "trainingRuntimeSpec": {"template": {
+            "metadata": {"labels": {"cost-center": "research"}},
+            "spec": {"replicatedJobs": [{"name": "node", "template": {"spec": {"template": {"spec": {
+                "serviceAccountName": "training-sa",
+                "nodeSelector": {"node-type": "training"},
+                "containers": [{"name": "node", "env": [{"name": "A", "value": "patched"}]}]}}}}}]}}}}]);
+        let js = build_jobset(&tj, &rt);
+        assert_eq!(js["metadata"]["labels"], json!({"team": "a", "cost-center": "research"}));
+        let node = &js["spec"]["replicatedJobs"][1]["template"]["spec"]["template"]["spec"];
+        assert_eq!(
+            (node["serviceAccountName"].as_str(), node["nodeSelector"]["node-type"].as_str()),
+            (Some("training-sa"), Some("training"))
+        );
+        assert_eq!(
+            node["containers"][0]["image"], "pytorch/pytorch:2",
+            "a patched container keeps what the patch does not say"
+        );
+        assert_eq!(node["containers"][0]["env"][0], json!({"name": "A", "value": "patched"}));
+        let init = &js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(init["env"][0], json!({"name": "STORAGE_URI", "value": "hf://tatsu-lab/alpaca"}));
+        assert_eq!(init["envFrom"][0]["secretRef"]["name"], "hf");
     }
 }
