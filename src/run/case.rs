@@ -164,8 +164,23 @@ impl CaseRun<'_> {
     /// cluster a GPU), or with `gpu: cpu` a copy without it, the case a CPU smoke test.
     async fn fit_to_cluster(&self, result: &mut CaseResult) -> Option<Cow<'_, [Document]>> {
         let objects = &self.case.objects;
-        let missing = match self.unoffered(objects.iter().map(|d| &d.value)).await {
-            Ok(missing) if missing.is_empty() => return Some(Cow::Borrowed(objects)),
+        let asked = extended::asked(&objects.iter().map(|d| &d.value).collect::<Vec<_>>());
+        let missing = self.to_strip(asked, result).await?;
+        if missing.is_empty() {
+            return Some(Cow::Borrowed(objects));
+        }
+        let mut values: Vec<Value> = objects.iter().map(|d| d.value.clone()).collect();
+        result.cpu_smoke = extended::strip_for_cpu(&mut values, &missing, self.gpu);
+        let fitted = objects.iter().zip(values).map(|(d, value)| Document { value, ..d.clone() }).collect();
+        Some(Cow::Owned(fitted))
+    }
+
+    /// Of the extended resources a case asks for, those no node offers, which a CPU smoke test
+    /// is to remove (none: run as written). `None` when the case ended here: skipped (never
+    /// retried: no retry gives the cluster a GPU), or an error when the nodes could not be read.
+    pub(super) async fn to_strip(&self, asked: BTreeSet<String>, result: &mut CaseResult) -> Option<BTreeSet<String>> {
+        let missing = match self.unoffered(asked).await {
+            Ok(missing) if missing.is_empty() => return Some(missing),
             Ok(missing) => missing,
             Err(e) => {
                 result.finish(Outcome::Error, Some(format!("could not see what the nodes offer: {e}")));
@@ -177,19 +192,11 @@ impl CaseRun<'_> {
             result.finish(Outcome::Skipped, Some(extended::skip_reason(&missing)));
             return None;
         }
-        let mut values: Vec<Value> = objects.iter().map(|d| d.value.clone()).collect();
-        result.cpu_smoke = extended::strip_for_cpu(&mut values, &missing, self.gpu);
-        let fitted = objects.iter().zip(values).map(|(d, value)| Document { value, ..d.clone() }).collect();
-        Some(Cow::Owned(fitted))
+        Some(missing)
     }
 
-    /// The extended resources these objects ask for that no node offers (nodes listed only
-    /// when they ask for one).
-    pub(super) async fn unoffered<'v>(
-        &self,
-        values: impl Iterator<Item = &'v Value>,
-    ) -> Result<BTreeSet<String>, ApiError> {
-        let asked = extended::asked(&values.collect::<Vec<_>>());
+    /// Of these extended resources, those no node offers (nodes listed only when there are some).
+    pub(super) async fn unoffered(&self, asked: BTreeSet<String>) -> Result<BTreeSet<String>, ApiError> {
         if asked.is_empty() {
             return Ok(asked);
         }
@@ -356,7 +363,7 @@ impl CaseRun<'_> {
                         .filter(|p| p.metadata.name.as_deref() == Some(stuck.pod.as_str()))
                         .map(serde_json::to_value)
                         .collect::<Result<Vec<_>, _>>()
-                    && let Ok(missing) = self.unoffered(values.iter()).await
+                    && let Ok(missing) = self.unoffered(extended::asked(&values.iter().collect::<Vec<_>>())).await
                     && !missing.is_empty()
                 {
                     *unoffered = missing.iter().cloned().collect();

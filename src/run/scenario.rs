@@ -17,7 +17,7 @@ use crate::{
     cluster::Applied,
     outcome::{CaseResult, Outcome, Phase, StepOutcome, StepReport},
     plan::{Scenario, Step, StepAction},
-    suite::{Expect, FailureClass, gpu::GpuMode},
+    suite::{Expect, FailureClass},
     util::duration::deadline as deadline_after,
 };
 
@@ -51,18 +51,9 @@ impl CaseRun<'_> {
             })
             .flatten()
             .collect();
-        let missing = match self.unoffered(applied.into_iter()).await {
-            Ok(missing) if missing.is_empty() => return Some(Cow::Borrowed(scenario)),
-            Ok(missing) => missing,
-            Err(e) => {
-                result.finish(Outcome::Error, Some(format!("could not see what the nodes offer: {e}")));
-                return None;
-            }
-        };
-        result.unoffered = missing.iter().cloned().collect();
-        if self.case.gpu == GpuMode::Skip {
-            result.finish(Outcome::Skipped, Some(extended::skip_reason(&missing)));
-            return None;
+        let missing = self.to_strip(extended::asked(&applied), result).await?;
+        if missing.is_empty() {
+            return Some(Cow::Borrowed(scenario));
         }
         let mut fitted = scenario.clone();
         let mut removed = Vec::new();

@@ -13,7 +13,7 @@ mod follow;
 mod publish;
 mod tasks;
 
-use std::{borrow::Cow, collections::BTreeSet, time::Duration};
+use std::{borrow::Cow, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ use crate::{
     images,
     outcome::{CaseResult, Outcome, Phase, PipelineRun, TaskRow},
     plan::{Case, PipelineCase, PipelineSource, pipeline},
-    suite::{Expect, FailureClass, gpu::GpuMode, images::Retag, pipelines::PipelineSettings},
+    suite::{Expect, FailureClass, images::Retag, pipelines::PipelineSettings},
     util::{
         duration::{Backoff, deadline},
         ids::kfp_name,
@@ -153,24 +153,9 @@ impl CaseRun<'_> {
     /// without it, a CPU smoke test. A pipeline already in KFP is run as it is.
     async fn fit_pipeline<'p>(&self, p: &'p PipelineCase, result: &mut CaseResult) -> Option<Cow<'p, PipelineCase>> {
         let PipelineSource::Compiled { spec, .. } = &p.source else { return Some(Cow::Borrowed(p)) };
-        let asked = extended::pipeline_accelerators(spec);
-        if asked.is_empty() {
-            return Some(Cow::Borrowed(p));
-        }
-        let missing: BTreeSet<String> = match self.cluster.node_allocatable().await {
-            Ok(nodes) => asked.difference(&extended::offered(&nodes)).cloned().collect(),
-            Err(e) => {
-                result.finish(Outcome::Error, Some(format!("could not see what the nodes offer: {e}")));
-                return None;
-            }
-        };
+        let missing = self.to_strip(extended::pipeline_accelerators(spec), result).await?;
         if missing.is_empty() {
             return Some(Cow::Borrowed(p));
-        }
-        result.unoffered = missing.iter().cloned().collect();
-        if self.case.gpu == GpuMode::Skip {
-            result.finish(Outcome::Skipped, Some(extended::skip_reason(&missing)));
-            return None;
         }
         let mut fitted = p.clone();
         if let PipelineSource::Compiled { spec, .. } = &mut fitted.source {
