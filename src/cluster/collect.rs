@@ -25,6 +25,8 @@ pub struct ContainerLog {
     pub replica: Option<String>,
     pub text: String,
     pub failed: bool,
+    /// When its failing run ended (RFC 3339), when it ended.
+    pub failed_at: Option<String>,
     /// Why the log could not be read because the cluster failed (after retries).
     pub unreadable: Option<String>,
 }
@@ -39,9 +41,12 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// The end of the log that best explains a failure: a failed container's, else the first.
+    /// The end of the log that best explains a failure: the container that failed first
+    /// (others are often killed because of it), else the first log.
     pub fn failing_tail(&self, lines: usize) -> Option<String> {
-        let log = self.logs.iter().find(|l| l.failed).or_else(|| self.logs.first())?;
+        let failed = self.logs.iter().filter(|l| l.failed);
+        let first = failed.min_by_key(|l| (l.failed_at.is_none(), l.failed_at.clone()));
+        let log = first.or_else(|| self.logs.first())?;
         Some(log.tail(lines))
     }
 
@@ -120,6 +125,15 @@ fn container_failed(pod: &Pod, container: &str) -> bool {
             .or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
         terminated.is_some_and(|t| t.exit_code != 0) || c.state.as_ref().is_some_and(|s| s.waiting.is_some())
     })
+}
+
+/// When the container's run that exited non-zero ended (its last such run, else the one
+/// before); none when it never did.
+pub fn failed_at(pod: &Pod, container: &str) -> Option<String> {
+    let c = container_status(pod, container)?;
+    let states = [c.state.as_ref(), c.last_state.as_ref()];
+    let t = states.into_iter().flatten().find_map(|s| s.terminated.as_ref().filter(|t| t.exit_code != 0))?;
+    t.finished_at.as_ref().map(|f| f.0.to_string())
 }
 
 fn restarted(pod: &Pod, container: &str) -> bool {
@@ -317,6 +331,7 @@ impl Collect<'_> {
                 evidence.logs.push(ContainerLog {
                     replica: self.replica_label.and_then(|l| pod.labels().get(l).cloned()),
                     failed: container_failed(pod, &container),
+                    failed_at: failed_at(pod, &container),
                     pod: pod_name,
                     container,
                     text,

@@ -59,7 +59,7 @@ pub fn failing_container(pods: &[Pod]) -> Option<String> {
                 let states = [c.state.as_ref(), c.last_state.as_ref()];
                 let t =
                     states.into_iter().flatten().find_map(|s| s.terminated.as_ref().filter(|t| t.exit_code != 0))?;
-                let at = t.finished_at.as_ref().map(|f| f.0.to_string()).unwrap_or_default();
+                let at = crate::cluster::collect::failed_at(pod, &c.name).unwrap_or_default();
                 Some((at, pod.metadata.name.clone().unwrap_or_default(), c.name.clone(), t.exit_code))
             })
         })

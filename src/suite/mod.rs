@@ -398,27 +398,9 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
     let file: SuiteFile = yaml::typed(path, &text)?;
     let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let parent = match &file.extends {
-        None => None,
-        Some(e) if depth >= 8 => return Err(at(&e.referenced, "extends goes 8 suites deep: a cycle?".into())),
-        Some(e) => {
-            let base = dir.join(&e.value);
-            if !base.is_file() {
-                return Err(at(&e.referenced, format!("extends: {} does not exist", base.display())));
-            }
-            Some(load_extending(&base, depth + 1)?)
-        }
-    };
+    let parent = base_suite(path, &file, dir, depth)?;
     let parent = parent.as_ref();
-    if file.api_version.value != API_VERSION {
-        return Err(at(
-            &file.api_version.referenced,
-            format!("apiVersion must be {API_VERSION}, not {:?}", file.api_version.value),
-        ));
-    }
-    if file.kind.value != "Suite" {
-        return Err(at(&file.kind.referenced, format!("kind must be Suite, not {:?}", file.kind.value)));
-    }
+    check_header(path, &file)?;
     let glob = |g: &Spanned<String>| {
         Glob::new(&g.value)
             .map(|g| g.compile_matcher())
@@ -494,12 +476,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
                 .with_hint("write one of test, timeout, infrastructure, example")
         })
     };
-    let mut classes = parent.map(|p| p.classes.clone()).unwrap_or_default();
-    for rule in file.classes.iter().flatten() {
-        let pattern = Regex::new(&rule.pattern.value)
-            .map_err(|e| at(&rule.pattern.referenced, format!("invalid regular expression: {e}")))?;
-        classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
-    }
+    let classes = classes_of(path, &file, parent, class_of)?;
     let defaults = defaults_of(path, &file.defaults, parent.map(|p| &p.defaults), class_of)?;
     let affect_everything = inherit(
         file.changes.as_ref(),
@@ -539,6 +516,55 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         gpu,
         notebooks,
     })
+}
+
+/// The suite `extends` names, loaded (and its own base, up to 8 deep).
+fn base_suite(path: &Path, file: &SuiteFile, dir: &Path, depth: usize) -> Result<Option<Suite>> {
+    let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
+    match &file.extends {
+        None => Ok(None),
+        Some(e) if depth >= 8 => Err(at(&e.referenced, "extends goes 8 suites deep: a cycle?".into())),
+        Some(e) => {
+            let base = dir.join(&e.value);
+            if !base.is_file() {
+                return Err(at(&e.referenced, format!("extends: {} does not exist", base.display())));
+            }
+            load_extending(&base, depth + 1).map(Some)
+        }
+    }
+}
+
+/// `apiVersion` and `kind` are a suite's.
+fn check_header(path: &Path, file: &SuiteFile) -> Result<()> {
+    let at = |loc: &Location, msg: String| Error::input(path, loc.line(), loc.column(), msg);
+    if file.api_version.value != API_VERSION {
+        return Err(at(
+            &file.api_version.referenced,
+            format!("apiVersion must be {API_VERSION}, not {:?}", file.api_version.value),
+        ));
+    }
+    if file.kind.value != "Suite" {
+        return Err(at(&file.kind.referenced, format!("kind must be Suite, not {:?}", file.kind.value)));
+    }
+    Ok(())
+}
+
+/// The base suite's class rules, then this file's.
+fn classes_of(
+    path: &Path,
+    file: &SuiteFile,
+    parent: Option<&Suite>,
+    class_of: impl Fn(&Spanned<String>) -> Result<FailureClass>,
+) -> Result<Vec<ClassRule>> {
+    let mut classes = parent.map(|p| p.classes.clone()).unwrap_or_default();
+    for rule in file.classes.iter().flatten() {
+        let pattern = Regex::new(&rule.pattern.value).map_err(|e| {
+            let loc = &rule.pattern.referenced;
+            Error::input(path, loc.line(), loc.column(), format!("invalid regular expression: {e}"))
+        })?;
+        classes.push(ClassRule { pattern, class: class_of(&rule.class)? });
+    }
+    Ok(classes)
 }
 
 /// The one rule `extends` follows for every whole section: the file's own when it has it,
