@@ -127,13 +127,13 @@ fn container_failed(pod: &Pod, container: &str) -> bool {
     })
 }
 
-/// When the container's run that exited non-zero ended (its last such run, else the one
-/// before); none when it never did.
-pub fn failed_at(pod: &Pod, container: &str) -> Option<String> {
+/// The container's run that exited non-zero (its last run, else the one before): its exit code
+/// and when it ended (RFC 3339, empty when unknown); none when it never did.
+pub fn failed_run(pod: &Pod, container: &str) -> Option<(i32, String)> {
     let c = container_status(pod, container)?;
     let states = [c.state.as_ref(), c.last_state.as_ref()];
     let t = states.into_iter().flatten().find_map(|s| s.terminated.as_ref().filter(|t| t.exit_code != 0))?;
-    t.finished_at.as_ref().map(|f| f.0.to_string())
+    Some((t.exit_code, t.finished_at.as_ref().map(|f| f.0.to_string()).unwrap_or_default()))
 }
 
 fn restarted(pod: &Pod, container: &str) -> bool {
@@ -331,7 +331,7 @@ impl Collect<'_> {
                 evidence.logs.push(ContainerLog {
                     replica: self.replica_label.and_then(|l| pod.labels().get(l).cloned()),
                     failed: container_failed(pod, &container),
-                    failed_at: failed_at(pod, &container),
+                    failed_at: failed_run(pod, &container).map(|(_, at)| at).filter(|at| !at.is_empty()),
                     pod: pod_name,
                     container,
                     text,

@@ -51,16 +51,10 @@ pub fn failing_container(pods: &[Pod]) -> Option<String> {
     let mut ended: Vec<(String, String, String, i32)> = pods
         .iter()
         .flat_map(|pod| {
-            let statuses = pod
-                .status
-                .iter()
-                .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()));
-            statuses.filter_map(move |c| {
-                let states = [c.state.as_ref(), c.last_state.as_ref()];
-                let t =
-                    states.into_iter().flatten().find_map(|s| s.terminated.as_ref().filter(|t| t.exit_code != 0))?;
-                let at = crate::cluster::collect::failed_at(pod, &c.name).unwrap_or_default();
-                Some((at, pod.metadata.name.clone().unwrap_or_default(), c.name.clone(), t.exit_code))
+            let spec = pod.spec.iter().flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()));
+            spec.filter_map(move |c| {
+                let (code, at) = crate::cluster::collect::failed_run(pod, &c.name)?;
+                Some((at, pod.metadata.name.clone().unwrap_or_default(), c.name.clone(), code))
             })
         })
         .collect();
