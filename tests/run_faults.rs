@@ -107,7 +107,8 @@ fn expected() -> BTreeMap<String, String> {
 /// Nothing with this run's label is left: no namespace, no cluster-scoped object.
 fn assert_nothing_left(run: &Run) {
     let id = run_id(run);
-    assert!(support::namespaces_of_run(&id).is_empty(), "namespaces left by run {id}");
+    let left = support::namespaces_of_run(&id);
+    assert!(left.is_empty(), "namespaces {left:?} left by run {id}; its summary:\n{}", run.stdout);
     let roles = support::kubectl_ok(&["get", "clusterroles", "-l", &format!("kubevet.dev/run={id}"), "-o", "name"]);
     assert!(roles.trim().is_empty(), "cluster roles left by run {id}: {roles}");
 }
@@ -148,6 +149,31 @@ fn faults_on_discovery_and_namespace_deletion_are_retried() {
     assert_eq!(flaky.verdicts, expected());
     assert!(retries(&flaky) > 0);
     assert_nothing_left(&flaky);
+}
+
+#[test]
+fn a_namespace_watch_that_stays_down_still_sees_the_namespaces_go() {
+    // Every watch of namespaces fails (their lists do not): the DELETED events that cleanup waits
+    // for never come, and each namespace's going must still be seen, never reported as left.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = subset(dir.path(), &["pass-01.yaml", "fail-1.yaml"], "{cleanupTimeout: 20s}");
+    let faulty = faulty(dir.path(), &["--only", "ns-watch", "--fail-all", "503"]);
+    let run = finish(run(&suite, &faulty.kubeconfig, &dir.path().join("a"), &[]), &dir.path().join("a"));
+    let faults = injected(&faulty.log);
+    eprintln!("faults injected: {faults:?}\n{}", run.stdout);
+    assert!(faults.get("http-503 ns-watch").is_some_and(|n| *n >= 1), "the namespace watch failed: {faults:?}");
+    assert_eq!(run.verdicts.len(), 2);
+    assert_eq!(run.code, 1, "only fail-1 fails:\n{}", run.stdout);
+    for case in ["examples.pass-01", "examples.fail-1"] {
+        let result: Value = serde_json::from_str(
+            &std::fs::read_to_string(run.artifacts.join(case).join("result.json")).expect("result.json"),
+        )
+        .expect("JSON");
+        assert_eq!(result["leftBehind"], serde_json::json!([]), "{case}: {result}");
+        assert!(result["cleanup"].is_null(), "{case}: {result}");
+    }
+    assert!(!run.stdout.contains("left behind"), "{}", run.stdout);
+    assert_nothing_left(&run);
 }
 
 #[test]

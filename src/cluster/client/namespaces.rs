@@ -22,10 +22,19 @@ use super::{ApiError, Applied, Cluster, Kind, LABEL_RUN, retry};
 
 /// Which of a run's namespaces are gone, from one watch for the whole run (instead of one
 /// per namespace). A name counts as gone once a delete was seen, or once a re-list no longer
-/// has it.
+/// has a name it had listed before.
 #[derive(Clone)]
 pub struct NamespaceTracker {
-    gone: watch::Receiver<HashSet<String>>,
+    seen: watch::Receiver<Seen>,
+}
+
+/// What the run's namespace watch has seen so far.
+#[derive(Default)]
+struct Seen {
+    gone: HashSet<String>,
+    /// How many (re-)lists and errors the watch had: a watch that was down may have missed the
+    /// deletion of a namespace it never listed (made and deleted while it was down).
+    disruptions: u64,
 }
 
 /// Why a namespace kubevet made is still there: it is then listed as left behind.
@@ -41,9 +50,26 @@ pub enum NamespaceNotDeleted {
     Stays { why: String },
 }
 
+/// What waiting on the watch for a namespace to go came to.
+enum Waited {
+    Gone,
+    /// The watch failed or re-listed: whether the namespace is still there needs a read.
+    Disrupted,
+    WatchLost,
+}
+
 impl NamespaceTracker {
-    async fn wait_gone(&mut self, name: &str) -> bool {
-        self.gone.wait_for(|gone| gone.contains(name)).await.is_ok()
+    fn disruptions(&self) -> u64 {
+        self.seen.borrow().disruptions
+    }
+
+    /// Waits until the watch saw `name` go, or was disrupted after the `since`-th disruption.
+    async fn wait_gone(&mut self, name: &str, since: u64) -> Waited {
+        match self.seen.wait_for(|s| s.gone.contains(name) || s.disruptions > since).await {
+            Ok(seen) if seen.gone.contains(name) => Waited::Gone,
+            Ok(_) => Waited::Disrupted,
+            Err(_) => Waited::WatchLost,
+        }
     }
 }
 
@@ -77,7 +103,7 @@ impl Cluster {
     pub fn track_namespaces_matching(&self, selector: &str) -> NamespaceTracker {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let config = watcher::Config::default().labels(selector);
-        let (tx, rx) = watch::channel(HashSet::new());
+        let (tx, rx) = watch::channel(Seen::default());
         let mut events = Box::pin(watcher(api, config).default_backoff());
         tokio::spawn(async move {
             let (mut live, mut relisted) = (HashSet::new(), HashSet::new());
@@ -90,8 +116,8 @@ impl Cluster {
                     Ok(watcher::Event::Delete(ns)) => {
                         let gone = name(&ns);
                         live.remove(&gone);
-                        tx.send_modify(|g| {
-                            g.insert(gone);
+                        tx.send_modify(|s| {
+                            s.gone.insert(gone);
                         });
                     }
                     Ok(watcher::Event::Init) => relisted.clear(),
@@ -101,16 +127,22 @@ impl Cluster {
                     Ok(watcher::Event::InitDone) => {
                         let vanished: Vec<String> = live.difference(&relisted).cloned().collect();
                         live = std::mem::take(&mut relisted);
-                        tx.send_modify(|g| g.extend(vanished));
+                        tx.send_modify(|s| {
+                            s.gone.extend(vanished);
+                            s.disruptions = s.disruptions.saturating_add(1);
+                        });
                     }
-                    Err(e) => debug!(error = %e, "namespace watch error; it retries"),
+                    Err(e) => {
+                        debug!(error = %e, "namespace watch error; it retries");
+                        tx.send_modify(|s| s.disruptions = s.disruptions.saturating_add(1));
+                    }
                 }
                 if tx.is_closed() {
                     break;
                 }
             }
         });
-        NamespaceTracker { gone: rx }
+        NamespaceTracker { seen: rx }
     }
 
     /// Deletes a case's namespace and (with `wait_gone`) waits, on the run's namespace watch,
@@ -162,6 +194,7 @@ impl Cluster {
             let _ = self.pods(name).delete_collection(&force, &ListParams::default()).await;
         }
         let api: Api<Namespace> = Api::all(self.client.clone());
+        let disruptions = tracker.disruptions();
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
@@ -172,10 +205,46 @@ impl Cluster {
             }
         }
         let Some(timeout) = timeout else { return Ok(()) };
-        match tokio::time::timeout(timeout, tracker.wait_gone(name)).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(NamespaceNotDeleted::WatchLost { name: name.to_string() }),
-            Err(_) => Err(NamespaceNotDeleted::Stays { why: self.why_namespace_stays(name, timeout).await }),
+        match tokio::time::timeout(timeout, self.wait_namespace_gone(&api, name, tracker, disruptions)).await {
+            Ok(result) => result,
+            Err(_) => match self.namespace_still_there(&api, name).await {
+                Ok(false) => Ok(()),
+                Ok(true) | Err(_) => {
+                    Err(NamespaceNotDeleted::Stays { why: self.why_namespace_stays(name, timeout).await })
+                }
+            },
+        }
+    }
+
+    /// Waits on the run's watch until `name` is gone; after each error or re-list of the watch
+    /// (which may have missed its deletion), one read says whether it still is there.
+    async fn wait_namespace_gone(
+        &self,
+        api: &Api<Namespace>,
+        name: &str,
+        tracker: &mut NamespaceTracker,
+        mut disruptions: u64,
+    ) -> Result<(), NamespaceNotDeleted> {
+        loop {
+            match tracker.wait_gone(name, disruptions).await {
+                Waited::Gone => return Ok(()),
+                Waited::WatchLost => return Err(NamespaceNotDeleted::WatchLost { name: name.to_string() }),
+                Waited::Disrupted => {
+                    disruptions = tracker.disruptions();
+                    if let Ok(false) = self.namespace_still_there(api, name).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// One read of the namespace: `false` only on the server's 404.
+    async fn namespace_still_there(&self, api: &Api<Namespace>, name: &str) -> Result<bool, kube::Error> {
+        match api.get(name).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

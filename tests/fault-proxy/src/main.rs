@@ -7,7 +7,7 @@
 //!
 //! `fault-proxy --upstream http://127.0.0.1:PORT --seed N --rate 0.05 [--only CLASS,…]
 //! [--fail-all CODE | --lose-first] [--log FILE]` prints `listening on 127.0.0.1:PORT` and serves until killed. Classes:
-//! `discovery`, `apply`, `ns-create`, `ns-delete`, `watch`, `other`. Every injected fault is
+//! `discovery`, `apply`, `ns-create`, `ns-delete`, `ns-watch` (the namespace watch), `watch` (the others), `other`. Every injected fault is
 //! appended to the log as `<fault> <class> <method> <path>`, so tests can count them.
 
 use std::{
@@ -69,7 +69,8 @@ fn class(req: &Request<Incoming>) -> &'static str {
     let query = req.uri().query().unwrap_or("");
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if query.split('&').any(|p| p == "watch=true" || p == "watch=1") {
-        return "watch";
+        // The namespace watch apart: the one kubevet waits on for a case's cleanup.
+        return if segments == ["api", "v1", "namespaces"] { "ns-watch" } else { "watch" };
     }
     let method = req.method().as_str();
     let is_apply =
@@ -139,7 +140,7 @@ fn choose(state: &Mutex<State>, settings: &Settings, class: &str) -> Fault {
         // Decided in `handle`, which sees the request's body.
         return Fault::LoseFirst;
     }
-    if class == "watch" {
+    if class == "watch" || class == "ns-watch" {
         // Watches are long: cut a share of them after a while; a few fail at the start.
         let r = s.dice(class).roll();
         return if r < settings.rate * 6.0 {
