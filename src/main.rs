@@ -311,14 +311,22 @@ impl WindowArgs {
 
 #[derive(Subcommand)]
 enum HistoryCommand {
-    /// Add runs made elsewhere (run.json files, or folders holding them: each CI job's
-    /// artifacts); a run already there is not added twice.
+    /// Add runs made elsewhere (run.json files, JUnit XML files where no run.json was kept, or
+    /// folders holding them: each CI job's artifacts); a run already there is not added twice.
     Import {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// The history database (default: history.sqlite in kubevet's cache folder).
         #[arg(long, value_name = "PATH")]
         history: Option<PathBuf>,
+        /// The suite a JUnit file's runs belong to, when its <testsuite> names do not say it
+        /// (kubevet's own JUnit does).
+        #[arg(long, value_name = "NAME")]
+        suite_name: Option<String>,
+        /// The Kubernetes version a JUnit file's runs were asked for, when it does not say it
+        /// (none: an existing cluster, as `run` without a matrix).
+        #[arg(long, value_name = "VERSION")]
+        k8s_version: Option<String>,
     },
 }
 
@@ -693,8 +701,9 @@ fn main() -> ExitCode {
                 util::block_on(sweep::sweep(cron, once, whole))?
             })
         }
-        Command::History { command: HistoryCommand::Import { paths, history: path } } => {
-            history::import(&path.unwrap_or_else(history::default_path), &paths)
+        Command::History { command: HistoryCommand::Import { paths, history: path, suite_name, k8s_version } } => {
+            let junit = history::JunitDefaults { suite: suite_name, kubernetes: k8s_version };
+            history::import(&path.unwrap_or_else(history::default_path), &paths, &junit)
         }
         Command::Health { window, output } => window.suite_name().and_then(|name| {
             history::health_command(&window.history(), name.as_deref(), window.window(), matches!(output, Output::Json))

@@ -166,6 +166,105 @@ fn a_plan_from_a_real_history_puts_long_examples_apart_within_a_stated_factor_of
     assert!(over_ideal(&by_count, longest) > over_ideal(&loads, longest), "{by_count:?} vs {loads:?}");
 }
 
+fn import(history: &Path, paths: &[&Path], extra: &[&str]) -> Output {
+    let mut command = kubevet();
+    command.args(["history", "import", "--history"]).arg(history).args(extra);
+    for p in paths {
+        command.arg(p);
+    }
+    command.output().expect("kubevet history import runs")
+}
+
+/// The plan's predicted seconds and their source, per case id.
+fn predictions(plan: &Value) -> BTreeMap<String, (f64, String)> {
+    plan["cells"][0]["shards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["cases"].as_array().into_iter().flatten())
+        .map(|c| {
+            let id = c["id"].as_str().unwrap_or("").to_string();
+            (id, (c["predictedSeconds"].as_f64().unwrap_or(-1.0), c["from"].as_str().unwrap_or("").to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_plan_learns_from_junit_files_kubevets_own_or_another_tools() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = skewed_suite(dir.path(), "matrix-junit", 1, 2, 3);
+    let out = kubevet()
+        .args(["run", "--suite"])
+        .arg(&suite)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(["--no-history", "--artifacts"])
+        .arg(dir.path().join("a"))
+        .output()
+        .expect("kubevet run");
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    // The CI job kept only its JUnit: a folder of it is imported, then the run.json of the
+    // same run is known already.
+    let kept = dir.path().join("kept");
+    std::fs::create_dir_all(&kept).expect("mkdir");
+    std::fs::copy(dir.path().join("a/junit.xml"), kept.join("junit.xml")).expect("copy");
+    let history = dir.path().join("from-junit.sqlite");
+    let out = import(&history, &[&kept], &[]);
+    assert!(stdout(&out).starts_with("imported 1 runs (0 already"), "{}{}", stdout(&out), stderr(&out));
+    let out = import(&history, &[&dir.path().join("a/run.json")], &[]);
+    assert!(stdout(&out).starts_with("imported 0 runs (1 already"), "one run from both files: {}", stdout(&out));
+    let file = dir.path().join("plan.json");
+    let out = plan_with(&suite, &history, &file, &["--max-shards", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let predicted = predictions(&read_json(&file));
+    assert_eq!(predicted.len(), 3, "{predicted:?}");
+    assert!(predicted.values().all(|(_, from)| from == "p50 of its last run"), "{predicted:?}");
+    assert!(predicted["examples.z-long-0"].0 >= 3.0, "the long case's own time: {predicted:?}");
+
+    // Another tool's JUnit (pytest's shape: no kubevet properties, no name on the root): its
+    // suite and version from the command line, each case's id from its name.
+    let foreign = dir.path().join("pytest.xml");
+    std::fs::write(
+        &foreign,
+        r#"<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="1" skipped="0" tests="3" time="331.5" timestamp="2026-11-30T08:00:00.000000+00:00" hostname="ci">
+<testcase classname="" name="examples/z-long-0.yaml" time="300.5"/>
+<testcase classname="" name="examples/b-short-0.yaml" time="30.0"><failure message="AssertionError">trace</failure></testcase>
+<testcase classname="" name="examples/b-short-1.yaml" time="1.0"/>
+</testsuite></testsuites>"#,
+    )
+    .expect("write");
+    let elsewhere = dir.path().join("from-pytest.sqlite");
+    let out = import(&elsewhere, &[&foreign], &["--suite-name", "matrix-junit"]);
+    assert!(stdout(&out).starts_with("imported 1 runs"), "{}{}", stdout(&out), stderr(&out));
+    let out = plan_with(&suite, &elsewhere, &file, &["--max-shards", "2", "--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let predicted = predictions(&read_json(&file));
+    let seconds: BTreeMap<&str, f64> = predicted.iter().map(|(id, (s, _))| (id.as_str(), *s)).collect();
+    assert_eq!(
+        seconds,
+        BTreeMap::from([("examples.b-short-0", 30.0), ("examples.b-short-1", 1.0), ("examples.z-long-0", 300.5)])
+    );
+    let shards = shards_of(&read_json(&file));
+    assert!(shards.values().any(|ids| ids == &["examples.z-long-0"]), "the long case alone: {shards:?}");
+
+    // What the file cannot say is refused, naming the file and what to add.
+    let untimed = dir.path().join("untimed.xml");
+    std::fs::write(
+        &untimed,
+        r#"<testsuites><testsuite name="matrix-junit"><testcase name="x"/></testsuite></testsuites>"#,
+    )
+    .expect("write");
+    let out = import(&elsewhere, &[&untimed], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}: testcase \"x\" has no time attribute", untimed.display())),
+        "{}",
+        stderr(&out)
+    );
+    let out = import(&elsewhere, &[&foreign], &["--suite-name", "matrix-junit", "--k8s-version", "1.34"]);
+    assert!(stdout(&out).starts_with("imported 0 runs (1 already"), "one file is one run: {}", stdout(&out));
+}
+
 #[test]
 fn a_plan_without_history_says_so_and_more_shards_than_cases_is_one_case_each() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod html;
+pub mod junit;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::util::{
     run_file::RunFile,
 };
 pub use health::Window;
+pub use junit::JunitDefaults;
 use store::{RunRow, Store, StoreError};
 
 /// `<cache>/history.sqlite`, unless `--history PATH`.
@@ -72,17 +74,29 @@ pub fn run_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// `kubevet history import PATH…`: runs made elsewhere (each CI job's artifacts) into the
-/// history; the same run imported twice is stored once.
-pub fn import(history: &Path, paths: &[PathBuf]) -> Result<i32> {
-    let mut store = open(history)?;
-    let files = run_files(paths)?;
+/// `kubevet history import PATH…`: runs made elsewhere (each CI job's artifacts: `run.json`
+/// files, or JUnit files where no `run.json` was kept) into the history; the same run
+/// imported twice, or from both its files, is stored once.
+pub fn import(history: &Path, paths: &[PathBuf], junit: &JunitDefaults) -> Result<i32> {
+    let files = import_files(paths)?;
     if files.is_empty() {
-        return Err(Error::Usage("no run.json under the paths given".into()));
+        return Err(Error::Usage("no run.json or JUnit file under the paths given".into()));
     }
+    let mut store = open(history)?;
     let (mut added, mut known) = (0, 0);
     for file in &files {
-        if append(&mut store, file)? {
+        let is_new = match file {
+            Source::RunJson(path) => append(&mut store, path)?,
+            Source::Junit(path) => {
+                let imported = junit::run_of_junit(path, junit)?;
+                for note in &imported.notes {
+                    eprintln!("kubevet: {note}");
+                }
+                let path = store.path.clone();
+                store.append(&imported.run, None).map_err(failed(&path))?
+            }
+        };
+        if is_new {
             added += 1;
         } else {
             known += 1;
@@ -91,6 +105,59 @@ pub fn import(history: &Path, paths: &[PathBuf]) -> Result<i32> {
     let (total, _) = store.summary().map_err(failed(history))?;
     println!("imported {added} runs ({known} already in the history); {} holds {total} runs", history.display());
     Ok(0)
+}
+
+/// A file `history import` reads.
+enum Source {
+    RunJson(PathBuf),
+    Junit(PathBuf),
+}
+
+/// The files to import: each file given (`.xml` as JUnit, else a `run.json`); in folders,
+/// every `run.json`, and every XML file whose root is `<testsuites>` or `<testsuite>` in a
+/// folder without a `run.json` (beside one, it is the same run's JUnit).
+fn import_files(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    let mut found = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            let xml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml"));
+            found.push(if xml { Source::Junit(path.clone()) } else { Source::RunJson(path.clone()) });
+        } else if path.is_dir() {
+            let mut here: Vec<PathBuf> = ignore::WalkBuilder::new(path)
+                .standard_filters(false)
+                .build()
+                .filter_map(|e| e.ok())
+                .map(|e| e.into_path())
+                .filter(|p| p.is_file())
+                .collect();
+            here.sort();
+            for file in here {
+                if file.file_name().is_some_and(|n| n == "run.json") {
+                    found.push(Source::RunJson(file));
+                } else if is_junit(&file) && file.parent().is_none_or(|d| !d.join("run.json").is_file()) {
+                    found.push(Source::Junit(file));
+                }
+            }
+        } else {
+            return Err(Error::Usage(format!("{}: no such file or folder", path.display())));
+        }
+    }
+    Ok(found)
+}
+
+/// An XML file whose root element is JUnit's (read from its first 4 KiB).
+fn is_junit(path: &Path) -> bool {
+    use std::io::Read;
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")) {
+        return false;
+    }
+    let mut head = [0u8; 4096];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let text = String::from_utf8_lossy(&head[..read]);
+    // The first element that is not the declaration, a comment or a processing instruction.
+    text.split('<').skip(1).find(|t| !t.starts_with('?') && !t.starts_with('!')).is_some_and(|root| {
+        root.starts_with("testsuites") || root.starts_with("testsuite ") || root.starts_with("testsuite>")
+    })
 }
 
 /// The runs health and reports look at: the window, the window before it (for trends), and

@@ -29,7 +29,7 @@ use crate::{
     suite::{Expect, Suite},
     util::duration::Dur,
     util::error::{Error, Result},
-    util::ids::kfp_name,
+    util::ids::{case_id, kfp_name},
     util::yaml::{self, Document},
 };
 
@@ -168,13 +168,6 @@ pub fn example_files(suite: &Suite) -> Vec<Picked> {
         .collect();
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     files
-}
-
-fn case_id(rel: &str) -> String {
-    let stem = [".yaml", ".yml", ".py", ".ipynb"].iter().find_map(|ext| rel.strip_suffix(ext)).unwrap_or(rel);
-    stem.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '.' })
-        .collect()
 }
 
 fn check_object(path: &Path, doc: &Document) -> Result<()> {

@@ -106,6 +106,7 @@ fn test_case(r: &CaseResult, server_version: &str, cell: Option<&str>) -> TestCa
         None => case.set_classname(r.profile.as_str()),
     };
     case.set_time(Duration::from_secs_f64(r.seconds));
+    case.add_property(Property::new("id", r.id.as_str()));
     case.add_property(Property::new("kubernetes.version", server_version));
     case.add_property(Property::new("profile", r.profile.as_str()));
     case.add_property(Property::new("timeout", r.timeout.as_str()));

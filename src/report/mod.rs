@@ -130,7 +130,11 @@ pub fn write(
     let text = serde_json::to_string(run_file).map_err(|e| Error::Infrastructure(format!("run.json: {e}")))?;
     write_atomically(&artifacts.join("run.json"), text.as_bytes())
         .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
-    let xml = junit::junit(suite_name, reports, properties)
+    // Which run.json this is the JUnit of: a history that imports both stores the run once.
+    let mut properties = properties.to_vec();
+    properties.push((crate::util::run_file::JUNIT_RUN_FILE.into(), run_file.id.clone()));
+    properties.push((crate::util::run_file::JUNIT_STARTED.into(), run_file.started.clone()));
+    let xml = junit::junit(suite_name, reports, &properties)
         .to_string()
         .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
     write_atomically(junit_path, xml.as_bytes())

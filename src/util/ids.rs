@@ -1,4 +1,4 @@
-//! Random identifiers: run ids and namespace suffixes.
+//! Identifiers: random ones for runs and namespace suffixes, a case's from its file, KFP's names.
 
 /// `len` random lowercase hex digits (at most 16), for namespace suffixes and run ids.
 pub fn random_hex(len: usize) -> String {
@@ -11,6 +11,15 @@ pub fn random_hex(len: usize) -> String {
     }
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     hex[..len.min(16)].to_string()
+}
+
+/// A case's id from its file's path in the suite (`examples/pass-01.yaml` →
+/// `examples.pass-01`): what its evidence folder and its history are keyed by.
+pub fn case_id(rel: &str) -> String {
+    let stem = [".yaml", ".yml", ".py", ".ipynb"].iter().find_map(|ext| rel.strip_suffix(ext)).unwrap_or(rel);
+    stem.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '.' })
+        .collect()
 }
 
 /// KFP's pattern for a pipeline's name (`pipelineInfo.name`, and every name its Kubernetes

@@ -11,6 +11,12 @@ use serde_json::{Map, Value};
 /// The schema this kubevet writes and reads; raised when a field the history reads changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The JUnit suite property naming the run's `run.json` (its id): a history that imports
+/// both files of one run stores it once.
+pub const JUNIT_RUN_FILE: &str = "kubevet.runFile";
+/// The JUnit suite property with the run's start (RFC 3339), as `run.json` has it.
+pub const JUNIT_STARTED: &str = "kubevet.started";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunFile {
