@@ -330,6 +330,39 @@ enum HistoryCommand {
     },
 }
 
+/// What `kubevet plan` is asked.
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// Only this Kubernetes version of the matrix.
+    #[arg(long = "k8s-version", value_name = "VERSION")]
+    k8s_version: Option<String>,
+    /// The history database the durations come from (default: history.sqlite in kubevet's
+    /// cache folder; `kubevet history import` fills it from CI artifacts).
+    #[arg(long, value_name = "PATH")]
+    history: Option<PathBuf>,
+    /// Only the cases that did not pass in the suite's last run, per cell.
+    #[arg(long)]
+    rerun_failed: bool,
+    /// At most this many shards per Kubernetes version (1 to 256; GitHub's 256 jobs per
+    /// matrix are shared by the versions).
+    #[arg(long, value_parser = whole_number::<1, 256>)]
+    max_shards: Option<u64>,
+    /// The fewest shards whose every job is predicted to take at most this long (1 to 1440).
+    #[arg(long, value_parser = whole_number::<1, 1440>)]
+    target_minutes: Option<u64>,
+    /// Cases a job runs at once (default: the suite's defaults.concurrency).
+    #[arg(long, value_parser = whole_number::<1, 1000>)]
+    concurrency: Option<u64>,
+    /// The plan file.
+    #[arg(long, default_value = "kubevet-plan.json")]
+    output: PathBuf,
+    /// Also write the GitHub matrix JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    matrix: Option<PathBuf>,
+}
+
 /// What `kubevet run` (and each run of `kubevet sweep`) is asked: the suite, the cluster, how
 /// to run and report.
 #[derive(clap::Args)]
@@ -453,36 +486,7 @@ enum Command {
     /// balanced by their durations in the history; a plan file, and the GitHub matrix in
     /// $GITHUB_OUTPUT (`matrix`, `shards`, `plan`). Each job then runs `kubevet run --plan
     /// FILE --shard ID`.
-    Plan {
-        #[command(flatten)]
-        suite: SuiteArgs,
-        /// Only this Kubernetes version of the matrix.
-        #[arg(long = "k8s-version", value_name = "VERSION")]
-        k8s_version: Option<String>,
-        /// The history database the durations come from (default: history.sqlite in kubevet's
-        /// cache folder; `kubevet history import` fills it from CI artifacts).
-        #[arg(long, value_name = "PATH")]
-        history: Option<PathBuf>,
-        /// Only the cases that did not pass in the suite's last run, per cell.
-        #[arg(long)]
-        rerun_failed: bool,
-        /// At most this many shards per Kubernetes version (1 to 256; GitHub's 256 jobs per
-        /// matrix are shared by the versions).
-        #[arg(long, value_parser = whole_number::<1, 256>)]
-        max_shards: Option<u64>,
-        /// The fewest shards whose every job is predicted to take at most this long (1 to 1440).
-        #[arg(long, value_parser = whole_number::<1, 1440>)]
-        target_minutes: Option<u64>,
-        /// Cases a job runs at once (default: the suite's defaults.concurrency).
-        #[arg(long, value_parser = whole_number::<1, 1000>)]
-        concurrency: Option<u64>,
-        /// The plan file.
-        #[arg(long, default_value = "kubevet-plan.json")]
-        output: PathBuf,
-        /// Also write the GitHub matrix JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        matrix: Option<PathBuf>,
-    },
+    Plan(PlanArgs),
     /// Merge what the jobs of a matrix wrote (their artifacts folders, searched for
     /// run.json) into one run: one JUnit with a testsuite per Kubernetes version, one run.json,
     /// one CTRF, the summary with each shard's predicted and actual time, the history updated
@@ -614,51 +618,71 @@ fn exit_code(e: &Error) -> i32 {
     }
 }
 
+/// `kubevet plan`: the selection and the history into a plan file and the GitHub matrix.
+fn plan_command(args: PlanArgs) -> Result<i32, Error> {
+    let PlanArgs {
+        suite: selection,
+        k8s_version,
+        history,
+        rerun_failed,
+        max_shards,
+        target_minutes,
+        concurrency,
+        output,
+        matrix,
+    } = args;
+    let suite = suite::load_found(selection.suite.as_deref())?;
+    let narrowed = selection.narrowed(&suite)?;
+    let history = history.unwrap_or_else(history::default_path);
+    let failed = rerun_failed.then(|| matrix::failed_last_run(&history, &suite)).transpose()?;
+    let request = matrix::PlanRequest {
+        suite: &suite,
+        selection: selection.selection(&narrowed),
+        k8s_version: k8s_version.as_deref(),
+        history: Some(&history),
+        failed: failed.as_ref(),
+        max_shards: max_shards.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+        target_seconds: target_minutes.map(|m| m as f64 * 60.0),
+        concurrency: concurrency.map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
+        output: &output,
+        matrix: matrix.as_deref(),
+    };
+    util::block_on(matrix::plan_command(request))?
+}
+
+fn lint_format(output: LintOutput) -> Format {
+    match output {
+        LintOutput::Text => Format::Text,
+        LintOutput::Json => Format::Json,
+        LintOutput::Sarif => Format::Sarif,
+        LintOutput::Junit => Format::Junit,
+        LintOutput::Github => Format::Github,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = ColorChoice::from(cli.color);
     init_logging(cli.log_format, cli.verbose, color);
-    let outcome = match cli.command {
+    match dispatch(cli.command, color) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
+        Err(e) => {
+            // The exit code says it even when standard error is closed.
+            let _ = writeln!(std::io::stderr(), "kubevet: {e}");
+            ExitCode::from(u8::try_from(exit_code(&e)).unwrap_or(u8::MAX))
+        }
+    }
+}
+
+/// Each subcommand to the module that owns its work.
+fn dispatch(command: Command, color: ColorChoice) -> Result<i32, Error> {
+    match command {
         Command::List { suite: args, output } => suite::load_found(args.suite.as_deref()).and_then(|suite| {
             let narrowed = args.narrowed(&suite)?;
             plan::list(&suite, args.selection(&narrowed), matches!(output, Output::Json))
         }),
-        Command::Plan {
-            suite: args,
-            k8s_version,
-            history: path,
-            rerun_failed,
-            max_shards,
-            target_minutes,
-            concurrency,
-            output,
-            matrix: matrix_file,
-        } => suite::load_found(args.suite.as_deref()).and_then(|suite| {
-            let narrowed = args.narrowed(&suite)?;
-            let history = path.unwrap_or_else(history::default_path);
-            let failed = rerun_failed.then(|| matrix::failed_last_run(&history, &suite)).transpose()?;
-            let request = matrix::PlanRequest {
-                suite: &suite,
-                selection: args.selection(&narrowed),
-                k8s_version: k8s_version.as_deref(),
-                history: Some(&history),
-                failed: failed.as_ref(),
-                max_shards: max_shards.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
-                target_seconds: target_minutes.map(|m| m as f64 * 60.0),
-                concurrency: concurrency.map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
-                output: &output,
-                matrix: matrix_file.as_deref(),
-            };
-            util::block_on(matrix::plan_command(request))?
-        }),
+        Command::Plan(args) => plan_command(args),
         Command::Lint { paths, suite, crds, schema_locations, offline, allow, kubeconfig, context, output } => {
-            let format = match output {
-                LintOutput::Text => Format::Text,
-                LintOutput::Json => Format::Json,
-                LintOutput::Sarif => Format::Sarif,
-                LintOutput::Junit => Format::Junit,
-                LintOutput::Github => Format::Github,
-            };
             lint::command::run(LintCommand {
                 paths,
                 suite,
@@ -668,7 +692,7 @@ fn main() -> ExitCode {
                 allow,
                 kubeconfig,
                 context,
-                format,
+                format: lint_format(output),
             })
         }
         Command::Merge { dirs, suite, plan, output, history, html, github } => suite::load_found(suite.as_deref())
@@ -738,13 +762,5 @@ fn main() -> ExitCode {
             };
             util::block_on(manage(action, &suite.cluster, cluster.k8s_version.as_deref()))?
         }),
-    };
-    match outcome {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(e) => {
-            // The exit code says it even when standard error is closed.
-            let _ = writeln!(std::io::stderr(), "kubevet: {e}");
-            ExitCode::from(exit_code(&e) as u8)
-        }
     }
 }
