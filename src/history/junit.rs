@@ -298,6 +298,25 @@ mod tests {
     }
 
     #[test]
+    fn a_named_root_an_unnamed_suite_a_file_without_time_stamps_and_one_version_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let named = r#"<testsuites name="ci"><testsuite name="s"><properties>
+            <property name="kubernetes.requested" value="v1.34"/></properties><testcase name="x" time="1"/></testsuite></testsuites>"#;
+        let path = write(dir.path(), named);
+        let defaults = JunitDefaults { suite: None, kubernetes: Some("1.34".into()) };
+        let Imported { run, notes } = run_of_junit(&path, &defaults).expect("a named root, v1.34 and 1.34 agree");
+        assert_eq!((run.suite.as_str(), run.cells[0].kubernetes_version.as_deref()), ("s", Some("v1.34")));
+        assert_eq!(notes.len(), 1, "no time stamp in the file: {notes:?}");
+        let mtime = jiff::Timestamp::try_from(std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime"))
+            .expect("time");
+        assert_eq!(run.started, mtime.to_string(), "the file's modification time, said in the note");
+        let unnamed = r#"<testsuites><testsuite name=""><testcase name="x" time="1"/></testsuite></testsuites>"#;
+        let path = write(dir.path(), unnamed);
+        let message = run_of_junit(&path, &JunitDefaults::default()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("--suite-name"), "{message}");
+    }
+
+    #[test]
     fn kubevets_own_properties_are_read_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write(

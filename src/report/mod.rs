@@ -201,6 +201,25 @@ mod tests {
     }
 
     #[test]
+    fn the_exit_code_ranks_interrupts_then_infrastructure_then_failures_then_leftovers() {
+        let passed = || cell(&[Outcome::Passed]);
+        assert_eq!(exit_code(&[passed()], false, FlakyPolicy::Fail), 0, "nothing flaky: the policy changes nothing");
+        assert_eq!(exit_code(&[passed()], true, FlakyPolicy::Pass), EXIT_INTERRUPTED);
+        let mut interrupted = cell(&[Outcome::Failed]);
+        interrupted.report.interrupted = true;
+        assert_eq!(exit_code(&[passed(), interrupted], false, FlakyPolicy::Pass), EXIT_INTERRUPTED);
+        let mut down = cell(&[Outcome::Error]);
+        down.infrastructure_failed = true;
+        assert_eq!(exit_code(&[cell(&[Outcome::Failed]), down], false, FlakyPolicy::Pass), EXIT_INFRASTRUCTURE);
+        let mut left = passed();
+        left.report.results[0].left_behind.push("namespace kv-c0".into());
+        assert_eq!(exit_code(&[left], false, FlakyPolicy::Pass), EXIT_LEFT_BEHIND);
+        let mut failed_and_left = cell(&[Outcome::Failed]);
+        failed_and_left.report.results[0].left_behind.push("namespace kv-c0".into());
+        assert_eq!(exit_code(&[failed_and_left], false, FlakyPolicy::Pass), EXIT_CASE_FAILED);
+    }
+
+    #[test]
     fn the_step_summary_stays_within_githubs_limit_failures_first() {
         let mut outcomes = vec![Outcome::Passed; 20_000];
         outcomes.push(Outcome::Failed);

@@ -51,3 +51,20 @@ pub struct ClassRule {
 pub fn by_rules(rules: &[ClassRule], texts: &[&str]) -> Option<FailureClass> {
     rules.iter().find(|r| texts.iter().any(|t| r.pattern.is_match(t))).map(|r| r.class)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_is_named_as_the_suite_and_reports_write_it_and_read_back() {
+        let names: Vec<&str> = FailureClass::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["test", "timeout", "infrastructure", "example"]);
+        for class in FailureClass::ALL {
+            assert_eq!(FailureClass::parse(class.name()), Some(class));
+        }
+        for unknown in ["", "Test", "infra", "tests"] {
+            assert_eq!(FailureClass::parse(unknown), None, "{unknown:?}");
+        }
+    }
+}

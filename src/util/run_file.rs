@@ -167,6 +167,10 @@ mod tests {
         let mut newer = file();
         newer["schemaVersion"] = json!(SCHEMA_VERSION + 1);
         assert!(RunFile::parse(&newer.to_string()).expect_err("newer").to_string().contains("newer kubevet"));
+        let mut older = file();
+        older["schemaVersion"] = json!(SCHEMA_VERSION - 1);
+        let e = RunFile::parse(&older.to_string()).expect_err("older");
+        assert!(matches!(e, RunFileError::Older(v) if v == u64::from(SCHEMA_VERSION - 1)), "{e}");
         let mut renamed = file();
         let case = renamed["cells"][0]["cases"][0].as_object_mut().expect("case");
         let outcome = case.remove("outcome").expect("outcome");
