@@ -53,6 +53,15 @@ pub fn append(store: &mut Store, run_json: &Path) -> Result<bool> {
 
 /// Every `run.json` under the paths given (files, or folders searched through).
 pub fn run_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    files_under(paths, is_run_json)
+}
+
+fn is_run_json(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "run.json")
+}
+
+/// The files given, and in each folder given the files `keep` takes, in path order.
+fn files_under(paths: &[PathBuf], keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for path in paths {
         if path.is_file() {
@@ -62,8 +71,8 @@ pub fn run_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .standard_filters(false)
                 .build()
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_name() == "run.json")
                 .map(|e| e.into_path())
+                .filter(|p| p.is_file() && keep(p))
                 .collect();
             here.sort();
             found.extend(here);
@@ -117,32 +126,18 @@ enum Source {
 /// every `run.json`, and every XML file whose root is `<testsuites>` or `<testsuite>` in a
 /// folder without a `run.json` (beside one, it is the same run's JUnit).
 fn import_files(paths: &[PathBuf]) -> Result<Vec<Source>> {
-    let mut found = Vec::new();
-    for path in paths {
-        if path.is_file() {
-            let xml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml"));
-            found.push(if xml { Source::Junit(path.clone()) } else { Source::RunJson(path.clone()) });
-        } else if path.is_dir() {
-            let mut here: Vec<PathBuf> = ignore::WalkBuilder::new(path)
-                .standard_filters(false)
-                .build()
-                .filter_map(|e| e.ok())
-                .map(|e| e.into_path())
-                .filter(|p| p.is_file())
-                .collect();
-            here.sort();
-            for file in here {
-                if file.file_name().is_some_and(|n| n == "run.json") {
-                    found.push(Source::RunJson(file));
-                } else if is_junit(&file) && file.parent().is_none_or(|d| !d.join("run.json").is_file()) {
-                    found.push(Source::Junit(file));
-                }
+    let beside_no_run_json = |p: &Path| p.parent().is_none_or(|d| !d.join("run.json").is_file());
+    let files = files_under(paths, |p| is_run_json(p) || (is_junit(p) && beside_no_run_json(p)))?;
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")) {
+                Source::Junit(f)
+            } else {
+                Source::RunJson(f)
             }
-        } else {
-            return Err(Error::Usage(format!("{}: no such file or folder", path.display())));
-        }
-    }
-    Ok(found)
+        })
+        .collect())
 }
 
 /// An XML file whose root element is JUnit's (read from its first 4 KiB).

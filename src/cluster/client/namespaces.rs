@@ -205,46 +205,14 @@ impl Cluster {
             }
         }
         let Some(timeout) = timeout else { return Ok(()) };
-        match tokio::time::timeout(timeout, self.wait_namespace_gone(&api, name, tracker, disruptions)).await {
+        match tokio::time::timeout(timeout, wait_namespace_gone(&api, name, tracker, disruptions)).await {
             Ok(result) => result,
-            Err(_) => match self.namespace_still_there(&api, name).await {
+            Err(_) => match still_there(&api, name).await {
                 Ok(false) => Ok(()),
                 Ok(true) | Err(_) => {
                     Err(NamespaceNotDeleted::Stays { why: self.why_namespace_stays(name, timeout).await })
                 }
             },
-        }
-    }
-
-    /// Waits on the run's watch until `name` is gone; after each error or re-list of the watch
-    /// (which may have missed its deletion), one read says whether it still is there.
-    async fn wait_namespace_gone(
-        &self,
-        api: &Api<Namespace>,
-        name: &str,
-        tracker: &mut NamespaceTracker,
-        mut disruptions: u64,
-    ) -> Result<(), NamespaceNotDeleted> {
-        loop {
-            match tracker.wait_gone(name, disruptions).await {
-                Waited::Gone => return Ok(()),
-                Waited::WatchLost => return Err(NamespaceNotDeleted::WatchLost { name: name.to_string() }),
-                Waited::Disrupted => {
-                    disruptions = tracker.disruptions();
-                    if let Ok(false) = self.namespace_still_there(api, name).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-
-    /// One read of the namespace: `false` only on the server's 404.
-    async fn namespace_still_there(&self, api: &Api<Namespace>, name: &str) -> Result<bool, kube::Error> {
-        match api.get(name).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
-            Err(e) => Err(e),
         }
     }
 
@@ -297,5 +265,36 @@ impl Cluster {
             }
         }
         why
+    }
+}
+
+/// Waits on the run's watch until `name` is gone; after each error or re-list of the watch
+/// (which may have missed its deletion), one read says whether it still is there.
+async fn wait_namespace_gone(
+    api: &Api<Namespace>,
+    name: &str,
+    tracker: &mut NamespaceTracker,
+    mut disruptions: u64,
+) -> Result<(), NamespaceNotDeleted> {
+    loop {
+        match tracker.wait_gone(name, disruptions).await {
+            Waited::Gone => return Ok(()),
+            Waited::WatchLost => return Err(NamespaceNotDeleted::WatchLost { name: name.to_string() }),
+            Waited::Disrupted => {
+                disruptions = tracker.disruptions();
+                if let Ok(false) = still_there(api, name).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// One read of the namespace: `false` only on the server's 404.
+async fn still_there(api: &Api<Namespace>, name: &str) -> Result<bool, kube::Error> {
+    match api.get(name).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+        Err(e) => Err(e),
     }
 }
