@@ -163,7 +163,7 @@ impl ClusterArgs {
         let c = &mut suite.cluster;
         c.provider = match (self.provider, self.kubeconfig.is_some() || self.context.is_some()) {
             (Some(Provider::Kind | Provider::Container), true) => {
-                return Err(Error::Usage("--kubeconfig and --context are for an existing cluster".into()));
+                return Err(Error::usage("--kubeconfig and --context are for an existing cluster"));
             }
             (Some(provider), _) => provider,
             (None, true) => Provider::Existing,
@@ -176,14 +176,12 @@ impl ClusterArgs {
             c.context = self.context.clone();
         }
         if self.k8s_version.is_some() && c.provider == Provider::Existing {
-            return Err(Error::Usage(
-                "--k8s-version picks a cell of a kind matrix; an existing cluster has its own version".into(),
+            return Err(Error::usage(
+                "--k8s-version picks a cell of a kind matrix; an existing cluster has its own version",
             ));
         }
         if self.reuse && c.provider != Provider::Kind {
-            return Err(Error::Usage(
-                "--reuse keeps kind clusters between runs; other providers have none to keep".into(),
-            ));
+            return Err(Error::usage("--reuse keeps kind clusters between runs; other providers have none to keep"));
         }
         Ok(())
     }
@@ -612,8 +610,8 @@ fn session(command: &RunCommand, color: ColorChoice) -> Result<Option<Session>, 
 fn exit_code(e: &Error) -> i32 {
     use util::error::{EXIT_BAD_INPUT, EXIT_HISTORY, EXIT_INFRASTRUCTURE};
     match e {
-        Error::Input { .. } | Error::Usage(_) => EXIT_BAD_INPUT,
-        Error::Infrastructure(_) => EXIT_INFRASTRUCTURE,
+        Error::Input { .. } | Error::Usage { .. } => EXIT_BAD_INPUT,
+        Error::Infrastructure { .. } => EXIT_INFRASTRUCTURE,
         Error::History { .. } => EXIT_HISTORY,
     }
 }
@@ -714,14 +712,13 @@ fn dispatch(command: Command, color: ColorChoice) -> Result<i32, Error> {
         Command::Sweep { schedule, once, run } => {
             schedule.as_deref().map(sweep::schedule).transpose().and_then(|cron| {
                 if run.suite.changed_since.is_some() || run.run.plan.is_some() || run.run.rerun_failed {
-                    return Err(Error::Usage(
-                        "a sweep runs the whole suite: --changed-since, --plan and --rerun-failed are for one run"
-                            .into(),
+                    return Err(Error::usage(
+                        "a sweep runs the whole suite: --changed-since, --plan and --rerun-failed are for one run",
                     ));
                 }
                 // The first run's input is checked before the sweep starts waiting.
                 session(&run, color)?;
-                let whole = || session(&run, color)?.ok_or_else(|| Error::Usage("the suite has no case".into()));
+                let whole = || session(&run, color)?.ok_or_else(|| Error::usage("the suite has no case"));
                 util::block_on(sweep::sweep(cron, once, whole))?
             })
         }

@@ -217,7 +217,7 @@ impl Session {
         if let Some(path) = &self.ctrf {
             let ctrf = report::ctrf::ctrf(&facts, reports);
             crate::util::files::write_atomically(path, ctrf.to_string().as_bytes())
-                .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", path.display())))?;
+                .map_err(|e| Error::infrastructure_because(format!("writing {}", path.display()), e))?;
         }
         self.remember(&self.options.artifacts.join("run.json"), &suite.name);
         let results: Vec<&CaseResult> = reports.iter().flat_map(|c| &c.report.results).collect();

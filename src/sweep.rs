@@ -16,7 +16,7 @@ use crate::{
 
 pub fn schedule(pattern: &str) -> Result<Cron> {
     CronParser::builder().seconds(Seconds::Optional).build().parse(pattern).map_err(|e| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "--schedule {pattern:?}: {e}; write a cron schedule: five fields (\"0 3 * * *\": at 03:00 every day) or six with seconds first (\"*/30 * * * * *\")"
         ))
     })
@@ -27,11 +27,11 @@ pub async fn sweep(cron: Option<Cron>, once: bool, make: impl Fn() -> Result<Ses
     let mut cancel = crate::util::interrupt::interrupt_signal();
     loop {
         if !once {
-            let cron = cron.as_ref().ok_or_else(|| Error::Usage("--schedule is needed without --once".into()))?;
+            let cron = cron.as_ref().ok_or_else(|| Error::usage("--schedule is needed without --once"))?;
             let now = Zoned::now();
             let next = cron
                 .find_next_occurrence(&now, false)
-                .map_err(|e| Error::Usage(format!("the schedule has no next trigger: {e}")))?;
+                .map_err(|e| Error::usage_because("the schedule has no next trigger", e))?;
             let wait = next.duration_since(&now).unsigned_abs();
             info!(next = %next.timestamp(), "waiting for the next trigger");
             eprintln!("kubevet sweep: next run at {}", next.timestamp());

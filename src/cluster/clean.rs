@@ -27,7 +27,7 @@ pub async fn clean(cluster: &Cluster, runs: &Runs, timeout: Duration) -> Result<
         Runs::One(id) => format!("{LABEL_RUN}={id}"),
         Runs::All => LABEL_RUN.to_string(),
     };
-    let (namespaces, objects) = cluster.leftovers(&selector).await.map_err(|e| Error::Infrastructure(e.message))?;
+    let (namespaces, objects) = cluster.leftovers(&selector).await.map_err(Error::infrastructure_from)?;
     if namespaces.is_empty() && objects.is_empty() {
         println!("nothing left by kubevet ({selector})");
         return Ok(0);
@@ -67,7 +67,7 @@ pub async fn clean_clusters(
     let mut code = 0;
     match settings.provider {
         Provider::Container => {
-            return Err(Error::Usage("a container cluster is removed with its run: there is nothing to clean".into()));
+            return Err(Error::usage("a container cluster is removed with its run: there is nothing to clean"));
         }
         Provider::Existing => {
             let cluster = Cluster::connect(settings.kubeconfig.as_deref(), settings.context.as_deref()).await?;

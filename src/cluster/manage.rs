@@ -23,9 +23,7 @@ pub enum Action {
 
 pub async fn manage(action: Action, settings: &ClusterSettings, only: Option<&str>) -> Result<i32> {
     if settings.provider == Provider::Container {
-        return Err(Error::Usage(
-            "a container cluster lives for one run; for local loops use the kind provider".into(),
-        ));
+        return Err(Error::usage("a container cluster lives for one run; for local loops use the kind provider"));
     }
     let cells = provision::cells(settings, only)?;
     if settings.provider == Provider::Kind {

@@ -124,12 +124,10 @@ impl From<ProvisionError> for crate::util::error::Error {
     fn from(e: ProvisionError) -> Self {
         use crate::util::error::Error;
         match e {
-            ProvisionError::Settings(_) | ProvisionError::Container(ContainerError::NotBuiltIn) => {
-                Error::Usage(e.to_string())
-            }
+            ProvisionError::Settings(_) | ProvisionError::Container(ContainerError::NotBuiltIn) => Error::usage_from(e),
             ProvisionError::Command(e) => e.into(),
             ProvisionError::Connect(e) => *e,
-            other => Error::Infrastructure(other.to_string()),
+            other => Error::infrastructure_from(other),
         }
     }
 }

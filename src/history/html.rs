@@ -178,19 +178,19 @@ fn sparkline(points: &[(usize, f64)], runs: usize) -> String {
 pub fn write(loaded: &Loaded, output: &Path) -> Result<usize> {
     let html = render(loaded, output.parent().unwrap_or(Path::new(".")))?;
     write_atomically(output, html.as_bytes())
-        .map_err(|e| Error::Infrastructure(format!("{}: {e}", output.display())))?;
+        .map_err(|e| Error::infrastructure_because(output.display().to_string(), e))?;
     Ok(html.len())
 }
 
 fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
     let runs = &loaded.window;
-    let latest = runs.last().ok_or_else(|| Error::Usage("no run to report".into()))?;
+    let latest = runs.last().ok_or_else(|| Error::usage("no run to report"))?;
     let healths = health::health(runs, &loaded.earlier, &loaded.all);
     let versions: Vec<String> = latest.cells.iter().map(|c| c.kubernetes.clone()).collect();
     let Latest { filters, matrix, cases } = latest_run(latest, &healths, &versions, report_dir);
     let mut env = minijinja::Environment::new();
-    env.add_template("report.html", TEMPLATE).map_err(|e| Error::Infrastructure(format!("report template: {e}")))?;
-    let template = env.get_template("report.html").map_err(|e| Error::Infrastructure(e.to_string()))?;
+    env.add_template("report.html", TEMPLATE).map_err(|e| Error::infrastructure_because("report template", e))?;
+    let template = env.get_template("report.html").map_err(Error::infrastructure_from)?;
     let ended = latest.ended;
     let page = Page {
         suite: &latest.suite,
@@ -211,7 +211,7 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
     };
     template
         .render(minijinja::value::Serde(&page))
-        .map_err(|e| Error::Infrastructure(format!("rendering the report: {e}")))
+        .map_err(|e| Error::infrastructure_because("rendering the report", e))
 }
 
 /// What the report shows of the latest run: its filters' values, the matrix (a row per

@@ -38,7 +38,7 @@ pub struct Imported {
 
 /// Reads one JUnit file as a run.
 pub fn run_of_junit(path: &Path, defaults: &JunitDefaults) -> Result<Imported> {
-    let bad = |what: String| Error::Usage(format!("{}: {what}", path.display()));
+    let bad = |what: String| Error::usage(format!("{}: {what}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let report = read_report(&text).map_err(|e| bad(format!("not a JUnit XML file: {e}")))?;
     if report.test_suites.is_empty() {

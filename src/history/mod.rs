@@ -44,8 +44,9 @@ pub fn open(path: &Path) -> Result<Store> {
 /// Adds one run's `run.json` (written by `kubevet run`) to the history; false when it is
 /// there already.
 pub fn append(store: &mut Store, run_json: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(run_json).map_err(|e| Error::Usage(format!("{}: {e}", run_json.display())))?;
-    let run = RunFile::parse(&text).map_err(|e| Error::Usage(format!("{}: {e}", run_json.display())))?;
+    let text =
+        std::fs::read_to_string(run_json).map_err(|e| Error::usage_because(run_json.display().to_string(), e))?;
+    let run = RunFile::parse(&text).map_err(|e| Error::usage_because(run_json.display().to_string(), e))?;
     let root = run_json.parent().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     let path = store.path.clone();
     store.append(&run, root.as_deref()).map_err(failed(&path))
@@ -77,7 +78,7 @@ fn files_under(paths: &[PathBuf], keep: impl Fn(&Path) -> bool) -> Result<Vec<Pa
             here.sort();
             found.extend(here);
         } else {
-            return Err(Error::Usage(format!("{}: no such file or folder", path.display())));
+            return Err(Error::usage(format!("{}: no such file or folder", path.display())));
         }
     }
     Ok(found)
@@ -89,7 +90,7 @@ fn files_under(paths: &[PathBuf], keep: impl Fn(&Path) -> bool) -> Result<Vec<Pa
 pub fn import(history: &Path, paths: &[PathBuf], junit: &JunitDefaults) -> Result<i32> {
     let files = import_files(paths)?;
     if files.is_empty() {
-        return Err(Error::Usage("no run.json or JUnit file under the paths given".into()));
+        return Err(Error::usage("no run.json or JUnit file under the paths given"));
     }
     let mut store = open(history)?;
     let (mut added, mut known) = (0, 0);
@@ -179,7 +180,7 @@ pub fn health_command(history: &Path, suite: Option<&str>, window: Window, json:
     let store = open(history)?;
     let loaded = load(&store, suite, window)?;
     if loaded.window.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "no run{} in {} within the last {} days",
             suite.map(|s| format!(" of suite {s}")).unwrap_or_default(),
             history.display(),
@@ -188,7 +189,7 @@ pub fn health_command(history: &Path, suite: Option<&str>, window: Window, json:
     }
     let rows = health::health(&loaded.window, &loaded.earlier, &loaded.all);
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?);
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(Error::usage_from)?);
         return Ok(0);
     }
     print!("{}", table(&rows, loaded.window.len()));
@@ -244,7 +245,7 @@ pub fn report_command(history: &Path, suite: Option<&str>, window: Window, outpu
     let store = open(history)?;
     let loaded = load(&store, suite, window)?;
     if loaded.window.is_empty() {
-        return Err(Error::Usage(format!("no run in {} to report", history.display())));
+        return Err(Error::usage(format!("no run in {} to report", history.display())));
     }
     let bytes = html::write(&loaded, output)?;
     println!("report: {} ({bytes} bytes, {} runs)", output.display(), loaded.window.len());

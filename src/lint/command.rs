@@ -54,7 +54,7 @@ fn check_allowed(suite: Option<&Suite>, allow: &[String]) -> Result<()> {
         ));
     }
     match allow.iter().find(|r| !exists(r)) {
-        Some(rule) => Err(Error::Usage(format!("--allow {rule}: no such rule; rules: {}", known()))),
+        Some(rule) => Err(Error::usage(format!("--allow {rule}: no such rule; rules: {}", known()))),
         None => Ok(()),
     }
 }
@@ -91,7 +91,7 @@ pub fn run(command: LintCommand) -> Result<i32> {
         let openapi = match &kubeconfig {
             Some(k) => {
                 let cluster = Cluster::connect(Some(k), context.as_deref()).await?;
-                let openapi = cluster.openapi_v2().await.map_err(|e| Error::Infrastructure(e.to_string()))?;
+                let openapi = cluster.openapi_v2().await.map_err(Error::infrastructure_from)?;
                 Some((openapi, cluster.server_version.clone()))
             }
             None => None,

@@ -118,14 +118,14 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         } else if path.is_file() {
             files.push(path.clone());
         } else {
-            return Err(Error::Usage(format!("{}: no such file or directory", path.display())));
+            return Err(Error::usage(format!("{}: no such file or directory", path.display())));
         }
     }
     Ok(files)
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("{}: cannot read: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| Error::usage_because(format!("{}: cannot read", path.display()), e))
 }
 
 struct Parsed {

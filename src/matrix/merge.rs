@@ -60,9 +60,9 @@ pub fn merge_command(req: MergeRequest<'_>) -> Result<i32> {
             merged.setup_seconds = max_of(merged.setup_seconds, cell.setup_seconds);
             add_requests(merged, &cell.requests);
             for case in &cell.cases {
-                let value = serde_json::to_value(case).map_err(|e| Error::Infrastructure(e.to_string()))?;
+                let value = serde_json::to_value(case).map_err(Error::infrastructure_from)?;
                 let mut result: CaseResult = serde_json::from_value(value).map_err(|e| {
-                    Error::Usage(format!(
+                    Error::usage(format!(
                         "{}: case {} is not a result this kubevet reads: {e}",
                         shard.file.display(),
                         case.id
@@ -141,12 +141,12 @@ fn read_runs(dirs: &[PathBuf], suite: &Suite, plan: Option<&PlanFile>) -> Result
     let files = history::run_files(dirs)?;
     // With a plan, no shard at all is still a report: every case "not run".
     if files.is_empty() && plan.is_none() {
-        return Err(Error::Usage("no run.json under the folders given: nothing to merge".into()));
+        return Err(Error::usage("no run.json under the folders given: nothing to merge"));
     }
     let mut notes = Vec::new();
     let mut by_shard: BTreeMap<String, ShardRun> = BTreeMap::new();
     for file in files {
-        let bad = |why: String| Error::Usage(format!("{}: {why}", file.display()));
+        let bad = |why: String| Error::usage(format!("{}: {why}", file.display()));
         let text = std::fs::read_to_string(&file).map_err(|e| bad(e.to_string()))?;
         let run = RunFile::parse(&text).map_err(|e| bad(e.to_string()))?;
         if run.suite != suite.name {
@@ -323,7 +323,7 @@ fn write_reports(
     report::write(req.output, &junit, &suite.name, reports, &properties, &run_file)?;
     let ctrf = report::ctrf::ctrf(&facts, reports);
     write_atomically(&req.output.join("ctrf.json"), ctrf.to_string().as_bytes())
-        .map_err(|e| Error::Infrastructure(format!("writing ctrf.json: {e}")))?;
+        .map_err(|e| Error::infrastructure_because("writing ctrf.json", e))?;
     remember(req, &run_file, shards);
     let table = shard_table(shards);
     if req.github {

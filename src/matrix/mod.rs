@@ -101,19 +101,19 @@ fn cell_key(kubernetes: Option<&str>) -> &str {
 /// `kubevet plan`.
 pub async fn plan_command(req: PlanRequest<'_>) -> Result<i32> {
     let plan = make(&req).await?;
-    let text = serde_json::to_string_pretty(&plan).map_err(|e| Error::Infrastructure(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&plan).map_err(Error::infrastructure_from)?;
     write_atomically(req.output, text.as_bytes())
-        .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", req.output.display())))?;
+        .map_err(|e| Error::infrastructure_because(format!("writing {}", req.output.display()), e))?;
     let matrix = matrix(&plan).to_string();
     if let Some(path) = req.matrix {
         write_atomically(path, matrix.as_bytes())
-            .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| Error::infrastructure_because(format!("writing {}", path.display()), e))?;
     }
     let shards: usize = plan.cells.iter().map(|c| c.shards.len()).sum();
     for (name, value) in
         [("matrix", matrix.as_str()), ("shards", &shards.to_string()), ("plan", &req.output.display().to_string())]
     {
-        github::set_output(name, value).map_err(|e| Error::Infrastructure(format!("writing $GITHUB_OUTPUT: {e}")))?;
+        github::set_output(name, value).map_err(|e| Error::infrastructure_because("writing $GITHUB_OUTPUT", e))?;
     }
     crate::report::print(&table(&plan, req.output));
     Ok(0)
@@ -188,7 +188,7 @@ fn cell_plan(
     let groups = balance::choose(&seconds, budget);
     // Proved before it is written: every selected case in exactly one shard, none empty.
     balance::is_partition(&groups, cases.len())
-        .map_err(|e| Error::Infrastructure(format!("kubevet made a wrong plan ({e}); please report it")))?;
+        .map_err(|e| Error::infrastructure(format!("kubevet made a wrong plan ({e}); please report it")))?;
     let count = groups.len();
     let shards = groups
         .iter()
@@ -279,13 +279,13 @@ fn digest(suite: &Suite, cases: &[Case]) -> Result<String> {
         hash.update(id.as_bytes());
         hash.update([0]);
     }
-    hash_files(&mut hash, &suite.root, &files).map_err(|e| Error::Usage(e.to_string()))?;
+    hash_files(&mut hash, &suite.root, &files).map_err(Error::usage_from)?;
     Ok(format!("{:x}", hash.finalize()))
 }
 
 /// A plan file, refused whole when it is not one of this kubevet's schema.
 pub fn read_plan(path: &Path) -> Result<PlanFile> {
-    let bad = |why: String| Error::Usage(format!("--plan {}: {why}", path.display()));
+    let bad = |why: String| Error::usage(format!("--plan {}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let version = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
@@ -310,7 +310,7 @@ pub struct Shard {
 /// `run --plan FILE --shard ID`: that shard's cases; anything that does not fit (another
 /// suite, other files, an id the plan lacks) is exit 2, never a run of everything.
 pub async fn shard(suite: &Suite, path: &Path, id: &str) -> Result<Shard> {
-    let bad = |why: String| Error::Usage(format!("--plan {}: {why}", path.display()));
+    let bad = |why: String| Error::usage(format!("--plan {}: {why}", path.display()));
     let plan = read_plan(path)?;
     if plan.suite != suite.name {
         return Err(bad(format!("made for suite {:?}, not {:?} ({})", plan.suite, suite.name, suite.path.display())));
@@ -357,7 +357,7 @@ pub fn failed_last_run(history: &Path, suite: &Suite) -> Result<BTreeMap<Option<
         Vec::new()
     };
     let Some(last) = runs.last() else {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "--rerun-failed: the history {} holds no run of suite {:?}; run it once first",
             history.display(),
             suite.name

@@ -284,7 +284,7 @@ pub async fn command(suite: &Suite, only: &[String]) -> Result<i32, Error> {
     for name in only {
         if !suite.operators.iter().any(|o| &o.name == name) {
             let known: Vec<&str> = suite.operators.iter().map(|o| o.name.as_str()).collect();
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "--operator {name}: no such operator; the suite has: {}",
                 known.join(", ")
             )));
@@ -323,7 +323,7 @@ pub async fn manifests(suite: &Suite) -> Result<Vec<(String, String)>, Error> {
         .zip(rendered)
         .map(|(op, r)| match r {
             Ok(r) => Ok((format!("operator {} ({})", op.name, r.file.display()), r.text)),
-            Err(e) => Err(Error::Usage(format!("operator {}: {e}", op.name))),
+            Err(e) => Err(Error::usage_because(format!("operator {}", op.name), e)),
         })
         .collect()
 }

@@ -208,7 +208,7 @@ pub fn plan(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         .map(|s| {
             Glob::new(s)
                 .map(|g| g.compile_matcher())
-                .map_err(|e| Error::Usage(format!("--select {s:?}: invalid glob: {e}")))
+                .map_err(|e| Error::usage_because(format!("--select {s:?}: invalid glob"), e))
         })
         .collect::<Result<_>>()?;
     let mut cases = Vec::new();
@@ -413,7 +413,7 @@ fn plan_picked(suite: &Suite, selection: Selection<'_>) -> Result<Vec<Case>> {
         if !selection.tiers.is_empty() {
             selected.push_str(&format!(" and --tier {}", selection.tiers.join(", ")));
         }
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "no example matches the suite's globs{selected} under {}; check examples.include in {}",
             suite.root.display(),
             suite.path.display()
@@ -437,7 +437,7 @@ pub fn list(suite: &Suite, selection: Selection<'_>, json: bool) -> Result<i32> 
     let cases = plan_some(suite, selection)?;
     let rows: Vec<PlanRow> = cases.iter().map(PlanRow::from).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?);
+        println!("{}", serde_json::to_string_pretty(&rows).map_err(Error::usage_from)?);
         return Ok(0);
     }
     let w = |f: fn(&PlanRow) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);

@@ -106,7 +106,7 @@ impl Notebook {
 /// Reads a notebook file: JSON in nbformat 4; an error at its line and column otherwise.
 pub fn read(path: &Path) -> Result<Notebook> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("cannot read notebook {}: {e}", path.display())))?;
+        .map_err(|e| Error::usage_because(format!("cannot read notebook {}", path.display()), e))?;
     parse(path, &text)
 }
 

@@ -98,9 +98,10 @@ pub fn cell_files(facts: &RunFacts<'_>, reports: &[CellReport]) -> Result<Vec<Ce
     // Each result through the file's own type: a field the history needs that a result
     // lost fails the write, not a later import.
     let case_file = |r: &CaseResult| {
-        let value = serde_json::to_value(r).map_err(|e| Error::Infrastructure(format!("case {}: {e}", r.name)))?;
+        let value =
+            serde_json::to_value(r).map_err(|e| Error::infrastructure_because(format!("case {}", r.name), e))?;
         serde_json::from_value::<CaseFile>(relative(value))
-            .map_err(|e| Error::Infrastructure(format!("case {} does not fit run.json: {e}", r.name)))
+            .map_err(|e| Error::infrastructure_because(format!("case {} does not fit run.json", r.name), e))
     };
     let mut cells = Vec::new();
     for c in reports {
@@ -127,18 +128,18 @@ pub fn write(
     properties: &[(String, String)],
     run_file: &RunFile,
 ) -> Result<(), Error> {
-    let text = serde_json::to_string(run_file).map_err(|e| Error::Infrastructure(format!("run.json: {e}")))?;
+    let text = serde_json::to_string(run_file).map_err(|e| Error::infrastructure_because("run.json", e))?;
     write_atomically(&artifacts.join("run.json"), text.as_bytes())
-        .map_err(|e| Error::Infrastructure(format!("writing run.json: {e}")))?;
+        .map_err(|e| Error::infrastructure_because("writing run.json", e))?;
     // Which run.json this is the JUnit of: a history that imports both stores the run once.
     let mut properties = properties.to_vec();
     properties.push((crate::util::run_file::JUNIT_RUN_FILE.into(), run_file.id.clone()));
     properties.push((crate::util::run_file::JUNIT_STARTED.into(), run_file.started.clone()));
     let xml = junit::junit(suite_name, reports, &properties)
         .to_string()
-        .map_err(|e| Error::Infrastructure(format!("rendering JUnit: {e}")))?;
+        .map_err(|e| Error::infrastructure_because("rendering JUnit", e))?;
     write_atomically(junit_path, xml.as_bytes())
-        .map_err(|e| Error::Infrastructure(format!("writing {}: {e}", junit_path.display())))
+        .map_err(|e| Error::infrastructure_because(format!("writing {}", junit_path.display()), e))
 }
 
 /// The exit code of a run: interrupted, then a cell without its cluster, then a failed

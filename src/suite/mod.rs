@@ -361,10 +361,10 @@ pub fn locate(given: Option<&Path>) -> Result<PathBuf> {
         return if path.is_file() {
             Ok(path.to_path_buf())
         } else {
-            Err(Error::Usage(format!("suite file {} does not exist", path.display())))
+            Err(Error::usage(format!("suite file {} does not exist", path.display())))
         };
     }
-    let cwd = std::env::current_dir().map_err(|e| Error::Usage(format!("current directory: {e}")))?;
+    let cwd = std::env::current_dir().map_err(|e| Error::usage_because("current directory", e))?;
     for dir in cwd.ancestors() {
         let candidate = dir.join(FILE_NAME);
         if candidate.is_file() {
@@ -374,7 +374,7 @@ pub fn locate(given: Option<&Path>) -> Result<PathBuf> {
             break;
         }
     }
-    Err(Error::Usage(format!(
+    Err(Error::usage(format!(
         "no {FILE_NAME} in {} or its parents up to the repository root; write one (see README) or pass --suite FILE",
         cwd.display()
     )))
@@ -820,7 +820,7 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         std::fs::write(&path, text).expect("write");
         load(&path).map_err(|e| match e {
-            Error::Input { line, column, message, .. } => Error::Usage(format!("{line}:{column}: {message}")),
+            Error::Input { line, column, message, .. } => Error::usage(format!("{line}:{column}: {message}")),
             other => other,
         })
     }

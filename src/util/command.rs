@@ -55,8 +55,8 @@ impl From<CommandError> for super::error::Error {
             CommandError::NotInstalled { .. }
             | CommandError::MissingTools { .. }
             | CommandError::Empty
-            | CommandError::NoSuchScript { .. } => Error::Usage(e.to_string()),
-            CommandError::Start { .. } | CommandError::Failed { .. } => Error::Infrastructure(e.to_string()),
+            | CommandError::NoSuchScript { .. } => Error::usage_from(e),
+            CommandError::Start { .. } | CommandError::Failed { .. } => Error::infrastructure_from(e),
         }
     }
 }

@@ -17,12 +17,22 @@ pub enum Error {
     /// Something in the user's files is wrong: says where and what to do.
     #[error("{}:{line}:{column}: {message}{}", path.display(), hint.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default())]
     Input { path: PathBuf, line: u64, column: u64, message: String, hint: Option<String> },
-    /// A bad command line or a missing file that has no position.
-    #[error("{0}")]
-    Usage(String),
-    /// The cluster or the machine failed kubevet, not the user's examples.
-    #[error("infrastructure: {0}")]
-    Infrastructure(String),
+    /// A bad command line or a missing file that has no position: what was asked, and the
+    /// cause where one failed (kept typed as the source).
+    #[error("{}", whole(context, source.as_deref()))]
+    Usage {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The cluster or the machine failed kubevet, not the user's examples: what kubevet was doing,
+    /// and the cause, kept typed as the source.
+    #[error("infrastructure: {}", whole(context, source.as_deref()))]
+    Infrastructure {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The run history's database failed: its file and the cause, kept as the source.
     #[error("history {}: {source}", path.display())]
     History {
@@ -32,7 +42,49 @@ pub enum Error {
     },
 }
 
+/// The cause of an error, kept as its source so that it stays typed.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// One line: what kubevet was doing, then why it failed (either may stand alone).
+fn whole(context: &str, source: Option<&(dyn std::error::Error + Send + Sync)>) -> String {
+    match source {
+        None => context.to_string(),
+        Some(cause) if context.is_empty() => cause.to_string(),
+        Some(cause) => format!("{context}: {cause}"),
+    }
+}
+
 impl Error {
+    /// A usage error that has no cause beyond what the user asked.
+    pub fn usage(context: impl Into<String>) -> Self {
+        Error::Usage { context: context.into(), source: None }
+    }
+
+    /// A usage error caused by `cause` while doing `context` (reading a file the user named…).
+    pub fn usage_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Usage { context: context.into(), source: Some(cause.into()) }
+    }
+
+    /// A usage error whose cause says it all (it names the file or the flag).
+    pub fn usage_from(cause: impl Into<Cause>) -> Self {
+        Error::Usage { context: String::new(), source: Some(cause.into()) }
+    }
+
+    /// The machine or the cluster failed, and the cause says how (it names what kubevet did).
+    pub fn infrastructure_from(cause: impl Into<Cause>) -> Self {
+        Error::Infrastructure { context: String::new(), source: Some(cause.into()) }
+    }
+
+    /// The machine or the cluster failed while doing `context`, for no deeper cause kubevet holds.
+    pub fn infrastructure(context: impl Into<String>) -> Self {
+        Error::Infrastructure { context: context.into(), source: None }
+    }
+
+    /// The machine or the cluster failed while doing `context`, because of `cause`.
+    pub fn infrastructure_because(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Infrastructure { context: context.into(), source: Some(cause.into()) }
+    }
+
     pub fn input(path: &Path, line: u64, column: u64, message: impl Into<String>) -> Self {
         Error::Input { path: path.to_path_buf(), line, column, message: message.into(), hint: None }
     }
@@ -48,3 +100,21 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_says_what_and_why_on_one_line_and_keeps_the_cause_typed() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::infrastructure_because("writing run.json", io);
+        assert_eq!(e.to_string(), "infrastructure: writing run.json: denied");
+        let cause = std::error::Error::source(&e).and_then(|c| c.downcast_ref::<std::io::Error>());
+        assert_eq!(cause.map(std::io::Error::kind), Some(std::io::ErrorKind::PermissionDenied));
+        let bare = Error::usage_from(std::io::Error::other("no such plan"));
+        assert_eq!(bare.to_string(), "no such plan");
+        assert_eq!(Error::usage("the suite has no case").to_string(), "the suite has no case");
+        assert!(std::error::Error::source(&Error::infrastructure("no node")).is_none());
+    }
+}

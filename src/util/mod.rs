@@ -16,6 +16,6 @@ pub mod yaml;
 /// Runs a command's async work to completion on a runtime of its own.
 pub fn block_on<F: std::future::Future>(work: F) -> error::Result<F::Output> {
     let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| error::Error::Infrastructure(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| error::Error::infrastructure_because("cannot start the async runtime", e))?;
     Ok(runtime.block_on(work))
 }

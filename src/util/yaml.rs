@@ -116,7 +116,7 @@ fn in_user_terms(message: &str, found: &str) -> (String, Option<String>) {
 }
 
 pub fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("{}: cannot read: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| Error::usage_because(format!("{}: cannot read", path.display()), e))
 }
 
 /// Every non-empty document of a stream.

@@ -128,10 +128,6 @@ pub struct Cluster {
     pub(super) stats: Arc<RequestStats>,
 }
 
-fn infrastructure(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Infrastructure(format!("{what}: {e}"))
-}
-
 /// A short text for a failed request: the API server's own message where there is one.
 pub fn describe(e: &kube::Error) -> String {
     match e {
@@ -155,17 +151,17 @@ impl Cluster {
         let config = match kubeconfig {
             Some(path) => {
                 let file = Kubeconfig::read_from(path)
-                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?;
+                    .map_err(|e| Error::usage_because(format!("--kubeconfig {}", path.display()), e))?;
                 Config::from_custom_kubeconfig(file, &options)
                     .await
-                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?
+                    .map_err(|e| Error::usage_because(format!("--kubeconfig {}", path.display()), e))?
             }
             None if context.is_some() => {
-                Config::from_kubeconfig(&options).await.map_err(|e| Error::Usage(format!("--context: {e}")))?
+                Config::from_kubeconfig(&options).await.map_err(|e| Error::usage_because("--context", e))?
             }
-            None => Config::infer()
-                .await
-                .map_err(|e| infrastructure("no cluster configured (KUBECONFIG, ~/.kube/config or in-cluster)", e))?,
+            None => Config::infer().await.map_err(|e| {
+                Error::infrastructure_because("no cluster configured (KUBECONFIG, ~/.kube/config or in-cluster)", e)
+            })?,
         };
         let cluster_url = config.cluster_url.to_string();
         // kubevet's own policy replaces kube's default retry (which retries creates too,
@@ -174,19 +170,18 @@ impl Cluster {
         config.default_retry = false;
         let stats = Arc::new(RequestStats::default());
         let client = ClientBuilder::try_from(config)
-            .map_err(|e| infrastructure("building the Kubernetes client", e))?
+            .map_err(|e| Error::infrastructure_because("building the Kubernetes client", e))?
             .with_layer(&RetryLayer { policy, stats: stats.clone() })
             .build();
-        let version = client
-            .apiserver_version()
-            .await
-            .map_err(|e| infrastructure(&format!("cluster at {cluster_url} unreachable"), describe(&e)))?;
+        let version = client.apiserver_version().await.map_err(|e| {
+            Error::infrastructure_from(ApiError::new(&format!("cluster at {cluster_url} unreachable"), &e))
+        })?;
         // Discovery::run, not run_aggregated: against servers without aggregated discovery
         // (before 1.26) the aggregated call "succeeds" with zero groups.
         let discovery = Discovery::new(client.clone())
             .run()
             .await
-            .map_err(|e| infrastructure("API discovery failed", describe(&e)))?;
+            .map_err(|e| Error::infrastructure_from(ApiError::new("API discovery failed", &e)))?;
         Ok(Cluster {
             client,
             discovery: RwLock::new(discovery),
