@@ -192,6 +192,117 @@ pub struct NotebookRun {
     pub verdict_after_seconds: Option<f64>,
 }
 
+/// What one container of a case used, from the kubelet's samples taken while it ran (a
+/// finished container's stats are gone from the kubelet, so the last sample is the total).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerUsage {
+    pub pod: String,
+    pub pod_uid: String,
+    pub container: String,
+    /// Times the container restarted (its counters start again at each restart; summed).
+    pub restarts: u32,
+    /// CPU time in core-seconds up to the last sample: none when no sample was taken.
+    pub cpu_seconds: Option<f64>,
+    /// Seconds between the last sample and the container's end (or the case's end while it
+    /// ran): CPU used then is not counted, the uncertainty of `cpuSeconds`.
+    pub cpu_gap_seconds: Option<f64>,
+    /// `cpuSeconds` over the time it covers.
+    pub average_cores: Option<f64>,
+    /// The 90th percentile of the cores used between samples.
+    pub p90_cores: Option<f64>,
+    /// The highest memory seen, in bytes, and where it comes from: `kernel peak` (the cgroup's
+    /// own high-water mark, page cache included) where the kubelet reports one, else
+    /// `sampled working set` (the highest of the samples: a peak between them is missed).
+    pub peak_memory_bytes: Option<f64>,
+    pub peak_memory_source: Option<String>,
+    /// The highest working set sampled (what the kubelet evicts and the OOM killer weigh).
+    pub peak_working_set_bytes: Option<f64>,
+    pub samples: u32,
+    /// How much of the container's life the samples cover (0 to 1): from its start to the last
+    /// sample, over its start to its end.
+    pub coverage: f64,
+    pub runtime_seconds: f64,
+    pub cpu_request_cores: Option<f64>,
+    pub cpu_limit_cores: Option<f64>,
+    pub memory_request_bytes: Option<f64>,
+    pub memory_limit_bytes: Option<f64>,
+    /// Average cores over the CPU request; none without a request (BestEffort for CPU).
+    pub cpu_efficiency: Option<f64>,
+    /// Peak memory over the memory request; none without a request.
+    pub memory_efficiency: Option<f64>,
+    pub oom_killed: bool,
+    /// What to request instead: the p90 of cores, the peak memory plus 15 % (as the VPA
+    /// recommender does); `lowConfidence` when the samples are too few or cover too little.
+    pub suggested_cpu_cores: Option<f64>,
+    pub suggested_memory_bytes: Option<f64>,
+    pub low_confidence: bool,
+    /// The container asks for an accelerator (`nvidia.com/gpu`…): its use is not measured here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accelerators: Vec<String>,
+}
+
+/// A share as a whole percentage (`39 %`), or the reason there is none.
+fn percent(share: Option<f64>, none: &str) -> String {
+    share.map_or_else(|| none.to_string(), |s| format!("{:.0} %", s * 100.0))
+}
+
+/// Bytes in MiB, one decimal.
+pub fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / 1_048_576.0)
+}
+
+impl ContainerUsage {
+    /// `pod/container`.
+    pub fn who(&self) -> String {
+        format!("{}/{}", self.pod, self.container)
+    }
+
+    /// One line for people: CPU with its gap, memory with its source, against the requests.
+    pub fn line(&self) -> String {
+        let cpu = match (self.cpu_seconds, self.cpu_gap_seconds) {
+            (Some(s), Some(gap)) => format!("cpu {s:.2} s (+ up to {gap:.1} s unsampled)"),
+            _ => "cpu not sampled".to_string(),
+        };
+        let cores = self.average_cores.map_or(String::new(), |c| format!(", {c:.2} cores average"));
+        let best_effort = "n/a (BestEffort)";
+        let cpu_share =
+            percent(self.cpu_efficiency, if self.cpu_request_cores.is_none() { best_effort } else { "n/a" });
+        let memory = match (self.peak_memory_bytes, &self.peak_memory_source) {
+            (Some(b), Some(source)) => format!("peak memory {} ({source})", mib(b)),
+            _ => "memory not sampled".to_string(),
+        };
+        let memory_share =
+            percent(self.memory_efficiency, if self.memory_request_bytes.is_none() { best_effort } else { "n/a" });
+        let mut line = format!(
+            "usage {}: {cpu}{cores}, {cpu_share} of its CPU request; {memory}, {memory_share} of its memory request; \
+             {:.0} % of its {:.0} s covered by {} samples",
+            self.who(),
+            self.coverage * 100.0,
+            self.runtime_seconds,
+            self.samples
+        );
+        if self.oom_killed {
+            line.push_str("; OOMKilled");
+        }
+        if self.low_confidence {
+            line.push_str("; low confidence");
+        }
+        line
+    }
+
+    /// Peak memory over the memory limit, when there is one.
+    pub fn of_memory_limit(&self) -> Option<f64> {
+        match (self.peak_memory_bytes, self.memory_limit_bytes) {
+            (Some(peak), Some(limit)) if limit > 0.0 => Some(peak / limit),
+            _ => None,
+        }
+    }
+}
+
+/// What becomes an OOM risk: a container whose peak came this close to its memory limit.
+pub const OOM_RISK_SHARE: f64 = 0.9;
+
 /// What became of one case; written as `result.json` and read by the reports (and read back
 /// from each shard's `run.json` by `kubevet merge`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,6 +347,9 @@ pub struct CaseResult {
     /// What a CPU smoke test (`gpu: cpu`) removed from the case's objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cpu_smoke: Vec<String>,
+    /// What each container of the case's pods used (CPU, memory, against its requests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<ContainerUsage>,
     #[serde(skip, default = "Instant::now")]
     started: Instant,
     /// A retried case's own folder: `write` keeps a `result.json` with every attempt there,
@@ -254,6 +368,16 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
+    /// Core-seconds used by all the case's containers (none when nothing was sampled).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.usage.iter().filter_map(|u| u.cpu_seconds).reduce(|a, b| a + b)
+    }
+
+    /// The highest peak memory of any of the case's containers.
+    pub fn peak_memory_bytes(&self) -> Option<f64> {
+        self.usage.iter().filter_map(|u| u.peak_memory_bytes).reduce(f64::max)
+    }
+
     pub(crate) fn new(case: &Case, artifacts: PathBuf) -> CaseResult {
         let mut r = CaseResult::named(&case.id, &case.name, case.profile_name(), artifacts);
         r.timeout = case.timeout.to_string();
@@ -291,6 +415,7 @@ impl CaseResult {
             collect_problems: Vec::new(),
             unoffered: Vec::new(),
             cpu_smoke: Vec::new(),
+            usage: Vec::new(),
             started: Instant::now(),
             source: None,
             case_dir: None,

@@ -40,6 +40,9 @@ pub fn ctrf(facts: &RunFacts<'_>, reports: &[CellReport]) -> Value {
                     "artifacts": r.artifacts,
                 },
             });
+            if !r.usage.is_empty() {
+                test["extra"]["usage"] = json!(r.usage);
+            }
             if let Some((file, line)) = &r.source {
                 test["filePath"] = json!(file);
                 test["line"] = json!(line);

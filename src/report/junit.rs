@@ -136,8 +136,13 @@ fn test_case(r: &CaseResult, server_version: &str, cell: Option<&str>) -> TestCa
     if !r.cpu_smoke.is_empty() {
         case.add_property(Property::new("gpu.cpuSmokeTest", r.cpu_smoke.join(", ")));
     }
+    usage_properties(&mut case, r);
     if r.outcome != Outcome::Skipped {
         let mut out = format!("artifacts: {}\n", r.artifacts.display());
+        for usage in &r.usage {
+            out.push_str(&usage.line());
+            out.push('\n');
+        }
         for p in &r.phases {
             out.push_str(&format!("phase {}: {:.2}s\n", p.name, p.seconds));
         }
@@ -157,4 +162,21 @@ fn test_case(r: &CaseResult, server_version: &str, cell: Option<&str>) -> TestCa
         case.set_system_out(out);
     }
     case
+}
+
+/// The case's resource use: totals, the least covered container, and what was OOMKilled.
+fn usage_properties(case: &mut TestCase, r: &CaseResult) {
+    if let Some(cpu) = r.cpu_seconds() {
+        case.add_property(Property::new("usage.cpuSeconds", format!("{cpu:.3}")));
+    }
+    if let Some(peak) = r.peak_memory_bytes() {
+        case.add_property(Property::new("usage.peakMemoryBytes", format!("{peak:.0}")));
+    }
+    if let Some(coverage) = r.usage.iter().map(|u| u.coverage).reduce(f64::min) {
+        case.add_property(Property::new("usage.coverage", format!("{coverage:.2}")));
+    }
+    let killed: Vec<String> = r.usage.iter().filter(|u| u.oom_killed).map(|u| u.who()).collect();
+    if !killed.is_empty() {
+        case.add_property(Property::new("usage.oomKilled", killed.join(", ")));
+    }
 }

@@ -45,6 +45,56 @@ pub fn summary(run: &RunReport) -> String {
         let parts: Vec<String> = classes.iter().map(|(c, n)| format!("{n} {c}")).collect();
         out.push_str(&format!("not passed, by class: {}\n", parts.join(", ")));
     }
+    out.push_str(&usage_notes(run));
+    out
+}
+
+/// How many of the least efficient cases the summary names.
+const LEAST_EFFICIENT: usize = 3;
+
+/// The cases that used least of what they requested, and every container that was OOMKilled or
+/// came near its memory limit.
+pub fn usage_notes(run: &RunReport) -> String {
+    let mut out = String::new();
+    let mut shares: Vec<(f64, String)> = Vec::new();
+    for r in &run.results {
+        for u in &r.usage {
+            let low = if u.low_confidence { ", low confidence" } else { "" };
+            if let Some(cpu) = u.cpu_efficiency {
+                shares.push((
+                    cpu,
+                    format!("{} {} used {:.0} % of its CPU request{low}", r.name, u.container, cpu * 100.0),
+                ));
+            }
+            if let Some(memory) = u.memory_efficiency {
+                let used = memory * 100.0;
+                shares.push((
+                    memory,
+                    format!("{} {} peaked at {used:.0} % of its memory request{low}", r.name, u.container),
+                ));
+            }
+        }
+    }
+    shares.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if !shares.is_empty() {
+        let named: Vec<&str> = shares.iter().take(LEAST_EFFICIENT).map(|(_, s)| s.as_str()).collect();
+        out.push_str(&format!("least efficient: {}\n", named.join("; ")));
+    }
+    let mut risks = Vec::new();
+    for r in &run.results {
+        for u in &r.usage {
+            match u.of_memory_limit() {
+                _ if u.oom_killed => risks.push(format!("{} {} was OOMKilled", r.name, u.who())),
+                Some(share) if share >= crate::outcome::OOM_RISK_SHARE => {
+                    risks.push(format!("{} {} peaked at {:.0} % of its memory limit", r.name, u.who(), share * 100.0))
+                }
+                _ => {}
+            }
+        }
+    }
+    if !risks.is_empty() {
+        out.push_str(&format!("OOM risk: {}\n", risks.join("; ")));
+    }
     out
 }
 

@@ -16,7 +16,7 @@ use std::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{info, warn};
 
-use super::{RunOptions, case, cleanup::clean_up};
+use super::{RunOptions, case, cleanup::clean_up, usage::UsageSampler};
 use crate::{
     cluster::{Cluster, NamespaceTracker},
     outcome::{Attempt, CaseResult, Outcome, Progress},
@@ -68,6 +68,7 @@ pub(super) struct Attempts<'a> {
     pub breaker: &'a Breaker,
     pub slots: Arc<Semaphore>,
     pub namespaces: NamespaceTracker,
+    pub usage: &'a UsageSampler,
     pub cancel: watch::Receiver<bool>,
     pub progress: &'a dyn Progress,
 }
@@ -156,6 +157,7 @@ impl Attempts<'_> {
             keep_on_failure: self.options.keep_on_failure,
             gpu: &self.suite.gpu,
             profiles: &self.suite.profiles,
+            usage: self.usage,
         }
         .run()
         .await

@@ -15,6 +15,7 @@ use tokio::{sync::watch, time::Instant};
 use super::{
     checks, classify, extended,
     steps::{Scope, Verdict},
+    usage::{self, UsageSampler},
 };
 use crate::{
     cluster::{
@@ -63,6 +64,8 @@ pub struct CaseRun<'a> {
     pub gpu: &'a GpuSettings,
     /// The suite's profiles: what a notebook's workloads are recognised by.
     pub profiles: &'a [Profile],
+    /// The run's kubelet sampler: what the case's pods used.
+    pub usage: &'a UsageSampler,
 }
 
 /// How a case ended: outcome, class, reason.
@@ -120,6 +123,7 @@ impl CaseRun<'_> {
         let clock = Instant::now();
         let Some(objects) = self.fit_to_cluster(&mut result).await else { return (result, None) };
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
+        let sampled = self.usage.register(&namespace);
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
         let made = self.apply_objects(&objects, &namespace, &mut result, &mut cleanup).await;
         result.phases.push(Phase::since("apply", clock));
@@ -141,6 +145,7 @@ impl CaseRun<'_> {
             seen[*a] = state;
         }
         let pod_states = pods.clone();
+        self.measure(sampled, &pod_states, &mut result);
         let evidence = self.collect_into(&mut result, &namespace, &made.applied, (seen, Some(pods)), interrupted).await;
         let (mut outcome, mut class, mut reason) =
             self.judge(waited.ending, &pod_states, &evidence, &mut result.unoffered).await;
@@ -157,6 +162,23 @@ impl CaseRun<'_> {
         let reason = smoke_tested(&result, reason);
         result.finish_as(outcome, class, Some(reason));
         (result, Some(cleanup))
+    }
+
+    /// What the case's containers used, from the samples of its namespace (kept as evidence,
+    /// `usage-samples.json`); sampling stops here, with the workloads ended.
+    fn measure(&self, sampled: usage::Registration, pods: &[Pod], result: &mut CaseResult) {
+        let samples = sampled.take();
+        result.usage = usage::usage_of(&samples, pods, jiff::Timestamp::now().as_millisecond());
+        result
+            .collect_problems
+            .extend(samples.failed_scrapes.iter().take(3).map(|why| format!("usage sampling: {why}")));
+        let kept = serde_json::to_vec_pretty(&samples).map_err(std::io::Error::other).and_then(|json| {
+            std::fs::create_dir_all(&self.dir)?;
+            std::fs::write(self.dir.join("usage-samples.json"), json)
+        });
+        if let Err(e) = kept {
+            result.collect_problems.push(format!("usage-samples.json: {e}"));
+        }
     }
 
     /// The case's objects as the cluster can take them. When they ask for an extended

@@ -12,6 +12,7 @@ mod notebook;
 pub mod pipeline;
 mod scenario;
 mod steps;
+mod usage;
 
 use std::{panic::AssertUnwindSafe, path::PathBuf, sync::Arc, time::Duration};
 
@@ -27,6 +28,7 @@ use tracing::info;
 use attempts::{Attempts, Breaker};
 use case::Cleanup;
 use cleanup::clean_up;
+use usage::UsageSampler;
 
 use crate::{
     cluster::{Cluster, LABEL_CASE, LABEL_RUN, NamespaceTracker, label_value},
@@ -92,6 +94,7 @@ pub async fn run(
         breaker: Arc::new(Breaker::new(runnable, suite.defaults.circuit_breaker)),
         slots: Arc::new(Semaphore::new(concurrency)),
         namespaces: namespaces.clone(),
+        usage: UsageSampler::start(cluster.clone(), usage::SAMPLE_INTERVAL),
         run_id: run_id.clone(),
         options: options.clone(),
         progress: progress.clone(),
@@ -165,6 +168,7 @@ struct CaseTasks {
     breaker: Arc<Breaker>,
     slots: Arc<Semaphore>,
     namespaces: NamespaceTracker,
+    usage: UsageSampler,
     run_id: String,
     options: RunOptions,
     progress: Arc<dyn Progress>,
@@ -261,6 +265,7 @@ impl CaseTasks {
             breaker: &self.breaker,
             slots: self.slots.clone(),
             namespaces: self.namespaces.clone(),
+            usage: &self.usage,
             cancel: self.cancel.clone(),
             progress: self.progress.as_ref(),
         };

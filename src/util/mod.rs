@@ -5,6 +5,7 @@ pub mod cel;
 pub mod command;
 pub mod duration;
 pub mod error;
+pub mod exposition;
 pub mod files;
 pub mod github;
 pub mod http;

@@ -10,6 +10,7 @@ mod apply;
 mod exec;
 mod kubeconfig;
 mod namespaces;
+mod proxy;
 mod watching;
 
 pub use kubeconfig::KubeconfigError;
