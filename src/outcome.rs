@@ -247,11 +247,6 @@ fn percent(share: Option<f64>, none: &str) -> String {
     share.map_or_else(|| none.to_string(), |s| format!("{:.0} %", s * 100.0))
 }
 
-/// Bytes in MiB, one decimal.
-pub fn mib(bytes: f64) -> String {
-    format!("{:.1} MiB", bytes / 1_048_576.0)
-}
-
 impl ContainerUsage {
     /// `pod/container`.
     pub fn who(&self) -> String {
@@ -269,7 +264,7 @@ impl ContainerUsage {
         let cpu_share =
             percent(self.cpu_efficiency, if self.cpu_request_cores.is_none() { best_effort } else { "n/a" });
         let memory = match (self.peak_memory_bytes, &self.peak_memory_source) {
-            (Some(b), Some(source)) => format!("peak memory {} ({source})", mib(b)),
+            (Some(b), Some(source)) => format!("peak memory {} ({source})", crate::util::units::mib(b)),
             _ => "memory not sampled".to_string(),
         };
         let memory_share =

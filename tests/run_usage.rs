@@ -101,4 +101,50 @@ fn each_containers_cpu_and_memory_are_measured_within_bounds_of_what_its_kernel_
     assert!(text.contains("OOM risk: examples/oom-killed.yaml oom-killed-"), "{text}");
     assert!(text.contains("least efficient: "), "{text}");
     support::no_namespace_left(&cases);
+
+    // The figures reach the history through run.json: three earlier green runs of the burner
+    // at about 4 CPU seconds (made from this run's own file), then one at twice that.
+    let run_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(artifacts.join("run.json")).expect("run.json")).expect("JSON");
+    let runs = dir.path().join("runs");
+    for (n, cpu) in [4.0, 4.2, 4.1, 8.5].iter().enumerate() {
+        let mut run = run_json.clone();
+        run["id"] = Value::from(format!("{}-{n}", run_json["id"].as_str().unwrap_or("run")));
+        for case in run["cells"][0]["cases"].as_array_mut().expect("cases") {
+            if case["name"] == "examples/cpu-burner.yaml" {
+                case["usage"][0]["cpuSeconds"] = Value::from(*cpu);
+                case["usage"][0]["coverage"] = Value::from(0.95);
+            }
+        }
+        let folder = runs.join(format!("run-{n}"));
+        std::fs::create_dir_all(&folder).expect("folder");
+        std::fs::write(folder.join("run.json"), run.to_string()).expect("write");
+    }
+    let history = dir.path().join("usage-history.sqlite");
+    let history_arg = history.to_string_lossy().to_string();
+    let imported = support::kubevet()
+        .args(["history", "import", "--history", &history_arg])
+        .arg(&runs)
+        .output()
+        .expect("kubevet history import");
+    assert!(imported.status.success(), "{}{}", stdout(&imported), support::stderr(&imported));
+    let health = support::kubevet()
+        .args(["health", "--history", &history_arg, "--suite"])
+        .arg(repo().join("tests/fixtures/usage/kubevet.yaml"))
+        .output()
+        .expect("kubevet health");
+    let table = stdout(&health);
+    assert!(health.status.success(), "{table}{}", support::stderr(&health));
+    let burner_line =
+        table.lines().find(|l| l.starts_with("examples/cpu-burner.yaml") && !l.contains(" all ")).unwrap_or("");
+    assert!(
+        burner_line
+            .contains("resource regression: CPU seconds 8.50 above the last 3 green runs' 4.00–4.20 (spread 0.21)"),
+        "{table}"
+    );
+    // The hog used the same in each run: no regression said of it.
+    assert!(
+        !table.lines().any(|l| l.starts_with("examples/memory-hog.yaml") && l.contains("resource regression")),
+        "{table}"
+    );
 }

@@ -132,6 +132,10 @@ pub struct Health {
     pub previous_median_seconds: Option<f64>,
     pub previous_p95_seconds: Option<f64>,
     pub regression: Option<Regression>,
+    /// The latest green run used more CPU or memory than its earlier green runs ever did, by
+    /// more than their spread (see [`resource_regressions`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resource_regressions: Vec<String>,
     pub points: Vec<Point>,
 }
 
@@ -191,6 +195,69 @@ fn percentile(values: &[f64], p: f64) -> Option<f64> {
 /// its cell was a broken run.
 type Series = BTreeMap<(String, String), Vec<(usize, Seen, f64, bool)>>;
 
+/// Green runs with the least coverage this good count for resource regressions.
+const USAGE_COVERAGE: f64 = 0.8;
+/// How many earlier green runs a resource figure is compared with, and how few are too few.
+const USAGE_WINDOW: usize = 10;
+const USAGE_MIN_RUNS: usize = 3;
+/// The least spread allowed for: 5 % of the earlier runs' highest value, so that a flat series
+/// is not flagged for noise.
+const USAGE_MIN_SPREAD: f64 = 0.05;
+
+/// One green run's CPU seconds and peak memory.
+pub type Used = (Option<f64>, Option<f64>);
+
+/// A figure of [`Used`]: its name, how it is picked, how it is shown.
+type Figure = (&'static str, fn(&Used) -> Option<f64>, fn(f64) -> String);
+
+/// Each example's green runs per version (oldest first), with their CPU seconds and peak
+/// memory, where the usage samples covered them well enough.
+fn usage_series(runs: &[RunRow]) -> BTreeMap<(String, String), Vec<Used>> {
+    let mut out: BTreeMap<(String, String), Vec<Used>> = BTreeMap::new();
+    for cell in runs.iter().flat_map(|r| &r.cells) {
+        for case in &cell.cases {
+            let green = matches!(Seen::of(&case.outcome, case.class.as_deref()), Seen::Pass | Seen::Flaky);
+            if green && case.usage_coverage.is_some_and(|c| c >= USAGE_COVERAGE) {
+                let key = (case.id.clone(), cell.kubernetes.clone());
+                out.entry(key).or_default().push((case.cpu_seconds, case.peak_memory_bytes));
+            }
+        }
+    }
+    out
+}
+
+/// The rule: the latest green, well-covered run's CPU seconds (or peak memory) is above the
+/// highest of the up to 10 green, well-covered runs before it on the same version, by more than
+/// their spread (highest − lowest, at least 5 % of the highest); at least 3 such runs before it.
+pub fn resource_regressions(green: &[Used]) -> Vec<String> {
+    let Some((latest, before)) = green.split_last() else { return Vec::new() };
+    let before = &before[before.len().saturating_sub(USAGE_WINDOW)..];
+    let mut found = Vec::new();
+    let figures: [Figure; 2] =
+        [("CPU seconds", |p| p.0, |v| format!("{v:.2}")), ("peak memory", |p| p.1, |v| crate::util::units::mib(v))];
+    for (what, pick, show) in figures {
+        let Some(now) = pick(latest) else { continue };
+        let earlier: Vec<f64> = before.iter().filter_map(pick).collect();
+        if earlier.len() < USAGE_MIN_RUNS {
+            continue;
+        }
+        let high = earlier.iter().copied().fold(f64::MIN, f64::max);
+        let low = earlier.iter().copied().fold(f64::MAX, f64::min);
+        let spread = (high - low).max(high * USAGE_MIN_SPREAD);
+        if now > high + spread {
+            found.push(format!(
+                "{what} {} above the last {} green runs' {}–{} (spread {})",
+                show(now),
+                earlier.len(),
+                show(low),
+                show(high),
+                show(spread)
+            ));
+        }
+    }
+    found
+}
+
 fn series(runs: &[RunRow]) -> (Series, BTreeMap<String, String>) {
     let mut series: Series = BTreeMap::new();
     let mut names = BTreeMap::new();
@@ -236,6 +303,7 @@ fn state_of(results: &[Seen], ran_lately: bool, flaky: f64) -> State {
 pub fn health(runs: &[RunRow], earlier: &[RunRow], all: &[RunRow]) -> Vec<Health> {
     let (previous, _) = series(earlier);
     let (series, names) = series(runs);
+    let usage = usage_series(all);
     let latest = runs.len().saturating_sub(3);
     let mut out = Vec::new();
     let mut by_example: BTreeMap<String, Vec<Health>> = BTreeMap::new();
@@ -271,6 +339,9 @@ pub fn health(runs: &[RunRow], earlier: &[RunRow], all: &[RunRow]) -> Vec<Health
             previous_median_seconds: percentile(&before, 50.0),
             previous_p95_seconds: percentile(&before, 95.0),
             regression: None,
+            resource_regressions: usage
+                .get(&(id.clone(), kubernetes.clone()))
+                .map_or_else(Vec::new, |g| resource_regressions(g)),
             points: points
                 .iter()
                 .map(|p| Point { run: runs[p.0].id.clone(), outcome: p.1.letter().to_string(), seconds: p.2 })
@@ -321,6 +392,7 @@ fn overall(versions: &[Health], regression: Option<Regression>) -> Health {
         previous_median_seconds: None,
         previous_p95_seconds: None,
         regression,
+        resource_regressions: Vec::new(),
         points: Vec::new(),
     }
 }
@@ -427,6 +499,34 @@ fn what_changed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resource_regression_is_a_rise_beyond_the_spread_of_earlier_green_runs() {
+        let mib = 1_048_576.0;
+        let runs = |cpu: &[f64], last: f64| -> Vec<Used> {
+            cpu.iter().chain([last].iter()).map(|c| (Some(*c), Some(100.0 * mib))).collect()
+        };
+        // 4.0–4.4 before (spread 0.4): 4.8 is within it, 4.9 is beyond.
+        assert!(resource_regressions(&runs(&[4.0, 4.4, 4.2], 4.8)).is_empty());
+        let found = resource_regressions(&runs(&[4.0, 4.4, 4.2], 4.9));
+        assert_eq!(found, vec!["CPU seconds 4.90 above the last 3 green runs' 4.00–4.40 (spread 0.40)".to_string()]);
+        // Too few earlier runs: nothing said.
+        assert!(resource_regressions(&runs(&[4.0, 4.0], 9.0)).is_empty());
+        // A flat series allows 5 % of its highest value.
+        assert!(resource_regressions(&runs(&[4.0, 4.0, 4.0], 4.19)).is_empty());
+        assert_eq!(resource_regressions(&runs(&[4.0, 4.0, 4.0], 4.21)).len(), 1);
+        // Only the last 10 count: an old high run no longer hides a rise.
+        let mut old = vec![9.0];
+        old.extend([4.0; 10]);
+        assert_eq!(resource_regressions(&runs(&old, 4.5)).len(), 1);
+        // Memory too, and a figure not measured is skipped, never zero.
+        let memory: Vec<Used> =
+            vec![(None, Some(100.0 * mib)); 3].into_iter().chain([(None, Some(200.0 * mib))]).collect();
+        assert_eq!(
+            resource_regressions(&memory),
+            vec!["peak memory 200.0 MiB above the last 3 green runs' 100.0 MiB–100.0 MiB (spread 5.0 MiB)".to_string()]
+        );
+    }
     use Seen::{Fail as X, Flaky as F, Infra as I, Pass as P};
 
     #[test]
@@ -478,6 +578,9 @@ mod tests {
                             phases: serde_json::Value::Null,
                             attempts: 1,
                             artifacts: None,
+                            cpu_seconds: None,
+                            peak_memory_bytes: None,
+                            usage_coverage: None,
                             log_tail: None,
                         })
                         .collect(),

@@ -411,6 +411,14 @@ fn regressions(healths: &[Health]) -> Vec<String> {
                 r.changed.join("; ")
             ))
         })
+        .chain(healths.iter().filter(|h| !h.resource_regressions.is_empty()).map(|h| {
+            format!(
+                "{} on {}: {}",
+                h.example,
+                h.kubernetes.as_deref().unwrap_or("every version"),
+                h.resource_regressions.join("; ")
+            )
+        }))
         .collect()
 }
 

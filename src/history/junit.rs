@@ -206,6 +206,7 @@ fn case(test: &TestCase) -> std::result::Result<CaseFile, String> {
         attempts,
         artifacts: String::new(),
         log_tail: None,
+        usage: Vec::new(),
         rest: Map::from_iter([("importedFrom".to_string(), json!("junit"))]),
         name,
     })

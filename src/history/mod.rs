@@ -221,6 +221,9 @@ fn table(rows: &[health::Health], runs: usize) -> String {
                 reg.started,
                 reg.changed.join("; ")
             ),
+            _ if !r.resource_regressions.is_empty() => {
+                format!("{}{trend}; resource regression: {}", r.timeline, r.resource_regressions.join("; "))
+            }
             _ => format!("{}{trend}", r.timeline),
         };
         out.push_str(&format!(

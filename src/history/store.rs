@@ -111,6 +111,25 @@ const MIGRATIONS: &[&str] = &[
         actual_seconds REAL,
         PRIMARY KEY (run, shard)
     );",
+    // 4: what each container of a case used, and the case's totals (core-seconds summed, the
+    // highest peak, the least coverage) that health compares run over run; NULL: not measured.
+    "CREATE TABLE container_usage (
+        run TEXT NOT NULL,
+        cell INTEGER NOT NULL,
+        case_id TEXT NOT NULL,
+        pod TEXT NOT NULL,
+        container TEXT NOT NULL,
+        cpu_seconds REAL,
+        peak_memory_bytes REAL,
+        coverage REAL NOT NULL,
+        low_confidence INTEGER NOT NULL,
+        oom_killed INTEGER NOT NULL,
+        PRIMARY KEY (run, cell, case_id, pod, container),
+        FOREIGN KEY (run, cell, case_id) REFERENCES cases (run, cell, case_id) ON DELETE CASCADE
+    );
+    ALTER TABLE cases ADD COLUMN cpu_seconds REAL;
+    ALTER TABLE cases ADD COLUMN peak_memory_bytes REAL;
+    ALTER TABLE cases ADD COLUMN usage_coverage REAL;",
 ];
 
 pub struct Store {
@@ -174,6 +193,11 @@ pub struct CaseRow {
     pub attempts: u32,
     pub artifacts: Option<String>,
     pub log_tail: Option<String>,
+    /// The case's containers' core-seconds summed, their highest peak memory, and the least
+    /// of their coverages; none when nothing was measured.
+    pub cpu_seconds: Option<f64>,
+    pub peak_memory_bytes: Option<f64>,
+    pub usage_coverage: Option<f64>,
 }
 
 impl StoreError {
@@ -289,8 +313,13 @@ impl Store {
                 params![run.id, c, kubernetes, cell.kubernetes_version, cell.kubernetes, cell.image, cell.setup_seconds],
             )?;
             let mut case_insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO cases (run, cell, case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT OR REPLACE INTO cases (run, cell, case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail,
+                 cpu_seconds, peak_memory_bytes, usage_coverage)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            )?;
+            let mut usage_insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO container_usage (run, cell, case_id, pod, container, cpu_seconds, peak_memory_bytes, coverage, low_confidence, oom_killed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             let mut attempt_insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO attempts (run, cell, case_id, attempt, outcome, class, reason, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -312,7 +341,24 @@ impl Store {
                     attempts,
                     case.artifacts,
                     case.log_tail,
+                    case.usage.iter().filter_map(|u| u.cpu_seconds).reduce(|a, b| a + b),
+                    case.usage.iter().filter_map(|u| u.peak_memory_bytes).reduce(f64::max),
+                    case.usage.iter().map(|u| u.coverage).reduce(f64::min),
                 ])?;
+                for u in &case.usage {
+                    usage_insert.execute(params![
+                        run.id,
+                        c,
+                        case.id,
+                        u.pod,
+                        u.container,
+                        u.cpu_seconds,
+                        u.peak_memory_bytes,
+                        u.coverage,
+                        u.low_confidence,
+                        u.oom_killed
+                    ])?;
+                }
                 // The earlier attempts, then the last: the case itself.
                 let last = (&case.outcome, &case.class, &case.reason, case.seconds);
                 let earlier = case.attempts.iter().map(|a| (&a.outcome, &a.class, &a.reason, a.seconds));
@@ -369,7 +415,8 @@ impl Store {
         let mut cases = self
             .conn
             .prepare_cached(
-                "SELECT case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail
+                "SELECT case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail,
+                 cpu_seconds, peak_memory_bytes, usage_coverage
                  FROM cases WHERE run = ?1 AND cell = ?2 ORDER BY name",
             )
             .map_err(sql)?;
@@ -407,6 +454,9 @@ impl Store {
                             attempts: r.get(9)?,
                             artifacts: r.get(10)?,
                             log_tail: r.get(11)?,
+                            cpu_seconds: r.get(12)?,
+                            peak_memory_bytes: r.get(13)?,
+                            usage_coverage: r.get(14)?,
                         })
                     })
                     .map_err(sql)?

@@ -158,6 +158,9 @@ mod tests {
                         phases: serde_json::Value::Null,
                         attempts: 1,
                         artifacts: None,
+                        cpu_seconds: None,
+                        peak_memory_bytes: None,
+                        usage_coverage: None,
                         log_tail: None,
                     })
                     .collect(),

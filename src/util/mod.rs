@@ -12,6 +12,7 @@ pub mod http;
 pub mod ids;
 pub mod interrupt;
 pub mod run_file;
+pub mod units;
 pub mod yaml;
 
 /// Runs a command's async work to completion on a runtime of its own.

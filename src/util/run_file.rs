@@ -86,6 +86,25 @@ pub struct CaseFile {
     pub attempts: Vec<AttemptFile>,
     pub artifacts: String,
     pub log_tail: Option<String>,
+    /// What each container used; absent from files written before kubevet measured it (or
+    /// imported from JUnit): nothing measured, which no health figure reads as zero.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<UsageFile>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// The figures of one container the history keeps (`result.json` has them all).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageFile {
+    pub pod: String,
+    pub container: String,
+    pub cpu_seconds: Option<f64>,
+    pub peak_memory_bytes: Option<f64>,
+    pub coverage: f64,
+    pub low_confidence: bool,
+    pub oom_killed: bool,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
