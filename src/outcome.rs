@@ -242,6 +242,29 @@ pub struct ContainerUsage {
     pub accelerators: Vec<String>,
 }
 
+/// A metric assertion of a case, as it was judged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricCheck {
+    pub name: String,
+    pub source: String,
+    /// The expression with `$NAMESPACE` and `$CASE` substituted.
+    pub expect: String,
+    /// `passed`, `failed`, `inconclusive` (a namespace-less assertion while other cases ran),
+    /// or `not judged` (its `when` did not match how the workload ended).
+    pub verdict: String,
+    /// What the expression returned: series and values.
+    pub result: Vec<(String, f64)>,
+    /// The samples it reads, before and after the case (at most 20 of each).
+    pub before: Vec<(String, f64)>,
+    pub after: Vec<(String, f64)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The cases that ran at the same time, when that made it inconclusive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlapping: Vec<String>,
+}
+
 /// A share as a whole percentage (`39 %`), or the reason there is none.
 fn percent(share: Option<f64>, none: &str) -> String {
     share.map_or_else(|| none.to_string(), |s| format!("{:.0} %", s * 100.0))
@@ -345,6 +368,9 @@ pub struct CaseResult {
     /// What each container of the case's pods used (CPU, memory, against its requests).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<ContainerUsage>,
+    /// The case's metric assertions, before, after and change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricCheck>,
     #[serde(skip, default = "Instant::now")]
     started: Instant,
     /// A retried case's own folder: `write` keeps a `result.json` with every attempt there,
@@ -411,6 +437,7 @@ impl CaseResult {
             unoffered: Vec::new(),
             cpu_smoke: Vec::new(),
             usage: Vec::new(),
+            metrics: Vec::new(),
             started: Instant::now(),
             source: None,
             case_dir: None,

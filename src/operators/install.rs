@@ -42,6 +42,7 @@ fn crd_profile() -> Profile {
         logs: Vec::new(),
         retries: None,
         checks: Vec::new(),
+        metrics: Vec::new(),
         gpu: None,
     }
 }

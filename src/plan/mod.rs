@@ -60,6 +60,9 @@ pub struct Case {
     pub expect: Expect,
     pub skip: Option<String>,
     pub logs: Vec<LogAssertion>,
+    /// Metric assertions over the snapshots before and after the case: the built-in profile's
+    /// (when the suite reads metrics), the profile's, then the overrides'.
+    pub metrics: Vec<crate::suite::metrics::MetricAssertion>,
     /// The user's checks: the profile's, then the overrides'.
     pub checks: Vec<Check>,
     /// The steps of a scenario (`kind: Scenario`), instead of a workload to watch.
@@ -298,6 +301,11 @@ fn example_case(suite: &Suite, path: PathBuf, rel: String, id: String, objects: 
     case.logs.extend(resolved.logs);
     case.checks = first_profile.map(|p| p.checks.clone()).unwrap_or_default();
     case.checks.extend(resolved.checks);
+    if suite.metrics.enabled && suite.metrics.defaults {
+        case.metrics = first_profile.map(|p| crate::suite::metrics::builtin_assertions(&p.name)).unwrap_or_default();
+    }
+    case.metrics.extend(first_profile.map(|p| p.metrics.clone()).unwrap_or_default());
+    case.metrics.extend(resolved.metrics);
     case.objects = objects;
     case.workloads = workloads;
     case

@@ -29,6 +29,7 @@ pub struct Resolved {
     pub profile: Option<String>,
     pub logs: Vec<LogAssertion>,
     pub checks: Vec<Check>,
+    pub metrics: Vec<crate::suite::metrics::MetricAssertion>,
     pub parameters: Map<String, Value>,
     pub gpu: Option<GpuMode>,
     pub judge: Option<crate::suite::notebooks::Judge>,
@@ -50,6 +51,7 @@ impl Resolved {
             r.judge = o.judge.or(r.judge);
             r.logs.extend(o.logs.iter().cloned());
             r.checks.extend(o.checks.iter().cloned());
+            r.metrics.extend(o.metrics.iter().cloned());
             if !o.parameters.is_empty() {
                 r.parameters_line = Some(o.line);
             }
@@ -100,6 +102,7 @@ impl Resolved {
             skip: self.skip.clone(),
             logs: Vec::new(),
             checks: Vec::new(),
+            metrics: Vec::new(),
             scenario: None,
             pipeline: None,
             retries,

@@ -69,6 +69,7 @@ pub(super) struct Attempts<'a> {
     pub slots: Arc<Semaphore>,
     pub namespaces: NamespaceTracker,
     pub usage: &'a UsageSampler,
+    pub windows: &'a super::metrics::CaseWindows,
     pub cancel: watch::Receiver<bool>,
     pub progress: &'a dyn Progress,
 }
@@ -157,7 +158,9 @@ impl Attempts<'_> {
             keep_on_failure: self.options.keep_on_failure,
             gpu: &self.suite.gpu,
             profiles: &self.suite.profiles,
+            metric_settings: &self.suite.metrics,
             usage: self.usage,
+            windows: self.windows,
         }
         .run()
         .await

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::{sync::watch, time::Instant};
 
 use super::{
-    checks, classify, extended,
+    checks, classify, extended, metrics,
     steps::{Scope, Verdict},
     usage::{self, UsageSampler},
 };
@@ -64,8 +64,12 @@ pub struct CaseRun<'a> {
     pub gpu: &'a GpuSettings,
     /// The suite's profiles: what a notebook's workloads are recognised by.
     pub profiles: &'a [Profile],
+    /// Where the suite's metrics sources are.
+    pub metric_settings: &'a crate::suite::metrics::MetricsSettings,
     /// The run's kubelet sampler: what the case's pods used.
     pub usage: &'a UsageSampler,
+    /// When each case of the run read its metrics: who overlapped whom.
+    pub windows: &'a super::metrics::CaseWindows,
 }
 
 /// How a case ended: outcome, class, reason.
@@ -125,6 +129,7 @@ impl CaseRun<'_> {
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
         let sampled = self.usage.register(&namespace);
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
+        let Some(before) = self.metrics_before(&mut result).await else { return (result, Some(cleanup)) };
         let made = self.apply_objects(&objects, &namespace, &mut result, &mut cleanup).await;
         result.phases.push(Phase::since("apply", clock));
         let Some(made) = made else { return (result, Some(cleanup)) };
@@ -147,11 +152,23 @@ impl CaseRun<'_> {
         let pod_states = pods.clone();
         self.measure(sampled, &pod_states, &mut result);
         let evidence = self.collect_into(&mut result, &namespace, &made.applied, (seen, Some(pods)), interrupted).await;
+        let ended = match waited.ending {
+            Ending::Succeeded(_) => metrics::Ended::Succeeded,
+            Ending::Failed(_) => metrics::Ended::Failed,
+            _ => metrics::Ended::Neither,
+        };
         let (mut outcome, mut class, mut reason) =
             self.judge(waited.ending, &pod_states, &evidence, &mut result.unoffered).await;
         if outcome == Outcome::Passed && !case.checks.is_empty() {
             let workload = watched.first().map(|(a, _)| &made.applied[*a]);
             if let Some((o, c, r)) = self.run_checks(&namespace, workload, &pod_states, &mut result).await {
+                (outcome, class, reason) = (o, c, r);
+            }
+        }
+        if let Some((window, snapshot)) = before {
+            if let Some((o, c, r)) =
+                self.metrics_after(window, &snapshot, &namespace, ended, outcome, &mut result).await
+            {
                 (outcome, class, reason) = (o, c, r);
             }
         }
@@ -162,6 +179,65 @@ impl CaseRun<'_> {
         let reason = smoke_tested(&result, reason);
         result.finish_as(outcome, class, Some(reason));
         (result, Some(cleanup))
+    }
+
+    /// The snapshot of the metrics the case's assertions read, before anything is applied, and
+    /// the case's window among the run's; none to read (`Some(None)`), or the case ended as an
+    /// error naming the route that could not be read (`None`).
+    async fn metrics_before(&self, result: &mut CaseResult) -> Option<Option<(usize, metrics::Snapshot)>> {
+        if self.case.metrics.is_empty() {
+            return Some(None);
+        }
+        let window = self.windows.open(&self.case.name);
+        match metrics::before(self.cluster, &self.case.metrics, self.metric_settings).await {
+            Ok(snapshot) => {
+                if let Err(e) = metrics::keep(&self.dir, "before", &snapshot) {
+                    result.collect_problems.push(format!("metrics evidence: {e}"));
+                }
+                Some(Some((window, snapshot)))
+            }
+            Err(e) => {
+                self.windows.close(window);
+                result.finish_as(Outcome::Error, Some(FailureClass::Infrastructure), Some(e));
+                None
+            }
+        }
+    }
+
+    /// The snapshot after the verdict and the assertions judged; a new stop when one failed
+    /// (the case passed otherwise) or the metrics could not be read.
+    async fn metrics_after(
+        &self,
+        window: usize,
+        before: &metrics::Snapshot,
+        namespace: &str,
+        ended: metrics::Ended,
+        outcome: Outcome,
+        result: &mut CaseResult,
+    ) -> Option<Stop> {
+        let read = metrics::after(self.cluster, &self.case.metrics, self.metric_settings).await;
+        let overlapping = self.windows.close(window);
+        let (after, notes) = match read {
+            Ok(read) => read,
+            Err(e) => return Some((Outcome::Error, Some(FailureClass::Infrastructure), e)),
+        };
+        if let Err(e) = metrics::keep(&self.dir, "after", &after) {
+            result.collect_problems.push(format!("metrics evidence: {e}"));
+        }
+        result.collect_problems.extend(notes);
+        let checks =
+            metrics::judge(&self.case.metrics, (before, &after), (namespace, &self.case.id), ended, &overlapping);
+        result.steps.extend(checks.iter().map(metrics::step));
+        let failed = checks.iter().find(|c| c.verdict == "failed" || c.verdict == "error").cloned();
+        result.metrics = checks;
+        let failed = failed.filter(|_| outcome == Outcome::Passed)?;
+        let why = format!(
+            "metric assertion {:?} did not hold: {}",
+            failed.name,
+            metrics::step(&failed).detail.unwrap_or_default()
+        );
+        let class = if failed.verdict == "error" { FailureClass::Infrastructure } else { FailureClass::Test };
+        Some((if failed.verdict == "error" { Outcome::Error } else { Outcome::Failed }, Some(class), why))
     }
 
     /// What the case's containers used, from the samples of its namespace (kept as evidence,

@@ -8,6 +8,7 @@ mod checks;
 mod classify;
 mod cleanup;
 mod extended;
+mod metrics;
 mod notebook;
 pub mod pipeline;
 mod scenario;
@@ -95,6 +96,7 @@ pub async fn run(
         slots: Arc::new(Semaphore::new(concurrency)),
         namespaces: namespaces.clone(),
         usage: UsageSampler::start(cluster.clone(), usage::SAMPLE_INTERVAL),
+        windows: metrics::CaseWindows::default(),
         run_id: run_id.clone(),
         options: options.clone(),
         progress: progress.clone(),
@@ -169,6 +171,7 @@ struct CaseTasks {
     slots: Arc<Semaphore>,
     namespaces: NamespaceTracker,
     usage: UsageSampler,
+    windows: metrics::CaseWindows,
     run_id: String,
     options: RunOptions,
     progress: Arc<dyn Progress>,
@@ -266,6 +269,7 @@ impl CaseTasks {
             slots: self.slots.clone(),
             namespaces: self.namespaces.clone(),
             usage: &self.usage,
+            windows: &self.windows,
             cancel: self.cancel.clone(),
             progress: self.progress.as_ref(),
         };

@@ -26,6 +26,7 @@ pub mod classes;
 mod cluster;
 pub mod gpu;
 pub mod images;
+pub mod metrics;
 pub mod notebooks;
 mod operators;
 pub mod pipelines;
@@ -66,6 +67,7 @@ struct SuiteFile {
     changes: Option<ChangesFile>,
     gpu: Option<gpu::GpuFile>,
     notebooks: Option<notebooks::NotebooksFile>,
+    metrics: Option<metrics::MetricsFile>,
 }
 
 /// `changes:`: what `--changed-since` needs besides the cases' own files.
@@ -228,6 +230,8 @@ struct ProfileFile {
     retries: Option<u32>,
     #[serde(default)]
     checks: Vec<Spanned<checks::CheckFile>>,
+    #[serde(default)]
+    metrics: Vec<metrics::MetricAssertionFile>,
     gpu: Option<gpu::GpuMode>,
 }
 
@@ -269,6 +273,8 @@ struct OverrideFile {
     parameters: BTreeMap<String, serde_json::Value>,
     gpu: Option<gpu::GpuMode>,
     judge: Option<notebooks::Judge>,
+    #[serde(default)]
+    metrics: Vec<metrics::MetricAssertionFile>,
 }
 
 /// An override's `skip:`: the reason, or `false` to run what an earlier override (or the
@@ -318,6 +324,7 @@ pub struct Override {
     pub logs: Vec<LogAssertion>,
     pub retries: Option<u32>,
     pub checks: Vec<checks::Check>,
+    pub metrics: Vec<metrics::MetricAssertion>,
     /// A pipeline's run parameters, and where the override is (for errors about them).
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub gpu: Option<gpu::GpuMode>,
@@ -352,6 +359,7 @@ pub struct Suite {
     pub files: Vec<PathBuf>,
     pub gpu: gpu::GpuSettings,
     pub notebooks: notebooks::NotebookSettings,
+    pub metrics: metrics::MetricsSettings,
 }
 
 /// The suite file given, or `kubevet.yaml` in the current directory or the nearest parent
@@ -407,13 +415,18 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
             .map_err(|e| at(&g.referenced, format!("invalid glob {:?}: {e}", g.value)))
     };
     let globs = |list: &[Spanned<String>]| list.iter().map(glob).collect::<Result<Vec<_>>>();
+    let metrics = match (&file.metrics, parent) {
+        (None, Some(p)) => p.metrics.clone(),
+        (m, _) => metrics::load(path, m.as_ref())?,
+    };
     let mut profiles = parent.map(|p| p.profiles.clone()).unwrap_or_else(profile::builtins);
     for p in &file.profiles {
-        let merged = merge_profile(path, &text, p, profiles.iter().find(|b| b.name == p.name.value))?;
+        let base = profiles.iter().find(|b| b.name == p.name.value);
+        let merged = merge_profile(path, &text, p, base, &metrics)?;
         profiles.retain(|b| b.name != merged.name);
         profiles.push(merged);
     }
-    let overrides = overrides_of(path, &text, &file, parent, &profiles, glob)?;
+    let overrides = overrides_of(path, &text, &file, parent, &profiles, &metrics, glob)?;
     let base = dir;
     let root = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() };
     let operators = inherit(
@@ -515,6 +528,7 @@ fn load_extending(path: &Path, depth: usize) -> Result<Suite> {
         files,
         gpu,
         notebooks,
+        metrics,
     })
 }
 
@@ -602,6 +616,7 @@ fn overrides_of(
     file: &SuiteFile,
     parent: Option<&Suite>,
     profiles: &[Profile],
+    metric_settings: &metrics::MetricsSettings,
     glob: impl Fn(&Spanned<String>) -> Result<globset::GlobMatcher>,
 ) -> Result<Vec<Override>> {
     let mut overrides = parent.map(|p| p.overrides.clone()).unwrap_or_default();
@@ -635,6 +650,11 @@ fn overrides_of(
             retries: o.retries,
             logs: o.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<_>>()?,
             checks: all_checks(path, text, &o.checks)?,
+            metrics: o
+                .metrics
+                .iter()
+                .map(|m| metrics::assertion(path, text, m, None, metric_settings))
+                .collect::<Result<_>>()?,
             parameters: o.parameters.clone(),
             gpu: o.gpu,
             judge: o.judge,
@@ -736,7 +756,13 @@ fn all_checks(path: &Path, text: &str, files: &[Spanned<checks::CheckFile>]) -> 
     files.iter().enumerate().map(|(i, c)| checks::check(path, text, c, i)).collect()
 }
 
-fn merge_profile(path: &Path, text: &str, p: &ProfileFile, base: Option<&Profile>) -> Result<Profile> {
+fn merge_profile(
+    path: &Path,
+    text: &str,
+    p: &ProfileFile,
+    base: Option<&Profile>,
+    metric_settings: &metrics::MetricsSettings,
+) -> Result<Profile> {
     let loc = &p.name.referenced;
     let missing = |what: &str| {
         Error::input(
@@ -754,6 +780,11 @@ fn merge_profile(path: &Path, text: &str, p: &ProfileFile, base: Option<&Profile
     };
     let logs = p.logs.iter().map(|l| log_assertion(path, l)).collect::<Result<Vec<_>>>()?;
     let checks = all_checks(path, text, &p.checks)?;
+    let assertions = p
+        .metrics
+        .iter()
+        .map(|m| metrics::assertion(path, text, m, None, metric_settings))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Profile {
         name: p.name.value.clone(),
         group,
@@ -773,6 +804,7 @@ fn merge_profile(path: &Path, text: &str, p: &ProfileFile, base: Option<&Profile
         logs: if logs.is_empty() { base.map(|b| b.logs.clone()).unwrap_or_default() } else { logs },
         retries: p.retries.or_else(|| base.and_then(|b| b.retries)),
         checks: if checks.is_empty() { base.map(|b| b.checks.clone()).unwrap_or_default() } else { checks },
+        metrics: if assertions.is_empty() { base.map(|b| b.metrics.clone()).unwrap_or_default() } else { assertions },
         gpu: p.gpu.or_else(|| base.and_then(|b| b.gpu)),
     })
 }

@@ -79,6 +79,9 @@ pub struct Profile {
     pub retries: Option<u32>,
     /// The user's own checks, run once the workload has its verdict.
     pub checks: Vec<crate::suite::checks::Check>,
+    /// Metric assertions every case of the profile carries (the suite's own; the built-in
+    /// Kubeflow profiles' defaults are added in the plan when the suite reads metrics).
+    pub metrics: Vec<crate::suite::metrics::MetricAssertion>,
     /// What an example of this profile does when it asks for a GPU no node offers.
     pub gpu: Option<crate::suite::gpu::GpuMode>,
 }
@@ -128,6 +131,7 @@ fn builtin(
         logs: Vec::new(),
         retries: None,
         checks: Vec::new(),
+        metrics: Vec::new(),
         gpu: None,
     }
 }

@@ -11,6 +11,7 @@ pub mod github;
 pub mod http;
 pub mod ids;
 pub mod interrupt;
+pub mod promql;
 pub mod run_file;
 pub mod units;
 pub mod yaml;

@@ -23,8 +23,12 @@ impl Cluster {
     /// What the kubelet of `node` serves at `path` (`metrics/resource`, `metrics/cadvisor`,
     /// `stats/summary`), through the node proxy (`nodes/proxy` get).
     pub async fn kubelet_text(&self, node: &str, path: &str) -> Result<String, ApiError> {
-        let uri = format!("/api/v1/nodes/{node}/proxy/{path}");
-        let request = http::Request::get(&uri)
+        self.proxied_text(&format!("/api/v1/nodes/{node}/proxy/{path}")).await
+    }
+
+    /// What the API server's proxy path `uri` (a service's, a pod's or a node's) answers.
+    pub async fn proxied_text(&self, uri: &str) -> Result<String, ApiError> {
+        let request = http::Request::get(uri)
             .body(Vec::new())
             .map_err(|e| ApiError::rejected(format!("requesting {uri}: {e}")))?;
         match tokio::time::timeout(SCRAPE_TIMEOUT, self.client.request_text(request)).await {

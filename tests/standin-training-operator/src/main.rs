@@ -8,6 +8,7 @@
 //! It is deliberately partial: no elastic policy, no gang scheduling, no suspend.
 
 mod job;
+mod metrics;
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,11 +36,43 @@ struct Ctx {
     client: Client,
     framework: Framework,
     resource: ApiResource,
+    /// The jobs this process has seen: the real operator counts a job created on its create
+    /// event, which a controller also gets for every existing job when it starts.
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+static METRICS: std::sync::LazyLock<metrics::Metrics> = std::sync::LazyLock::new(metrics::Metrics::new);
+
+/// controller-runtime's name for the controller (`pytorchjob-controller`), and the framework
+/// label of the job counters (`pytorch`, `tensorflow`), as the real operator has them.
+fn controller(framework: Framework) -> &'static str {
+    match framework {
+        Framework::PyTorch => "pytorchjob-controller",
+        Framework::TensorFlow => "tfjob-controller",
+    }
+}
+
+fn framework_label(framework: Framework) -> &'static str {
+    match framework {
+        Framework::PyTorch => "pytorch",
+        Framework::TensorFlow => "tensorflow",
+    }
 }
 
 async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let result = reconcile_job(obj, ctx.clone()).await;
+    METRICS.reconciled(controller(ctx.framework), if result.is_ok() { "success" } else { "error" });
+    result
+}
+
+async fn reconcile_job(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
+    let first_seen =
+        ctx.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(obj.uid().unwrap_or_default());
+    if first_seen {
+        METRICS.job("created", &ns, framework_label(ctx.framework));
+    }
     let job = JobView::parse(&obj, ctx.framework).map_err(|e| Error::Spec(name.clone(), e))?;
     if job.finished() {
         return Ok(Action::await_change());
@@ -74,6 +107,12 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         let patch = serde_json::json!({ "status": status });
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         info!(job = %name, verdict = ?verdict, "status updated");
+        // As the real UpdateJobStatus: counted when the job's status becomes terminal.
+        match verdict {
+            Verdict::Succeeded(_) => METRICS.job("successful", &ns, framework_label(ctx.framework)),
+            Verdict::Failed(_) => METRICS.job("failed", &ns, framework_label(ctx.framework)),
+            _ => {}
+        }
     }
     if matches!(verdict, Verdict::Succeeded(_) | Verdict::Failed(_)) {
         for pod in job.pods_to_clean(&existing.items) {
@@ -97,7 +136,8 @@ async fn run_controller(client: Client, framework: Framework) {
     let resource = ApiResource::from_gvk_with_plural(&gvk, framework.plural());
     let jobs: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let pods: Api<Pod> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx { client, framework, resource: resource.clone() });
+    let ctx = Arc::new(Ctx { client, framework, resource: resource.clone(), seen: Default::default() });
+    METRICS.controller_started(controller(framework));
     info!(kind = framework.kind(), "controller starting");
     Controller::new_with(jobs, watcher::Config::default(), resource)
         .owns_with(pods, (), watcher::Config::default())
@@ -120,5 +160,11 @@ async fn main() {
         }
     };
     info!("TEST STAND-IN for the Kubeflow training operator; not the real operator");
-    tokio::join!(run_controller(client.clone(), Framework::PyTorch), run_controller(client, Framework::TensorFlow),);
+    // The real operator's `--metrics-bind-address :8080` (METRICS_ADDRESS overrides it).
+    let address = std::env::var("METRICS_ADDRESS").unwrap_or_else(|_| "0.0.0.0:8080".into());
+    tokio::join!(
+        METRICS.serve(&address),
+        run_controller(client.clone(), Framework::PyTorch),
+        run_controller(client, Framework::TensorFlow),
+    );
 }

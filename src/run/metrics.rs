@@ -1,0 +1,305 @@
+//! A case's metric assertions: each source its assertions read is scraped through the API
+//! server's proxy before the case's objects are applied and again after its verdict (until
+//! two scrapes in a row agree on what the assertions read), every scrape kept as evidence
+//! (`metrics/<source>-before.txt`, its route and time first). An assertion that does not name
+//! the case's namespace reads series other cases move too (controller-runtime's carry no
+//! namespace), so it is judged only when no other case ran at the same time, and is
+//! inconclusive otherwise, naming them: never guessed.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::{
+    cluster::Cluster,
+    outcome::{MetricCheck, StepOutcome, StepReport},
+    suite::metrics::{MetricAssertion, MetricSource, MetricsSettings, Target, When},
+    util::{
+        exposition::{self, Sample},
+        promql::{Assertion, Snapshots},
+    },
+};
+
+/// How often, and how many times, the after-snapshot is read until it is stable.
+const SETTLE_INTERVAL: Duration = Duration::from_secs(1);
+const SETTLE_TRIES: u32 = 10;
+/// How many samples of each snapshot a check's report keeps.
+const SHOWN_SAMPLES: usize = 20;
+
+/// One read of a source: where, when, what it said.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub route: String,
+    pub at: jiff::Timestamp,
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+/// The scrapes of each source a case's assertions read.
+pub type Snapshot = BTreeMap<String, Scrape>;
+
+/// Reads `source` once, through the API server's service or pod proxy (and the request layer).
+pub async fn scrape(cluster: &Cluster, source: &MetricSource) -> Result<Scrape, String> {
+    let pod = match &source.target {
+        Target::Service(_) => None,
+        Target::Pods(selector) => Some(running_pod(cluster, &source.namespace, selector).await?),
+    };
+    let route = source.route(pod.as_deref());
+    let text = cluster
+        .proxied_text(&route)
+        .await
+        .map_err(|e| format!("metrics source {} could not be read at {route}: {e}", source.name))?;
+    let samples = exposition::parse(&text).map_err(|e| format!("metrics source {} at {route}: {e}", source.name))?;
+    Ok(Scrape { route, at: jiff::Timestamp::now(), text, samples })
+}
+
+async fn running_pod(cluster: &Cluster, namespace: &str, selector: &str) -> Result<String, String> {
+    let pods = cluster.list_pods(namespace, Some(selector)).await.map_err(|e| e.message)?;
+    pods.into_iter()
+        .find(|p| p.status.as_ref().is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some()))
+        .and_then(|p| p.metadata.name)
+        .ok_or_else(|| format!("no running pod in {namespace} matches {selector}"))
+}
+
+/// The sources the assertions read, in their settings.
+fn sources<'a>(assertions: &[MetricAssertion], settings: &'a MetricsSettings) -> Result<Vec<&'a MetricSource>, String> {
+    let mut names: Vec<&str> = assertions.iter().map(|a| a.source.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(|n| settings.source(n).ok_or_else(|| format!("no metrics source {n:?}"))).collect()
+}
+
+/// The snapshot before the case.
+pub async fn before(
+    cluster: &Cluster,
+    assertions: &[MetricAssertion],
+    settings: &MetricsSettings,
+) -> Result<Snapshot, String> {
+    let mut snapshot = Snapshot::new();
+    for source in sources(assertions, settings)? {
+        snapshot.insert(source.name.clone(), scrape(cluster, source).await?);
+    }
+    Ok(snapshot)
+}
+
+/// The snapshot after the verdict: each source re-read until two reads in a row agree on the
+/// metrics the assertions read (at most 10 reads, a second apart; the last is taken, and said,
+/// when they never agree).
+pub async fn after(
+    cluster: &Cluster,
+    assertions: &[MetricAssertion],
+    settings: &MetricsSettings,
+) -> Result<(Snapshot, Vec<String>), String> {
+    let mut snapshot = Snapshot::new();
+    let mut notes = Vec::new();
+    for source in sources(assertions, settings)? {
+        let read: Vec<&MetricAssertion> = assertions.iter().filter(|a| a.source == source.name).collect();
+        let names: std::collections::BTreeSet<String> = read.iter().flat_map(|a| a.expect.metric_names()).collect();
+        let relevant =
+            |s: &Scrape| -> Vec<Sample> { s.samples.iter().filter(|x| names.contains(&x.name)).cloned().collect() };
+        let mut last = scrape(cluster, source).await?;
+        let mut settled = false;
+        for _ in 1..SETTLE_TRIES {
+            tokio::time::sleep(SETTLE_INTERVAL).await;
+            let next = scrape(cluster, source).await?;
+            let same = relevant(&next) == relevant(&last);
+            last = next;
+            if same {
+                settled = true;
+                break;
+            }
+        }
+        if !settled {
+            notes.push(format!("metrics source {} still changing after {SETTLE_TRIES} reads", source.name));
+        }
+        snapshot.insert(source.name.clone(), last);
+    }
+    Ok((snapshot, notes))
+}
+
+/// Keeps each scrape as evidence: `metrics/<source>-<when>.txt`, its route and time first.
+pub fn keep(dir: &Path, when: &str, snapshot: &Snapshot) -> Result<(), std::io::Error> {
+    let folder = dir.join("metrics");
+    std::fs::create_dir_all(&folder)?;
+    for (source, scrape) in snapshot {
+        let header = format!("# kubevet: {} at {} via the API server's proxy\n", scrape.route, scrape.at);
+        std::fs::write(folder.join(format!("{source}-{when}.txt")), format!("{header}{}", scrape.text))?;
+    }
+    Ok(())
+}
+
+/// How a case's workload ended, for assertions that hold only one way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ended {
+    Succeeded,
+    Failed,
+    Neither,
+}
+
+/// Each assertion judged over the two snapshots; `overlapping`: the cases that ran while this
+/// one did.
+pub fn judge(
+    assertions: &[MetricAssertion],
+    (before, after): (&Snapshot, &Snapshot),
+    (namespace, case): (&str, &str),
+    ended: Ended,
+    overlapping: &[String],
+) -> Vec<MetricCheck> {
+    assertions
+        .iter()
+        .map(|a| {
+            let expect = a.expect.text.replace("$NAMESPACE", namespace).replace("$CASE", case);
+            let mut check = MetricCheck {
+                name: a.name.clone(),
+                source: a.source.clone(),
+                expect: expect.clone(),
+                verdict: String::new(),
+                result: Vec::new(),
+                before: Vec::new(),
+                after: Vec::new(),
+                notes: Vec::new(),
+                overlapping: Vec::new(),
+            };
+            let wanted = match a.when {
+                When::Always => true,
+                When::Succeeded => ended == Ended::Succeeded,
+                When::Failed => ended == Ended::Failed,
+            };
+            let (Some(b), Some(f)) = (before.get(&a.source), after.get(&a.source)) else {
+                check.verdict = "error".into();
+                check.notes.push(format!("no snapshot of {}", a.source));
+                return check;
+            };
+            let parsed = match Assertion::parse(&expect) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    check.verdict = "error".into();
+                    check.notes.push(e.message);
+                    return check;
+                }
+            };
+            let names = parsed.metric_names();
+            let shown = |samples: &[Sample]| -> Vec<(String, f64)> {
+                samples
+                    .iter()
+                    .filter(|s| names.contains(&s.name) && (!a.namespaced || s.labels.values().any(|v| v == namespace)))
+                    .take(SHOWN_SAMPLES)
+                    .map(|s| (series(s), s.value))
+                    .collect()
+            };
+            check.before = shown(&b.samples);
+            check.after = shown(&f.samples);
+            if !wanted {
+                check.verdict = "not judged".into();
+                return check;
+            }
+            if !a.namespaced && !overlapping.is_empty() {
+                check.verdict = "inconclusive".into();
+                check.overlapping = overlapping.to_vec();
+                return check;
+            }
+            match parsed.evaluate(&Snapshots { before: &b.samples, after: &f.samples }) {
+                Ok(evaluated) => {
+                    check.verdict = if evaluated.held { "passed" } else { "failed" }.into();
+                    check.result = evaluated.result;
+                    check.notes = evaluated.notes;
+                }
+                Err(e) => {
+                    check.verdict = "error".into();
+                    check.notes.push(e);
+                }
+            }
+            check
+        })
+        .collect()
+}
+
+fn series(s: &Sample) -> String {
+    let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{}{{{}}}", s.name, labels.join(","))
+}
+
+/// A check as a report line among the case's steps.
+pub fn step(check: &MetricCheck) -> StepReport {
+    let outcome = match check.verdict.as_str() {
+        "passed" => StepOutcome::Passed,
+        "failed" => StepOutcome::Failed,
+        "error" => StepOutcome::Error,
+        _ => StepOutcome::Skipped,
+    };
+    let mut detail = format!("{} → {}", check.expect, shown(&check.result));
+    if !check.overlapping.is_empty() {
+        detail = format!(
+            "inconclusive: it reads series of no namespace and {} ran at the same time",
+            check.overlapping.join(", ")
+        );
+    } else if check.verdict == "not judged" {
+        detail = "not judged: the workload did not end as its `when` says".into();
+    }
+    for note in &check.notes {
+        detail.push_str("; ");
+        detail.push_str(note);
+    }
+    StepReport {
+        section: "metrics".into(),
+        name: check.name.clone(),
+        action: "promql".into(),
+        outcome,
+        seconds: 0.0,
+        detail: Some(detail),
+    }
+}
+
+fn shown(result: &[(String, f64)]) -> String {
+    if result.is_empty() {
+        return "no series".into();
+    }
+    let parts: Vec<String> = result.iter().take(5).map(|(s, v)| format!("{s} {v}")).collect();
+    parts.join(", ")
+}
+
+/// When each case of the run read its metrics: the span from its first snapshot to its last.
+#[derive(Clone, Default)]
+pub struct CaseWindows {
+    windows: Arc<Mutex<Vec<(String, Instant, Option<Instant>)>>>,
+}
+
+impl CaseWindows {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Instant, Option<Instant>)>> {
+        // Plain data that no panic leaves half-written.
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A case started reading (its before-snapshot): its index among the windows.
+    pub fn open(&self, case: &str) -> usize {
+        let mut windows = self.lock();
+        windows.push((case.to_string(), Instant::now(), None));
+        windows.len().saturating_sub(1)
+    }
+
+    /// The case of window `index` took its after-snapshot: the other cases whose windows
+    /// overlapped its own (still open, or closed after it opened).
+    pub fn close(&self, index: usize) -> Vec<String> {
+        let mut windows = self.lock();
+        let now = Instant::now();
+        let Some((name, start, end)) = windows.get_mut(index) else { return Vec::new() };
+        *end = Some(now);
+        let (name, start) = (name.clone(), *start);
+        let mut others: Vec<String> = windows
+            .iter()
+            .enumerate()
+            .filter(|(i, (other, opened, closed))| {
+                *i != index && *other != name && *opened < now && closed.is_none_or(|c| c > start)
+            })
+            .map(|(_, (other, _, _))| other.clone())
+            .collect();
+        others.sort();
+        others.dedup();
+        others
+    }
+}
