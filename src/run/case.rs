@@ -152,11 +152,7 @@ impl CaseRun<'_> {
         let pod_states = pods.clone();
         self.measure(sampled, &pod_states, &mut result);
         let evidence = self.collect_into(&mut result, &namespace, &made.applied, (seen, Some(pods)), interrupted).await;
-        let ended = match waited.ending {
-            Ending::Succeeded(_) => metrics::Ended::Succeeded,
-            Ending::Failed(_) => metrics::Ended::Failed,
-            _ => metrics::Ended::Neither,
-        };
+        let ended = metrics::Ended::of(&waited.ending);
         let (mut outcome, mut class, mut reason) =
             self.judge(waited.ending, &pod_states, &evidence, &mut result.unoffered).await;
         if outcome == Outcome::Passed && !case.checks.is_empty() {
@@ -165,12 +161,8 @@ impl CaseRun<'_> {
                 (outcome, class, reason) = (o, c, r);
             }
         }
-        if let Some((window, snapshot)) = before {
-            if let Some((o, c, r)) =
-                self.metrics_after(window, &snapshot, &namespace, ended, outcome, &mut result).await
-            {
-                (outcome, class, reason) = (o, c, r);
-            }
+        if let Some(stop) = self.metrics_after(before, &namespace, ended, outcome, &mut result).await {
+            (outcome, class, reason) = stop;
         }
         let class = class.map(|c| classify::with_rules(self.rules, &reason, &evidence.events, c));
         if outcome != Outcome::Passed {
@@ -208,13 +200,13 @@ impl CaseRun<'_> {
     /// (the case passed otherwise) or the metrics could not be read.
     async fn metrics_after(
         &self,
-        window: usize,
-        before: &metrics::Snapshot,
+        before: Option<(usize, metrics::Snapshot)>,
         namespace: &str,
         ended: metrics::Ended,
         outcome: Outcome,
         result: &mut CaseResult,
     ) -> Option<Stop> {
+        let (window, before) = before?;
         let read = metrics::after(self.cluster, &self.case.metrics, self.metric_settings).await;
         let overlapping = self.windows.close(window);
         let (after, notes) = match read {
@@ -226,7 +218,7 @@ impl CaseRun<'_> {
         }
         result.collect_problems.extend(notes);
         let checks =
-            metrics::judge(&self.case.metrics, (before, &after), (namespace, &self.case.id), ended, &overlapping);
+            metrics::judge(&self.case.metrics, (&before, &after), (namespace, &self.case.id), ended, &overlapping);
         result.steps.extend(checks.iter().map(metrics::step));
         let failed = checks.iter().find(|c| c.verdict == "failed" || c.verdict == "error").cloned();
         result.metrics = checks;

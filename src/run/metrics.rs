@@ -141,6 +141,17 @@ pub enum Ended {
     Neither,
 }
 
+impl Ended {
+    pub fn of(ending: &crate::cluster::wait::Ending) -> Ended {
+        use crate::cluster::wait::Ending;
+        match ending {
+            Ending::Succeeded(_) => Ended::Succeeded,
+            Ending::Failed(_) => Ended::Failed,
+            _ => Ended::Neither,
+        }
+    }
+}
+
 /// Each assertion judged over the two snapshots; `overlapping`: the cases that ran while this
 /// one did.
 pub fn judge(
@@ -263,14 +274,17 @@ fn shown(result: &[(String, f64)]) -> String {
     parts.join(", ")
 }
 
-/// When each case of the run read its metrics: the span from its first snapshot to its last.
+/// A case's span from its first metrics snapshot to its last (none while it runs).
+type Window = (String, Instant, Option<Instant>);
+
+/// When each case of the run read its metrics.
 #[derive(Clone, Default)]
 pub struct CaseWindows {
-    windows: Arc<Mutex<Vec<(String, Instant, Option<Instant>)>>>,
+    windows: Arc<Mutex<Vec<Window>>>,
 }
 
 impl CaseWindows {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Instant, Option<Instant>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Window>> {
         // Plain data that no panic leaves half-written.
         self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
