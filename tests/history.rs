@@ -81,6 +81,8 @@ fn real_runs_build_a_history_health_an_html_report_and_ctrf() {
     assert_eq!(state("examples/alternates.yaml"), "FLAKY");
     let passes = row(&rows, "examples/passes.yaml", None);
     assert_eq!((passes["score"].as_u64(), passes["judged"].as_u64()), (Some(100), Some(3)));
+    assert!(passes["medianSeconds"].as_f64().is_some_and(|m| m > 0.0), "all versions' median: {passes}");
+    assert!(passes["p95Seconds"].as_f64().is_some(), "{passes}");
     let alternates = rows
         .iter()
         .find(|r| r["example"] == "examples/alternates.yaml" && r["kubernetes"].is_string())
@@ -116,6 +118,13 @@ fn real_runs_build_a_history_health_an_html_report_and_ctrf() {
         assert!(row_html.contains(&format!("data-outcome=\"{outcome}\"")), "{example}: {row_html}");
     }
     assert!(dom.contains("data-shown-cases=\"3\""), "no filter: every case shown");
+    // The header: the latest run's counts and the pass rate of each run (P X P, P X X, P X P).
+    assert!(dom.contains("data-outcome=\"passed\">2 passed</span>"), "counts by outcome");
+    assert!(dom.contains("data-outcome=\"failed\">1 failed</span>"), "counts by outcome");
+    assert!(dom.contains("<b id=\"pass-rate\">67%</b>"), "the latest run's pass rate");
+    let trend = dom.find("id=\"pass-trend\"").map(|i| &dom[i..i + dom[i..].find("</svg>").unwrap_or(0)]).unwrap_or("");
+    assert!(trend.contains("points=\"2,8.7 14,15.3 26,8.7\""), "a point per run, 2/3, 1/3, 2/3: {trend}");
+    assert!(dom.contains("id=\"phase-legend\"") && dom.contains("swatch ph-running"), "the phase bars' legend");
     let failed_only = support::chromium_dom(&format!("{url}#outcome=failed"));
     assert!(failed_only.contains("data-shown-cases=\"1\""), "the outcome filter from the URL");
     // Every evidence link resolves to a file or folder of the run's artifacts.

@@ -26,7 +26,7 @@ fn the_standin_operator_is_installed_by_kubevet_then_its_example_passes() {
             .expect("result.json"),
     )
     .expect("JSON");
-    assert_eq!(result["reason"], "7 objects applied (rendered); 2 CRDs Established, 1 Deployments Available");
+    assert_eq!(result["reason"], "8 objects applied (rendered); 2 CRDs Established, 1 Deployments Available");
     let logs =
         std::fs::read_dir(dir.path().join("operators/standin-training-operator/pods")).expect("operator pods").count();
     assert!(logs >= 1, "the operator's logs are kept");

@@ -84,7 +84,10 @@ fn each_containers_cpu_and_memory_are_measured_within_bounds_of_what_its_kernel_
     let killed = result_json(&artifacts, "examples.oom-killed");
     let killed = only_container(&killed);
     assert_eq!(killed["oomKilled"], true, "{killed:#}");
-    assert_eq!(killed["peakMemoryBytes"], 48.0 * 1_048_576.0, "{killed:#}");
+    // At its limit, or where the kernel's own peak says it went past it (cgroup v1 counts
+    // some kernel memory too).
+    let peak = killed["peakMemoryBytes"].as_f64().unwrap_or(0.0);
+    assert!((48.0 * 1_048_576.0..=52.0 * 1_048_576.0).contains(&peak), "{killed:#}");
 
     let cases = junit(&artifacts.join("junit.xml"));
     let burner_case = case(&cases, "examples/cpu-burner.yaml");

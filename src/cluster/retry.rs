@@ -164,14 +164,21 @@ pub struct Transient {
     pub retry_after: Option<Duration>,
 }
 
-/// Kubernetes 1.20 answers a server-side apply of a field it does not know with a 500; that
-/// is the object's problem, never a passing one (the caller falls back to create/replace).
-const NOT_TRANSIENT_500: &str = "field not declared in schema";
+/// Kubernetes 1.20 answers a server-side apply it cannot turn into a typed patch with a 500:
+/// a field it does not know ("field not declared in schema"), or a list item without one of
+/// its keys that 1.20 has no default for (a Service port without `protocol`). That is the
+/// object's problem, never a passing one (the caller falls back to create/replace). Both are
+/// the server's own words, before any of the object's names.
+pub const SSA_CANNOT_TYPE: [&str; 2] = ["field not declared in schema", "failed to create typed patch object"];
+
+pub fn is_ssa_cannot_type(message: &str) -> bool {
+    SSA_CANNOT_TYPE.iter().any(|m| message.contains(m))
+}
 
 fn transient_status(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Option<Transient> {
     let maybe_processed = match status.as_u16() {
         429 => false,
-        500 if String::from_utf8_lossy(body).contains(NOT_TRANSIENT_500) => return None,
+        500 if is_ssa_cannot_type(&String::from_utf8_lossy(body)) => return None,
         500 | 502 | 503 | 504 => true,
         _ => return None,
     };
@@ -438,6 +445,9 @@ mod tests {
         assert_eq!(t(429, "").map(|f| f.maybe_processed), Some(false));
         assert_eq!(t(503, "").map(|f| f.reason), Some("HTTP 503".into()));
         assert!(t(500, ".spec.suspend: field not declared in schema").is_none(), "1.20's SSA rejection is final");
+        let port = "failed to create typed patch object: .spec.ports: element 0: associative list with keys has an element that omits key field \"protocol\"";
+        assert!(t(500, port).is_none(), "nor is a port without its protocol");
+        assert!(t(500, "etcdserver: request timed out").is_some(), "another 500 is passing");
         assert!(t(404, "").is_none() && t(422, "").is_none() && t(409, "").is_none());
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(

@@ -377,6 +377,13 @@ fn overall(versions: &[Health], regression: Option<Regression>) -> Health {
     let pass_rate = (judged > 0).then(|| passed / judged as f64);
     let flakiness = versions.iter().map(|v| v.flakiness).sum::<f64>() / versions.len().max(1) as f64;
     let first = &versions[0];
+    // Durations over every version: each version's passing (and flaky) runs.
+    let durations: Vec<f64> = versions
+        .iter()
+        .flat_map(|v| &v.points)
+        .filter(|p| matches!(p.outcome.as_str(), "P" | "F"))
+        .map(|p| p.seconds)
+        .collect();
     Health {
         example: first.example.clone(),
         id: first.id.clone(),
@@ -387,8 +394,8 @@ fn overall(versions: &[Health], regression: Option<Regression>) -> Health {
         flakiness,
         judged,
         timeline: String::new(),
-        median_seconds: None,
-        p95_seconds: None,
+        median_seconds: percentile(&durations, 50.0),
+        p95_seconds: percentile(&durations, 95.0),
         previous_median_seconds: None,
         previous_p95_seconds: None,
         regression,

@@ -84,6 +84,18 @@ struct CaseView {
     reason: String,
     log_tail: Option<String>,
     links: Vec<Link>,
+    /// `cpu 4.04 s · peak 101.3 MiB`, when the case's containers were measured.
+    usage: String,
+}
+
+/// The page's header: the latest run's cases by outcome and by class, and the pass rate of
+/// each run of the window (oldest first) as a line.
+#[derive(Serialize)]
+struct Summary {
+    outcomes: Vec<(String, usize)>,
+    classes: Vec<(String, usize)>,
+    pass_rate: String,
+    trend_svg: String,
 }
 
 #[derive(Serialize)]
@@ -201,6 +213,7 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
         generated: jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
         changed: &latest.changed,
         regressions: regressions(&healths),
+        summary: summary(latest, runs),
         versions,
         filters,
         matrix,
@@ -329,6 +342,63 @@ fn case_view(run: &RunRow, case: &CaseRow, version: &str, report_dir: &Path) -> 
         reason: case.reason.clone().unwrap_or_default(),
         log_tail: case.log_tail.clone(),
         links,
+        usage: usage_text(case),
+    }
+}
+
+fn usage_text(case: &CaseRow) -> String {
+    let mut parts = Vec::new();
+    if let Some(cpu) = case.cpu_seconds {
+        parts.push(format!("cpu {cpu:.2} s"));
+    }
+    if let Some(peak) = case.peak_memory_bytes {
+        parts.push(format!("peak {}", crate::util::units::mib(peak)));
+    }
+    if case.usage_coverage.is_some_and(|c| c < 0.8) {
+        parts.push("low coverage".into());
+    }
+    parts.join(" · ")
+}
+
+/// A run's pass rate: passed (flaky included) over judged (infrastructure errors, skips and
+/// interrupts not judged); none without a judged case.
+fn pass_rate(run: &RunRow) -> Option<f64> {
+    let judged: Vec<&CaseRow> = run
+        .cells
+        .iter()
+        .flat_map(|c| &c.cases)
+        .filter(|c| {
+            !matches!(c.outcome.as_str(), "skipped" | "interrupted") && c.class.as_deref() != Some("infrastructure")
+        })
+        .collect();
+    let passed = judged.iter().filter(|c| matches!(c.outcome.as_str(), "passed" | "flaky")).count();
+    (!judged.is_empty()).then(|| passed as f64 / judged.len() as f64)
+}
+
+fn summary(latest: &RunRow, runs: &[RunRow]) -> Summary {
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut classes: BTreeMap<String, usize> = BTreeMap::new();
+    for case in latest.cells.iter().flat_map(|c| &c.cases) {
+        *outcomes.entry(case.outcome.clone()).or_default() += 1;
+        if let Some(class) = &case.class {
+            *classes.entry(class.clone()).or_default() += 1;
+        }
+    }
+    let rates: Vec<Option<f64>> = runs.iter().map(pass_rate).collect();
+    let points: Vec<String> = rates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| format!("{},{:.1}", i * 12 + 2, 22.0 - r * 20.0)))
+        .collect();
+    let width = runs.len().saturating_mul(12).max(14);
+    Summary {
+        outcomes: outcomes.into_iter().collect(),
+        classes: classes.into_iter().collect(),
+        pass_rate: pass_rate(latest).map_or_else(|| "-".into(), |r| format!("{:.0}%", r * 100.0)),
+        trend_svg: format!(
+            r##"<svg id="pass-trend" width="{width}" height="24" role="img" aria-label="pass rate per run"><polyline fill="none" stroke="#2e7d32" stroke-width="2" points="{}"/></svg>"##,
+            points.join(" ")
+        ),
     }
 }
 
@@ -433,6 +503,7 @@ struct Page<'a> {
     generated: String,
     changed: &'a [String],
     regressions: Vec<String>,
+    summary: Summary,
     versions: Vec<String>,
     filters: [Filter; 5],
     matrix: Vec<MatrixRow>,

@@ -190,7 +190,7 @@ impl CaseRun<'_> {
             }
             Err(e) => {
                 self.windows.close(window);
-                result.finish_as(Outcome::Error, Some(FailureClass::Infrastructure), Some(e));
+                result.finish_as(Outcome::Error, Some(FailureClass::Infrastructure), Some(e.to_string()));
                 None
             }
         }
@@ -211,7 +211,7 @@ impl CaseRun<'_> {
         let overlapping = self.windows.close(window);
         let (after, notes) = match read {
             Ok(read) => read,
-            Err(e) => return Some((Outcome::Error, Some(FailureClass::Infrastructure), e)),
+            Err(e) => return Some((Outcome::Error, Some(FailureClass::Infrastructure), e.to_string())),
         };
         if let Err(e) = metrics::keep(&self.dir, "after", &after) {
             result.collect_problems.push(format!("metrics evidence: {e}"));

@@ -16,7 +16,7 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    cluster::Cluster,
+    cluster::{ApiError, Cluster},
     outcome::{MetricCheck, StepOutcome, StepReport},
     suite::metrics::{MetricAssertion, MetricSource, MetricsSettings, Target, When},
     util::{
@@ -31,6 +31,35 @@ const SETTLE_TRIES: u32 = 10;
 /// How many samples of each snapshot a check's report keeps.
 const SHOWN_SAMPLES: usize = 20;
 
+/// A source that could not be read: the case is an infrastructure error naming the route.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics source {source_name} could not be read at {route}: {cause}")]
+    Unreadable {
+        source_name: String,
+        route: String,
+        #[source]
+        cause: Box<ApiError>,
+    },
+    #[error("metrics source {source_name} at {route} is not Prometheus' text format: {cause}")]
+    NotExposition {
+        source_name: String,
+        route: String,
+        #[source]
+        cause: exposition::ParseError,
+    },
+    #[error("metrics source {source_name}: no running pod in {namespace} matches {selector}")]
+    NoPod { source_name: String, namespace: String, selector: String },
+    #[error("metrics source {source_name}: {cause}")]
+    Pods {
+        source_name: String,
+        #[source]
+        cause: Box<ApiError>,
+    },
+    #[error("no metrics source {0:?}")]
+    Unknown(String),
+}
+
 /// One read of a source: where, when, what it said.
 #[derive(Debug, Clone)]
 pub struct Scrape {
@@ -44,34 +73,49 @@ pub struct Scrape {
 pub type Snapshot = BTreeMap<String, Scrape>;
 
 /// Reads `source` once, through the API server's service or pod proxy (and the request layer).
-pub async fn scrape(cluster: &Cluster, source: &MetricSource) -> Result<Scrape, String> {
+pub async fn scrape(cluster: &Cluster, source: &MetricSource) -> Result<Scrape, MetricsError> {
     let pod = match &source.target {
         Target::Service(_) => None,
-        Target::Pods(selector) => Some(running_pod(cluster, &source.namespace, selector).await?),
+        Target::Pods(selector) => Some(running_pod(cluster, source, selector).await?),
     };
     let route = source.route(pod.as_deref());
-    let text = cluster
-        .proxied_text(&route)
-        .await
-        .map_err(|e| format!("metrics source {} could not be read at {route}: {e}", source.name))?;
-    let samples = exposition::parse(&text).map_err(|e| format!("metrics source {} at {route}: {e}", source.name))?;
+    let source_name = source.name.clone();
+    let text = match cluster.proxied_text(&route).await {
+        Ok(text) => text,
+        Err(cause) => return Err(MetricsError::Unreadable { source_name, route, cause: Box::new(cause) }),
+    };
+    let samples = match exposition::parse(&text) {
+        Ok(samples) => samples,
+        Err(cause) => return Err(MetricsError::NotExposition { source_name, route, cause }),
+    };
     Ok(Scrape { route, at: jiff::Timestamp::now(), text, samples })
 }
 
-async fn running_pod(cluster: &Cluster, namespace: &str, selector: &str) -> Result<String, String> {
-    let pods = cluster.list_pods(namespace, Some(selector)).await.map_err(|e| e.message)?;
+async fn running_pod(cluster: &Cluster, source: &MetricSource, selector: &str) -> Result<String, MetricsError> {
+    let source_name = source.name.clone();
+    let pods = cluster
+        .list_pods(&source.namespace, Some(selector))
+        .await
+        .map_err(|cause| MetricsError::Pods { source_name: source_name.clone(), cause: Box::new(cause) })?;
     pods.into_iter()
         .find(|p| p.status.as_ref().is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some()))
         .and_then(|p| p.metadata.name)
-        .ok_or_else(|| format!("no running pod in {namespace} matches {selector}"))
+        .ok_or_else(|| MetricsError::NoPod {
+            source_name,
+            namespace: source.namespace.clone(),
+            selector: selector.into(),
+        })
 }
 
 /// The sources the assertions read, in their settings.
-fn sources<'a>(assertions: &[MetricAssertion], settings: &'a MetricsSettings) -> Result<Vec<&'a MetricSource>, String> {
+fn sources<'a>(
+    assertions: &[MetricAssertion],
+    settings: &'a MetricsSettings,
+) -> Result<Vec<&'a MetricSource>, MetricsError> {
     let mut names: Vec<&str> = assertions.iter().map(|a| a.source.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    names.into_iter().map(|n| settings.source(n).ok_or_else(|| format!("no metrics source {n:?}"))).collect()
+    names.into_iter().map(|n| settings.source(n).ok_or_else(|| MetricsError::Unknown(n.to_string()))).collect()
 }
 
 /// The snapshot before the case.
@@ -79,7 +123,7 @@ pub async fn before(
     cluster: &Cluster,
     assertions: &[MetricAssertion],
     settings: &MetricsSettings,
-) -> Result<Snapshot, String> {
+) -> Result<Snapshot, MetricsError> {
     let mut snapshot = Snapshot::new();
     for source in sources(assertions, settings)? {
         snapshot.insert(source.name.clone(), scrape(cluster, source).await?);
@@ -94,7 +138,7 @@ pub async fn after(
     cluster: &Cluster,
     assertions: &[MetricAssertion],
     settings: &MetricsSettings,
-) -> Result<(Snapshot, Vec<String>), String> {
+) -> Result<(Snapshot, Vec<String>), MetricsError> {
     let mut snapshot = Snapshot::new();
     let mut notes = Vec::new();
     for source in sources(assertions, settings)? {
@@ -222,7 +266,7 @@ pub fn judge(
                 }
                 Err(e) => {
                     check.verdict = "error".into();
-                    check.notes.push(e);
+                    check.notes.push(e.to_string());
                 }
             }
             check

@@ -63,6 +63,12 @@ pub struct Evaluated {
     pub notes: Vec<String>,
 }
 
+/// An expression that cannot be evaluated over the snapshots (one the subset check let through
+/// with operands of the wrong type).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
 /// One series' labels (`__name__` among them until a function or an aggregation drops it).
 type Labels = BTreeMap<String, String>;
 
@@ -88,7 +94,7 @@ impl Snapshots<'_> {
 }
 
 impl Assertion {
-    pub fn evaluate(&self, snapshots: &Snapshots<'_>) -> Result<Evaluated, String> {
+    pub fn evaluate(&self, snapshots: &Snapshots<'_>) -> Result<Evaluated, EvalError> {
         let mut notes = Vec::new();
         let value = eval(&self.expr, snapshots, &mut notes)?;
         let (held, result) = match value {
@@ -232,7 +238,7 @@ fn select(s: &VectorSelector, samples: &[Sample]) -> Vec<(Labels, f64)> {
         .collect()
 }
 
-fn eval(expr: &Expr, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> Result<Value, String> {
+fn eval(expr: &Expr, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> Result<Value, EvalError> {
     Ok(match expr {
         Expr::NumberLiteral(n) => Value::Scalar(n.val),
         Expr::VectorSelector(s) => Value::Vector(select(s, snapshots.after)),
@@ -244,7 +250,7 @@ fn eval(expr: &Expr, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> Resu
         Expr::Call(call) => function(call, snapshots, notes)?,
         Expr::Aggregate(a) => aggregate(a, eval(&a.expr, snapshots, notes)?)?,
         Expr::Binary(b) => binary(b, eval(&b.lhs, snapshots, notes)?, eval(&b.rhs, snapshots, notes)?)?,
-        other => return Err(format!("{other} cannot be evaluated")),
+        other => return Err(EvalError(format!("{other} cannot be evaluated"))),
     })
 }
 
@@ -256,17 +262,19 @@ fn without_name(mut labels: Labels) -> Labels {
 /// `increase`/`delta` over the case: after − before per series. A counter absent before had not
 /// been incremented (it counts from zero); one that fell, or an endpoint that restarted, counts
 /// from zero again, and that is noted.
-fn function(call: &Call, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> Result<Value, String> {
+fn function(call: &Call, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> Result<Value, EvalError> {
     let name = call.func.name;
-    let arg = call.args.args.first().ok_or_else(|| format!("{name} needs an argument"))?;
+    let arg = call.args.args.first().ok_or_else(|| EvalError(format!("{name} needs an argument")))?;
     if name == "absent" {
         let empty = match eval(arg, snapshots, notes)? {
             Value::Vector(series) => series.is_empty(),
-            Value::Scalar(_) => return Err("absent takes a vector".into()),
+            Value::Scalar(_) => return Err(EvalError("absent takes a vector".into())),
         };
         return Ok(Value::Vector(if empty { vec![(Labels::new(), 1.0)] } else { Vec::new() }));
     }
-    let Expr::MatrixSelector(m) = arg.as_ref() else { return Err(format!("{name} takes a selector with a range")) };
+    let Expr::MatrixSelector(m) = arg.as_ref() else {
+        return Err(EvalError(format!("{name} takes a selector with a range")));
+    };
     let after = select(&m.vs, snapshots.after);
     if name == "last_over_time" {
         return Ok(Value::Vector(after.into_iter().map(|(l, v)| (without_name(l), v)).collect()));
@@ -295,8 +303,8 @@ fn function(call: &Call, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> 
     Ok(Value::Vector(out))
 }
 
-fn aggregate(a: &AggregateExpr, value: Value) -> Result<Value, String> {
-    let Value::Vector(series) = value else { return Err("an aggregation takes a vector".into()) };
+fn aggregate(a: &AggregateExpr, value: Value) -> Result<Value, EvalError> {
+    let Value::Vector(series) = value else { return Err(EvalError("an aggregation takes a vector".into())) };
     let op = a.op.to_string();
     let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
     for (labels, v) in series {
@@ -322,12 +330,12 @@ fn aggregate(a: &AggregateExpr, value: Value) -> Result<Value, String> {
     Ok(Value::Vector(groups.into_iter().map(|(labels, values)| (labels, reduce(&values))).collect()))
 }
 
-fn binary(b: &BinaryExpr, lhs: Value, rhs: Value) -> Result<Value, String> {
+fn binary(b: &BinaryExpr, lhs: Value, rhs: Value) -> Result<Value, EvalError> {
     let op = b.op.id();
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     if b.op.is_set_operator() {
         let (Value::Vector(l), Value::Vector(r)) = (lhs, rhs) else {
-            return Err("and, or and unless take vectors".into());
+            return Err(EvalError("and, or and unless take vectors".into()));
         };
         let key = |labels: &Labels| without_name(labels.clone());
         let right: BTreeSet<Labels> = r.iter().map(|(l, _)| key(l)).collect();

@@ -12,9 +12,10 @@ use super::{ApiError, Applied, Cluster, FIELD_MANAGER, Kind, LABEL_CREATE, retry
 use crate::util::ids::random_hex;
 
 impl Cluster {
-    /// Applies by server-side apply. A server that rejects a field it does not know (Kubernetes
-    /// before 1.2x answers 500 "field not declared in schema" for, e.g., CEL rules in a CRD)
-    /// gets a create or replace instead, which drops such fields; kubevet says so.
+    /// Applies by server-side apply. A server that cannot type the patch (Kubernetes before
+    /// 1.2x answers 500 "field not declared in schema" for, e.g., CEL rules in a CRD, and
+    /// "failed to create typed patch object" for a Service port without `protocol`) gets a
+    /// create or replace instead, which drops unknown fields and defaults the rest; kubevet says so.
     /// Where `object` lives on this cluster: its kind and, if namespaced, `namespace` or "default".
     pub async fn locate(&self, object: &Value, namespace: Option<&str>) -> Result<Applied, ApiError> {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
@@ -44,12 +45,10 @@ impl Cluster {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match api.patch(&name, &params, &Patch::Apply(&body)).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status))
-                if status.code == 500 && status.message.contains("field not declared in schema") =>
-            {
+            Err(kube::Error::Api(status)) if status.code == 500 && retry::is_ssa_cannot_type(&status.message) => {
                 warn!(
                     server = %self.server_version, object = %format!("{kind_name}/{name}"), reason = %status.message,
-                    "server-side apply rejected a field this server does not know; using create/replace, which drops it"
+                    "server-side apply could not type this object on this server; using create/replace"
                 );
                 self.create_or_replace(&api, &name, &body).await?;
             }
@@ -115,7 +114,8 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
                 let current = api.get(name).await.map_err(|e| ApiError::new(&format!("reading {name}"), &e))?;
                 let mut replacement = object;
-                replacement.metadata.resource_version = current.metadata.resource_version;
+                replacement.metadata.resource_version = current.metadata.resource_version.clone();
+                keep_allocated(&mut replacement, &current);
                 api.replace(name, &params, &replacement)
                     .await
                     .map(|_| ())
@@ -137,6 +137,34 @@ impl Cluster {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
             Err(e) => Err(ApiError::new(&format!("deleting {}/{}", applied.kind.resource.kind, applied.name), &e)),
+        }
+    }
+}
+
+/// What the server allocated and a replace may not unset: a Service's cluster IPs (its node
+/// ports and health-check port too), kept from the object in the cluster where the
+/// replacement does not give them, as server-side apply would.
+fn keep_allocated(replacement: &mut DynamicObject, current: &DynamicObject) {
+    if replacement.types.as_ref().is_none_or(|t| t.kind != "Service") {
+        return;
+    }
+    let (Some(spec), Some(now)) = (replacement.data.get_mut("spec"), current.data.get("spec")) else { return };
+    let Some(spec) = spec.as_object_mut() else { return };
+    for field in ["clusterIP", "clusterIPs", "healthCheckNodePort"] {
+        if !spec.contains_key(field)
+            && let Some(value) = now.get(field)
+        {
+            spec.insert(field.to_string(), value.clone());
+        }
+    }
+    let allocated: Vec<Value> = now.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            let same =
+                allocated.iter().find(|p| p.get("port") == port.get("port") && p.get("name") == port.get("name"));
+            if let (false, Some(node_port)) = (port.contains_key("nodePort"), same.and_then(|p| p.get("nodePort"))) {
+                port.insert("nodePort".into(), node_port.clone());
+            }
         }
     }
 }
