@@ -150,4 +150,30 @@ fn each_containers_cpu_and_memory_are_measured_within_bounds_of_what_its_kernel_
         !table.lines().any(|l| l.starts_with("examples/memory-hog.yaml") && l.contains("resource regression")),
         "{table}"
     );
+
+    // The report of the latest run, in a real headless Chromium: a bar per container with its
+    // request outlined and its limit ticked, badges, and the ranking by unused requests.
+    let html = dir.path().join("usage-report.html");
+    let report = support::kubevet()
+        .args(["report", "--history", &history_arg, "--output"])
+        .arg(&html)
+        .arg("--suite")
+        .arg(repo().join("tests/fixtures/usage/kubevet.yaml"))
+        .output()
+        .expect("kubevet report");
+    assert!(report.status.success(), "{}", support::stderr(&report));
+    let dom = support::chromium_dom(&format!("file://{}", html.display()));
+    let bar_of = |container: &str| -> String {
+        let at =
+            dom.find(&format!("data-container=\"{container}\"")).unwrap_or_else(|| panic!("no bar of {container}"));
+        let start = dom[..at].rfind("<div class=\"usage-bar\"").unwrap_or(at);
+        dom[start..start + dom[start..].find("</div>").unwrap_or(0)].to_string()
+    };
+    let burner_bar = bar_of("burner");
+    assert!(burner_bar.contains("class=\"request\"") && burner_bar.contains("class=\"limit\""), "{burner_bar}");
+    assert!(bar_of("main").contains("data-badge=\"BestEffort\""), "{}", bar_of("main"));
+    assert!(dom.contains("data-badge=\"OOMKilled\""), "the OOMKilled hog's badge");
+    let unused = dom.find("id=\"unused\"").map(|i| &dom[i..i + dom[i..].find("</table>").unwrap_or(0)]).unwrap_or("");
+    assert!(unused.contains("examples/memory-hog.yaml") && unused.contains("examples/cpu-burner.yaml"), "{unused}");
+    assert!(!unused.contains("examples/best-effort.yaml"), "asked for nothing, left nothing unused: {unused}");
 }

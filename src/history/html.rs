@@ -16,6 +16,7 @@ use super::{
     Loaded,
     health::{self, Health},
     store::{CaseRow, RunRow},
+    usage,
 };
 use crate::util::{
     error::{Error, Result},
@@ -86,6 +87,7 @@ struct CaseView {
     links: Vec<Link>,
     /// `cpu 4.04 s · peak 101.3 MiB`, when the case's containers were measured.
     usage: String,
+    bars: Vec<usage::UsageBar>,
 }
 
 /// The page's header: the latest run's cases by outcome and by class, and the pass rate of
@@ -199,7 +201,25 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
     let latest = runs.last().ok_or_else(|| Error::usage("no run to report"))?;
     let healths = health::health(runs, &loaded.earlier, &loaded.all);
     let versions: Vec<String> = latest.cells.iter().map(|c| c.kubernetes.clone()).collect();
-    let Latest { filters, matrix, cases } = latest_run(latest, &healths, &versions, report_dir);
+    let Latest { filters, matrix, mut cases } = latest_run(latest, &healths, &versions, report_dir);
+    let mut bars = usage::bars(&loaded.latest_usage);
+    // Cases come cell by cell, in each cell's order: the same order gives each its cell.
+    let mut index = 0;
+    for (cell_index, cell) in latest.cells.iter().enumerate() {
+        for case in &cell.cases {
+            let key = (i64::try_from(cell_index).unwrap_or(i64::MAX), case.id.clone());
+            if let (Some(view), Some(found)) = (cases.get_mut(index), bars.remove(&key)) {
+                view.bars = found;
+            }
+            index += 1;
+        }
+    }
+    let names: BTreeMap<&str, &str> =
+        latest.cells.iter().flat_map(|c| &c.cases).map(|c| (c.id.as_str(), c.name.as_str())).collect();
+    let unused: Vec<(String, usage::Unused)> = usage::unused(&loaded.latest_usage)
+        .into_iter()
+        .map(|u| (names.get(u.case_id.as_str()).map_or_else(|| u.case_id.clone(), |n| n.to_string()), u))
+        .collect();
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(|e| Error::infrastructure_because("report template", e))?;
     let template = env.get_template("report.html").map_err(Error::infrastructure_from)?;
@@ -214,6 +234,7 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
         changed: &latest.changed,
         regressions: regressions(&healths),
         summary: summary(latest, runs),
+        unused,
         versions,
         filters,
         matrix,
@@ -343,6 +364,7 @@ fn case_view(run: &RunRow, case: &CaseRow, version: &str, report_dir: &Path) -> 
         log_tail: case.log_tail.clone(),
         links,
         usage: usage_text(case),
+        bars: Vec::new(),
     }
 }
 
@@ -504,6 +526,8 @@ struct Page<'a> {
     changed: &'a [String],
     regressions: Vec<String>,
     summary: Summary,
+    /// Examples by requested and unused core-seconds and GiB-seconds, most first.
+    unused: Vec<(String, usage::Unused)>,
     versions: Vec<String>,
     filters: [Filter; 5],
     matrix: Vec<MatrixRow>,

@@ -7,6 +7,7 @@ pub mod health;
 pub mod html;
 pub mod junit;
 pub mod store;
+mod usage;
 
 use std::path::{Path, PathBuf};
 
@@ -162,6 +163,8 @@ pub struct Loaded {
     pub window: Vec<RunRow>,
     pub earlier: Vec<RunRow>,
     pub all: Vec<RunRow>,
+    /// What each container of the window's latest run used.
+    pub latest_usage: Vec<store::ContainerRow>,
 }
 
 pub fn load(store: &Store, suite: Option<&str>, window: Window) -> Result<Loaded> {
@@ -172,7 +175,11 @@ pub fn load(store: &Store, suite: Option<&str>, window: Window) -> Result<Loaded
     let first = window_runs.first().map(|r| r.id.clone());
     let before: Vec<RunRow> = all.iter().take_while(|r| Some(&r.id) != first.as_ref()).cloned().collect();
     let earlier = before[before.len().saturating_sub(window.runs)..].to_vec();
-    Ok(Loaded { window: window_runs, earlier, all })
+    let latest_usage = match window_runs.last() {
+        Some(latest) => store.container_usage(&latest.id).map_err(failed(&store.path))?,
+        None => Vec::new(),
+    };
+    Ok(Loaded { window: window_runs, earlier, all, latest_usage })
 }
 
 /// `kubevet health`: a table or JSON of every example's health.

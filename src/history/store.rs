@@ -124,6 +124,13 @@ const MIGRATIONS: &[&str] = &[
         coverage REAL NOT NULL,
         low_confidence INTEGER NOT NULL,
         oom_killed INTEGER NOT NULL,
+        average_cores REAL,
+        runtime_seconds REAL,
+        cpu_request REAL,
+        cpu_limit REAL,
+        memory_request REAL,
+        memory_limit REAL,
+        accelerators TEXT NOT NULL,
         PRIMARY KEY (run, cell, case_id, pod, container),
         FOREIGN KEY (run, cell, case_id) REFERENCES cases (run, cell, case_id) ON DELETE CASCADE
     );
@@ -198,6 +205,28 @@ pub struct CaseRow {
     pub cpu_seconds: Option<f64>,
     pub peak_memory_bytes: Option<f64>,
     pub usage_coverage: Option<f64>,
+}
+
+/// One container of a case of a run, as the history keeps its usage.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerRow {
+    pub cell: i64,
+    pub case_id: String,
+    pub pod: String,
+    pub container: String,
+    pub cpu_seconds: Option<f64>,
+    pub peak_memory_bytes: Option<f64>,
+    pub coverage: f64,
+    pub low_confidence: bool,
+    pub oom_killed: bool,
+    pub average_cores: Option<f64>,
+    pub runtime_seconds: Option<f64>,
+    pub cpu_request: Option<f64>,
+    pub cpu_limit: Option<f64>,
+    pub memory_request: Option<f64>,
+    pub memory_limit: Option<f64>,
+    /// Extended resources asked for (`nvidia.com/gpu`), comma-separated.
+    pub accelerators: String,
 }
 
 impl StoreError {
@@ -318,8 +347,9 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
             let mut usage_insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO container_usage (run, cell, case_id, pod, container, cpu_seconds, peak_memory_bytes, coverage, low_confidence, oom_killed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR REPLACE INTO container_usage (run, cell, case_id, pod, container, cpu_seconds, peak_memory_bytes, coverage, low_confidence, oom_killed,
+                 average_cores, runtime_seconds, cpu_request, cpu_limit, memory_request, memory_limit, accelerators)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
             let mut attempt_insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO attempts (run, cell, case_id, attempt, outcome, class, reason, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -356,7 +386,14 @@ impl Store {
                         u.peak_memory_bytes,
                         u.coverage,
                         u.low_confidence,
-                        u.oom_killed
+                        u.oom_killed,
+                        u.average_cores,
+                        u.runtime_seconds,
+                        u.cpu_request_cores,
+                        u.cpu_limit_cores,
+                        u.memory_request_bytes,
+                        u.memory_limit_bytes,
+                        u.accelerators.join(",")
                     ])?;
                 }
                 // The earlier attempts, then the last: the case itself.
@@ -514,6 +551,41 @@ impl Store {
     }
 
     /// How many runs the history holds, and its schema version.
+    /// What each container of run `run` used, by cell and case.
+    pub fn container_usage(&self, run: &str) -> Result<Vec<ContainerRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT cell, case_id, pod, container, cpu_seconds, peak_memory_bytes, coverage, low_confidence, oom_killed,
+                 average_cores, runtime_seconds, cpu_request, cpu_limit, memory_request, memory_limit, accelerators
+                 FROM container_usage WHERE run = ?1 ORDER BY cell, case_id, pod, container",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![run], |r| {
+                Ok(ContainerRow {
+                    cell: r.get(0)?,
+                    case_id: r.get(1)?,
+                    pod: r.get(2)?,
+                    container: r.get(3)?,
+                    cpu_seconds: r.get(4)?,
+                    peak_memory_bytes: r.get(5)?,
+                    coverage: r.get(6)?,
+                    low_confidence: r.get(7)?,
+                    oom_killed: r.get(8)?,
+                    average_cores: r.get(9)?,
+                    runtime_seconds: r.get(10)?,
+                    cpu_request: r.get(11)?,
+                    cpu_limit: r.get(12)?,
+                    memory_request: r.get(13)?,
+                    memory_limit: r.get(14)?,
+                    accelerators: r.get(15)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
     pub fn summary(&self) -> Result<(usize, usize), StoreError> {
         let runs: i64 = self.conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).map_err(sql)?;
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;

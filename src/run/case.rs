@@ -237,9 +237,10 @@ impl CaseRun<'_> {
     fn measure(&self, sampled: usage::Registration, pods: &[Pod], result: &mut CaseResult) {
         let samples = sampled.take();
         result.usage = usage::usage_of(&samples, pods, jiff::Timestamp::now().as_millisecond());
-        result
-            .collect_problems
-            .extend(samples.failed_scrapes.iter().take(3).map(|why| format!("usage sampling: {why}")));
+        if let Some(first) = samples.failed_scrapes.first() {
+            let failures = samples.failures;
+            result.collect_problems.push(format!("usage sampling: {failures} failed reads, the first: {first}"));
+        }
         let kept = serde_json::to_vec_pretty(&samples).map_err(std::io::Error::other).and_then(|json| {
             std::fs::create_dir_all(&self.dir)?;
             std::fs::write(self.dir.join("usage-samples.json"), json)

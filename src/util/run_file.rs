@@ -105,6 +105,14 @@ pub struct UsageFile {
     pub coverage: f64,
     pub low_confidence: bool,
     pub oom_killed: bool,
+    pub average_cores: Option<f64>,
+    pub runtime_seconds: Option<f64>,
+    pub cpu_request_cores: Option<f64>,
+    pub cpu_limit_cores: Option<f64>,
+    pub memory_request_bytes: Option<f64>,
+    pub memory_limit_bytes: Option<f64>,
+    #[serde(default)]
+    pub accelerators: Vec<String>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }

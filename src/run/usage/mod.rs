@@ -46,8 +46,14 @@ pub struct Series {
 pub struct Samples {
     pub series: BTreeMap<String, BTreeMap<String, Series>>,
     pub rounds: u32,
+    /// The first few failures (a kubelet that keeps failing would otherwise grow this each
+    /// round), and how many there were.
     pub failed_scrapes: Vec<String>,
+    pub failures: u32,
 }
+
+/// How many failed scrapes a namespace's samples keep the words of.
+const KEPT_FAILURES: usize = 5;
 
 #[derive(Default)]
 struct Shared {
@@ -147,7 +153,10 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 fn fail_all(shared: &Mutex<Shared>, why: &str) {
     for samples in lock(shared).namespaces.values_mut() {
-        samples.failed_scrapes.push(why.to_string());
+        samples.failures = samples.failures.saturating_add(1);
+        if samples.failed_scrapes.len() < KEPT_FAILURES {
+            samples.failed_scrapes.push(why.to_string());
+        }
     }
 }
 
@@ -191,5 +200,41 @@ fn record(series: &mut Series, sample: &exposition::Sample) {
             series.kernel_peak = Some(series.kernel_peak.map_or(sample.value, |p| p.max(sample.value)));
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubelet_that_keeps_failing_is_counted_not_kept_round_after_round() {
+        let shared = Mutex::new(Shared::default());
+        lock(&shared).namespaces.insert("kv-a".into(), Samples::default());
+        for round in 0..12 {
+            fail_all(&shared, &format!("round {round}: 503"));
+        }
+        let samples = lock(&shared).namespaces.remove("kv-a").unwrap_or_default();
+        assert_eq!((samples.failures, samples.failed_scrapes.len()), (12, KEPT_FAILURES));
+        assert_eq!(samples.failed_scrapes[0], "round 0: 503");
+    }
+
+    #[test]
+    fn a_sample_is_filed_once_per_timestamp_and_the_kernel_peak_only_rises() {
+        let mut series = Series::default();
+        let sample = |name: &str, value: f64, at: i64| exposition::Sample {
+            name: name.into(),
+            labels: Default::default(),
+            value,
+            timestamp_ms: Some(at),
+        };
+        record(&mut series, &sample("container_cpu_usage_seconds_total", 1.0, 1_000));
+        record(&mut series, &sample("container_cpu_usage_seconds_total", 1.0, 1_000));
+        record(&mut series, &sample("container_cpu_usage_seconds_total", 2.0, 2_000));
+        record(&mut series, &sample("container_memory_max_usage_bytes", 50.0, 2_000));
+        record(&mut series, &sample("container_memory_max_usage_bytes", 0.0, 3_000));
+        record(&mut series, &sample("container_memory_max_usage_bytes", 40.0, 3_000));
+        assert_eq!(series.cpu, vec![(1_000, 1.0), (2_000, 2.0)]);
+        assert_eq!(series.kernel_peak, Some(50.0));
     }
 }
