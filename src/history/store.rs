@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, params};
 use serde_json::Value;
 
-use crate::util::run_file::RunFile;
+use crate::util::run_file::{RunFile, UsageFile};
 
 /// What went wrong with the history database: SQLite's own error kept as the source.
 #[derive(Debug, thiserror::Error)]
@@ -207,26 +207,13 @@ pub struct CaseRow {
     pub usage_coverage: Option<f64>,
 }
 
-/// One container of a case of a run, as the history keeps its usage.
+/// One container of a case of a run, as the history keeps its usage: the figures as
+/// `run.json` gives them, read back.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerRow {
     pub cell: i64,
     pub case_id: String,
-    pub pod: String,
-    pub container: String,
-    pub cpu_seconds: Option<f64>,
-    pub peak_memory_bytes: Option<f64>,
-    pub coverage: f64,
-    pub low_confidence: bool,
-    pub oom_killed: bool,
-    pub average_cores: Option<f64>,
-    pub runtime_seconds: Option<f64>,
-    pub cpu_request: Option<f64>,
-    pub cpu_limit: Option<f64>,
-    pub memory_request: Option<f64>,
-    pub memory_limit: Option<f64>,
-    /// Extended resources asked for (`nvidia.com/gpu`), comma-separated.
-    pub accelerators: String,
+    pub usage: UsageFile,
 }
 
 impl StoreError {
@@ -563,23 +550,27 @@ impl Store {
             .map_err(sql)?;
         let rows = stmt
             .query_map(params![run], |r| {
+                let accelerators: String = r.get(15)?;
                 Ok(ContainerRow {
                     cell: r.get(0)?,
                     case_id: r.get(1)?,
-                    pod: r.get(2)?,
-                    container: r.get(3)?,
-                    cpu_seconds: r.get(4)?,
-                    peak_memory_bytes: r.get(5)?,
-                    coverage: r.get(6)?,
-                    low_confidence: r.get(7)?,
-                    oom_killed: r.get(8)?,
-                    average_cores: r.get(9)?,
-                    runtime_seconds: r.get(10)?,
-                    cpu_request: r.get(11)?,
-                    cpu_limit: r.get(12)?,
-                    memory_request: r.get(13)?,
-                    memory_limit: r.get(14)?,
-                    accelerators: r.get(15)?,
+                    usage: UsageFile {
+                        pod: r.get(2)?,
+                        container: r.get(3)?,
+                        cpu_seconds: r.get(4)?,
+                        peak_memory_bytes: r.get(5)?,
+                        coverage: r.get(6)?,
+                        low_confidence: r.get(7)?,
+                        oom_killed: r.get(8)?,
+                        average_cores: r.get(9)?,
+                        runtime_seconds: r.get(10)?,
+                        cpu_request_cores: r.get(11)?,
+                        cpu_limit_cores: r.get(12)?,
+                        memory_request_bytes: r.get(13)?,
+                        memory_limit_bytes: r.get(14)?,
+                        accelerators: accelerators.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+                        rest: Default::default(),
+                    },
                 })
             })
             .map_err(sql)?;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::store::ContainerRow;
+use crate::util::run_file::UsageFile;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const BAR_WIDTH: f64 = 160.0;
@@ -34,17 +35,17 @@ pub struct Unused {
 pub fn bars(rows: &[ContainerRow]) -> BTreeMap<(i64, String), Vec<UsageBar>> {
     let mut out: BTreeMap<(i64, String), Vec<UsageBar>> = BTreeMap::new();
     for row in rows {
-        out.entry((row.cell, row.case_id.clone())).or_default().push(bar(row));
+        out.entry((row.cell, row.case_id.clone())).or_default().push(bar(&row.usage));
     }
     out
 }
 
-fn bar(row: &ContainerRow) -> UsageBar {
+fn bar(row: &UsageFile) -> UsageBar {
     let mut badges = Vec::new();
     if row.oom_killed {
         badges.push("OOMKilled");
     }
-    if row.cpu_request.is_none() && row.memory_request.is_none() {
+    if row.cpu_request_cores.is_none() && row.memory_request_bytes.is_none() {
         badges.push("BestEffort");
     }
     if row.low_confidence {
@@ -53,19 +54,19 @@ fn bar(row: &ContainerRow) -> UsageBar {
     if !row.accelerators.is_empty() {
         badges.push("GPU requested");
     }
-    let cpu = line(0.0, row.average_cores, row.cpu_request, row.cpu_limit, "#64b5f6");
-    let memory = line(12.0, row.peak_memory_bytes, row.memory_request, row.memory_limit, "#ffb74d");
+    let cpu = line(0.0, row.average_cores, row.cpu_request_cores, row.cpu_limit_cores, "#64b5f6");
+    let memory = line(12.0, row.peak_memory_bytes, row.memory_request_bytes, row.memory_limit_bytes, "#ffb74d");
     let fmt = |v: Option<f64>, unit: &dyn Fn(f64) -> String| v.map_or_else(|| "none".to_string(), unit);
     let cores = |c: f64| format!("{c:.2} cores");
     let mib = |b: f64| crate::util::units::mib(b);
     let title = format!(
         "cpu: average {} of request {}, limit {}; memory: peak {} of request {}, limit {}",
         fmt(row.average_cores, &cores),
-        fmt(row.cpu_request, &cores),
-        fmt(row.cpu_limit, &cores),
+        fmt(row.cpu_request_cores, &cores),
+        fmt(row.cpu_limit_cores, &cores),
         fmt(row.peak_memory_bytes, &mib),
-        fmt(row.memory_request, &mib),
-        fmt(row.memory_limit, &mib),
+        fmt(row.memory_request_bytes, &mib),
+        fmt(row.memory_limit_bytes, &mib),
     );
     UsageBar {
         who: format!("{}/{}", row.pod, row.container),
@@ -114,15 +115,15 @@ fn line(y: f64, used: Option<f64>, request: Option<f64>, limit: Option<f64>, col
 /// figure add nothing.
 pub fn unused(rows: &[ContainerRow]) -> Vec<Unused> {
     let mut by_case: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for row in rows {
+    for ContainerRow { case_id, usage: row, .. } in rows {
         let life = row.runtime_seconds.unwrap_or(0.0);
         let idle = |asked: Option<f64>, used: Option<f64>| match (asked, used) {
             (Some(asked), Some(used)) => (asked - used).max(0.0) * life,
             _ => 0.0,
         };
-        let entry = by_case.entry(row.case_id.clone()).or_default();
-        entry.0 += idle(row.cpu_request, row.average_cores);
-        entry.1 += idle(row.memory_request, row.peak_memory_bytes) / GIB;
+        let entry = by_case.entry(case_id.clone()).or_default();
+        entry.0 += idle(row.cpu_request_cores, row.average_cores);
+        entry.1 += idle(row.memory_request_bytes, row.peak_memory_bytes) / GIB;
     }
     let mut out: Vec<Unused> = by_case
         .into_iter()
@@ -149,11 +150,14 @@ mod tests {
     fn unused_requests_rank_the_examples_and_a_best_effort_container_adds_nothing() {
         let row = |case: &str, request: Option<f64>, average: f64, memory: Option<f64>, peak: f64| ContainerRow {
             case_id: case.into(),
-            runtime_seconds: Some(10.0),
-            cpu_request: request,
-            average_cores: Some(average),
-            memory_request: memory,
-            peak_memory_bytes: Some(peak),
+            usage: UsageFile {
+                runtime_seconds: Some(10.0),
+                cpu_request_cores: request,
+                average_cores: Some(average),
+                memory_request_bytes: memory,
+                peak_memory_bytes: Some(peak),
+                ..UsageFile::default()
+            },
             ..ContainerRow::default()
         };
         let rows = [
@@ -165,9 +169,9 @@ mod tests {
         let names: Vec<(&str, &str, &str)> =
             ranked.iter().map(|u| (u.case_id.as_str(), u.core_seconds.as_str(), u.gib_seconds.as_str())).collect();
         assert_eq!(names, vec![("b", "15.0", "0.00"), ("a", "7.5", "5.00")]);
-        let best_effort = bar(&rows[2]);
+        let best_effort = bar(&rows[2].usage);
         assert_eq!(best_effort.badges, vec!["BestEffort"]);
         assert!(!best_effort.svg.contains("class=\"request\""), "no request, no outline: {}", best_effort.svg);
-        assert!(bar(&rows[0]).svg.contains("class=\"request\""));
+        assert!(bar(&rows[0].usage).svg.contains("class=\"request\""));
     }
 }

@@ -95,7 +95,7 @@ pub struct CaseFile {
 }
 
 /// The figures of one container the history keeps (`result.json` has them all).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageFile {
     pub pod: String,
