@@ -90,10 +90,61 @@ fn metric_assertions_hold_or_fail_on_what_the_operator_counted_in_the_cases_name
         );
         assert!(scrape.contains("controller_runtime_reconcile_panics_total"), "{scrape}");
     }
+    read_by_prometheus_client(&evidence.join("training-operator-after.txt"), &namespace, &created);
     let cases = junit(&artifacts.join("junit.xml"));
     let out_text = case(&cases, "examples/counted-once.yaml")["system_out"].as_str().unwrap_or("").to_string();
     assert!(out_text.contains("metrics \"counted twice\" (promql): failed"), "{out_text}");
     support::no_namespace_left(&cases);
+}
+
+/// What the TEST STAND-IN operator served, as a real consumer (prometheus_client's parser) reads
+/// it: the v1 families with their types and help, the case's job counted in its namespace, and
+/// every series kubevet reported for `check` with the value prometheus_client reads.
+fn read_by_prometheus_client(scrape: &std::path::Path, namespace: &str, check: &Value) {
+    let families = support::exposition(scrape);
+    let family = |name: &str| {
+        families.iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("no family {name} in {families:#?}"))
+    };
+    let created = family("training_operator_jobs_created");
+    assert_eq!(
+        (created["type"].as_str(), created["help"].as_str()),
+        (Some("counter"), Some("Counts number of jobs created"))
+    );
+    assert!(
+        created["samples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == "training_operator_jobs_created_total"
+                && s["labels"] == serde_json::json!({"job_namespace": namespace, "framework": "pytorch"})
+                && s["value"] == 1.0),
+        "{created:#}"
+    );
+    assert_eq!(family("controller_runtime_reconcile")["type"], "counter");
+    assert_eq!(family("process_start_time_seconds")["type"], "gauge");
+    let read: Vec<(String, f64)> = families
+        .iter()
+        .flat_map(|f| f["samples"].as_array().cloned().unwrap_or_default())
+        .map(|s| {
+            let labels = s["labels"].as_object().cloned().unwrap_or_default();
+            let mut pairs: Vec<String> =
+                labels.iter().map(|(k, v)| format!("{k}={:?}", v.as_str().unwrap_or(""))).collect();
+            pairs.sort();
+            (
+                format!("{}{{{}}}", s["name"].as_str().unwrap_or(""), pairs.join(",")),
+                s["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    let reported = check["after"].as_array().cloned().unwrap_or_default();
+    assert!(!reported.is_empty(), "{check:#}");
+    for series in reported {
+        let (name, value) = (series[0].as_str().unwrap_or(""), series[1].as_f64());
+        assert!(
+            read.iter().any(|(n, v)| n == name && Some(*v) == value),
+            "kubevet read {name} {value:?}; prometheus_client: {read:?}"
+        );
+    }
 }
 
 #[test]
@@ -128,4 +179,101 @@ fn an_unsupported_promql_function_is_refused_at_its_position_when_the_suite_load
     let err = support::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("kubevet.unsupported.yaml:11:22: metric assertion: the function rate is not supported; use one of increase, delta, last_over_time, absent"), "{err}");
+}
+
+/// The first line a watch prints: `kubectl get --watch`, under `timeout`, so that a pod that
+/// never comes fails the test instead of hanging it.
+fn first_watched(args: &[&str]) -> String {
+    use std::io::BufRead;
+    let mut watch = std::process::Command::new("timeout")
+        .args(["90", "kubectl", "--kubeconfig"])
+        .arg(support::kubeconfig())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl watch runs");
+    let mut line = String::new();
+    let read = watch.stdout.take().map(|out| std::io::BufReader::new(out).read_line(&mut line));
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(matches!(read, Some(Ok(n)) if n > 0), "the watch saw nothing: {args:?}");
+    line.trim().to_string()
+}
+
+#[test]
+fn an_operator_restarted_mid_case_counts_from_zero_and_only_what_a_lower_bound_proves_is_judged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let artifacts = dir.path().join("artifacts");
+    let kubevet = support::kubevet()
+        .args(["run", "--suite"])
+        .arg(repo().join("tests/fixtures/metrics/kubevet.restart.yaml"))
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubevet runs");
+    // Once the job's pod runs (the old operator counted the job), the operator restarts.
+    let pod = first_watched(&[
+        "get",
+        "pods",
+        "-A",
+        "-l",
+        "training.kubeflow.org/job-name=restarted-midway",
+        "--field-selector",
+        "status.phase=Running",
+        "-o",
+        "name",
+        "--watch",
+    ]);
+    assert!(pod.starts_with("pod/restarted-midway"), "{pod}");
+    support::kubectl_ok(&["-n", "kubeflow", "rollout", "restart", "deployment/standin-training-operator"]);
+    support::kubectl_ok(&[
+        "-n",
+        "kubeflow",
+        "rollout",
+        "status",
+        "deployment/standin-training-operator",
+        "--timeout=90s",
+    ]);
+    let out = kubevet.wait_with_output().expect("kubevet ends");
+    assert_eq!(out.status.code(), Some(0), "inconclusive fails nothing: {}{}", stdout(&out), support::stderr(&out));
+
+    let result = result_json(&artifacts, "restart.restarted-midway");
+    assert_eq!(result["outcome"], "passed", "{result:#}");
+    let check = |name: &str| {
+        result["metrics"]
+            .as_array()
+            .and_then(|m| m.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {result:#}"))
+    };
+    // A lower bound proves the job was counted, and its success.
+    for name in ["the operator counted the job", "the operator counted its success"] {
+        let c = check(name);
+        assert_eq!(c["verdict"], "passed", "{c:#}");
+        assert!(
+            c["notes"][0].as_str().unwrap_or("").starts_with("the endpoint restarted between the snapshots"),
+            "{c:#}"
+        );
+    }
+    // It proves neither that no reconcile panicked nor that two jobs were not counted.
+    for name in ["no reconcile panics", "counted twice"] {
+        let c = check(name);
+        assert_eq!(c["verdict"], "inconclusive", "{c:#}");
+        assert!(
+            c["notes"].as_array().into_iter().flatten().any(|n| n.as_str().unwrap_or("").contains("is lost")),
+            "{c:#}"
+        );
+    }
+    // The two snapshots are of two processes.
+    let start = |when: &str| {
+        let path = artifacts.join(format!("restart.restarted-midway/metrics/training-operator-{when}.txt"));
+        let families = support::exposition(&path);
+        families.iter().find(|f| f["name"] == "process_start_time_seconds").map(|f| f["samples"][0]["value"].clone())
+    };
+    let (before, after) = (start("before"), start("after"));
+    assert!(before.is_some() && before != after, "{before:?} {after:?}");
 }

@@ -140,7 +140,9 @@ impl CaseRun<'_> {
         }
         let watched: Vec<(usize, &Profile)> =
             case.workloads.iter().filter_map(|w| made.index[w.object].map(|a| (a, &w.profile))).collect();
-        let (waited, pods) = self.wait_for(&namespace, &made.applied, &watched, case.timeout.0, &mut result).await;
+        let mut workload = metrics::WorkloadReader::new(&case.metrics, self.metric_settings, &namespace, &self.dir);
+        let waiting = self.wait_for(&namespace, &made.applied, &watched, case.timeout.0, &mut result);
+        let (waited, pods) = workload.while_running(self.cluster, waiting).await;
         if matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_)) {
             cleanup.unfinished.clear();
         }
@@ -161,7 +163,7 @@ impl CaseRun<'_> {
                 (outcome, class, reason) = (o, c, r);
             }
         }
-        if let Some(stop) = self.metrics_after(before, &namespace, ended, outcome, &mut result).await {
+        if let Some(stop) = self.metrics_after((before, workload), &namespace, ended, outcome, &mut result).await {
             (outcome, class, reason) = stop;
         }
         let class = class.map(|c| classify::with_rules(self.rules, &reason, &evidence.events, c));
@@ -196,27 +198,38 @@ impl CaseRun<'_> {
         }
     }
 
-    /// The snapshot after the verdict and the assertions judged; a new stop when one failed
-    /// (the case passed otherwise) or the metrics could not be read.
+    /// The snapshot after the verdict (the operators' read now, the workload's as it last
+    /// answered) and the assertions judged; a new stop when one failed (the case passed
+    /// otherwise) or the metrics could not be read.
     async fn metrics_after(
         &self,
-        before: Option<(usize, metrics::Snapshot)>,
+        (before, workload): (Option<(usize, metrics::Snapshot)>, metrics::WorkloadReader<'_>),
         namespace: &str,
         ended: metrics::Ended,
         outcome: Outcome,
         result: &mut CaseResult,
     ) -> Option<Stop> {
-        let (window, before) = before?;
+        let (window, mut before) = before?;
         let read = metrics::after(self.cluster, &self.case.metrics, self.metric_settings).await;
         let overlapping = self.windows.close(window);
-        let (after, notes) = match read {
+        let infrastructure =
+            |e: metrics::MetricsError| Some((Outcome::Error, Some(FailureClass::Infrastructure), e.to_string()));
+        let (mut after, notes) = match read {
             Ok(read) => read,
-            Err(e) => return Some((Outcome::Error, Some(FailureClass::Infrastructure), e.to_string())),
+            Err(e) => return infrastructure(e),
         };
         if let Err(e) = metrics::keep(&self.dir, "after", &after) {
             result.collect_problems.push(format!("metrics evidence: {e}"));
         }
         result.collect_problems.extend(notes);
+        match workload.finish() {
+            Ok((workload_before, workload_after, notes)) => {
+                before.extend(workload_before);
+                after.extend(workload_after);
+                result.collect_problems.extend(notes);
+            }
+            Err(e) => return infrastructure(e),
+        }
         let checks =
             metrics::judge(&self.case.metrics, (&before, &after), (namespace, &self.case.id), ended, &overlapping);
         result.steps.extend(checks.iter().map(metrics::step));

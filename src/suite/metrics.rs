@@ -1,5 +1,6 @@
 //! Metric sources (`metrics.sources`: an operator's endpoint, reached through the API server's
-//! service or pod proxy) and metric assertions (`metrics:` on a profile or an override): a
+//! service or pod proxy, or, without a namespace, the case's own workload's pods, read while
+//! they run) and metric assertions (`metrics:` on a profile or an override): a
 //! PromQL subset over the snapshot before a case and the one after its verdict
 //! (`util::promql`). An assertion is parsed when the suite loads, so an unsupported function
 //! is an input error at its position.
@@ -32,7 +33,8 @@ pub struct MetricsFile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SourceFile {
     name: String,
-    namespace: String,
+    /// None: the source is the case's workload, its pods in the case's namespace.
+    namespace: Option<String>,
     service: Option<String>,
     /// A label selector of pods, the first running one of which is read.
     pods: Option<String>,
@@ -70,6 +72,9 @@ pub enum Scheme {
 pub enum Target {
     Service(String),
     Pods(String),
+    /// The pods (this label selector) of the case's own workload, in the case's namespace:
+    /// read while they run, since a finished pod serves nothing.
+    Workload(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,13 +90,22 @@ pub struct MetricSource {
 impl MetricSource {
     /// The API server path that reaches the endpoint (`pod` for a pods source: the pod read).
     pub fn route(&self, pod: Option<&str>) -> String {
+        match (&self.target, pod) {
+            (Target::Service(service), _) => self.route_in(&self.namespace, "services", service),
+            (_, pod) => self.route_in(&self.namespace, "pods", pod.unwrap_or("")),
+        }
+    }
+
+    /// The API server path to the endpoint on `name`, a service or a pod of `namespace`.
+    pub fn route_in(&self, namespace: &str, kind: &str, name: &str) -> String {
         let scheme = if self.scheme == Scheme::Https { "https:" } else { "" };
-        let (kind, name) = match (&self.target, pod) {
-            (Target::Service(service), _) => ("services", service.as_str()),
-            (Target::Pods(_), pod) => ("pods", pod.unwrap_or("")),
-        };
         let path = self.path.trim_start_matches('/');
-        format!("/api/v1/namespaces/{}/{kind}/{scheme}{name}:{}/proxy/{path}", self.namespace, self.port)
+        format!("/api/v1/namespaces/{namespace}/{kind}/{scheme}{name}:{}/proxy/{path}", self.port)
+    }
+
+    /// The case's own workload, read while its pods run.
+    pub fn is_workload(&self) -> bool {
+        matches!(self.target, Target::Workload(_))
     }
 }
 
@@ -138,9 +152,19 @@ pub fn load(path: &Path, file: Option<&MetricsFile>) -> Result<MetricsSettings> 
     let Some(file) = file else { return Ok(MetricsSettings::default()) };
     let mut sources = builtin_sources();
     for s in &file.sources {
-        let target = match (&s.service, &s.pods) {
-            (Some(service), None) => Target::Service(service.clone()),
-            (None, Some(pods)) => Target::Pods(pods.clone()),
+        let target = match (&s.service, &s.pods, &s.namespace) {
+            (Some(service), None, Some(_)) => Target::Service(service.clone()),
+            (None, Some(pods), Some(_)) => Target::Pods(pods.clone()),
+            (None, Some(pods), None) => Target::Workload(pods.clone()),
+            (Some(_), None, None) => {
+                return Err(Error::usage(format!(
+                    "{}: metrics source {:?} has no namespace: a source without one is the case's own workload, \
+                     read from its pods; write `pods: <label selector>` instead of `service:`, or give the \
+                     service's namespace",
+                    path.display(),
+                    s.name
+                )));
+            }
             _ => {
                 return Err(Error::usage(format!(
                     "{}: metrics source {:?} names exactly one of service or pods",
@@ -152,7 +176,7 @@ pub fn load(path: &Path, file: Option<&MetricsFile>) -> Result<MetricsSettings> 
         sources.retain(|b| b.name != s.name);
         sources.push(MetricSource {
             name: s.name.clone(),
-            namespace: s.namespace.clone(),
+            namespace: s.namespace.clone().unwrap_or_default(),
             target,
             port: s.port.clone(),
             path: s.path.clone().unwrap_or_else(|| "/metrics".into()),
@@ -188,7 +212,8 @@ pub struct MetricAssertion {
     pub source: String,
     /// The expression as written (`$NAMESPACE` and `$CASE` not yet substituted), parsed.
     pub expect: Arc<Assertion>,
-    /// It names the case's namespace, so other cases cannot move what it reads.
+    /// It names the case's namespace, or reads the case's own workload, so other cases cannot
+    /// move what it reads.
     pub namespaced: bool,
     pub when: When,
 }
@@ -240,11 +265,12 @@ pub fn assertion(
         let column = at.column().saturating_add(e.offset as u64).saturating_add(u64::from(quoted == Some(true)));
         Error::input(path, at.line(), column, format!("metric assertion: {}", e.message))
     })?;
+    let workload = settings.source(&source).is_some_and(MetricSource::is_workload);
     Ok(MetricAssertion {
         name: file.name.clone().unwrap_or_else(|| expect.clone()),
         source,
         expect: Arc::new(parsed),
-        namespaced: expect.contains("$NAMESPACE"),
+        namespaced: workload || expect.contains("$NAMESPACE"),
         when: file.when,
     })
 }

@@ -61,6 +61,9 @@ pub struct Evaluated {
     pub held: bool,
     pub result: Vec<(String, f64)>,
     pub notes: Vec<String>,
+    /// Some increase is a lower bound: the endpoint restarted or a counter fell between the
+    /// snapshots, and what it counted before that is lost.
+    pub lower_bounds: bool,
 }
 
 /// An expression that cannot be evaluated over the snapshots (one the subset check let through
@@ -95,8 +98,9 @@ impl Snapshots<'_> {
 
 impl Assertion {
     pub fn evaluate(&self, snapshots: &Snapshots<'_>) -> Result<Evaluated, EvalError> {
-        let mut notes = Vec::new();
+        let mut notes = Notes::default();
         let value = eval(&self.expr, snapshots, &mut notes)?;
+        let Notes { lines: mut notes, lower_bounds } = notes;
         let (held, result) = match value {
             Value::Scalar(v) => (v != 0.0, vec![(String::new(), v)]),
             Value::Vector(series) => {
@@ -105,7 +109,40 @@ impl Assertion {
         };
         notes.sort();
         notes.dedup();
-        Ok(Evaluated { held, result, notes })
+        Ok(Evaluated { held, result, notes, lower_bounds })
+    }
+
+    /// Whether holding on lower bounds (counts lost before a restart) proves it holds on the
+    /// true counts: it only asks that increases, or their sum, max or min, reach a number.
+    /// `increase(x) >= 1` is proved by a lower bound; `increase(x) == 0` is not.
+    pub fn holds_on_lower_bounds(&self) -> bool {
+        rises_with_counts(&self.expr)
+    }
+}
+
+fn rises_with_counts(expr: &Expr) -> bool {
+    match expr {
+        Expr::Paren(p) => rises_with_counts(&p.expr),
+        Expr::Binary(b) if b.op.is_set_operator() => {
+            b.op.id() != token::T_LUNLESS && rises_with_counts(&b.lhs) && rises_with_counts(&b.rhs)
+        }
+        Expr::Binary(b) if b.modifier.as_ref().is_some_and(|m| m.return_bool) => false,
+        Expr::Binary(b) => match (b.op.id(), b.lhs.as_ref(), b.rhs.as_ref()) {
+            (token::T_GTR | token::T_GTE, counted, Expr::NumberLiteral(_))
+            | (token::T_LSS | token::T_LTE, Expr::NumberLiteral(_), counted) => lower_bound(counted),
+            _ => false,
+        },
+        other => lower_bound(other),
+    }
+}
+
+/// An expression whose value can only rise with the counts it reads.
+fn lower_bound(expr: &Expr) -> bool {
+    match expr {
+        Expr::Paren(p) => lower_bound(&p.expr),
+        Expr::Call(c) => c.func.name == "increase",
+        Expr::Aggregate(a) => ["sum", "max", "min"].contains(&a.op.to_string().as_str()) && lower_bound(&a.expr),
+        _ => false,
     }
 }
 
@@ -238,7 +275,14 @@ fn select(s: &VectorSelector, samples: &[Sample]) -> Vec<(Labels, f64)> {
         .collect()
 }
 
-fn eval(expr: &Expr, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> Result<Value, EvalError> {
+/// What evaluating said along the way, and whether some increase is only a lower bound.
+#[derive(Default)]
+struct Notes {
+    lines: Vec<String>,
+    lower_bounds: bool,
+}
+
+fn eval(expr: &Expr, snapshots: &Snapshots<'_>, notes: &mut Notes) -> Result<Value, EvalError> {
     Ok(match expr {
         Expr::NumberLiteral(n) => Value::Scalar(n.val),
         Expr::VectorSelector(s) => Value::Vector(select(s, snapshots.after)),
@@ -262,7 +306,7 @@ fn without_name(mut labels: Labels) -> Labels {
 /// `increase`/`delta` over the case: after − before per series. A counter absent before had not
 /// been incremented (it counts from zero); one that fell, or an endpoint that restarted, counts
 /// from zero again, and that is noted.
-fn function(call: &Call, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> Result<Value, EvalError> {
+fn function(call: &Call, snapshots: &Snapshots<'_>, notes: &mut Notes) -> Result<Value, EvalError> {
     let name = call.func.name;
     let arg = call.args.args.first().ok_or_else(|| EvalError(format!("{name} needs an argument")))?;
     if name == "absent" {
@@ -282,7 +326,8 @@ fn function(call: &Call, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> 
     let before: BTreeMap<Labels, f64> = select(&m.vs, snapshots.before).into_iter().collect();
     let restarted = snapshots.restarted();
     if restarted && name == "increase" {
-        notes.push("the endpoint restarted between the snapshots (process_start_time_seconds changed): counters counted from zero, a lower bound".into());
+        notes.lower_bounds = true;
+        notes.lines.push("the endpoint restarted between the snapshots (process_start_time_seconds changed): counters counted from zero, a lower bound".into());
     }
     let mut out = Vec::new();
     for (labels, now) in after {
@@ -290,7 +335,10 @@ fn function(call: &Call, snapshots: &Snapshots<'_>, notes: &mut Vec<String>) -> 
         let change = match (name, earlier) {
             ("increase", _) if restarted => now,
             ("increase", Some(was)) if now < was => {
-                notes.push(format!("{} fell from {was} to {now}: a counter reset, counted from zero", show(&labels)));
+                notes.lower_bounds = true;
+                notes
+                    .lines
+                    .push(format!("{} fell from {was} to {now}: a counter reset, counted from zero", show(&labels)));
                 now
             }
             ("increase", was) => now - was.unwrap_or(0.0),
@@ -441,16 +489,34 @@ mod tests {
     }
 
     #[test]
+    fn only_an_increase_reaching_a_number_is_proved_by_lower_bounds() {
+        for (text, proved) in [
+            ("increase(a_total[1m]) >= 1", true),
+            ("sum(increase(a_total[1m])) > 0 and max(increase(b_total[1m])) >= 2", true),
+            ("1 <= sum by (x) (increase(a_total[1m]))", true),
+            ("sum(increase(a_total[1m])) == 0", false),
+            ("increase(a_total[1m]) < 3", false),
+            ("increase(a_total[1m]) > bool 1", false),
+            ("delta(a[1m]) > 0", false),
+            ("increase(a_total[1m]) > 0 unless increase(b_total[1m]) > 0", false),
+        ] {
+            let parsed = Assertion::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.holds_on_lower_bounds(), proved, "{text}");
+        }
+    }
+
+    #[test]
     fn a_restart_or_a_fall_counts_from_zero_and_is_noted() {
         let restarted =
             AFTER.replace("process_start_time_seconds 100", "process_start_time_seconds 200").replace("} 3", "} 1");
         let e = held(r#"sum(increase(training_operator_jobs_created_total[1m]))"#, BEFORE, &restarted);
         assert_eq!(e.result, vec![("{}".to_string(), 2.0)], "{e:?}");
-        assert!(e.notes[0].starts_with("the endpoint restarted"), "{e:?}");
+        assert!(e.notes[0].starts_with("the endpoint restarted") && e.lower_bounds, "{e:?}");
+        assert!(!held("sum(increase(training_operator_jobs_created_total[1m]))", BEFORE, AFTER).lower_bounds);
         let fell = AFTER.replace("} 3", "} 1");
         let e = held(r#"increase(training_operator_jobs_created_total{job_namespace="other"}[1m])"#, BEFORE, &fell);
         assert_eq!(e.result[0].1, 1.0);
-        assert!(e.notes[0].contains("fell from 3 to 1"), "{e:?}");
+        assert!(e.notes[0].contains("fell from 3 to 1") && e.lower_bounds, "{e:?}");
     }
 
     #[test]

@@ -83,6 +83,17 @@ pub fn junit(path: &Path) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).expect("junit_to_json prints JSON")
 }
 
+/// The metric families of a Prometheus text exposition as prometheus_client's parser reads them.
+pub fn exposition(path: &Path) -> Vec<Value> {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/support/exposition_to_json.py"))
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "prometheus_client could not read {}: {}", path.display(), stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("exposition_to_json prints JSON")
+}
+
 pub fn case<'a>(cases: &'a [Value], name: &str) -> &'a Value {
     cases.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no test case {name} in {cases:#?}"))
 }

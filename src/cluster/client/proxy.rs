@@ -28,12 +28,17 @@ impl Cluster {
 
     /// What the API server's proxy path `uri` (a service's, a pod's or a node's) answers.
     pub async fn proxied_text(&self, uri: &str) -> Result<String, ApiError> {
+        self.proxied_text_within(uri, SCRAPE_TIMEOUT).await
+    }
+
+    /// The same, given up (retries and all) after `limit`.
+    pub async fn proxied_text_within(&self, uri: &str, limit: Duration) -> Result<String, ApiError> {
         let request = http::Request::get(uri)
             .body(Vec::new())
             .map_err(|e| ApiError::rejected(format!("requesting {uri}: {e}")))?;
-        match tokio::time::timeout(SCRAPE_TIMEOUT, self.client.request_text(request)).await {
+        match tokio::time::timeout(limit, self.client.request_text(request)).await {
             Ok(answer) => answer.map_err(|e| ApiError::new(&format!("reading {uri}"), &e)),
-            Err(_) => Err(ApiError::rejected(format!("reading {uri}: no answer within {SCRAPE_TIMEOUT:?}"))),
+            Err(_) => Err(ApiError::rejected(format!("reading {uri}: no answer within {limit:?}"))),
         }
     }
 }

@@ -141,7 +141,6 @@ async fn run_controller(client: Client, framework: Framework) {
     info!(kind = framework.kind(), "controller starting");
     Controller::new_with(jobs, watcher::Config::default(), resource)
         .owns_with(pods, (), watcher::Config::default())
-        .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
@@ -162,9 +161,24 @@ async fn main() {
     info!("TEST STAND-IN for the Kubeflow training operator; not the real operator");
     // The real operator's `--metrics-bind-address :8080` (METRICS_ADDRESS overrides it).
     let address = std::env::var("METRICS_ADDRESS").unwrap_or_else(|_| "0.0.0.0:8080".into());
-    tokio::join!(
-        METRICS.serve(&address),
-        run_controller(client.clone(), Framework::PyTorch),
-        run_controller(client, Framework::TensorFlow),
-    );
+    // As controller-runtime's manager: on SIGTERM the process stops, controllers and metrics
+    // server alike (PID 1 of a pod would otherwise outlive its rollout by the grace period,
+    // reconciling and serving the old counters beside the new pod).
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            eprintln!("standin-training-operator: cannot handle SIGTERM: {e}");
+            std::process::exit(1);
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM: exiting"),
+        _ = async {
+            tokio::join!(
+                METRICS.serve(&address),
+                run_controller(client.clone(), Framework::PyTorch),
+                run_controller(client, Framework::TensorFlow),
+            )
+        } => {}
+    }
 }

@@ -15,6 +15,9 @@ use std::{
 
 use tokio::time::Instant;
 
+mod workload;
+pub use workload::WorkloadReader;
+
 use crate::{
     cluster::{ApiError, Cluster},
     outcome::{MetricCheck, StepOutcome, StepReport},
@@ -41,6 +44,13 @@ pub enum MetricsError {
         #[source]
         cause: Box<ApiError>,
     },
+    #[error(
+        "metrics source {source_name} at {route} answered {code}: the endpoint wants a bearer token, which the API \
+         server's proxy does not pass on, and kubevet does not mint one (TokenRequest) and port-forward to the pod; \
+         turn the endpoint's authentication off on the test cluster (Kubeflow Trainer v2: metrics.auth.enabled: \
+         false) or name a port that serves metrics without it"
+    )]
+    NeedsToken { source_name: String, route: String, code: u16 },
     #[error("metrics source {source_name} at {route} is not Prometheus' text format: {cause}")]
     NotExposition {
         source_name: String,
@@ -56,6 +66,8 @@ pub enum MetricsError {
         #[source]
         cause: Box<ApiError>,
     },
+    #[error("metrics source {source_name}: the cluster failed every read of the workload's pods: {cause}")]
+    Workload { source_name: String, cause: String },
     #[error("no metrics source {0:?}")]
     Unknown(String),
 }
@@ -76,19 +88,32 @@ pub type Snapshot = BTreeMap<String, Scrape>;
 pub async fn scrape(cluster: &Cluster, source: &MetricSource) -> Result<Scrape, MetricsError> {
     let pod = match &source.target {
         Target::Service(_) => None,
-        Target::Pods(selector) => Some(running_pod(cluster, source, selector).await?),
+        // A workload source is read by `WorkloadReader`, in the case's namespace.
+        Target::Pods(selector) | Target::Workload(selector) => Some(running_pod(cluster, source, selector).await?),
     };
     let route = source.route(pod.as_deref());
     let source_name = source.name.clone();
     let text = match cluster.proxied_text(&route).await {
         Ok(text) => text,
-        Err(cause) => return Err(MetricsError::Unreadable { source_name, route, cause: Box::new(cause) }),
+        Err(cause) => {
+            return Err(match refused_by_endpoint(&cause) {
+                Some(code) => MetricsError::NeedsToken { source_name, route, code },
+                None => MetricsError::Unreadable { source_name, route, cause: Box::new(cause) },
+            });
+        }
     };
     let samples = match exposition::parse(&text) {
         Ok(samples) => samples,
         Err(cause) => return Err(MetricsError::NotExposition { source_name, route, cause }),
     };
     Ok(Scrape { route, at: jiff::Timestamp::now(), text, samples })
+}
+
+/// A 401 or 403 the endpoint behind the proxy answered: the API server's own refusal of the
+/// proxy request (RBAC on `services/proxy`) names the object it refused in its details.
+fn refused_by_endpoint(cause: &ApiError) -> Option<u16> {
+    let names_the_proxied_object = cause.details.as_ref().is_some_and(|d| !d.kind.is_empty());
+    cause.code.filter(|code| matches!(code, 401 | 403) && !names_the_proxied_object)
 }
 
 async fn running_pod(cluster: &Cluster, source: &MetricSource, selector: &str) -> Result<String, MetricsError> {
@@ -107,7 +132,8 @@ async fn running_pod(cluster: &Cluster, source: &MetricSource, selector: &str) -
         })
 }
 
-/// The sources the assertions read, in their settings.
+/// The operators' sources the assertions read, in their settings (not the workload's, which
+/// `WorkloadReader` reads while it runs).
 fn sources<'a>(
     assertions: &[MetricAssertion],
     settings: &'a MetricsSettings,
@@ -115,7 +141,9 @@ fn sources<'a>(
     let mut names: Vec<&str> = assertions.iter().map(|a| a.source.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    names.into_iter().map(|n| settings.source(n).ok_or_else(|| MetricsError::Unknown(n.to_string()))).collect()
+    let known: Result<Vec<&MetricSource>, MetricsError> =
+        names.into_iter().map(|n| settings.source(n).ok_or_else(|| MetricsError::Unknown(n.to_string()))).collect();
+    Ok(known?.into_iter().filter(|s| !s.is_workload()).collect())
 }
 
 /// The snapshot before the case.
@@ -260,9 +288,12 @@ pub fn judge(
             }
             match parsed.evaluate(&Snapshots { before: &b.samples, after: &f.samples }) {
                 Ok(evaluated) => {
-                    check.verdict = if evaluated.held { "passed" } else { "failed" }.into();
+                    check.verdict = verdict(&evaluated, &parsed).into();
                     check.result = evaluated.result;
                     check.notes = evaluated.notes;
+                    if check.verdict == "inconclusive" {
+                        check.notes.push(LOST_COUNTS.into());
+                    }
                 }
                 Err(e) => {
                     check.verdict = "error".into();
@@ -272,6 +303,26 @@ pub fn judge(
             check
         })
         .collect()
+}
+
+const LOST_COUNTS: &str = "what the endpoint counted before it restarted (or before a counter fell) is lost, \
+     and these counts prove nothing either way for this assertion";
+
+/// Held or not; when some increase is only a lower bound (the endpoint restarted during the
+/// case), only an assertion that a lower bound proves (`increase(…) >= n`) and that held is
+/// judged; anything else is inconclusive, never blamed on the example nor passed on a guess.
+fn verdict(evaluated: &crate::util::promql::Evaluated, parsed: &Assertion) -> &'static str {
+    match (evaluated.held, evaluated.lower_bounds) {
+        (held, false) => {
+            if held {
+                "passed"
+            } else {
+                "failed"
+            }
+        }
+        (true, true) if parsed.holds_on_lower_bounds() => "passed",
+        (_, true) => "inconclusive",
+    }
 }
 
 fn series(s: &Sample) -> String {
@@ -288,6 +339,10 @@ pub fn step(check: &MetricCheck) -> StepReport {
         _ => StepOutcome::Skipped,
     };
     let mut detail = format!("{} → {}", check.expect, shown(&check.result));
+    if check.result.is_empty() && !check.after.is_empty() {
+        // Say what was read, so that a filter that let nothing through can be told from no data.
+        detail.push_str(&format!(" (read: {})", shown(&check.after)));
+    }
     if !check.overlapping.is_empty() {
         detail = format!(
             "inconclusive: it reads series of no namespace and {} ran at the same time",
