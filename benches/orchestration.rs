@@ -1,7 +1,10 @@
 //! Orchestration benchmark: N Jobs of D seconds each at concurrency C on the test cluster,
 //! with the kubelet's part played by bench-pod-completer (as KWOK does), so the figures measure
 //! kubevet: wall time against the ideal ceil(N/C)×D, the time a slot is held beyond the
-//! workload's own D, detection latency, API requests and CPU per case.
+//! workload's own D, detection latency, API requests and CPU per case. It runs twice, with the
+//! kubelets sampled for each case's CPU and memory and, as the peer in the same run, without,
+//! and prints what sampling costs; then the latency of one scrape through the API server's
+//! proxy (a kubelet's `/metrics/resource` and `/metrics/cadvisor`, the operator's `/metrics`).
 //!
 //! Then the cluster's floor, measured in the same run: BENCH_FLOOR_N (40) busybox Jobs of 1–3 s
 //! with the real kubelet at concurrency 10, run by `kubevet run` and, as the floor, applied 10
@@ -146,6 +149,139 @@ fn floor(kubeconfig: &Path, n: usize) {
     );
 }
 
+/// What one orchestration run measured.
+struct Measured {
+    report: kubevet::outcome::RunReport,
+    requests: u64,
+    cpu: f64,
+    wall: Duration,
+    returned: std::time::SystemTime,
+}
+
+fn orchestrate(runtime: &tokio::runtime::Runtime, kubeconfig: &Path, work: &Path, sample_usage: bool) -> Measured {
+    let suite = suite::load(&work.join("kubevet.yaml")).expect("suite");
+    let cases = plan::plan(&suite, Default::default()).expect("plan");
+    runtime.block_on(async {
+        let cluster = Arc::new(Cluster::connect(Some(kubeconfig), None).await.expect("cluster"));
+        let (cpu0, requests0, start) = (cpu_ms(), cluster.requests(), Instant::now());
+        let options = RunOptions {
+            artifacts: work.join(if sample_usage { "artifacts-sampled" } else { "artifacts-unsampled" }),
+            concurrency: None,
+            fail_fast: false,
+            keep_on_failure: false,
+            github: false,
+            cluster_deleted_after: false,
+            sample_usage,
+        };
+        let report = run::run(
+            &suite,
+            cases,
+            cluster.clone(),
+            options,
+            kubevet::util::interrupt::interrupt_signal(),
+            Arc::new(kubevet::outcome::Quiet),
+        )
+        .await;
+        Measured {
+            report,
+            requests: cluster.requests() - requests0,
+            cpu: cpu_ms() - cpu0,
+            wall: start.elapsed(),
+            returned: std::time::SystemTime::now(),
+        }
+    })
+}
+
+/// The figures of one run, printed as one line; its requests and CPU per case returned.
+fn print_figures(
+    m: &Measured,
+    completions: &HashMap<String, f64>,
+    (n, c, d): (usize, usize, f64),
+    sampling: &str,
+) -> (f64, f64) {
+    let report = &m.report;
+    let passed = report.results.iter().filter(|r| r.outcome == kubevet::outcome::Outcome::Passed).count();
+    let unix_ms =
+        |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let mut overhead: Vec<f64> = report.results.iter().map(|r| (r.seconds - d) * 1000.0).collect();
+    let mut detect: Vec<f64> = report
+        .results
+        .iter()
+        .filter_map(|r| {
+            let pod = format!("{}/{}", r.namespace.as_deref()?, r.pods.first()?);
+            Some(unix_ms(r.ended?) - completions.get(&pod)?)
+        })
+        .collect();
+    let last_end = report.results.iter().filter_map(|r| r.finished_at).max().map(unix_ms).unwrap_or(0.0);
+    let wall_s = m.wall.as_secs_f64();
+    // From the last case giving its slot back to the run returning: waiting for namespaces.
+    let tail_s = ((unix_ms(m.returned) - last_end) / 1000.0).max(0.0);
+    let ideal_s = (n as f64 / c as f64).ceil() * d;
+    eprintln!("sampling {sampling}: cases passed: {passed}/{n}; detections measured: {}", detect.len());
+    for phase in ["apply", "scheduling", "running", "collecting", "cleanup"] {
+        let mut seconds: Vec<f64> = report
+            .results
+            .iter()
+            .flat_map(|r| r.phases.iter().filter(|p| p.name == phase).map(|p| p.seconds * 1000.0))
+            .collect();
+        eprintln!(
+            "sampling {sampling}: phase {phase}: p50_ms={:.0} p99_ms={:.0}",
+            support::percentile(&mut seconds, 50.0),
+            support::percentile(&mut seconds, 99.0)
+        );
+    }
+    let (requests_per_case, cpu_per_case) = (m.requests as f64 / n as f64, m.cpu / n as f64);
+    println!(
+        "orchestration: sampling={sampling} n={n} concurrency={c} duration_s={d} wall_s={wall_s:.2} ideal_s={ideal_s:.0} wall_over_ideal={:.3} slot_overhead_p50_ms={:.0} slot_overhead_p99_ms={:.0} tail_s={tail_s:.2} requests_per_case={requests_per_case:.1} detect_p50_ms={:.0} detect_p99_ms={:.0} cpu_ms_per_case={cpu_per_case:.1}",
+        (wall_s - tail_s) / ideal_s,
+        support::percentile(&mut overhead, 50.0),
+        support::percentile(&mut overhead, 99.0),
+        support::percentile(&mut detect, 50.0),
+        support::percentile(&mut detect, 99.0),
+    );
+    (requests_per_case, cpu_per_case)
+}
+
+/// How long one read of the real node's kubelet `/metrics/resource` and of the stand-in
+/// training operator's `/metrics` take through the API server's proxy (and the request layer).
+fn scrape_latency(runtime: &tokio::runtime::Runtime, kubeconfig: &Path) {
+    runtime.block_on(async {
+        let cluster = Cluster::connect(Some(kubeconfig), None).await.expect("cluster");
+        let node = cluster
+            .node_names()
+            .await
+            .expect("nodes")
+            .into_iter()
+            .find(|n| n != NODE)
+            .expect("the test cluster's node");
+        let routes = [
+            ("kubelet_resource", format!("/api/v1/nodes/{node}/proxy/metrics/resource")),
+            ("kubelet_cadvisor", format!("/api/v1/nodes/{node}/proxy/metrics/cadvisor")),
+            ("operator", "/api/v1/namespaces/kubeflow/services/training-operator:8080/proxy/metrics".to_string()),
+        ];
+        for (name, route) in routes {
+            let mut ms = Vec::new();
+            let mut bytes = 0;
+            for _ in 0..30 {
+                let start = Instant::now();
+                match cluster.proxied_text(&route).await {
+                    Ok(text) => {
+                        ms.push(start.elapsed().as_secs_f64() * 1000.0);
+                        bytes = text.len();
+                    }
+                    Err(e) => eprintln!("scrape {name}: {}", e.message),
+                }
+            }
+            println!(
+                "scrape: route={name} reads={} bytes={bytes} p50_ms={:.1} p99_ms={:.1}",
+                ms.len(),
+                support::percentile(&mut ms.clone(), 50.0),
+                support::percentile(&mut ms, 99.0)
+            );
+        }
+    });
+}
+
 fn main() {
     tracing_subscriber::fmt().with_env_filter("kubevet=warn").with_writer(std::io::stderr).init();
     let n = env_number("BENCH_N", 200.0) as usize;
@@ -162,30 +298,9 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let suite = suite::load(&work.path().join("kubevet.yaml")).expect("suite");
-    let cases = plan::plan(&suite, Default::default()).expect("plan");
-    let (report, requests, cpu, wall, returned) = runtime.block_on(async {
-        let cluster = Arc::new(Cluster::connect(Some(&kubeconfig), None).await.expect("cluster"));
-        let (cpu0, requests0, start) = (cpu_ms(), cluster.requests(), Instant::now());
-        let options = RunOptions {
-            artifacts: work.path().join("artifacts"),
-            concurrency: None,
-            fail_fast: false,
-            keep_on_failure: false,
-            github: false,
-            cluster_deleted_after: false,
-        };
-        let report = run::run(
-            &suite,
-            cases,
-            cluster.clone(),
-            options,
-            kubevet::util::interrupt::interrupt_signal(),
-            Arc::new(kubevet::outcome::Quiet),
-        )
-        .await;
-        (report, cluster.requests() - requests0, cpu_ms() - cpu0, start.elapsed(), std::time::SystemTime::now())
-    });
+    // The same cases with the kubelets sampled and, as the peer, without.
+    let sampled = orchestrate(&runtime, &kubeconfig, work.path(), true);
+    let unsampled = orchestrate(&runtime, &kubeconfig, work.path(), false);
     let _ = helper.kill();
     let _ = helper.wait();
     let _ = Command::new("kubectl")
@@ -194,55 +309,20 @@ fn main() {
         .args(["delete", "node", NODE, "--wait=false"])
         .output();
 
-    let passed = report.results.iter().filter(|r| r.outcome == kubevet::outcome::Outcome::Passed).count();
     let completions: HashMap<String, f64> = std::fs::read_to_string(&record)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_once(' ').and_then(|(pod, ms)| Some((pod.to_string(), ms.parse().ok()?))))
         .collect();
-    let unix_ms =
-        |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
-    let mut overhead: Vec<f64> = report.results.iter().map(|r| (r.seconds - d) * 1000.0).collect();
-    let mut detect: Vec<f64> = report
-        .results
-        .iter()
-        .filter_map(|r| {
-            let pod = format!("{}/{}", r.namespace.as_deref()?, r.pods.first()?);
-            Some(unix_ms(r.ended?) - completions.get(&pod)?)
-        })
-        .collect();
-    let last_end = report.results.iter().filter_map(|r| r.finished_at).max().map(unix_ms).unwrap_or(0.0);
-    let wall_s = wall.as_secs_f64();
-    // From the last case giving its slot back to the run returning: waiting for namespaces.
-    let tail_s = ((unix_ms(returned) - last_end) / 1000.0).max(0.0);
-    let ideal_s = (n as f64 / c as f64).ceil() * d;
-    eprintln!(
-        "cases passed: {passed}/{n}; completions recorded: {}; detections measured: {}",
-        completions.len(),
-        detect.len()
-    );
-    for phase in ["apply", "scheduling", "running", "collecting", "cleanup"] {
-        let mut seconds: Vec<f64> = report
-            .results
-            .iter()
-            .flat_map(|r| r.phases.iter().filter(|p| p.name == phase).map(|p| p.seconds * 1000.0))
-            .collect();
-        eprintln!(
-            "phase {phase}: p50_ms={:.0} p99_ms={:.0}",
-            support::percentile(&mut seconds, 50.0),
-            support::percentile(&mut seconds, 99.0)
-        );
-    }
+    let on = print_figures(&sampled, &completions, (n, c, d), "on");
+    let off = print_figures(&unsampled, &completions, (n, c, d), "off");
     println!(
-        "orchestration: n={n} concurrency={c} duration_s={d} wall_s={wall_s:.2} ideal_s={ideal_s:.0} wall_over_ideal={:.3} slot_overhead_p50_ms={:.0} slot_overhead_p99_ms={:.0} tail_s={tail_s:.2} requests_per_case={:.1} detect_p50_ms={:.0} detect_p99_ms={:.0} cpu_ms_per_case={:.1}",
-        (wall_s - tail_s) / ideal_s,
-        support::percentile(&mut overhead, 50.0),
-        support::percentile(&mut overhead, 99.0),
-        requests as f64 / n as f64,
-        support::percentile(&mut detect, 50.0),
-        support::percentile(&mut detect, 99.0),
-        cpu / n as f64,
+        "sampling cost: requests_per_case={:+.1} cpu_ms_per_case={:+.1} wall_on_over_off={:.3}",
+        on.0 - off.0,
+        on.1 - off.1,
+        sampled.wall.as_secs_f64() / unsampled.wall.as_secs_f64()
     );
+    scrape_latency(&runtime, &kubeconfig);
     let floor_n = env_number("BENCH_FLOOR_N", 40.0) as usize;
     if floor_n > 0 {
         floor(&kubeconfig, floor_n);

@@ -212,6 +212,10 @@ struct RunArgs {
     /// Leave the namespaces of cases that did not pass, for a look.
     #[arg(long)]
     keep_on_failure: bool,
+    /// Do not sample the cases' pods' CPU and memory from the kubelets (no `nodes/proxy` reads;
+    /// no usage figures).
+    #[arg(long)]
+    no_usage: bool,
     /// GitHub Actions output: a group per case, annotations on the example files, a step
     /// summary (default when GITHUB_ACTIONS=true).
     #[arg(long)]
@@ -599,6 +603,7 @@ fn session(command: &RunCommand, color: ColorChoice) -> Result<Option<Session>, 
             keep_on_failure: run.keep_on_failure,
             github: run.github || std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
             cluster_deleted_after: false,
+            sample_usage: !run.no_usage,
         },
         history: run.history.path(),
         html: run.html.clone(),

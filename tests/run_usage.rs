@@ -173,6 +173,16 @@ fn each_containers_cpu_and_memory_are_measured_within_bounds_of_what_its_kernel_
     assert!(burner_bar.contains("class=\"request\"") && burner_bar.contains("class=\"limit\""), "{burner_bar}");
     assert!(bar_of("main").contains("data-badge=\"BestEffort\""), "{}", bar_of("main"));
     assert!(dom.contains("data-badge=\"OOMKilled\""), "the OOMKilled hog's badge");
+    // The burner's core-seconds across the four runs, the last one's figure beside the line.
+    let history_row = dom
+        .find("class=\"hrow\" data-example=\"examples.cpu-burner\"")
+        .and_then(|i| {
+            dom[i..].find("class=\"cpu-trend\"").map(|j| &dom[i + j..i + j + dom[i + j..].find("</td>").unwrap_or(0)])
+        })
+        .unwrap_or("");
+    let points = history_row.split("points=\"").nth(1).and_then(|p| p.split('"').next()).unwrap_or("");
+    assert_eq!(points.split(' ').count(), 4, "the four runs imported: {history_row}");
+    assert!(history_row.ends_with("8.50 s"), "{history_row}");
     let unused = dom.find("id=\"unused\"").map(|i| &dom[i..i + dom[i..].find("</table>").unwrap_or(0)]).unwrap_or("");
     assert!(unused.contains("examples/memory-hog.yaml") && unused.contains("examples/cpu-burner.yaml"), "{unused}");
     assert!(!unused.contains("examples/best-effort.yaml"), "asked for nothing, left nothing unused: {unused}");

@@ -20,7 +20,18 @@ fn check<'a>(result: &'a Value, name: &str) -> &'a Value {
 fn a_training_scripts_own_metrics_are_read_while_it_runs_and_asserted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let artifacts = dir.path().join("artifacts");
-    let out = run_suite(&repo().join("tests/fixtures/metrics-workload/kubevet.yaml"), &artifacts);
+    let html = dir.path().join("workload-metrics-report.html");
+    let out = support::kubevet()
+        .args(["run", "--no-history", "--suite"])
+        .arg(repo().join("tests/fixtures/metrics-workload/kubevet.yaml"))
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .expect("kubevet runs");
     assert_eq!(out.status.code(), Some(1), "the token-filtered case errs: {}{}", stdout(&out), support::stderr(&out));
 
     let trained = result_json(&artifacts, "examples.serves-metrics");
@@ -65,6 +76,20 @@ fn a_training_scripts_own_metrics_are_read_while_it_runs_and_asserted() {
         notes.contains(&format!("metrics source training-script: {} reads of 1 pods, 1 answered", reads.len())),
         "{notes}"
     );
+
+    // The report, in a real headless Chromium: each assertion with its verdict and every
+    // series it read before (nothing: the script did not exist), after, and the change.
+    let dom = support::chromium_dom(&format!("file://{}", html.display()));
+    let table = dom.find("id=\"metric-assertions\"").map(|i| &dom[i..i + dom[i..].find("</table>\n").unwrap_or(0)]);
+    let table = table.expect("the report's metric assertions");
+    let row =
+        table.find("trained ten steps").map(|i| &table[i..i + table[i..].find("</tr>\n").unwrap_or(0)]).unwrap_or("");
+    assert!(row.contains("class=\"cell passed\">passed</td>"), "{row}");
+    assert!(
+        row.contains("<td class=\"before\">—</td><td class=\"after\">10</td><td class=\"change\">+10</td>"),
+        "{row}"
+    );
+    assert!(row.contains(&format!("namespace=\"{namespace}\"")), "{row}");
 
     // The endpoint wants a token: an infrastructure error naming the route, not a verdict.
     let filtered = result_json(&artifacts, "examples.needs-token");

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::{
     Loaded,
+    assertions::{self, MetricView},
     health::{self, Health},
     store::{CaseRow, RunRow},
     usage,
@@ -120,6 +121,9 @@ struct HistoryRow {
     version: String,
     dots: Vec<Dot>,
     svg: String,
+    /// The example's core-seconds and peak memory over the runs it was measured in.
+    cpu_svg: String,
+    memory_svg: String,
 }
 
 #[derive(Serialize)]
@@ -172,6 +176,11 @@ fn seconds(s: f64) -> String {
 
 /// A sparkline of a case's durations over the runs (passes only), with the last value.
 fn sparkline(points: &[(usize, f64)], runs: usize) -> String {
+    trend(points, runs, "duration over runs", seconds)
+}
+
+/// A sparkline of `points` (run index, value) over `runs`, with the last value as `shown` says.
+fn trend(points: &[(usize, f64)], runs: usize, label: &str, shown: fn(f64) -> String) -> String {
     if points.is_empty() {
         return String::new();
     }
@@ -182,9 +191,9 @@ fn sparkline(points: &[(usize, f64)], runs: usize) -> String {
     let line: Vec<String> = points.iter().map(|(i, v)| format!("{:.1},{:.1}", x(*i), y(*v))).collect();
     let last = points.last().map(|p| p.1).unwrap_or(0.0);
     format!(
-        "<svg class=\"trend\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"duration over runs\"><polyline fill=\"none\" stroke=\"#1e88e5\" stroke-width=\"1.5\" points=\"{}\"/></svg> {}",
+        "<svg class=\"trend\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{label}\"><polyline fill=\"none\" stroke=\"#1e88e5\" stroke-width=\"1.5\" points=\"{}\"/></svg> {}",
         line.join(" "),
-        seconds(last)
+        shown(last)
     )
 }
 
@@ -235,6 +244,7 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
         regressions: regressions(&healths),
         summary: summary(latest, runs),
         unused,
+        metrics: metric_views(latest, &loaded.latest_metrics),
         versions,
         filters,
         matrix,
@@ -246,6 +256,20 @@ fn render(loaded: &Loaded, report_dir: &Path) -> Result<String> {
     template
         .render(minijinja::value::Serde(&page))
         .map_err(|e| Error::infrastructure_because("rendering the report", e))
+}
+
+/// The latest run's metric assertions, each with its case's example and Kubernetes version.
+fn metric_views(latest: &RunRow, metrics: &[super::store::CaseMetrics]) -> Vec<(String, String, MetricView)> {
+    assertions::views(metrics)
+        .into_iter()
+        .map(|view| {
+            let cell = usize::try_from(view.cell).ok().and_then(|i| latest.cells.get(i));
+            let example = cell
+                .and_then(|c| c.cases.iter().find(|k| k.id == view.case_id))
+                .map_or_else(|| view.case_id.clone(), |k| k.name.clone());
+            (example, cell.map(|c| c.kubernetes.clone()).unwrap_or_default(), view)
+        })
+        .collect()
 }
 
 /// What the report shows of the latest run: its filters' values, the matrix (a row per
@@ -460,6 +484,7 @@ fn history_rows(runs: &[RunRow], healths: &[Health]) -> Vec<HistoryRow> {
         let version = h.kubernetes.clone().unwrap_or_default();
         let mut dots = Vec::new();
         let mut durations = Vec::new();
+        let (mut cpu, mut memory) = (Vec::new(), Vec::new());
         for (i, run) in runs.iter().enumerate() {
             let case =
                 run.cells.iter().filter(|c| c.kubernetes == version).flat_map(|c| &c.cases).find(|c| c.id == h.id);
@@ -468,6 +493,8 @@ fn history_rows(runs: &[RunRow], healths: &[Health]) -> Vec<HistoryRow> {
                     if matches!(c.outcome.as_str(), "passed" | "flaky") {
                         durations.push((i, c.seconds));
                     }
+                    cpu.extend(c.cpu_seconds.map(|v| (i, v)));
+                    memory.extend(c.peak_memory_bytes.map(|v| (i, v)));
                     Dot {
                         css: css(c),
                         title: format!("{}: {} {}", run.id, c.outcome, c.reason.clone().unwrap_or_default()),
@@ -482,6 +509,8 @@ fn history_rows(runs: &[RunRow], healths: &[Health]) -> Vec<HistoryRow> {
             version,
             dots,
             svg: sparkline(&durations, runs.len()),
+            cpu_svg: trend(&cpu, runs.len(), "core-seconds over runs", |v| format!("{v:.2} s")),
+            memory_svg: trend(&memory, runs.len(), "peak memory over runs", crate::util::units::mib),
         });
     }
     history
@@ -532,6 +561,8 @@ struct Page<'a> {
     filters: [Filter; 5],
     matrix: Vec<MatrixRow>,
     cases: Vec<CaseView>,
+    /// The latest run's metric assertions, with the example and version of their case.
+    metrics: Vec<(String, String, MetricView)>,
     history_runs: Vec<RunHead>,
     history: Vec<HistoryRow>,
     health: Vec<HealthView>,

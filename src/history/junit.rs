@@ -207,6 +207,7 @@ fn case(test: &TestCase) -> std::result::Result<CaseFile, String> {
         artifacts: String::new(),
         log_tail: None,
         usage: Vec::new(),
+        metrics: Vec::new(),
         rest: Map::from_iter([("importedFrom".to_string(), json!("junit"))]),
         name,
     })

@@ -3,6 +3,7 @@
 //! the health (`html.rs`). `kubevet history import`, `kubevet health` and `kubevet report`.
 //! A stage after `report`: it reads what runs wrote.
 
+mod assertions;
 pub mod health;
 pub mod html;
 pub mod junit;
@@ -165,6 +166,8 @@ pub struct Loaded {
     pub all: Vec<RunRow>,
     /// What each container of the window's latest run used.
     pub latest_usage: Vec<store::ContainerRow>,
+    /// The metric assertions of the window's latest run.
+    pub latest_metrics: Vec<store::CaseMetrics>,
 }
 
 pub fn load(store: &Store, suite: Option<&str>, window: Window) -> Result<Loaded> {
@@ -175,11 +178,14 @@ pub fn load(store: &Store, suite: Option<&str>, window: Window) -> Result<Loaded
     let first = window_runs.first().map(|r| r.id.clone());
     let before: Vec<RunRow> = all.iter().take_while(|r| Some(&r.id) != first.as_ref()).cloned().collect();
     let earlier = before[before.len().saturating_sub(window.runs)..].to_vec();
-    let latest_usage = match window_runs.last() {
-        Some(latest) => store.container_usage(&latest.id).map_err(failed(&store.path))?,
-        None => Vec::new(),
+    let (latest_usage, latest_metrics) = match window_runs.last() {
+        Some(latest) => (
+            store.container_usage(&latest.id).map_err(failed(&store.path))?,
+            store.metric_checks(&latest.id).map_err(failed(&store.path))?,
+        ),
+        None => (Vec::new(), Vec::new()),
     };
-    Ok(Loaded { window: window_runs, earlier, all, latest_usage })
+    Ok(Loaded { window: window_runs, earlier, all, latest_usage, latest_metrics })
 }
 
 /// `kubevet health`: a table or JSON of every example's health.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, params};
 use serde_json::Value;
 
-use crate::util::run_file::{RunFile, UsageFile};
+use crate::util::run_file::{MetricFile, RunFile, UsageFile};
 
 /// What went wrong with the history database: SQLite's own error kept as the source.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,12 @@ pub enum StoreError {
     },
     #[error("integrity check failed: {0}")]
     Damaged(String),
+    #[error("the history's {what} does not read back: {source}")]
+    Unreadable {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error(
         "{path} has history schema {found}, newer than this kubevet's ({supported}); upgrade kubevet or use --history with another file"
     )]
@@ -137,6 +143,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE cases ADD COLUMN cpu_seconds REAL;
     ALTER TABLE cases ADD COLUMN peak_memory_bytes REAL;
     ALTER TABLE cases ADD COLUMN usage_coverage REAL;",
+    // 5: a case's metric assertions as judged (JSON, as run.json has them), which the report
+    // shows with their series before, after and the change; NULL: none.
+    "ALTER TABLE cases ADD COLUMN metrics TEXT;",
 ];
 
 pub struct Store {
@@ -205,6 +214,14 @@ pub struct CaseRow {
     pub cpu_seconds: Option<f64>,
     pub peak_memory_bytes: Option<f64>,
     pub usage_coverage: Option<f64>,
+}
+
+/// The metric assertions of one case of a run, as `run.json` gave them.
+#[derive(Debug, Clone)]
+pub struct CaseMetrics {
+    pub cell: i64,
+    pub case_id: String,
+    pub checks: Vec<MetricFile>,
 }
 
 /// One container of a case of a run, as the history keeps its usage: the figures as
@@ -330,8 +347,8 @@ impl Store {
             )?;
             let mut case_insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO cases (run, cell, case_id, name, profile, tier, outcome, class, reason, seconds, phases, attempts, artifacts, log_tail,
-                 cpu_seconds, peak_memory_bytes, usage_coverage)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 cpu_seconds, peak_memory_bytes, usage_coverage, metrics)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?;
             let mut usage_insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO container_usage (run, cell, case_id, pod, container, cpu_seconds, peak_memory_bytes, coverage, low_confidence, oom_killed,
@@ -361,6 +378,7 @@ impl Store {
                     case.usage.iter().filter_map(|u| u.cpu_seconds).reduce(|a, b| a + b),
                     case.usage.iter().filter_map(|u| u.peak_memory_bytes).reduce(f64::max),
                     case.usage.iter().map(|u| u.coverage).reduce(f64::min),
+                    (!case.metrics.is_empty()).then(|| serde_json::to_string(&case.metrics).unwrap_or_default()),
                 ])?;
                 for u in &case.usage {
                     usage_insert.execute(params![
@@ -537,7 +555,27 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 
-    /// How many runs the history holds, and its schema version.
+    /// The metric assertions of run `run`'s cases, by cell and case (cases with none left out).
+    pub fn metric_checks(&self, run: &str) -> Result<Vec<CaseMetrics>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT cell, case_id, metrics FROM cases WHERE run = ?1 AND metrics IS NOT NULL ORDER BY cell, case_id",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![run], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(sql)?;
+        let mut found = Vec::new();
+        for row in rows {
+            let (cell, case_id, text) = row.map_err(sql)?;
+            let checks = serde_json::from_str(&text)
+                .map_err(|source| StoreError::Unreadable { what: format!("metric assertions of {case_id}"), source })?;
+            found.push(CaseMetrics { cell, case_id, checks });
+        }
+        Ok(found)
+    }
+
     /// What each container of run `run` used, by cell and case.
     pub fn container_usage(&self, run: &str) -> Result<Vec<ContainerRow>, StoreError> {
         let mut stmt = self
@@ -577,6 +615,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql)
     }
 
+    /// How many runs the history holds, and its schema version.
     pub fn summary(&self) -> Result<(usize, usize), StoreError> {
         let runs: i64 = self.conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).map_err(sql)?;
         let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;

@@ -152,7 +152,9 @@ impl CaseRun<'_> {
             seen[*a] = state;
         }
         let pod_states = pods.clone();
-        self.measure(sampled, &pod_states, &mut result);
+        if let Some(sampled) = sampled {
+            self.measure(sampled, &pod_states, &mut result);
+        }
         let evidence = self.collect_into(&mut result, &namespace, &made.applied, (seen, Some(pods)), interrupted).await;
         let ended = metrics::Ended::of(&waited.ending);
         let (mut outcome, mut class, mut reason) =

@@ -51,6 +51,8 @@ pub struct RunOptions {
     /// The cluster is deleted right after the run (kind without `--reuse`, a container
     /// cluster): namespaces are deleted but not waited for, since nothing can be left behind.
     pub cluster_deleted_after: bool,
+    /// Each case's pods' CPU and memory sampled from the kubelets (`--no-usage` turns it off).
+    pub sample_usage: bool,
 }
 
 /// The report of a run whose cases could not start (an operator failed to install).
@@ -95,7 +97,11 @@ pub async fn run(
         breaker: Arc::new(Breaker::new(runnable, suite.defaults.circuit_breaker)),
         slots: Arc::new(Semaphore::new(concurrency)),
         namespaces: namespaces.clone(),
-        usage: UsageSampler::start(cluster.clone(), usage::SAMPLE_INTERVAL),
+        usage: if options.sample_usage {
+            UsageSampler::start(cluster.clone(), usage::SAMPLE_INTERVAL)
+        } else {
+            UsageSampler::off()
+        },
         windows: metrics::CaseWindows::default(),
         run_id: run_id.clone(),
         options: options.clone(),

@@ -90,6 +90,9 @@ pub struct CaseFile {
     /// imported from JUnit): nothing measured, which no health figure reads as zero.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<UsageFile>,
+    /// The case's metric assertions as judged; absent before kubevet had them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricFile>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
@@ -113,6 +116,24 @@ pub struct UsageFile {
     pub memory_limit_bytes: Option<f64>,
     #[serde(default)]
     pub accelerators: Vec<String>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// A metric assertion as the report shows it: its verdict, and the series it read before and
+/// after the case (`result.json` has the rest).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricFile {
+    pub name: String,
+    pub expect: String,
+    pub verdict: String,
+    #[serde(default)]
+    pub before: Vec<(String, f64)>,
+    #[serde(default)]
+    pub after: Vec<(String, f64)>,
+    #[serde(default)]
+    pub notes: Vec<String>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }

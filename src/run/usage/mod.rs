@@ -65,7 +65,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct UsageSampler {
     shared: Arc<Mutex<Shared>>,
-    _task: Arc<Stop>,
+    /// None: sampling is off (`--no-usage`).
+    task: Option<Arc<Stop>>,
 }
 
 /// Stops the sampling task when the run's last handle goes.
@@ -81,14 +82,20 @@ impl UsageSampler {
     pub fn start(cluster: Arc<Cluster>, interval: Duration) -> UsageSampler {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let task = tokio::spawn(sample(cluster, shared.clone(), interval));
-        UsageSampler { shared, _task: Arc::new(Stop(task)) }
+        UsageSampler { shared, task: Some(Arc::new(Stop(task))) }
+    }
+
+    /// A sampler that samples nothing: no kubelet is read, and no case has usage figures.
+    pub fn off() -> UsageSampler {
+        UsageSampler { shared: Arc::default(), task: None }
     }
 
     /// Samples `namespace`'s pods from the next round on, until the registration is taken or
-    /// dropped (a case that ends early, or panics, stops its sampling too).
-    pub fn register(&self, namespace: &str) -> Registration {
+    /// dropped (a case that ends early, or panics, stops its sampling too); none when off.
+    pub fn register(&self, namespace: &str) -> Option<Registration> {
+        self.task.as_ref()?;
         lock(&self.shared).namespaces.entry(namespace.to_string()).or_default();
-        Registration { shared: self.shared.clone(), namespace: namespace.to_string() }
+        Some(Registration { shared: self.shared.clone(), namespace: namespace.to_string() })
     }
 }
 
