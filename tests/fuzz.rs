@@ -266,7 +266,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write(dir.path(), "scenarios/scenario.yaml", &text);
         let _ = timed(|| plan::scenario::is_scenario(&text))?;
-        if let Err(e) = timed(|| plan::scenario::read(&path, &text))? {
+        if let Err(e) = timed(|| plan::scenario::read(&path, &text, &Default::default()))? {
             located(&e)?;
         }
     }

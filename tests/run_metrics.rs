@@ -277,3 +277,57 @@ fn an_operator_restarted_mid_case_counts_from_zero_and_only_what_a_lower_bound_p
     let (before, after) = (start("before"), start("after"));
     assert!(before.is_some() && before != after, "{before:?} {after:?}");
 }
+
+#[test]
+fn a_scenarios_metrics_step_judges_what_the_operator_counted_since_its_first_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let artifacts = dir.path().join("artifacts");
+    let out = run_suite(&repo().join("tests/fixtures/metrics/kubevet.scenario.yaml"), &artifacts);
+    assert_eq!(out.status.code(), Some(1), "one scenario fails: {}{}", stdout(&out), support::stderr(&out));
+
+    let counted = result_json(&artifacts, "scenario-steps.counted");
+    assert_eq!(counted["outcome"], "passed", "{counted:#}");
+    for name in ["counted the job", "counted its success", "no reconcile panics"] {
+        assert_eq!(verdict_of(&counted, name), "passed", "{name}: {counted:#}");
+    }
+    let step = counted["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["action"] == "metrics"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!((step["name"].as_str(), step["outcome"].as_str()), (Some("the operator counted it"), Some("passed")));
+    // The snapshot before the first step, and the one the step read, each kept.
+    let evidence = artifacts.join("scenario-steps.counted/metrics");
+    for file in ["training-operator-before.txt", "training-operator-line-11.txt"] {
+        let scrape = std::fs::read_to_string(evidence.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            scrape.starts_with("# kubevet: /api/v1/namespaces/kubeflow/services/training-operator:8080/proxy/metrics")
+        );
+    }
+
+    let twice = result_json(&artifacts, "scenario-steps.counted-twice");
+    assert_eq!((twice["outcome"].as_str(), twice["class"].as_str()), (Some("failed"), Some("test")), "{twice:#}");
+    let reason = twice["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("steps[3] \"counted twice\" (metrics, line 11) failed: metric assertion \"counted twice\" did not hold: increase("),
+        "{reason}"
+    );
+    assert!(reason.ends_with("} 1)"), "what it read: {reason}");
+    let skipped = twice["steps"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "never reached")).cloned();
+    assert_eq!(skipped.map(|s| s["outcome"].clone()), Some(Value::from("skipped")));
+}
+
+#[test]
+fn a_scenarios_metrics_step_with_when_is_refused_at_its_position() {
+    let out = support::kubevet()
+        .args(["list", "--suite"])
+        .arg(repo().join("tests/fixtures/metrics/kubevet.scenario-when.yaml"))
+        .output()
+        .expect("kubevet list");
+    let err = support::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("scenario-when/when.yaml:6:7: `when` is for an example's assertions: a scenario's step is judged when it runs"),
+        "{err}"
+    );
+}

@@ -110,6 +110,7 @@ pub fn run(command: LintCommand) -> Result<i32> {
         rendered,
         cluster_openapi,
         pipeline_parameters,
+        metrics: suite.as_ref().map(|s| s.metrics.clone()).unwrap_or_default(),
     };
     let report = super::lint(&files, &options)?;
     match format {

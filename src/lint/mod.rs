@@ -85,6 +85,8 @@ pub struct LintOptions {
     /// The run parameters the suite gives each pipeline file, and where (`kubevet.yaml:LINE`):
     /// checked against what the pipeline declares.
     pub pipeline_parameters: Vec<(PathBuf, serde_json::Map<String, Value>, String)>,
+    /// The suite's metric sources, which scenarios' metrics steps name.
+    pub metrics: crate::suite::metrics::MetricsSettings,
 }
 
 const CLUSTER_SCOPED: &[&str] = &[
@@ -188,7 +190,7 @@ pub fn lint(files: &[PathBuf], options: &LintOptions) -> Result<LintReport> {
         // A scenario is read as `run` reads it: strictly, its CEL compiled, its files found.
         if crate::plan::scenario::is_scenario(&report.text) {
             report.documents = 1;
-            match crate::plan::scenario::read(path, &report.text) {
+            match crate::plan::scenario::read(path, &report.text, &options.metrics) {
                 Ok(_) => {}
                 Err(Error::Input { path: at, line, column, message, hint }) => {
                     let message = match hint {

@@ -377,7 +377,7 @@ fn notebook_case(suite: &Suite, path: PathBuf, rel: String, id: String) -> Resul
 /// A scenario file's case: its steps, and what the suite's overrides say of its path (over
 /// what the scenario says of itself).
 fn scenario_case(suite: &Suite, path: PathBuf, rel: String, id: String, text: &str) -> Result<Case> {
-    let read = scenario::read(&path, text)?;
+    let read = scenario::read(&path, text, &suite.metrics)?;
     let resolved = Resolved::of(suite, &rel);
     let timeout = resolved.timeout.or(read.timeout).or(suite.defaults.timeout).unwrap_or(overrides::DEFAULT_TIMEOUT);
     let retries = resolved.retries.unwrap_or(suite.defaults.retries);

@@ -1,6 +1,6 @@
 //! Scenario files (`kind: Scenario`): one case of ordered steps in a namespace of its own:
 //! apply (or expect a rejection), assert and error (waited for by watching), wait, script,
-//! exec, logs, delete; `catch` steps when a step fails, `finally` steps always. Read strictly:
+//! exec, logs, delete, metrics; `catch` steps when a step fails, `finally` steps always. Read strictly:
 //! an unknown key, bad CEL or a bad regular expression is an error at file:line:col.
 
 use std::{
@@ -20,6 +20,7 @@ use crate::{
         assertions::LogAssertion,
         checks::{self, Exec, ExecFile, Script, Words},
         log_assertion,
+        metrics::{self, MetricAssertion, MetricAssertionFile, MetricsSettings, When},
     },
     util::{
         cel::Expression,
@@ -108,6 +109,8 @@ pub enum StepAction {
         assertions: Vec<LogAssertion>,
     },
     Delete(Target),
+    /// Metric assertions over the operators' metrics before the scenario's first step and now.
+    Metrics(Vec<MetricAssertion>),
 }
 
 impl StepAction {
@@ -121,6 +124,7 @@ impl StepAction {
             StepAction::Exec(_) => "exec",
             StepAction::Logs { .. } => "logs",
             StepAction::Delete(_) => "delete",
+            StepAction::Metrics(_) => "metrics",
         }
     }
 }
@@ -174,6 +178,7 @@ struct StepFile {
     exec: Option<ExecFile>,
     logs: Option<LogsFile>,
     delete: Option<TargetFile>,
+    metrics: Option<Vec<MetricAssertionFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,7 +249,8 @@ pub struct Read {
     pub skip: Option<String>,
 }
 
-pub fn read(path: &Path, text: &str) -> Result<Read> {
+/// Reads a scenario file; its metrics steps name sources of `metric_settings` (the suite's).
+pub fn read(path: &Path, text: &str, metric_settings: &MetricsSettings) -> Result<Read> {
     let file: ScenarioFile = yaml::typed(path, text)?;
     let at =
         |s: &Spanned<String>, message: String| Error::input(path, s.referenced.line(), s.referenced.column(), message);
@@ -257,7 +263,7 @@ pub fn read(path: &Path, text: &str) -> Result<Read> {
     let _ = file.metadata;
     let spec = file.spec;
     let steps = |list: &[Spanned<StepFile>]| {
-        list.iter().enumerate().map(|(i, s)| step(path, text, s, i)).collect::<Result<Vec<_>>>()
+        list.iter().enumerate().map(|(i, s)| step((path, text), s, i, metric_settings)).collect::<Result<Vec<_>>>()
     };
     let scenario = Scenario { steps: steps(&spec.steps)?, catch: steps(&spec.catch)?, finally: steps(&spec.finally)? };
     if scenario.steps.is_empty() {
@@ -277,7 +283,37 @@ fn target(path: &Path, text: &str, t: &TargetFile) -> Result<Target> {
     })
 }
 
-fn step(path: &Path, text: &str, file: &Spanned<StepFile>, index: usize) -> Result<Step> {
+/// A metrics step's assertions: on the operators' sources (a workload's is read while an
+/// example's pods run, not at a step), always judged (a scenario has no workload's ending).
+fn metric_step(
+    (path, text): (&Path, &str),
+    list: &[MetricAssertionFile],
+    settings: &MetricsSettings,
+    here: impl Fn(&str) -> Error,
+) -> Result<Vec<MetricAssertion>> {
+    if list.is_empty() {
+        return Err(here("a metrics step with no assertion"));
+    }
+    let assertions =
+        list.iter().map(|m| metrics::assertion(path, text, m, None, settings)).collect::<Result<Vec<_>>>()?;
+    if assertions.iter().any(|a| settings.source(&a.source).is_some_and(metrics::MetricSource::is_workload)) {
+        return Err(here(
+            "a metrics step reads an operator's source: a workload's own source is read while an example's pods run",
+        ));
+    }
+    if assertions.iter().any(|a| a.when != When::Always) {
+        return Err(here("`when` is for an example's assertions: a scenario's step is judged when it runs")
+            .with_hint("remove `when:`; put the step where the scenario has what it asserts"));
+    }
+    Ok(assertions)
+}
+
+fn step(
+    (path, text): (&Path, &str),
+    file: &Spanned<StepFile>,
+    index: usize,
+    settings: &MetricsSettings,
+) -> Result<Step> {
     let s = &file.value;
     let (line, column) = (file.referenced.line(), file.referenced.column());
     let here = |message: &str| Error::input(path, line, column, message.to_string());
@@ -291,9 +327,10 @@ fn step(path: &Path, text: &str, file: &Spanned<StepFile>, index: usize) -> Resu
         s.exec.is_some(),
         s.logs.is_some(),
         s.delete.is_some(),
+        s.metrics.is_some(),
     ];
     if given.iter().filter(|g| **g).count() != 1 {
-        return Err(here("a step has exactly one of apply, assert, error, wait, script, exec, logs, delete")
+        return Err(here("a step has exactly one of apply, assert, error, wait, script, exec, logs, delete, metrics")
             .with_hint("split it into two steps, in the order they should run"));
     }
     if s.expect_error.is_some() && s.apply.is_none() {
@@ -382,6 +419,8 @@ fn step(path: &Path, text: &str, file: &Spanned<StepFile>, index: usize) -> Resu
         StepAction::Logs { selector: l.selector.clone(), assertions }
     } else if let Some(t) = &s.delete {
         StepAction::Delete(target(path, text, t)?)
+    } else if let Some(list) = &s.metrics {
+        StepAction::Metrics(metric_step((path, text), list, settings, here)?)
     } else {
         return Err(here("a step with nothing to do"));
     };

@@ -28,7 +28,7 @@ use crate::{
     plan::Case,
     suite::{
         ClassRule, Defaults, Expect, FailureClass, assertions::LogSource, gpu::GpuMode, gpu::GpuSettings,
-        profile::Profile,
+        metrics::MetricAssertion, profile::Profile,
     },
     util::{ids::random_hex, yaml::Document},
 };
@@ -129,7 +129,9 @@ impl CaseRun<'_> {
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
         let sampled = self.usage.register(&namespace);
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
-        let Some(before) = self.metrics_before(&mut result).await else { return (result, Some(cleanup)) };
+        let Some(before) = self.metrics_before(&case.metrics, &mut result).await else {
+            return (result, Some(cleanup));
+        };
         let made = self.apply_objects(&objects, &namespace, &mut result, &mut cleanup).await;
         result.phases.push(Phase::since("apply", clock));
         let Some(made) = made else { return (result, Some(cleanup)) };
@@ -177,15 +179,19 @@ impl CaseRun<'_> {
         (result, Some(cleanup))
     }
 
-    /// The snapshot of the metrics the case's assertions read, before anything is applied, and
-    /// the case's window among the run's; none to read (`Some(None)`), or the case ended as an
+    /// The snapshot of the metrics `assertions` read, before anything is applied, and the
+    /// case's window among the run's; none to read (`Some(None)`), or the case ended as an
     /// error naming the route that could not be read (`None`).
-    async fn metrics_before(&self, result: &mut CaseResult) -> Option<Option<(usize, metrics::Snapshot)>> {
-        if self.case.metrics.is_empty() {
+    pub(super) async fn metrics_before(
+        &self,
+        assertions: &[MetricAssertion],
+        result: &mut CaseResult,
+    ) -> Option<Option<(usize, metrics::Snapshot)>> {
+        if assertions.is_empty() {
             return Some(None);
         }
         let window = self.windows.open(&self.case.name);
-        match metrics::before(self.cluster, &self.case.metrics, self.metric_settings).await {
+        match metrics::before(self.cluster, assertions, self.metric_settings).await {
             Ok(snapshot) => {
                 if let Err(e) = metrics::keep(&self.dir, "before", &snapshot) {
                     result.collect_problems.push(format!("metrics evidence: {e}"));

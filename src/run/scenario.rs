@@ -10,20 +10,35 @@ use tokio::time::Instant;
 
 use super::{
     case::{self, CaseRun, Cleanup},
-    classify, extended,
+    classify, extended, metrics,
     steps::{Scope, Verdict, evidence_name},
 };
 use crate::{
     cluster::Applied,
-    outcome::{CaseResult, Outcome, Phase, StepOutcome, StepReport},
+    outcome::{CaseResult, MetricCheck, Outcome, Phase, StepOutcome, StepReport},
     plan::{Scenario, Step, StepAction},
-    suite::{Expect, FailureClass},
+    suite::{Expect, FailureClass, metrics::MetricAssertion},
     util::duration::deadline as deadline_after,
 };
 
 /// The time a section's steps may take together; never overflows.
 fn total(steps: &[Step]) -> Duration {
     steps.iter().fold(Duration::ZERO, |sum, s| sum.saturating_add(s.timeout))
+}
+
+/// A scenario's metrics: the snapshot before its first step (and its window among the run's),
+/// what its metrics steps judged, and evidence that could not be kept.
+#[derive(Default)]
+struct ScenarioMetrics {
+    before: Option<(usize, metrics::Snapshot)>,
+    checks: Vec<MetricCheck>,
+    problems: Vec<String>,
+}
+
+/// What a case's steps share as they run: the objects they applied and the metrics read.
+struct Made {
+    applied: Vec<Applied>,
+    metrics: ScenarioMetrics,
 }
 
 /// How a list of steps ended.
@@ -85,25 +100,32 @@ impl CaseRun<'_> {
             replica_label: None,
             cancel: self.cancel.clone(),
         };
+        let assertions = metric_assertions(scenario);
+        let Some(before) = self.metrics_before(&assertions, &mut result).await else { return (result, Some(cleanup)) };
+        let mut made = Made { applied: Vec::new(), metrics: ScenarioMetrics { before, ..ScenarioMetrics::default() } };
         let deadline = deadline_after(case.timeout.0);
-        let mut applied: Vec<Applied> = Vec::new();
         let clock = Instant::now();
-        let ended = self.steps("steps", &scenario.steps, &scope, deadline, &mut applied, &mut result.steps).await;
+        let ended = self.steps("steps", &scenario.steps, &scope, deadline, &mut made, &mut result.steps).await;
         if !matches!(ended, Ended::Passed | Ended::Interrupted) {
             // Catch steps get their own timeouts, even when the scenario's has run out.
             let catch_deadline = deadline_after(total(&scenario.catch));
-            self.steps("catch", &scenario.catch, &scope, catch_deadline, &mut applied, &mut result.steps).await;
+            self.steps("catch", &scenario.catch, &scope, catch_deadline, &mut made, &mut result.steps).await;
         }
         result.phases.push(Phase::since("steps", clock));
         result.ended = Some(std::time::SystemTime::now());
         let interrupted = matches!(ended, Ended::Interrupted);
-        let unseen = (vec![None; applied.len()], None);
-        let evidence = self.collect_into(&mut result, &namespace, &applied, unseen, interrupted).await;
+        let unseen = (vec![None; made.applied.len()], None);
+        let evidence = self.collect_into(&mut result, &namespace, &made.applied, unseen, interrupted).await;
         if !interrupted {
             let finally_deadline = deadline_after(total(&scenario.finally));
-            self.steps("finally", &scenario.finally, &scope, finally_deadline, &mut applied, &mut result.steps).await;
+            self.steps("finally", &scenario.finally, &scope, finally_deadline, &mut made, &mut result.steps).await;
         }
-        for a in &applied {
+        if let Some((window, _)) = made.metrics.before.take() {
+            self.windows.close(window);
+        }
+        result.metrics = std::mem::take(&mut made.metrics.checks);
+        result.collect_problems.append(&mut made.metrics.problems);
+        for a in &made.applied {
             match a.namespace {
                 None => cleanup.cluster_scoped.push(a.clone()),
                 Some(_) => cleanup.unfinished.push(a.clone()),
@@ -151,7 +173,7 @@ impl CaseRun<'_> {
         steps: &[Step],
         scope: &Scope<'_>,
         deadline: Instant,
-        applied: &mut Vec<Applied>,
+        made: &mut Made,
         reports: &mut Vec<StepReport>,
     ) -> Ended {
         let mut ended = Ended::Passed;
@@ -177,7 +199,7 @@ impl CaseRun<'_> {
             let mut cancel = scope.cancel.clone();
             // An interrupt drops the step: a script's process is killed with it.
             let ran = tokio::select! {
-                ran = tokio::time::timeout(remaining, self.step(step, scope, applied, &evidence)) => ran,
+                ran = tokio::time::timeout(remaining, self.step(step, scope, made, &evidence)) => ran,
                 _ = cancel.wait_for(|c| *c) => Ok(Verdict::Error("interrupted".into())),
             };
             let seconds = clock.elapsed().as_secs_f64();
@@ -201,16 +223,10 @@ impl CaseRun<'_> {
         ended
     }
 
-    async fn step(
-        &self,
-        step: &Step,
-        scope: &Scope<'_>,
-        applied: &mut Vec<Applied>,
-        evidence: &std::path::Path,
-    ) -> Verdict {
+    async fn step(&self, step: &Step, scope: &Scope<'_>, made: &mut Made, evidence: &std::path::Path) -> Verdict {
         match &step.action {
             StepAction::Apply { objects, expect_error, .. } => {
-                scope.apply(objects, expect_error.as_ref(), applied).await
+                scope.apply(objects, expect_error.as_ref(), &mut made.applied).await
             }
             StepAction::Assert(target) => scope.assert(target, step.timeout).await,
             StepAction::Error { target, hold } => scope.error(target, *hold).await,
@@ -219,6 +235,51 @@ impl CaseRun<'_> {
             StepAction::Exec(exec) => scope.exec(exec, step.timeout, evidence).await,
             StepAction::Logs { selector, assertions } => scope.logs(selector.as_deref(), assertions).await,
             StepAction::Delete(target) => scope.delete(target).await,
+            StepAction::Metrics(assertions) => {
+                self.metrics_step(assertions, scope.namespace, &mut made.metrics, step.line).await
+            }
         }
     }
+
+    /// A metrics step: the sources its assertions read, re-read until stable, judged against
+    /// the snapshot before the scenario's first step; kept as `metrics/<source>-line-<N>.txt`.
+    async fn metrics_step(
+        &self,
+        assertions: &[MetricAssertion],
+        namespace: &str,
+        read: &mut ScenarioMetrics,
+        line: u64,
+    ) -> Verdict {
+        let Some((window, before)) = &read.before else {
+            return Verdict::Error("no snapshot of the metrics was taken before the scenario".into());
+        };
+        let (after, notes) = match metrics::after(self.cluster, assertions, self.metric_settings).await {
+            Ok(read) => read,
+            Err(e) => return Verdict::Error(e.to_string()),
+        };
+        if let Err(e) = metrics::keep(&self.dir, &format!("line-{line}"), &after) {
+            read.problems.push(format!("metrics evidence: {e}"));
+        }
+        read.problems.extend(notes);
+        let overlapping = self.windows.overlapping(*window);
+        let ended = metrics::Ended::Neither;
+        let checks = metrics::judge(assertions, (before, &after), (namespace, &self.case.id), ended, &overlapping);
+        let verdict = metrics::step_verdict(&checks);
+        read.checks.extend(checks);
+        verdict
+    }
+}
+
+/// Every metric assertion of the scenario's metrics steps (steps, catch and finally).
+fn metric_assertions(scenario: &Scenario) -> Vec<MetricAssertion> {
+    let sections = [&scenario.steps, &scenario.catch, &scenario.finally];
+    sections
+        .into_iter()
+        .flatten()
+        .filter_map(|s| match &s.action {
+            StepAction::Metrics(assertions) => Some(assertions.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }

@@ -72,26 +72,26 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The cases of a JUnit file as junitparser reads them.
-pub fn junit(path: &Path) -> Vec<Value> {
+/// What `tests/support/<script>` (a real consumer's reader, not kubevet's code) prints as JSON of
+/// the file at `path`; `reader` names the consumer when it cannot read it.
+fn read_by(script: &str, reader: &str, path: &Path) -> Vec<Value> {
     let out = Command::new("python3")
-        .arg(repo().join("tests/support/junit_to_json.py"))
+        .arg(repo().join("tests/support").join(script))
         .arg(path)
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "junitparser could not read {}: {}", path.display(), stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("junit_to_json prints JSON")
+    assert!(out.status.success(), "{reader} could not read {}: {}", path.display(), stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON: {e}"))
+}
+
+/// The cases of a JUnit file as junitparser reads them.
+pub fn junit(path: &Path) -> Vec<Value> {
+    read_by("junit_to_json.py", "junitparser", path)
 }
 
 /// The metric families of a Prometheus text exposition as prometheus_client's parser reads them.
 pub fn exposition(path: &Path) -> Vec<Value> {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/support/exposition_to_json.py"))
-        .arg(path)
-        .output()
-        .expect("python3 runs");
-    assert!(out.status.success(), "prometheus_client could not read {}: {}", path.display(), stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("exposition_to_json prints JSON")
+    read_by("exposition_to_json.py", "prometheus_client", path)
 }
 
 pub fn case<'a>(cases: &'a [Value], name: &str) -> &'a Value {

@@ -330,6 +330,24 @@ fn series(s: &Sample) -> String {
     format!("{}{{{}}}", s.name, labels.join(","))
 }
 
+/// A scenario's metrics step's verdict over its checks: the first that did not hold fails it
+/// (class `test`), one that could not be evaluated makes it an error; inconclusive and not
+/// judged ones fail nothing.
+pub fn step_verdict(checks: &[MetricCheck]) -> crate::run::steps::Verdict {
+    use crate::run::steps::Verdict;
+    let detail = |c: &MetricCheck, what: &str| {
+        format!("metric assertion {:?} {what}: {}", c.name, step(c).detail.unwrap_or_default())
+    };
+    if let Some(c) = checks.iter().find(|c| c.verdict == "error") {
+        return Verdict::Error(detail(c, "could not be evaluated"));
+    }
+    if let Some(c) = checks.iter().find(|c| c.verdict == "failed") {
+        return Verdict::Failed(detail(c, "did not hold"), crate::suite::FailureClass::Test);
+    }
+    let each: Vec<String> = checks.iter().map(|c| format!("{} {}", c.name, c.verdict)).collect();
+    Verdict::Passed(Some(each.join("; ")))
+}
+
 /// A check as a report line among the case's steps.
 pub fn step(check: &MetricCheck) -> StepReport {
     let outcome = match check.verdict.as_str() {
@@ -398,10 +416,19 @@ impl CaseWindows {
     /// The case of window `index` took its after-snapshot: the other cases whose windows
     /// overlapped its own (still open, or closed after it opened).
     pub fn close(&self, index: usize) -> Vec<String> {
-        let mut windows = self.lock();
+        let overlapping = self.overlapping(index);
+        if let Some((_, _, end)) = self.lock().get_mut(index) {
+            *end = Some(Instant::now());
+        }
+        overlapping
+    }
+
+    /// The other cases whose windows overlapped window `index` up to now, which stays open (a
+    /// scenario's metrics step, with more to come).
+    pub fn overlapping(&self, index: usize) -> Vec<String> {
+        let windows = self.lock();
         let now = Instant::now();
-        let Some((name, start, end)) = windows.get_mut(index) else { return Vec::new() };
-        *end = Some(now);
+        let Some((name, start, _)) = windows.get(index) else { return Vec::new() };
         let (name, start) = (name.clone(), *start);
         let mut others: Vec<String> = windows
             .iter()
