@@ -125,6 +125,10 @@ fn a_workload_left_running_is_waited_for(run: &NotebookRun) {
     let after = result["notebook"]["verdictAfterSeconds"].as_f64().unwrap_or(0.0);
     assert!(after >= 4.0, "the verdict waited for the Job: {after}");
     assert_eq!(result["notebook"]["workloads"], serde_json::json!(["Job/background"]));
+    // The Job's pod is measured as an example's is: it ran 6 s, so it was sampled.
+    let usage = result["usage"].as_array().cloned().unwrap_or_default();
+    let pod = usage.iter().find(|u| u["pod"].as_str().is_some_and(|p| p.starts_with("background-")));
+    assert!(pod.is_some_and(|u| u["coverage"].as_f64().is_some_and(|c| c > 0.0)), "{usage:#?}");
 }
 
 /// On the TEST STAND-IN Trainer v2: one TrainJob the notebook waited for with the SDK, one it

@@ -122,6 +122,13 @@ fn each_step_behaviour_on_fixtures() {
     assert_eq!(steps(&wait)[1], row("steps", "complete", "wait", "passed"));
     // {{case}} and {{namespace}} are substituted in the objects applied and in the match.
     assert!(detail(&wait, "labelled and succeeded").contains("exists and matches"));
+    // The pods its steps made are measured as an example's are, their samples kept.
+    let usage = wait["usage"].as_array().cloned().unwrap_or_default();
+    assert!(
+        usage.iter().any(|u| u["pod"].as_str().is_some_and(|p| p.starts_with("slow-")) && u["container"] == "main"),
+        "{wait:#}"
+    );
+    assert!(dir.path().join("wait-condition/usage-samples.json").is_file());
 
     let appears = result(dir.path(), "error-appears");
     assert_eq!(appears["outcome"], "passed", "{appears:#}");

@@ -255,6 +255,21 @@ impl CaseRun<'_> {
 
     /// What the case's containers used, from the samples of its namespace (kept as evidence,
     /// `usage-samples.json`); sampling stops here, with the workloads ended.
+    /// The same for a case that knows its pods only by its namespace (a scenario, a
+    /// notebook): the pods there now, those its steps deleted no more measured.
+    pub(super) async fn measure_namespace(
+        &self,
+        sampled: Option<usage::Registration>,
+        namespace: &str,
+        result: &mut CaseResult,
+    ) {
+        let Some(sampled) = sampled else { return };
+        match self.cluster.list_pods(namespace, None).await {
+            Ok(pods) => self.measure(sampled, &pods, result),
+            Err(e) => result.collect_problems.push(format!("usage: {}", e.message)),
+        }
+    }
+
     fn measure(&self, sampled: usage::Registration, pods: &[Pod], result: &mut CaseResult) {
         let samples = sampled.take();
         result.usage = usage::usage_of(&samples, pods, jiff::Timestamp::now().as_millisecond());

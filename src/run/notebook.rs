@@ -57,6 +57,7 @@ impl CaseRun<'_> {
             return (result, None);
         }
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
+        let sampled = self.usage.register(&namespace);
         let cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
         let (kinds, seen, watches) = self.watch_workloads(&namespace).await;
         let clock = Instant::now();
@@ -74,6 +75,7 @@ impl CaseRun<'_> {
         run.workloads = made.iter().map(|m| format!("{}/{}", m.applied.kind.resource.kind, m.applied.name)).collect();
         let (outcome, class, mut reason) =
             self.judge_made(stop, notebook.judge, &namespace, &made, ends, &mut result).await;
+        self.measure_namespace(sampled, &namespace, &mut result).await;
         if !result.cpu_smoke.is_empty() {
             reason = format!("CPU smoke test (with {}): {reason}", result.cpu_smoke.join(", "));
         }

@@ -89,6 +89,7 @@ impl CaseRun<'_> {
         let Some(scenario) = self.fit_scenario(scenario, &mut result).await else { return (result, None) };
         let scenario = scenario.as_ref();
         let Some(namespace) = self.open_namespace(&mut result).await else { return (result, None) };
+        let sampled = self.usage.register(&namespace);
         let mut cleanup = Cleanup { namespace: namespace.clone(), unfinished: Vec::new(), cluster_scoped: Vec::new() };
         let artifacts = result.artifacts.clone();
         let scope = Scope {
@@ -113,6 +114,7 @@ impl CaseRun<'_> {
         }
         result.phases.push(Phase::since("steps", clock));
         result.ended = Some(std::time::SystemTime::now());
+        self.measure_namespace(sampled, &namespace, &mut result).await;
         let interrupted = matches!(ended, Ended::Interrupted);
         let unseen = (vec![None; made.applied.len()], None);
         let evidence = self.collect_into(&mut result, &namespace, &made.applied, unseen, interrupted).await;
