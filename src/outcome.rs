@@ -200,6 +200,9 @@ pub struct ContainerUsage {
     pub pod: String,
     pub pod_uid: String,
     pub container: String,
+    /// An init container (it ran to completion before the others started).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
     /// Times the container restarted (its counters start again at each restart; summed).
     pub restarts: u32,
     /// CPU time in core-seconds up to the last sample: none when no sample was taken.

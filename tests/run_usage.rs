@@ -89,6 +89,19 @@ fn each_containers_cpu_and_memory_are_measured_within_bounds_of_what_its_kernel_
     let peak = killed["peakMemoryBytes"].as_f64().unwrap_or(0.0);
     assert!((48.0 * 1_048_576.0..=52.0 * 1_048_576.0).contains(&peak), "{killed:#}");
 
+    // An init container is measured too, first, and said to be one.
+    let init = result_json(&artifacts, "examples.init-container");
+    let containers: Vec<(&str, bool)> = init["usage"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| (u["container"].as_str().unwrap_or(""), u["init"].as_bool().unwrap_or(false)))
+        .collect();
+    assert_eq!(containers, vec![("prepare", true), ("main", false)], "{init:#}");
+    let prepare = &init["usage"][0];
+    assert!(prepare["runtimeSeconds"].as_f64().is_some_and(|s| (3.5..6.0).contains(&s)), "{prepare:#}");
+    assert!(prepare["coverage"].as_f64().is_some_and(|c| c > 0.0), "sampled while it ran: {prepare:#}");
+
     let cases = junit(&artifacts.join("junit.xml"));
     let burner_case = case(&cases, "examples/cpu-burner.yaml");
     let junit_cpu: f64 =

@@ -419,10 +419,15 @@ impl CaseRun<'_> {
         let ended = matches!(waited.ending, Ending::Succeeded(_) | Ending::Failed(_));
         let mut pods = std::mem::take(&mut waited.pods);
         let mut running_since = waited.running_since;
-        if ended && running_since.is_none() {
+        let stale = pods
+            .iter()
+            .any(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")));
+        if ended && (running_since.is_none() || stale) {
             // The workload's watch and the pod watch are separate streams: a workload can be seen
-            // to end before any event of its pods. They are then listed once, so that no log goes
-            // missing, and the running phase is timed by the containers' own start and finish.
+            // to end before any event of its pods, or before their last (an OOM kill's reason).
+            // They are then listed once, so that no log goes missing and the verdict, class and
+            // figures read the pods as they ended; the running phase, when no pod was seen to
+            // run, is timed by the containers' own start and finish.
             match self.cluster.list_pods(namespace, None).await {
                 Ok(listed) => pods = listed,
                 // With no pod seen at all, nothing could be judged by its pods or logs.
@@ -433,8 +438,10 @@ impl CaseRun<'_> {
                     result.collect_problems.push(format!("listing the pods after the end (kept the watch's): {e}"))
                 }
             }
-            running_since =
-                container_run_time(&pods).and_then(|ran| Instant::now().checked_sub(ran)).map(|s| s.max(clock));
+            if running_since.is_none() {
+                running_since =
+                    container_run_time(&pods).and_then(|ran| Instant::now().checked_sub(ran)).map(|s| s.max(clock));
+            }
         }
         match running_since {
             Some(running) if running > clock => {

@@ -23,9 +23,18 @@ pub fn usage_of(samples: &Samples, pods: &[Pod], now_ms: i64) -> Vec<ContainerUs
     let mut usage = Vec::new();
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
-        let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-        for container in containers {
+        let status = pod.status.as_ref();
+        let spec = pod.spec.as_ref();
+        let statuses = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+        let init_statuses = status.and_then(|s| s.init_container_statuses.as_deref()).unwrap_or_default();
+        let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+        let init_containers = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
+        // Init containers first, as they ran; the kubelet reports them like any other.
+        let all = init_containers
+            .iter()
+            .map(|c| (c, init_statuses, true))
+            .chain(containers.iter().map(|c| (c, statuses, false)));
+        for (container, statuses, init) in all {
             let Some(status) = statuses.iter().find(|s| s.name == container.name) else { continue };
             let Some((start_ms, end_ms)) = life(status, now_ms) else { continue };
             let series = samples.series.get(&name).and_then(|p| p.get(&container.name));
@@ -33,6 +42,7 @@ pub fn usage_of(samples: &Samples, pods: &[Pod], now_ms: i64) -> Vec<ContainerUs
             figures.pod.clone_from(&name);
             figures.pod_uid = pod.metadata.uid.clone().unwrap_or_default();
             figures.container.clone_from(&container.name);
+            figures.init = init;
             figures.restarts = u32::try_from(status.restart_count).unwrap_or(0);
             figures.oom_killed = oom_killed(status);
             against_resources(&mut figures, container);
