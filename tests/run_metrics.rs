@@ -7,25 +7,10 @@
 mod support;
 
 use serde_json::Value;
-use support::{case, junit, repo, result_json, run_suite, stdout};
-
-fn verdicts(result: &Value) -> Vec<(String, String)> {
-    result["metrics"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|c| (c["name"].as_str().unwrap_or("").into(), c["verdict"].as_str().unwrap_or("").into()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use support::{case, junit, metric_check, repo, result_json, run_suite, stdout};
 
 fn verdict_of(result: &Value, name: &str) -> String {
-    verdicts(result)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no {name} in {result:#}"))
+    metric_check(result, name)["verdict"].as_str().unwrap_or("").to_string()
 }
 
 #[test]
@@ -47,11 +32,7 @@ fn metric_assertions_hold_or_fail_on_what_the_operator_counted_in_the_cases_name
         assert_eq!(verdict_of(&passes, name), "passed", "{name}: {passes:#}");
     }
     assert_eq!(verdict_of(&passes, "the operator counted its failure"), "not judged");
-    let created = passes["metrics"]
-        .as_array()
-        .and_then(|m| m.iter().find(|c| c["name"] == "the operator counted the job"))
-        .cloned()
-        .unwrap_or_default();
+    let created = metric_check(&passes, "the operator counted the job").clone();
     let namespace = passes["namespace"].as_str().expect("namespace").to_string();
     assert_eq!(
         created["expect"],
@@ -157,11 +138,7 @@ fn an_assertion_over_series_of_no_namespace_is_inconclusive_while_another_case_r
         [("examples.passes", "examples/counted-once.yaml"), ("examples.counted-once", "examples/passes.yaml")]
     {
         let result = result_json(&artifacts, id);
-        let panics = result["metrics"]
-            .as_array()
-            .and_then(|m| m.iter().find(|c| c["name"] == "no reconcile panics"))
-            .cloned()
-            .unwrap_or_default();
+        let panics = metric_check(&result, "no reconcile panics");
         assert_eq!(panics["verdict"], "inconclusive", "{result:#}");
         assert_eq!(panics["overlapping"], serde_json::json!([other]), "{panics:#}");
         // What names the case's namespace is judged all the same.
@@ -171,13 +148,7 @@ fn an_assertion_over_series_of_no_namespace_is_inconclusive_while_another_case_r
 
 #[test]
 fn an_unsupported_promql_function_is_refused_at_its_position_when_the_suite_loads() {
-    let out = support::kubevet()
-        .args(["list", "--suite"])
-        .arg(repo().join("tests/fixtures/metrics/kubevet.unsupported.yaml"))
-        .output()
-        .expect("kubevet list");
-    let err = support::stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = support::refused_at_load(&repo().join("tests/fixtures/metrics/kubevet.unsupported.yaml"));
     assert!(err.contains("kubevet.unsupported.yaml:11:22: metric assertion: the function rate is not supported; use one of increase, delta, last_over_time, absent"), "{err}");
 }
 
@@ -243,13 +214,7 @@ fn an_operator_restarted_mid_case_counts_from_zero_and_only_what_a_lower_bound_p
 
     let result = result_json(&artifacts, "restart.restarted-midway");
     assert_eq!(result["outcome"], "passed", "{result:#}");
-    let check = |name: &str| {
-        result["metrics"]
-            .as_array()
-            .and_then(|m| m.iter().find(|c| c["name"] == name))
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name} in {result:#}"))
-    };
+    let check = |name: &str| metric_check(&result, name);
     // A lower bound proves the job was counted, and its success.
     for name in ["the operator counted the job", "the operator counted its success"] {
         let c = check(name);
@@ -319,13 +284,7 @@ fn a_scenarios_metrics_step_judges_what_the_operator_counted_since_its_first_ste
 
 #[test]
 fn a_scenarios_metrics_step_with_when_is_refused_at_its_position() {
-    let out = support::kubevet()
-        .args(["list", "--suite"])
-        .arg(repo().join("tests/fixtures/metrics/kubevet.scenario-when.yaml"))
-        .output()
-        .expect("kubevet list");
-    let err = support::stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = support::refused_at_load(&repo().join("tests/fixtures/metrics/kubevet.scenario-when.yaml"));
     assert!(
         err.contains("scenario-when/when.yaml:6:7: `when` is for an example's assertions: a scenario's step is judged when it runs"),
         "{err}"

@@ -6,15 +6,7 @@
 
 mod support;
 
-use serde_json::Value;
-use support::{case, junit, repo, result_json, run_suite, stdout};
-
-fn check<'a>(result: &'a Value, name: &str) -> &'a Value {
-    result["metrics"]
-        .as_array()
-        .and_then(|m| m.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no {name} in {result:#}"))
-}
+use support::{case, junit, metric_check as check, repo, result_json, run_suite, stdout};
 
 #[test]
 fn a_training_scripts_own_metrics_are_read_while_it_runs_and_asserted() {

@@ -105,6 +105,23 @@ pub fn result_json(artifacts: &Path, id: &str) -> Value {
     serde_json::from_str(&text).expect("result.json is JSON")
 }
 
+/// The metric assertion `name` of a case's `result.json`; a missing one fails the test.
+pub fn metric_check<'a>(result: &'a Value, name: &str) -> &'a Value {
+    result["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no metric assertion {name} in {result:#}"))
+}
+
+/// What `kubevet list --suite SUITE` says on standard error when it refuses the suite at load
+/// (exit 2, bad input).
+pub fn refused_at_load(suite: &Path) -> String {
+    let out = kubevet().args(["list", "--suite"]).arg(suite).output().expect("kubevet list");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 /// A named check of one run.
 pub type Check<R> = (&'static str, fn(&R));
 

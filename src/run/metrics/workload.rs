@@ -43,7 +43,8 @@ struct SourceReads {
 
 /// The workload sources a case's assertions read, and what was read of them.
 pub struct WorkloadReader<'a> {
-    sources: Vec<&'a MetricSource>,
+    /// Each workload source the assertions read, with its pod selector.
+    sources: Vec<(&'a MetricSource, &'a str)>,
     namespace: String,
     dir: PathBuf,
     reads: BTreeMap<String, SourceReads>,
@@ -56,12 +57,16 @@ impl<'a> WorkloadReader<'a> {
         namespace: &str,
         dir: &Path,
     ) -> WorkloadReader<'a> {
-        let mut sources: Vec<&MetricSource> = settings
+        // The settings hold each source once, by name.
+        let sources = settings
             .sources
             .iter()
-            .filter(|s| s.is_workload() && assertions.iter().any(|a| a.source == s.name))
+            .filter(|s| assertions.iter().any(|a| a.source == s.name))
+            .filter_map(|s| match &s.target {
+                Target::Workload(selector) => Some((s, selector.as_str())),
+                _ => None,
+            })
             .collect();
-        sources.dedup_by(|a, b| a.name == b.name);
         WorkloadReader { sources, namespace: namespace.to_string(), dir: dir.to_path_buf(), reads: BTreeMap::new() }
     }
 
@@ -89,8 +94,7 @@ impl<'a> WorkloadReader<'a> {
 
     async fn round(&mut self, cluster: &Cluster) {
         let sources = self.sources.clone();
-        for source in sources {
-            let Target::Workload(selector) = &source.target else { continue };
+        for (source, selector) in sources {
             let reads = self.reads.entry(source.name.clone()).or_default();
             if reads.refused.is_some() {
                 continue;
@@ -141,7 +145,7 @@ impl<'a> WorkloadReader<'a> {
         let mut before = Snapshot::new();
         let mut after = Snapshot::new();
         let mut notes = Vec::new();
-        for source in &self.sources {
+        for &(source, selector) in &self.sources {
             let source_name = source.name.clone();
             let reads = self.reads.get(&source.name);
             if let Some((route, code)) = reads.and_then(|r| r.refused.clone()) {
@@ -156,7 +160,7 @@ impl<'a> WorkloadReader<'a> {
                 notes.push(format!("metrics source {source_name}: no pod of the workload ran while the case did"));
             }
             let at = jiff::Timestamp::now();
-            let route = format!("pods matching {} in {}", selector_of(source), self.namespace);
+            let route = format!("pods matching {selector} in {}", self.namespace);
             before.insert(
                 source.name.clone(),
                 Scrape { route: route.clone(), at, text: String::new(), samples: Vec::new() },
@@ -165,12 +169,6 @@ impl<'a> WorkloadReader<'a> {
             after.insert(source.name.clone(), Scrape { route, at, text: String::new(), samples });
         }
         Ok((before, after, notes))
-    }
-}
-
-fn selector_of(source: &MetricSource) -> &str {
-    match &source.target {
-        Target::Workload(selector) | Target::Pods(selector) | Target::Service(selector) => selector,
     }
 }
 
