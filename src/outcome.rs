@@ -221,6 +221,9 @@ pub struct ContainerUsage {
     pub peak_memory_source: Option<String>,
     /// The highest working set sampled (what the kubelet evicts and the OOM killer weigh).
     pub peak_working_set_bytes: Option<f64>,
+    /// The highest resident set the kubelet's summary showed (every third round, so a short
+    /// peak may be missed): the memory that no reclaim of page cache frees.
+    pub peak_rss_bytes: Option<f64>,
     pub samples: u32,
     /// How much of the container's life the samples cover (0 to 1): from its start to the last
     /// sample, over its start to its end.

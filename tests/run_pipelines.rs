@@ -415,3 +415,62 @@ fn an_existing_pipeline_named_with_a_plus_a_percent_and_a_space_is_found() {
     let r = result(&artifacts, &id);
     assert_eq!((&r["outcome"], &r["pipeline"]["version"]), (&"passed".into(), &"first cut".into()), "{r:#}");
 }
+
+#[test]
+fn a_pipelines_pods_are_measured_as_a_jobs_are_and_only_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let artifacts = dir.path().join("a");
+    let out = run(&fixture("kubevet.usage.yaml"), &artifacts, &[], &dir.path().join("cache"));
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    let burns = result(&artifacts, "usage.burns-cpu");
+    let pod_of = |r: &Value, role: &str| -> Vec<String> {
+        let rows = r["tasks"].as_array().into_iter().flatten().filter(|t| t["role"] == role);
+        rows.filter_map(|t| t["pod"].as_str().map(str::to_string)).collect()
+    };
+    let (task_pod, driver_pod) = (pod_of(&burns, "task"), pod_of(&burns, "driver"));
+    assert_eq!((task_pod.len(), driver_pod.len()), (1, 1), "{burns:#}");
+    let usage = burns["usage"].as_array().cloned().unwrap_or_default();
+    let of = |pod: &str, container: &str| {
+        usage.iter().find(|u| u["pod"] == pod && u["container"] == container).cloned().unwrap_or_default()
+    };
+
+    // The task's container: its requests as KFP's driver sets them from the compiled
+    // resources, and its CPU time within 10 % of what its kernel counted.
+    let main = of(&task_pod[0], "main");
+    assert_eq!((&main["cpuRequestCores"], &main["cpuLimitCores"]), (&0.5.into(), &1.0.into()), "{main:#}");
+    assert_eq!((&main["memoryRequestBytes"], &main["memoryLimitBytes"]), (&67_108_864.0.into(), &256e6.into()));
+    let log = std::fs::read_to_string(artifacts.join("usage.burns-cpu/pods").join(&task_pod[0]).join("main.log"))
+        .expect("the task's log");
+    let truth: f64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu_seconds="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cpu_seconds= in {log}"));
+    let measured = main["cpuSeconds"].as_f64().unwrap_or_else(|| panic!("no cpuSeconds: {main:#}"));
+    let error = (measured - truth).abs() / truth;
+    eprintln!(
+        "accuracy: pipeline task cpu_seconds truth={truth:.3} measured={measured:.3} error={:.1}%",
+        error * 100.0
+    );
+    assert!(error < 0.10, "{measured} against the kernel's {truth}: {main:#}");
+    assert!(main["peakMemoryBytes"].as_f64().is_some_and(|b| b > 1e6), "{main:#}");
+    // Its init container (the launcher's copy) and its driver (which ends within a second,
+    // between two samples, so its figures are said to be of low confidence) are its too.
+    assert_eq!(of(&task_pod[0], "kfp-launcher")["init"], true, "{usage:#?}");
+    assert_eq!(of(&driver_pod[0], "main")["pod"], driver_pod[0].as_str(), "{usage:#?}");
+    assert!(burns["collectProblems"].as_array().is_some_and(Vec::is_empty), "every kubelet read was read: {burns:#}");
+
+    // Each case has its own pods only, in its figures and in the samples kept as its evidence,
+    // though both ran at once in KFP's one namespace.
+    let beside = result(&artifacts, "usage.beside-it");
+    for (id, r) in [("usage.burns-cpu", &burns), ("usage.beside-it", &beside)] {
+        let own: Vec<String> = pod_of(r, "task").into_iter().chain(pod_of(r, "driver")).collect();
+        let measured: Vec<&str> =
+            r["usage"].as_array().into_iter().flatten().filter_map(|u| u["pod"].as_str()).collect();
+        assert!(!measured.is_empty() && measured.iter().all(|p| own.iter().any(|o| o == p)), "{own:?} {measured:?}");
+        let kept = std::fs::read_to_string(artifacts.join(id).join("usage-samples.json")).expect("the samples");
+        let kept: Value = serde_json::from_str(&kept).expect("JSON");
+        let sampled: Vec<&String> = kept["series"].as_object().map(|s| s.keys().collect()).unwrap_or_default();
+        assert!(!sampled.is_empty() && sampled.iter().all(|p| own.contains(p)), "{own:?} {sampled:?}");
+    }
+}

@@ -270,7 +270,7 @@ impl CaseRun<'_> {
         }
     }
 
-    fn measure(&self, sampled: usage::Registration, pods: &[Pod], result: &mut CaseResult) {
+    pub(super) fn measure(&self, sampled: usage::Registration, pods: &[Pod], result: &mut CaseResult) {
         let samples = sampled.take();
         result.usage = usage::usage_of(&samples, pods, jiff::Timestamp::now().as_millisecond());
         if let Some(first) = samples.failed_scrapes.first() {

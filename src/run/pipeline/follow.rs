@@ -5,13 +5,14 @@
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::API;
 use crate::{
     cluster::{kfp::Kfp, wait::StuckPods},
     outcome::CaseResult,
-    run::case::CaseRun,
+    run::{case::CaseRun, usage::Registration},
     util::duration::Backoff,
 };
 
@@ -41,8 +42,15 @@ pub(super) fn terminal_state(state: &str) -> bool {
 impl CaseRun<'_> {
     /// Follows the run to its end by watching its Workflow and its pods (by polling KFP's API
     /// only when the cluster serves no Workflow kind), within the case's timeout; a pod stuck
-    /// beyond the grace period ends it too, as for jobs. The Workflow as last seen.
-    pub(super) async fn follow(&self, kfp: &Kfp, run_id: &str, result: &mut CaseResult) -> (Followed, Value) {
+    /// beyond the grace period ends it too, as for jobs. Each pod seen is sampled from then
+    /// on. The Workflow and the pods as last seen.
+    pub(super) async fn follow(
+        &self,
+        kfp: &Kfp,
+        run_id: &str,
+        sampled: Option<&Registration>,
+        result: &mut CaseResult,
+    ) -> (Followed, Value, Vec<Pod>) {
         let deadline = crate::util::duration::deadline(self.case.timeout.0);
         let mut cancel = self.cancel.clone();
         let mut workflow = Value::Null;
@@ -60,14 +68,20 @@ impl CaseRun<'_> {
                     std::pin::pin!(self.cluster.watch_matching(&kind, &kfp.namespace, None, Some(&selector)));
                 let mut pods = std::pin::pin!(self.cluster.watch_pods_matching(&kfp.namespace, Some(&selector)));
                 let mut stuck = StuckPods::default();
+                let mut seen = std::collections::BTreeMap::new();
                 let grace = self.defaults.failure_grace.0;
-                loop {
+                let followed = loop {
                     let stuck_deadline = stuck.earliest().map(|(since, _)| since + grace).unwrap_or(deadline);
                     tokio::select! {
-                        Some(Ok(pod)) = pods.next() => stuck.observe(&pod),
+                        Some(Ok(pod)) = pods.next() => {
+                            stuck.observe(&pod);
+                            let name = pod.metadata.name.clone().unwrap_or_default();
+                            sampled.inspect(|s| s.include(&name));
+                            seen.insert(name, pod);
+                        }
                         _ = tokio::time::sleep_until(stuck_deadline), if stuck_deadline < deadline => {
                             if let Some((_, why)) = stuck.earliest() {
-                                return (Followed::Stuck(why), workflow);
+                                break Followed::Stuck(why);
                             }
                         }
                         // A watch with backoff never ends: only its snapshots and errors come.
@@ -77,19 +91,20 @@ impl CaseRun<'_> {
                                 workflow = wf;
                                 if terminal_phase(phase_of(&workflow)) {
                                     seen_end(result, true);
-                                    return (Followed::Ended, workflow);
+                                    break Followed::Ended;
                                 }
                             }
                             Err(e) => tracing::warn!(run = %run_id, error = %e, "watching the run's Workflow (kube retries it)"),
                         },
-                        _ = tokio::time::sleep_until(deadline) => return (Followed::TimedOut, workflow),
-                        _ = cancel.wait_for(|c| *c) => return (Followed::Interrupted, workflow),
+                        _ = tokio::time::sleep_until(deadline) => break Followed::TimedOut,
+                        _ = cancel.wait_for(|c| *c) => break Followed::Interrupted,
                     }
-                }
+                };
+                (followed, workflow, seen.into_values().collect())
             }
             Err(e) => {
                 let note = format!(
-                    "the cluster serves no Argo Workflow kind ({e}): the run was followed by polling KFP's API (every 1 s, backing off to 10 s)"
+                    "the cluster serves no Argo Workflow kind ({e}): the run was followed by polling KFP's API (every 1 s, backing off to 10 s), and its pods' usage was not measured"
                 );
                 tracing::warn!(run = %run_id, "{note}");
                 result.collect_problems.push(note);
@@ -101,11 +116,15 @@ impl CaseRun<'_> {
                     match kfp.get(&format!("{API}/runs/{run_id}")).await {
                         Ok(run) if terminal_state(run["state"].as_str().unwrap_or_default()) => {
                             seen_end(result, false);
-                            return (Followed::Ended, workflow);
+                            return (Followed::Ended, workflow, Vec::new());
                         }
                         Ok(_) => failures = 0,
                         Err(e) if failures >= 4 => {
-                            return (Followed::Broken(format!("reading run {run_id} from KFP failed: {e}")), workflow);
+                            return (
+                                Followed::Broken(format!("reading run {run_id} from KFP failed: {e}")),
+                                workflow,
+                                Vec::new(),
+                            );
                         }
                         Err(e) => {
                             failures += 1;
@@ -114,8 +133,8 @@ impl CaseRun<'_> {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(wait.next_wait()) => {}
-                        _ = tokio::time::sleep_until(deadline) => return (Followed::TimedOut, workflow),
-                        _ = cancel.wait_for(|c| *c) => return (Followed::Interrupted, workflow),
+                        _ = tokio::time::sleep_until(deadline) => return (Followed::TimedOut, workflow, Vec::new()),
+                        _ = cancel.wait_for(|c| *c) => return (Followed::Interrupted, workflow, Vec::new()),
                     }
                 }
             }

@@ -178,7 +178,12 @@ impl CaseRun<'_> {
         result.phases.push(Phase::since("upload", clock));
         let clock = Instant::now();
         self.progress.phase(&self.case.name, "running");
-        let (followed, workflow) = self.follow(kfp, &run_id, result).await;
+        // The run's pods are KFP's, in its namespace beside other runs': those the watch sees.
+        let sampled = self.usage.register_pods(&kfp.namespace);
+        let (followed, workflow, pods) = self.follow(kfp, &run_id, sampled.as_ref(), result).await;
+        if let Some(sampled) = sampled {
+            self.measure(sampled, &pods, result);
+        }
         result.phases.push(Phase::since("running", clock));
         let clock = Instant::now();
         self.progress.phase(&self.case.name, "collecting");

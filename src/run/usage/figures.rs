@@ -96,6 +96,7 @@ fn figures(series: Option<&Series>, start_ms: i64, end_ms: i64) -> ContainerUsag
         (None, Some(seen)) => (Some(seen), Some("sampled working set".to_string())),
         (None, None) => (None, None),
     };
+    usage.peak_rss_bytes = series.rss_peak;
     usage
 }
 
@@ -186,7 +187,7 @@ mod tests {
     use super::*;
 
     fn series(cpu: &[(i64, f64)]) -> Series {
-        Series { cpu: cpu.to_vec(), working_set: vec![(1_000, 10.0), (3_000, 30.0)], kernel_peak: None }
+        Series { cpu: cpu.to_vec(), working_set: vec![(1_000, 10.0), (3_000, 30.0)], kernel_peak: None, rss_peak: None }
     }
 
     #[test]

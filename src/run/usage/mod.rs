@@ -1,14 +1,17 @@
 //! What every pod of a case used: one sampler per run reads each node's kubelet
-//! (`/metrics/resource` every interval, `/metrics/cadvisor` for the kernel's memory peak every
-//! third) while any case is running, and keeps the samples of the namespaces cases have
-//! registered. One request per node per interval for the whole run, whatever the number of
-//! cases: the cost does not grow with concurrency. A finished container's stats are gone from
-//! the kubelet, so its totals are its last samples, with the gap said (`figures`).
+//! (`/metrics/resource` every interval; `/metrics/cadvisor`, for the kernel's memory peak, and
+//! `/stats/summary`, for resident memory, every third, on alternate rounds) while any
+//! case is running, and keeps the samples of the pods cases have registered: a namespace's
+//! all, or the pods a case names (a pipeline's, in KFP's namespace beside other runs'). A few
+//! requests per node per interval for the whole run, whatever the number of cases: the cost
+//! does not grow with concurrency. A finished container's stats are gone from the kubelet, so
+//! its totals are its last samples, with the gap said (`figures`).
 
 mod figures;
+mod summary;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -23,8 +26,9 @@ use crate::{cluster::Cluster, util::exposition};
 
 /// How often the kubelets are read while a case runs.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
-/// Every how many rounds `/metrics/cadvisor` (about 100 KiB a node) is read too.
-const CADVISOR_EVERY: u32 = 3;
+/// Every how many rounds `/metrics/cadvisor` (about 100 KiB a node) and `/stats/summary` are
+/// read too, each on its own round.
+const DETAIL_EVERY: u32 = 3;
 
 /// The samples of one container (a pod's container, by name), in the order taken.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,10 +41,12 @@ pub struct Series {
     /// The cgroup's own memory high-water mark (cadvisor's `container_memory_max_usage_bytes`),
     /// when the kubelet reports one above zero.
     pub kernel_peak: Option<f64>,
+    /// The highest resident set (anonymous memory, which no reclaim frees) the summary showed.
+    pub rss_peak: Option<f64>,
 }
 
-/// What was sampled of one namespace: its containers' series by `(pod, container)`, and the
-/// scrapes that failed while it was registered.
+/// What was sampled of one registration: its containers' series by `(pod, container)`, and
+/// the scrapes that failed while it was registered.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Samples {
@@ -52,16 +58,42 @@ pub struct Samples {
     pub failures: u32,
 }
 
-/// How many failed scrapes a namespace's samples keep the words of.
+/// How many failed scrapes a registration's samples keep the words of.
 const KEPT_FAILURES: usize = 5;
+
+/// Whose samples a registration keeps.
+struct Watched {
+    namespace: String,
+    /// None: every pod of the namespace; else the pods named so far.
+    pods: Option<BTreeSet<String>>,
+    samples: Samples,
+}
+
+impl Watched {
+    fn covers(&self, namespace: &str, pod: &str) -> bool {
+        self.namespace == namespace && self.pods.as_ref().is_none_or(|pods| pods.contains(pod))
+    }
+}
 
 #[derive(Default)]
 struct Shared {
-    namespaces: BTreeMap<String, Samples>,
+    watched: BTreeMap<u64, Watched>,
+    next_id: u64,
 }
 
-/// The run's sampler. Cases register their namespace when it is made and take its samples when
-/// their workloads have ended. Dropping the last handle stops it.
+impl Shared {
+    /// Applies `update` to the series of `pod`'s `container` of every registration that
+    /// covers it.
+    fn file(&mut self, namespace: &str, pod: &str, container: &str, update: impl Fn(&mut Series)) {
+        for watched in self.watched.values_mut().filter(|w| w.covers(namespace, pod)) {
+            let of_pod = watched.samples.series.entry(pod.to_string()).or_default();
+            update(of_pod.entry(container.to_string()).or_default());
+        }
+    }
+}
+
+/// The run's sampler. Cases register when their namespace is made and take their samples
+/// when their workloads have ended. Dropping the last handle stops it.
 #[derive(Clone)]
 pub struct UsageSampler {
     shared: Arc<Mutex<Shared>>,
@@ -90,35 +122,61 @@ impl UsageSampler {
         UsageSampler { shared: Arc::default(), task: None }
     }
 
-    /// Samples `namespace`'s pods from the next round on, until the registration is taken or
-    /// dropped (a case that ends early, or panics, stops its sampling too); none when off.
+    /// Samples every pod of `namespace` from the next round on, until the registration is
+    /// taken or dropped (a case that ends early, or panics, stops its sampling too); none
+    /// when off.
     pub fn register(&self, namespace: &str) -> Option<Registration> {
+        self.watch(namespace, None)
+    }
+
+    /// Samples the pods of `namespace` that the registration is told of
+    /// (`Registration::include`), and no others.
+    pub fn register_pods(&self, namespace: &str) -> Option<Registration> {
+        self.watch(namespace, Some(BTreeSet::new()))
+    }
+
+    fn watch(&self, namespace: &str, pods: Option<BTreeSet<String>>) -> Option<Registration> {
         self.task.as_ref()?;
-        lock(&self.shared).namespaces.entry(namespace.to_string()).or_default();
-        Some(Registration { shared: self.shared.clone(), namespace: namespace.to_string() })
+        Some(add(&self.shared, namespace, pods))
     }
 }
 
-/// A namespace being sampled.
+fn add(shared: &Arc<Mutex<Shared>>, namespace: &str, pods: Option<BTreeSet<String>>) -> Registration {
+    let mut locked = lock(shared);
+    let id = locked.next_id;
+    locked.next_id = id.wrapping_add(1);
+    let watched = Watched { namespace: namespace.to_string(), pods, samples: Samples::default() };
+    locked.watched.insert(id, watched);
+    Registration { shared: shared.clone(), id }
+}
+
+/// A namespace, or some of its pods, being sampled.
 pub struct Registration {
     shared: Arc<Mutex<Shared>>,
-    namespace: String,
+    id: u64,
 }
 
 impl Registration {
-    /// What was sampled of the namespace, which is sampled no more.
+    /// Samples `pod` too (of a registration by pods; one of a namespace has it already).
+    pub fn include(&self, pod: &str) {
+        if let Some(Watched { pods: Some(pods), .. }) = lock(&self.shared).watched.get_mut(&self.id) {
+            pods.insert(pod.to_string());
+        }
+    }
+
+    /// What was sampled, which is sampled no more.
     pub fn take(self) -> Samples {
-        lock(&self.shared).namespaces.remove(&self.namespace).unwrap_or_default()
+        lock(&self.shared).watched.remove(&self.id).map(|w| w.samples).unwrap_or_default()
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        lock(&self.shared).namespaces.remove(&self.namespace);
+        lock(&self.shared).watched.remove(&self.id);
     }
 }
 
-/// The sampling loop: a round at each interval while some namespace is registered.
+/// The sampling loop: a round at each interval while something is registered.
 async fn sample(cluster: Arc<Cluster>, shared: Arc<Mutex<Shared>>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -126,8 +184,7 @@ async fn sample(cluster: Arc<Cluster>, shared: Arc<Mutex<Shared>>, interval: Dur
     let mut round: u32 = 0;
     loop {
         ticks.tick().await;
-        let wanted: Vec<String> = lock(&shared).namespaces.keys().cloned().collect();
-        if wanted.is_empty() {
+        if lock(&shared).watched.is_empty() {
             continue;
         }
         if nodes.is_none() {
@@ -139,16 +196,18 @@ async fn sample(cluster: Arc<Cluster>, shared: Arc<Mutex<Shared>>, interval: Dur
                 }
             }
         }
-        let with_cadvisor = round.is_multiple_of(CADVISOR_EVERY);
+        let detail = round % DETAIL_EVERY;
         round = round.wrapping_add(1);
         for node in nodes.iter().flatten() {
             scrape(&cluster, &shared, node, "metrics/resource").await;
-            if with_cadvisor {
-                scrape(&cluster, &shared, node, "metrics/cadvisor").await;
+            match detail {
+                0 => scrape(&cluster, &shared, node, "metrics/cadvisor").await,
+                1 => scrape(&cluster, &shared, node, "stats/summary").await,
+                _ => {}
             }
         }
-        for samples in lock(&shared).namespaces.values_mut() {
-            samples.rounds = samples.rounds.saturating_add(1);
+        for watched in lock(&shared).watched.values_mut() {
+            watched.samples.rounds = watched.samples.rounds.saturating_add(1);
         }
     }
 }
@@ -159,7 +218,8 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 }
 
 fn fail_all(shared: &Mutex<Shared>, why: &str) {
-    for samples in lock(shared).namespaces.values_mut() {
+    for watched in lock(shared).watched.values_mut() {
+        let samples = &mut watched.samples;
         samples.failures = samples.failures.saturating_add(1);
         if samples.failed_scrapes.len() < KEPT_FAILURES {
             samples.failed_scrapes.push(why.to_string());
@@ -167,28 +227,32 @@ fn fail_all(shared: &Mutex<Shared>, why: &str) {
     }
 }
 
-/// One kubelet endpoint read into the registered namespaces' series.
+/// One kubelet endpoint read into the registered pods' series.
 async fn scrape(cluster: &Cluster, shared: &Mutex<Shared>, node: &str, path: &str) {
     let text = match cluster.kubelet_text(node, path).await {
         Ok(text) => text,
         Err(e) => return fail_all(shared, &e.message),
     };
-    let samples = match exposition::parse(&text) {
-        Ok(samples) => samples,
-        Err(e) => return fail_all(shared, &format!("node {node} /{path}: {e}")),
+    let filed = if path == "stats/summary" {
+        summary::parse(&text).map(|pods| summary::file(&mut lock(shared), &pods))
+    } else {
+        exposition::parse(&text).map(|samples| file_exposition(&mut lock(shared), &samples)).map_err(|e| e.to_string())
     };
-    let mut shared = lock(shared);
+    match filed {
+        Ok(()) => debug!(node, path, "kubelet sampled"),
+        Err(e) => fail_all(shared, &format!("node {node} /{path}: {e}")),
+    }
+}
+
+fn file_exposition(shared: &mut Shared, samples: &[exposition::Sample]) {
     for sample in samples {
         let (pod, container) = (sample.label("pod"), sample.label("container"));
         // cadvisor also reports the pod's own cgroup (container "") and its sandbox ("POD").
         if pod.is_empty() || container.is_empty() || container == "POD" {
             continue;
         }
-        let Some(of_namespace) = shared.namespaces.get_mut(sample.label("namespace")) else { continue };
-        let series = of_namespace.series.entry(pod.to_string()).or_default().entry(container.to_string()).or_default();
-        record(series, &sample);
+        shared.file(sample.label("namespace"), pod, container, |series| record(series, sample));
     }
-    debug!(node, path, "kubelet sampled");
 }
 
 /// A sample into its series; a timestamp already there (the kubelet's stats are cached between
@@ -203,11 +267,14 @@ fn record(series: &mut Series, sample: &exposition::Sample) {
     match sample.name.as_str() {
         "container_cpu_usage_seconds_total" => push(&mut series.cpu),
         "container_memory_working_set_bytes" => push(&mut series.working_set),
-        "container_memory_max_usage_bytes" if sample.value > 0.0 => {
-            series.kernel_peak = Some(series.kernel_peak.map_or(sample.value, |p| p.max(sample.value)));
-        }
+        "container_memory_max_usage_bytes" if sample.value > 0.0 => raise(&mut series.kernel_peak, sample.value),
         _ => {}
     }
+}
+
+/// A high-water mark raised to `value` where that is higher.
+fn raise(peak: &mut Option<f64>, value: f64) {
+    *peak = Some(peak.map_or(value, |p| p.max(value)));
 }
 
 #[cfg(test)]
@@ -217,11 +284,12 @@ mod tests {
     #[test]
     fn a_kubelet_that_keeps_failing_is_counted_not_kept_round_after_round() {
         let shared = Mutex::new(Shared::default());
-        lock(&shared).namespaces.insert("kv-a".into(), Samples::default());
+        let watched = Watched { namespace: "kv-a".into(), pods: None, samples: Samples::default() };
+        lock(&shared).watched.insert(0, watched);
         for round in 0..12 {
             fail_all(&shared, &format!("round {round}: 503"));
         }
-        let samples = lock(&shared).namespaces.remove("kv-a").unwrap_or_default();
+        let samples = lock(&shared).watched.remove(&0).map(|w| w.samples).unwrap_or_default();
         assert_eq!((samples.failures, samples.failed_scrapes.len()), (12, KEPT_FAILURES));
         assert_eq!(samples.failed_scrapes[0], "round 0: 503");
     }
@@ -243,5 +311,27 @@ mod tests {
         record(&mut series, &sample("container_memory_max_usage_bytes", 40.0, 3_000));
         assert_eq!(series.cpu, vec![(1_000, 1.0), (2_000, 2.0)]);
         assert_eq!(series.kernel_peak, Some(50.0));
+    }
+
+    #[test]
+    fn a_registration_by_pods_keeps_only_the_pods_it_was_told_of_beside_its_namespaces_others() {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let watch = |pods| add(&shared, "kubeflow", pods);
+        let (whole, ours) = (watch(None), watch(Some(BTreeSet::new())));
+        ours.include("run-a-impl");
+        let sample = |pod: &str| exposition::Sample {
+            name: "container_cpu_usage_seconds_total".into(),
+            labels: [("namespace", "kubeflow"), ("pod", pod), ("container", "main")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: 1.0,
+            timestamp_ms: Some(1_000),
+        };
+        file_exposition(&mut lock(&shared), &[sample("run-a-impl"), sample("run-b-impl")]);
+        let pods = |samples: Samples| samples.series.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(pods(ours.take()), ["run-a-impl"]);
+        assert_eq!(pods(whole.take()), ["run-a-impl", "run-b-impl"]);
+        assert!(lock(&shared).watched.is_empty(), "taken, sampled no more");
     }
 }

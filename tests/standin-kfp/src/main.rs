@@ -8,8 +8,8 @@
 //!   the upload error shape, strict parameter types); state is kept in memory;
 //! - a run is executed as KFP's Argo backend would leave it in the cluster: a real
 //!   `argoproj.io/v1alpha1` `Workflow` labelled `pipeline/runid`, one real pod per container
-//!   task in dependency order (container `main`, KFP's labels and Argo's annotations), and the
-//!   Workflow's `status.phase` and `status.nodes` updated as Argo does;
+//!   task in dependency order (container `main`, KFP's labels and Argo's annotations, the
+//!   executor's resources and accelerator as 2.17.0's driver sets them), and the Workflow's `status.phase` and `status.nodes` updated as Argo does;
 //! - `copy-launcher` and `launch`: the launcher a task's pod runs its command through (as
 //!   KFP's `kfp-launcher` does), which hands the task's output parameters back.
 //!

@@ -71,7 +71,7 @@ impl TaskValues {
 
     /// Every placeholder of `text` replaced; an input parameter the task does not have is an
     /// error, as the driver's.
-    fn substitute(&self, text: &str) -> Result<String, String> {
+    pub fn substitute(&self, text: &str) -> Result<String, String> {
         let mut s = text.to_string();
         for (name, value) in &self.parameters {
             s = s.replace(&format!("{{{{$.inputs.parameters['{name}']}}}}"), value);

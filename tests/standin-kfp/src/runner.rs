@@ -731,6 +731,7 @@ impl Runner {
                     "command": command,
                     "args": args,
                     "env": task.container.get("env").cloned().unwrap_or(json!([])),
+                    "resources": resources(&task.container["resources"], &values)?,
                     "volumeMounts": main_mounts,
                 }],
             },
@@ -926,6 +927,45 @@ fn task_nodes(wf: &str, task: &str, p: &Progress, modes: &Modes, nodes: &mut Map
 
 /// The executor pod's node: `<wf>.root.<task>(0).executor(0)` on 2.17.0, else
 /// `<wf>.root.<task>.executor`.
+/// The executor's resources as KFP's driver puts them on container `main` (`initPodSpecPatch`
+/// in `backend/src/v2/driver`): each `resource…` field (a string, placeholders filled) where
+/// set, else its older number (`%v` cores, `%vG` memory), else nothing; the accelerator a limit.
+fn resources(spec: &Value, values: &TaskValues) -> Result<Value, String> {
+    let mut out = json!({"limits": {}, "requests": {}});
+    let fields = [
+        ("resourceMemoryLimit", "memoryLimit", "G", "limits", "memory"),
+        ("resourceMemoryRequest", "memoryRequest", "G", "requests", "memory"),
+        ("resourceCpuLimit", "cpuLimit", "", "limits", "cpu"),
+        ("resourceCpuRequest", "cpuRequest", "", "requests", "cpu"),
+    ];
+    for (new, old, unit, kind, resource) in fields {
+        let quantity = match (spec[new].as_str().filter(|s| !s.is_empty()), spec[old].as_f64().filter(|v| *v != 0.0)) {
+            (Some(text), _) => values.substitute(text)?,
+            (None, Some(number)) => format!("{number}{unit}"),
+            (None, None) => continue,
+        };
+        out[kind][resource] = json!(quantity);
+    }
+    let accelerator = &spec["accelerator"];
+    let kind = match accelerator["resourceType"].as_str().filter(|s| !s.is_empty()) {
+        Some(text) => values.substitute(text)?,
+        None => accelerator["type"].as_str().unwrap_or_default().to_string(),
+    };
+    // proto3 JSON writes an int64 as a string.
+    let count = match accelerator["resourceCount"].as_str().filter(|s| !s.is_empty()) {
+        Some(text) => values.substitute(text)?,
+        None => match &accelerator["count"] {
+            Value::String(n) if n.parse::<i64>().is_ok_and(|n| n > 0) => n.clone(),
+            Value::Number(n) if n.as_i64().is_some_and(|n| n > 0) => n.to_string(),
+            _ => String::new(),
+        },
+    };
+    if !kind.is_empty() && !count.is_empty() {
+        out["limits"][kind] = json!(count);
+    }
+    Ok(out)
+}
+
 fn executor_pod_node(wf: &str, task: &str, modes: &Modes) -> String {
     if modes.retry_nodes { format!("{wf}.root.{task}(0).executor(0)") } else { format!("{wf}.root.{task}.executor") }
 }
@@ -991,6 +1031,23 @@ mod tests {
         assert_eq!(render(&json!(0.5)), "0.5");
         assert_eq!(render(&json!("x")), "x");
         assert_eq!(render(&json!([1, 2])), "[1,2]");
+    }
+
+    #[test]
+    fn resources_are_set_as_kfps_driver_sets_them() {
+        let mut values = TaskValues::default();
+        values.parameters.insert("cores".into(), "2".into());
+        let spec = json!({
+            "cpuLimit": 1.0, "resourceCpuLimit": "{{$.inputs.parameters['cores']}}", "cpuRequest": 0.5,
+            "memoryRequest": 0.067108864, "resourceMemoryLimit": "",
+            "accelerator": {"type": "nvidia.com/gpu", "count": "1"},
+        });
+        let set = resources(&spec, &values).expect("resources");
+        assert_eq!(
+            set,
+            json!({"limits": {"cpu": "2", "nvidia.com/gpu": "1"}, "requests": {"cpu": "0.5", "memory": "0.067108864G"}})
+        );
+        assert_eq!(resources(&Value::Null, &values), Ok(json!({"limits": {}, "requests": {}})));
     }
 
     #[test]
