@@ -4,7 +4,8 @@
 //! workload's own D, detection latency, API requests and CPU per case. It runs twice, with the
 //! kubelets sampled for each case's CPU and memory and, as the peer in the same run, without,
 //! and prints what sampling costs; then the latency of one scrape through the API server's
-//! proxy (a kubelet's `/metrics/resource` and `/metrics/cadvisor`, the operator's `/metrics`).
+//! proxy (a kubelet's `/metrics/resource`, `/metrics/cadvisor` and `/stats/summary`, the
+//! operator's `/metrics`).
 //!
 //! Then the cluster's floor, measured in the same run: BENCH_FLOOR_N (40) busybox Jobs of 1–3 s
 //! with the real kubelet at concurrency 10, run by `kubevet run` and, as the floor, applied 10
@@ -242,7 +243,7 @@ fn print_figures(
     (requests_per_case, cpu_per_case)
 }
 
-/// How long one read of the real node's kubelet `/metrics/resource` and of the stand-in
+/// How long one read of each of the real node's kubelet routes the sampler reads and of the stand-in
 /// training operator's `/metrics` take through the API server's proxy (and the request layer).
 fn scrape_latency(runtime: &tokio::runtime::Runtime, kubeconfig: &Path) {
     runtime.block_on(async {
@@ -257,6 +258,7 @@ fn scrape_latency(runtime: &tokio::runtime::Runtime, kubeconfig: &Path) {
         let routes = [
             ("kubelet_resource", format!("/api/v1/nodes/{node}/proxy/metrics/resource")),
             ("kubelet_cadvisor", format!("/api/v1/nodes/{node}/proxy/metrics/cadvisor")),
+            ("kubelet_summary", format!("/api/v1/nodes/{node}/proxy/stats/summary")),
             ("operator", "/api/v1/namespaces/kubeflow/services/training-operator:8080/proxy/metrics".to_string()),
         ];
         for (name, route) in routes {
