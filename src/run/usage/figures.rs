@@ -23,6 +23,10 @@ pub fn usage_of(samples: &Samples, pods: &[Pod], now_ms: i64) -> Vec<ContainerUs
     let mut usage = Vec::new();
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
+        // Samples before the pod was made are another pod's of the same name; a second of
+        // leeway for the kubelet's clock against the API server's.
+        let born_ms =
+            pod.metadata.creation_timestamp.as_ref().map_or(i64::MIN, |t| t.0.as_millisecond().saturating_sub(1_000));
         let status = pod.status.as_ref();
         let spec = pod.spec.as_ref();
         let statuses = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
@@ -37,8 +41,8 @@ pub fn usage_of(samples: &Samples, pods: &[Pod], now_ms: i64) -> Vec<ContainerUs
         for (container, statuses, init) in all {
             let Some(status) = statuses.iter().find(|s| s.name == container.name) else { continue };
             let Some((start_ms, end_ms)) = life(status, now_ms) else { continue };
-            let series = samples.series.get(&name).and_then(|p| p.get(&container.name));
-            let mut figures = figures(series, start_ms, end_ms);
+            let series = samples.series.get(&name).and_then(|p| p.get(&container.name)).map(|s| s.since(born_ms));
+            let mut figures = figures(series.as_ref(), start_ms, end_ms);
             figures.pod.clone_from(&name);
             figures.pod_uid = pod.metadata.uid.clone().unwrap_or_default();
             figures.container.clone_from(&container.name);
@@ -90,13 +94,15 @@ fn figures(series: Option<&Series>, start_ms: i64, end_ms: i64) -> ContainerUsag
             life => (covered_ms as f64 / life as f64).clamp(0.0, 1.0),
         };
     }
-    usage.peak_working_set_bytes = series.working_set.iter().map(|(_, v)| *v).reduce(f64::max);
-    (usage.peak_memory_bytes, usage.peak_memory_source) = match (series.kernel_peak, usage.peak_working_set_bytes) {
-        (Some(peak), _) => (Some(peak), Some("kernel peak".to_string())),
-        (None, Some(seen)) => (Some(seen), Some("sampled working set".to_string())),
-        (None, None) => (None, None),
-    };
-    usage.peak_rss_bytes = series.rss_peak;
+    let highest = |points: &[(i64, f64)]| points.iter().map(|(_, v)| *v).reduce(f64::max);
+    usage.peak_working_set_bytes = highest(&series.working_set);
+    (usage.peak_memory_bytes, usage.peak_memory_source) =
+        match (highest(&series.kernel_peak), usage.peak_working_set_bytes) {
+            (Some(peak), _) => (Some(peak), Some("kernel peak".to_string())),
+            (None, Some(seen)) => (Some(seen), Some("sampled working set".to_string())),
+            (None, None) => (None, None),
+        };
+    usage.peak_rss_bytes = highest(&series.rss);
     usage
 }
 
@@ -187,7 +193,12 @@ mod tests {
     use super::*;
 
     fn series(cpu: &[(i64, f64)]) -> Series {
-        Series { cpu: cpu.to_vec(), working_set: vec![(1_000, 10.0), (3_000, 30.0)], kernel_peak: None, rss_peak: None }
+        Series {
+            cpu: cpu.to_vec(),
+            working_set: vec![(1_000, 10.0), (3_000, 30.0)],
+            kernel_peak: Vec::new(),
+            rss: Vec::new(),
+        }
     }
 
     #[test]
@@ -212,6 +223,28 @@ mod tests {
         against_resources(&mut usage, &Container::default());
         assert_eq!((usage.cpu_efficiency, usage.memory_efficiency), (None, None));
         assert!(usage.low_confidence);
+    }
+
+    #[test]
+    fn a_pod_made_again_under_its_name_is_not_charged_with_its_predecessors_samples() {
+        // The training operator deletes a worker that failed and makes it again, same name.
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "job-worker-0", "uid": "second", "creationTimestamp": "1970-01-01T00:00:20Z"},
+            "spec": {"containers": [{"name": "pytorch"}]},
+            "status": {"containerStatuses": [{"name": "pytorch", "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0,
+                "startedAt": "1970-01-01T00:00:22Z", "finishedAt": "1970-01-01T00:00:30Z"}}}]},
+        }))
+        .expect("a pod");
+        let mut samples = Samples::default();
+        let points = vec![(10_000, 5.0), (14_000, 7.0), (24_000, 1.0), (28_000, 3.0)];
+        let both = Series { cpu: points.clone(), working_set: points.clone(), kernel_peak: points, rss: Vec::new() };
+        samples.series.entry("job-worker-0".into()).or_default().insert("pytorch".into(), both);
+        let usage = usage_of(&samples, &[pod], 40_000);
+        assert_eq!(usage.len(), 1);
+        let u = &usage[0];
+        assert_eq!((u.pod_uid.as_str(), u.cpu_seconds, u.samples), ("second", Some(3.0), 2), "{u:#?}");
+        assert_eq!((u.peak_memory_bytes, u.peak_working_set_bytes), (Some(3.0), Some(3.0)));
     }
 
     #[test]

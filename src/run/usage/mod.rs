@@ -39,10 +39,32 @@ pub struct Series {
     /// `(timestamp ms, working set bytes)`.
     pub working_set: Vec<(i64, f64)>,
     /// The cgroup's own memory high-water mark (cadvisor's `container_memory_max_usage_bytes`),
-    /// when the kubelet reports one above zero.
-    pub kernel_peak: Option<f64>,
-    /// The highest resident set (anonymous memory, which no reclaim frees) the summary showed.
-    pub rss_peak: Option<f64>,
+    /// where the kubelet reports one above zero: `(timestamp ms, bytes)`.
+    pub kernel_peak: Vec<(i64, f64)>,
+    /// The resident set (anonymous memory, which no reclaim frees) the summary showed.
+    pub rss: Vec<(i64, f64)>,
+}
+
+impl Series {
+    /// The points taken from `from_ms` on: a pod made again under the same name (the
+    /// training operator's `ExitCode` restarts do that) is not charged with its predecessor's.
+    pub fn since(&self, from_ms: i64) -> Series {
+        let keep = |points: &[(i64, f64)]| points.iter().copied().filter(|(t, _)| *t >= from_ms).collect();
+        Series {
+            cpu: keep(&self.cpu),
+            working_set: keep(&self.working_set),
+            kernel_peak: keep(&self.kernel_peak),
+            rss: keep(&self.rss),
+        }
+    }
+}
+
+/// A point into its series, unless one of that timestamp is there already (the kubelet's stats
+/// are cached between its housekeeping runs).
+fn push(points: &mut Vec<(i64, f64)>, at: i64, value: f64) {
+    if points.last().is_none_or(|(t, _)| *t != at) {
+        points.push((at, value));
+    }
 }
 
 /// What was sampled of one registration: its containers' series by `(pod, container)`, and
@@ -255,26 +277,15 @@ fn file_exposition(shared: &mut Shared, samples: &[exposition::Sample]) {
     }
 }
 
-/// A sample into its series; a timestamp already there (the kubelet's stats are cached between
-/// its housekeeping runs) is not repeated.
+/// A sample into its series.
 fn record(series: &mut Series, sample: &exposition::Sample) {
     let at = sample.timestamp_ms.unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
-    let push = |points: &mut Vec<(i64, f64)>| {
-        if points.last().is_none_or(|(t, _)| *t != at) {
-            points.push((at, sample.value));
-        }
-    };
     match sample.name.as_str() {
-        "container_cpu_usage_seconds_total" => push(&mut series.cpu),
-        "container_memory_working_set_bytes" => push(&mut series.working_set),
-        "container_memory_max_usage_bytes" if sample.value > 0.0 => raise(&mut series.kernel_peak, sample.value),
+        "container_cpu_usage_seconds_total" => push(&mut series.cpu, at, sample.value),
+        "container_memory_working_set_bytes" => push(&mut series.working_set, at, sample.value),
+        "container_memory_max_usage_bytes" if sample.value > 0.0 => push(&mut series.kernel_peak, at, sample.value),
         _ => {}
     }
-}
-
-/// A high-water mark raised to `value` where that is higher.
-fn raise(peak: &mut Option<f64>, value: f64) {
-    *peak = Some(peak.map_or(value, |p| p.max(value)));
 }
 
 #[cfg(test)]
@@ -295,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sample_is_filed_once_per_timestamp_and_the_kernel_peak_only_rises() {
+    fn a_sample_is_filed_once_per_timestamp_and_a_zero_kernel_peak_is_none() {
         let mut series = Series::default();
         let sample = |name: &str, value: f64, at: i64| exposition::Sample {
             name: name.into(),
@@ -310,7 +321,9 @@ mod tests {
         record(&mut series, &sample("container_memory_max_usage_bytes", 0.0, 3_000));
         record(&mut series, &sample("container_memory_max_usage_bytes", 40.0, 3_000));
         assert_eq!(series.cpu, vec![(1_000, 1.0), (2_000, 2.0)]);
-        assert_eq!(series.kernel_peak, Some(50.0));
+        assert_eq!(series.kernel_peak, vec![(2_000, 50.0), (3_000, 40.0)]);
+        assert_eq!(series.since(2_000).cpu, vec![(2_000, 2.0)]);
+        assert_eq!(series.since(2_500).kernel_peak, vec![(3_000, 40.0)]);
     }
 
     #[test]

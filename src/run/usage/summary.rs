@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::{Shared, raise};
+use super::{Shared, push};
 
 // The kubelet writes an empty list as `null` (a pod whose containers it has no stats of yet).
 #[derive(Deserialize)]
@@ -37,6 +37,7 @@ struct ContainerStats {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MemoryStats {
+    time: Option<jiff::Timestamp>,
     rss_bytes: Option<u64>,
 }
 
@@ -48,13 +49,15 @@ pub(super) fn parse(text: &str) -> Result<Vec<PodStats>, String> {
         .map_err(|e| format!("not a kubelet summary: {e}"))
 }
 
-/// Each registered container's resident set, raised where the summary shows more.
+/// Each registered container's resident set, at the time the kubelet took it.
 pub(super) fn file(shared: &mut Shared, pods: &[PodStats]) {
     for pod in pods {
         for container in pod.containers.iter().flatten() {
-            let Some(rss) = container.memory.as_ref().and_then(|m| m.rss_bytes) else { continue };
+            let Some(memory) = &container.memory else { continue };
+            let Some(rss) = memory.rss_bytes else { continue };
+            let at = memory.time.unwrap_or_else(jiff::Timestamp::now).as_millisecond();
             shared.file(&pod.pod_ref.namespace, &pod.pod_ref.name, &container.name, |series| {
-                raise(&mut series.rss_peak, rss as f64);
+                push(&mut series.rss, at, rss as f64);
             });
         }
     }
@@ -66,28 +69,29 @@ mod tests {
     use crate::run::usage::{Samples, Watched};
 
     #[test]
-    fn a_containers_resident_set_is_kept_at_its_highest() {
+    fn a_containers_resident_set_is_kept_at_the_kubelets_time() {
         let mut shared = Shared::default();
         let watched = Watched { namespace: "kv-a".into(), pods: None, samples: Samples::default() };
         shared.watched.insert(0, watched);
-        let summary = |rss: u64| {
+        let summary = |rss: u64, second: u32| {
             format!(
                 r#"{{"node": {{"nodeName": "n"}}, "pods": [{{"podRef": {{"name": "p", "namespace": "kv-a", "uid": "u"}},
-                "containers": [{{"name": "main", "memory": {{"rssBytes": {rss}, "workingSetBytes": 9}},
+                "containers": [{{"name": "main", "memory": {{"time": "2026-12-07T03:08:0{second}Z", "rssBytes": {rss}, "workingSetBytes": 9}},
                 "rootfs": {{"usedBytes": 7}}}},
                 {{"name": "quiet"}}]}},
                 {{"podRef": {{"name": "q", "namespace": "kv-other", "uid": "v"}}, "containers": [{{"name": "main"}}]}},
                 {{"podRef": {{"name": "starting", "namespace": "kv-a", "uid": "w"}}, "containers": null}}]}}"#
             )
         };
-        for rss in [100, 300, 200] {
-            let pods = parse(&summary(rss)).expect("a summary");
+        for (second, rss) in [(1, 100), (2, 300), (2, 300), (3, 200)] {
+            let pods = parse(&summary(rss, second)).expect("a summary");
             file(&mut shared, &pods);
         }
         let series = &shared.watched[&0].samples.series;
         assert_eq!(series.keys().collect::<Vec<_>>(), ["p"], "the other namespace's pod is not kept");
         let main = &series["p"]["main"];
-        assert_eq!(main.rss_peak, Some(300.0));
+        let at = |second: i64| 1_796_612_880_000 + second * 1_000;
+        assert_eq!(main.rss, vec![(at(1), 100.0), (at(2), 300.0), (at(3), 200.0)]);
         assert!(!series["p"].contains_key("quiet"), "not reported, not zero");
     }
 
