@@ -253,10 +253,8 @@ impl CaseRun<'_> {
         Some((if failed.verdict == "error" { Outcome::Error } else { Outcome::Failed }, Some(class), why))
     }
 
-    /// What the case's containers used, from the samples of its namespace (kept as evidence,
-    /// `usage-samples.json`); sampling stops here, with the workloads ended.
-    /// The same for a case that knows its pods only by its namespace (a scenario, a
-    /// notebook): the pods there now, those its steps deleted no more measured.
+    /// What a case that knows its pods only by its namespace (a scenario, a notebook) used:
+    /// the pods there now (those its steps deleted no more measured), as `measure`.
     pub(super) async fn measure_namespace(
         &self,
         sampled: Option<usage::Registration>,
@@ -270,6 +268,8 @@ impl CaseRun<'_> {
         }
     }
 
+    /// What `pods`' containers used, from the samples of the case's registration (kept as
+    /// evidence, `usage-samples.json`); sampling stops here, with the workloads ended.
     pub(super) fn measure(&self, sampled: usage::Registration, pods: &[Pod], result: &mut CaseResult) {
         let samples = sampled.take();
         result.usage = usage::usage_of(&samples, pods, jiff::Timestamp::now().as_millisecond());

@@ -48,7 +48,7 @@ pub struct Series {
 impl Series {
     /// The points taken from `from_ms` on: a pod made again under the same name (the
     /// training operator's `ExitCode` restarts do that) is not charged with its predecessor's.
-    pub fn since(&self, from_ms: i64) -> Series {
+    fn since(&self, from_ms: i64) -> Series {
         let keep = |points: &[(i64, f64)]| points.iter().copied().filter(|(t, _)| *t >= from_ms).collect();
         Series {
             cpu: keep(&self.cpu),
