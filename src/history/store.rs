@@ -247,6 +247,9 @@ impl StoreError {
     }
 }
 
+/// How long a writer waits for another to finish.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Sqlite(e)
 }
@@ -292,10 +295,28 @@ impl Store {
         Ok(store)
     }
 
+    /// A connection, checked and in WAL mode. Two processes that open a new file at once
+    /// can meet SQLite's busy error where its busy handler is not called (the switch to WAL
+    /// takes the file whole): that is retried, within the same 30 s a writer would wait.
     fn connect(path: &Path) -> Result<Connection, StoreError> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::try_connect(path) {
+                Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_connect(path: &Path) -> Result<Connection, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(sql)?;
         if check != "ok" {
             return Err(StoreError::Damaged(check));
